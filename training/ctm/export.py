@@ -1,0 +1,315 @@
+"""Export a checkpoint to a self-describing model folder the server can load.
+
+    python -m ctm.export --checkpoint checkpoints/mnist/ckpt.pt --out models/mnist-ctm/1
+    python -m ctm.export --reference ref.pt --task mnist --set heads=1 --out models/ref-ctm/1
+
+Writes encoder.onnx (input -> K, V, initial state), tick.onnx ((K, V, state) -> (state, logits,
+certainty, probabilities)), manifest.json, calibration.json (validation split), golden.json (PyTorch
+per-tick outputs for the server's tests), samples/ (held-out test inputs) and checkpoint.pt.
+docs/models.md describes the format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from .calibrate import calibrate
+from .checkpoint import (
+    file_sha256,
+    load_checkpoint,
+    model_from_checkpoint,
+    model_from_reference,
+    read_reference_state_dict,
+    save_checkpoint,
+)
+from .config import RunConfig
+from .model import CTM, TickState
+from .onnx_runner import OnnxCTM
+from .samples import write_samples
+from .tasks import Task, get_task
+
+OPSET = 17
+MANIFEST_SCHEMA_VERSION = 1
+STATE_NAMES = TickState._fields
+CONTEXT_NAMES = ("k", "v")
+BATCH = "batch"
+
+
+class EncoderGraph(nn.Module):
+    """input (B, ...) -> (K, V, *initial state)."""
+
+    def __init__(self, model: CTM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        k, v = self.model.encode(x)
+        return (k, v, *self.model.initial_state(x.shape[0]))
+
+
+class TickGraph(nn.Module):
+    """(K, V, *state) -> (*next state, logits, certainty, probabilities): `CTM.tick`, nothing else."""
+
+    def __init__(self, model: CTM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, k: Tensor, v: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        next_state, logits, certainty = self.model.tick(k, v, TickState(*state))
+        classes = self.model.config.output_shape[-1]
+        probabilities = logits.unflatten(-1, (-1, classes)).softmax(-1).flatten(1)
+        return (*next_state, logits, certainty, probabilities)
+
+
+def export_graphs(model: CTM, out: Path) -> None:
+    """Write encoder.onnx and tick.onnx with a dynamic batch dimension on every tensor."""
+    model.eval()
+    example = torch.zeros(2, *model.config.input_shape)  # batch 2: a size-1 batch could be specialised away
+    with torch.no_grad():
+        k, v, *state = EncoderGraph(model)(example)
+    state_in = [f"{name}_in" for name in STATE_NAMES]
+    state_out = [f"{name}_out" for name in STATE_NAMES]
+    tick_outputs = [*state_out, "logits", "certainty", "probabilities"]
+    encoder_outputs = [*CONTEXT_NAMES, *STATE_NAMES]
+
+    def dynamic(names: list[str]) -> dict[str, dict[int, str]]:
+        return {name: {0: BATCH} for name in names}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-derived Python values
+        torch.onnx.export(
+            EncoderGraph(model),
+            (example,),
+            str(out / "encoder.onnx"),
+            input_names=["input"],
+            output_names=encoder_outputs,
+            dynamic_axes=dynamic(["input", *encoder_outputs]),
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        torch.onnx.export(
+            TickGraph(model),
+            (k, v, *state),
+            str(out / "tick.onnx"),
+            input_names=[*CONTEXT_NAMES, *state_in],
+            output_names=tick_outputs,
+            dynamic_axes=dynamic([*CONTEXT_NAMES, *state_in, *tick_outputs]),
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    _declare_encoder_output_shapes(out / "encoder.onnx", out / "tick.onnx")
+    for name in ("encoder.onnx", "tick.onnx"):
+        onnx.checker.check_model(str(out / name), full_check=True)
+
+
+def _declare_encoder_output_shapes(encoder_path: Path, tick_path: Path) -> None:
+    """Give the encoder's outputs the static shapes of the tick inputs they feed.
+
+    The tracer names the dimensions of broadcast start states symbolically ("Expandz_dim_1"); the tick
+    graph knows them as numbers, and the manifest should not make a server guess.
+    """
+    tick = onnx.load(str(tick_path)).graph
+    known = {v.name.removesuffix("_in"): v.type.tensor_type.shape for v in tick.input}
+    encoder = onnx.load(str(encoder_path))
+    for output in encoder.graph.output:
+        output.type.tensor_type.shape.CopyFrom(known[output.name])
+    onnx.save(encoder, str(encoder_path))
+
+
+def graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Names, shapes ("batch" for the dynamic dimension) and dtypes of a graph's inputs and outputs."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def describe(value: onnx.ValueInfoProto) -> dict[str, Any]:
+        tensor = value.type.tensor_type
+        dims = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        return {"name": value.name, "shape": dims, "dtype": dtype}
+
+    initialisers = {i.name for i in graph.initializer}
+    inputs = [describe(v) for v in graph.input if v.name not in initialisers]
+    return {"file": path.name, "inputs": inputs, "outputs": [describe(v) for v in graph.output]}
+
+
+def build_manifest(
+    model: CTM, task: Task, name: str, version: int, source: dict[str, Any], out: Path
+) -> dict[str, Any]:
+    config = model.config
+    encoder, tick = graph_io(out / "encoder.onnx"), graph_io(out / "tick.onnx")
+    shapes = {o["name"]: o["shape"][1:] for o in encoder["outputs"]}
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "name": name,
+        "version": version,
+        "task": task.name,
+        "description": f"Continuous Thought Machine for {task.name} ({config.iterations} ticks, D={config.d_model})",
+        "input": task.input_spec(config),
+        "output": {"shape": list(config.output_shape), "labels": list(task.labels)},
+        "ticks": {"trained": config.iterations, "max": config.iterations},
+        "graphs": {"encoder": encoder, "tick": tick},
+        "context": [{"name": n, "shape": shapes[n], "dtype": "float32"} for n in CONTEXT_NAMES],
+        "state": [
+            {
+                "name": n,
+                "init": n,
+                "input": f"{n}_in",
+                "output": f"{n}_out",
+                "shape": shapes[n],
+                "dtype": "float32",
+            }
+            for n in STATE_NAMES
+        ],
+        "outputs": {"logits": "logits", "certainty": "certainty", "probabilities": "probabilities"},
+        "opset": OPSET,
+        "calibration": "calibration.json",
+        "samples": "samples/labels.json",
+        "golden": "golden.json",
+        "architecture": config.to_dict(),
+        "source": source,
+    }
+
+
+@torch.no_grad()
+def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, Any]]:
+    """PyTorch per-tick logits, certainty and probabilities for a few raw-tensor inputs."""
+    logits, certainty = model(inputs)  # (B, out, T), (B, T)
+    classes = model.config.output_shape[-1]
+    probabilities = logits.transpose(1, 2).unflatten(-1, (-1, classes)).softmax(-1).flatten(2)  # (B, T, out)
+    return [
+        {
+            "input_shape": list(inputs.shape[1:]),
+            "input": inputs[i].flatten().tolist(),
+            "label": labels[i].tolist(),
+            "logits": logits[i].T.tolist(),
+            "certainty": certainty[i].tolist(),
+            "probabilities": probabilities[i].tolist(),
+        }
+        for i in range(len(inputs))
+    ]
+
+
+def export_model(
+    model: CTM,
+    task: Task,
+    out: Path,
+    name: str,
+    version: int,
+    source: dict[str, Any],
+    run: RunConfig | None = None,
+    step: int = 0,
+    samples: int = 300,
+    golden: int = 3,
+) -> dict[str, Any]:
+    """Write the whole model folder; returns the manifest."""
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    export_graphs(model, out)
+    save_checkpoint(out / "checkpoint.pt", model, run or RunConfig(task=task.name), step)
+
+    validation = task.split(model.config, "validation")
+    test = task.split(model.config, "test")
+    manifest = build_manifest(model, task, name, version, source, out)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    runner = OnnxCTM(out)
+    val_certainty, val_correct = runner.certainty_and_correct(validation.inputs.numpy(), validation.targets.numpy())
+    test_certainty, test_correct = runner.certainty_and_correct(test.inputs.numpy(), test.targets.numpy())
+    calibration = {"split": "validation", **calibrate(val_certainty, val_correct)}
+    test_calibration = {"split": "test", **calibrate(test_certainty, test_correct)}
+
+    sample_index = write_samples(task, model.config, out / "samples", samples)
+    cases = golden_cases(model, test.inputs[:golden], test.targets[:golden])
+    for case, sample in zip(cases, sample_index, strict=False):
+        case["sample"] = f"samples/{sample['file']}"
+
+    manifest["metrics"] = {
+        "validation": _summary(calibration),
+        "test": {**_summary(test_calibration), "calibration": test_calibration["thresholds"]},
+    }
+    (out / "calibration.json").write_text(json.dumps(calibration, indent=1) + "\n")
+    golden_doc = {
+        "model": name,
+        "version": version,
+        "ticks": model.config.iterations,
+        "output_shape": list(model.config.output_shape),
+        "cases": cases,
+    }
+    (out / "golden.json").write_text(json.dumps(golden_doc) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _summary(calibration: dict[str, Any]) -> dict[str, Any]:
+    keys = ("count", "accuracy_most_certain", "accuracy_last_tick")
+    return {key: calibration[key] for key in keys}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m ctm.export",
+        description="Export a CTM checkpoint to a model folder (encoder.onnx, tick.onnx, manifest.json, ...).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="a ctm-serve checkpoint (python -m ctm.train)")
+    source.add_argument("--reference", type=Path, help="a state_dict in the reference implementation's layout")
+    parser.add_argument("--out", type=Path, required=True, help="model folder, e.g. models/mnist-ctm/1")
+    parser.add_argument("--name", help="model name (default: the parent folder's name)")
+    parser.add_argument("--task", help="task of a reference checkpoint (mnist or parity)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="reference only: architecture fields "
+        "that shapes cannot tell (heads, iterations, ...)"
+    )  # fmt: skip
+    parser.add_argument("--allow-pickle", action="store_true", help="load a reference file that pickles objects")
+    parser.add_argument("--samples", type=int, default=300, help="held-out test inputs to write to samples/")
+    parser.add_argument("--force", action="store_true", help="replace an existing model folder")
+    args = parser.parse_args(argv)
+
+    if args.checkpoint:
+        payload = load_checkpoint(args.checkpoint)
+        model = model_from_checkpoint(payload)
+        run = RunConfig().replace(**payload["run_config"])
+        task, step, fmt = get_task(run.task), payload["step"], payload["format"]
+        checkpoint_path = args.checkpoint
+    else:
+        if not args.task:
+            raise SystemExit("--task is required with --reference (it defines the backbone and the data)")
+        from .train import parse_overrides
+
+        task = get_task(args.task)
+        state = read_reference_state_dict(args.reference, args.allow_pickle)
+        model = model_from_reference(state, task.model.replace(**parse_overrides(args.set)))
+        run, step, fmt, checkpoint_path = RunConfig(task=task.name), 0, "reference", args.reference
+
+    out: Path = args.out
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise SystemExit(f"{out} exists and is not empty; pass --force to replace it")
+    version = int(out.name) if out.name.isdigit() else 1
+    name = args.name or (out.parent.name if out.name.isdigit() else out.name)
+    source = {"checkpoint_sha256": file_sha256(checkpoint_path), "format": fmt, "step": step}
+    # Build in a temporary folder and swap it in, so a failed export never leaves a half-written model.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        manifest = export_model(model, task, staging, name, version, source, run, step, samples=args.samples)
+        staging.chmod(0o755)  # mkdtemp makes it private
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.move(str(staging), out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    test = manifest["metrics"]["test"]
+    print(f"exported {name} v{version} to {out}: test accuracy {test['accuracy_most_certain']:.4f} (most certain)")
+
+
+if __name__ == "__main__":
+    main()

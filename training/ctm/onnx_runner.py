@@ -1,0 +1,64 @@
+"""Run an exported model folder with onnxruntime, tick by tick, exactly as the server does.
+
+Everything comes from manifest.json: graph files, the context tensors passed to every tick, and the
+state pairs fed back from one tick's outputs to the next tick's inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .config import CTMConfig
+
+
+class OnnxCTM:
+    def __init__(self, folder: str | Path, threads: int = 0):
+        self.folder = Path(folder)
+        self.manifest = json.loads((self.folder / "manifest.json").read_text())
+        self.config = CTMConfig.from_dict(self.manifest["architecture"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        graphs = self.manifest["graphs"]
+        providers = ["CPUExecutionProvider"]
+        self.encoder = ort.InferenceSession(str(self.folder / graphs["encoder"]["file"]), options, providers=providers)
+        self.tick_graph = ort.InferenceSession(str(self.folder / graphs["tick"]["file"]), options, providers=providers)
+
+    def run(self, inputs: np.ndarray, ticks: int | None = None) -> dict[str, np.ndarray]:
+        """Per-tick outputs for a batch: logits (B, T, out), certainty (B, T), probabilities (B, T, out)."""
+        m = self.manifest
+        encoded = dict(
+            zip(
+                [o["name"] for o in m["graphs"]["encoder"]["outputs"]],
+                self.encoder.run(None, {"input": inputs.astype(np.float32)}),
+                strict=True,
+            )
+        )
+        context = {c["name"]: encoded[c["name"]] for c in m["context"]}
+        state = {s["input"]: encoded[s["init"]] for s in m["state"]}
+        names = [o["name"] for o in m["graphs"]["tick"]["outputs"]]
+        per_tick: dict[str, list[np.ndarray]] = {"logits": [], "certainty": [], "probabilities": []}
+        for _ in range(ticks or m["ticks"]["max"]):
+            out = dict(zip(names, self.tick_graph.run(None, {**context, **state}), strict=True))
+            state = {s["input"]: out[s["output"]] for s in m["state"]}
+            for key in per_tick:
+                per_tick[key].append(out[m["outputs"][key]])
+        return {key: np.stack(values, 1) for key, values in per_tick.items()}
+
+    def certainty_and_correct(
+        self, inputs: np.ndarray, targets: np.ndarray, batch: int = 256
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Certainty (N, T) and per-tick fraction of positions right (N, T) over a data set."""
+        classes = self.config.output_shape[-1]
+        certainty, correct = [], []
+        for start in range(0, len(inputs), batch):
+            out = self.run(inputs[start : start + batch])
+            logits = out["logits"].reshape(*out["logits"].shape[:2], -1, classes)  # (B, T, P, C)
+            target = targets[start : start + batch].reshape(len(logits), 1, -1)
+            correct.append((logits.argmax(-1) == target).mean(-1))
+            certainty.append(out["certainty"])
+        return np.concatenate(certainty), np.concatenate(correct)
