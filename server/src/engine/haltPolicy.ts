@@ -1,0 +1,193 @@
+/**
+ * When a CTM stops thinking. The rule is the one calibration.json was measured with, so a threshold
+ * resolved from a target accuracy means the same thing here as it did there.
+ *
+ * Ticks are 1-based. After tick t, in this order:
+ *   THRESHOLD  t >= minTicks and certainty_t >= threshold                     answer = tick t
+ *   PATIENCE   patience > 0, t >= minTicks and the top class has been the same for the last
+ *              `patience` ticks                                                answer = most certain tick
+ *   MAX_TICKS  t == maxTicks                                                    answer = most certain tick
+ *   DEADLINE   the request's deadline has passed                               answer = most certain tick
+ * "Most certain" is the earliest tick with the highest certainty so far, as in the CTM paper.
+ */
+import type { Calibration } from "../model/calibration.ts";
+import { invalidArgument, ServerError } from "./serverError.ts";
+
+export type HaltReason = "THRESHOLD" | "PATIENCE" | "MAX_TICKS" | "DEADLINE";
+
+/** What a client asked for. `undefined` (and 0 for the integer fields) means "use the default". */
+export interface HaltPolicyRequest {
+  certaintyThreshold?: number;
+  targetAccuracy?: number;
+  minTicks?: number;
+  maxTicks?: number;
+  patience?: number;
+  deadlineMs?: number;
+}
+
+/** A complete, validated policy. */
+export interface HaltPolicy {
+  threshold: number;
+  /** Set when the threshold was resolved from a target accuracy. */
+  targetAccuracy?: number;
+  minTicks: number;
+  maxTicks: number;
+  /** 0: off. */
+  patience: number;
+  /** 0: off. */
+  deadlineMs: number;
+}
+
+/** Used when a request sets neither a threshold nor a target accuracy. */
+export const DEFAULT_CERTAINTY_THRESHOLD = 0.9;
+
+/** What a model allows; from its manifest and calibration. */
+export interface TickLimits {
+  model: string;
+  trainedTicks: number;
+  maxTicks: number;
+  calibration?: Calibration;
+}
+
+export function defaultHaltPolicy(limits: TickLimits): HaltPolicy {
+  return {
+    threshold: DEFAULT_CERTAINTY_THRESHOLD,
+    minTicks: 1,
+    maxTicks: Math.min(limits.trainedTicks, limits.maxTicks),
+    patience: 0,
+    deadlineMs: 0,
+  };
+}
+
+/** Fills in defaults and checks every bound; errors name the field, the bound and the value. */
+export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits): HaltPolicy {
+  const policy = defaultHaltPolicy(limits);
+  const { certaintyThreshold, targetAccuracy } = request;
+  if (certaintyThreshold !== undefined && targetAccuracy !== undefined) {
+    throw invalidArgument(
+      `set at most one of halt_policy.certainty_threshold (${certaintyThreshold}) and halt_policy.target_accuracy (${targetAccuracy})`,
+    );
+  }
+  if (certaintyThreshold !== undefined) {
+    policy.threshold = unitInterval("halt_policy.certainty_threshold", certaintyThreshold);
+  }
+  if (targetAccuracy !== undefined) {
+    const target = unitInterval("halt_policy.target_accuracy", targetAccuracy);
+    policy.threshold = thresholdForAccuracy(target, limits);
+    policy.targetAccuracy = target;
+  }
+
+  const maxTicks = count("halt_policy.max_ticks", request.maxTicks);
+  if (maxTicks > limits.maxTicks) {
+    throw invalidArgument(
+      `halt_policy.max_ticks must be in [1, ${limits.maxTicks}] for model ${limits.model} (0 means ${policy.maxTicks}), got ${maxTicks}`,
+    );
+  }
+  if (maxTicks > 0) policy.maxTicks = maxTicks;
+
+  const minTicks = count("halt_policy.min_ticks", request.minTicks);
+  if (minTicks > policy.maxTicks) {
+    throw invalidArgument(`halt_policy.min_ticks must be in [1, max_ticks = ${policy.maxTicks}], got ${minTicks}`);
+  }
+  if (minTicks > 0) policy.minTicks = minTicks;
+
+  const patience = count("halt_policy.patience", request.patience);
+  if (patience > policy.maxTicks) {
+    throw invalidArgument(`halt_policy.patience must be in [0, max_ticks = ${policy.maxTicks}], got ${patience}`);
+  }
+  policy.patience = patience;
+  policy.deadlineMs = count("halt_policy.deadline_ms", request.deadlineMs);
+  return policy;
+}
+
+/**
+ * The smallest calibrated threshold whose validation accuracy reaches `target`. Accuracy is not
+ * monotonic in the threshold, so every point is considered, not just the first above some index.
+ */
+export function thresholdForAccuracy(target: number, limits: TickLimits): number {
+  const { calibration } = limits;
+  if (!calibration) {
+    throw new ServerError(
+      "FAILED_PRECONDITION",
+      `model ${limits.model} has no calibration, so halt_policy.target_accuracy cannot be resolved; set halt_policy.certainty_threshold instead`,
+    );
+  }
+  const reaching = calibration.thresholds.filter((p) => p.accuracy >= target);
+  if (reaching.length === 0) {
+    const best = calibration.thresholds.reduce((a, b) => (b.accuracy > a.accuracy ? b : a));
+    throw invalidArgument(
+      `halt_policy.target_accuracy ${target} is not reachable for model ${limits.model}: the best calibrated accuracy is ${best.accuracy} (threshold ${best.threshold})`,
+    );
+  }
+  return Math.min(...reaching.map((p) => p.threshold));
+}
+
+function unitInterval(field: string, value: number): number {
+  if (!(value > 0 && value <= 1)) throw invalidArgument(`${field} must be in (0, 1], got ${value}`);
+  return value;
+}
+
+function count(field: string, value: number | undefined): number {
+  if (value === undefined) return 0;
+  if (!Number.isInteger(value) || value < 0)
+    throw invalidArgument(`${field} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
+export interface Halt<T> {
+  reason: HaltReason;
+  ticksUsed: number;
+  answerTick: number;
+  answerCertainty: number;
+  answer: T;
+}
+
+/**
+ * Applies a policy to one request's ticks as they arrive. `payload` is whatever the caller needs back
+ * for the answer tick (its logits and probabilities); only the current and the most certain tick's
+ * payloads are kept.
+ */
+export class HaltTracker<T> {
+  private ticks = 0;
+  private best: { tick: number; certainty: number; payload: T } | undefined;
+  private topClass: string | undefined;
+  private run = 0;
+
+  /** `deadlineAt`: epoch milliseconds after which the request halts with DEADLINE; Infinity for none. */
+  constructor(
+    private readonly policy: HaltPolicy,
+    private readonly deadlineAt = Number.POSITIVE_INFINITY,
+  ) {}
+
+  get ticksDone(): number {
+    return this.ticks;
+  }
+
+  /** Records one tick; returns the halt decision, or undefined to keep thinking. */
+  observe(certainty: number, topClass: string, payload: T, now: number): Halt<T> | undefined {
+    const tick = ++this.ticks;
+    if (this.best === undefined || certainty > this.best.certainty) this.best = { tick, certainty, payload };
+    this.run = topClass === this.topClass ? this.run + 1 : 1;
+    this.topClass = topClass;
+
+    const { minTicks, threshold, patience, maxTicks } = this.policy;
+    if (tick >= minTicks && certainty >= threshold) {
+      return { reason: "THRESHOLD", ticksUsed: tick, answerTick: tick, answerCertainty: certainty, answer: payload };
+    }
+    if (patience > 0 && tick >= minTicks && this.run >= patience) return this.halt("PATIENCE");
+    if (tick >= maxTicks) return this.halt("MAX_TICKS");
+    if (now >= this.deadlineAt) return this.halt("DEADLINE");
+    return undefined;
+  }
+
+  private halt(reason: HaltReason): Halt<T> {
+    const best = this.best as NonNullable<typeof this.best>;
+    return {
+      reason,
+      ticksUsed: this.ticks,
+      answerTick: best.tick,
+      answerCertainty: best.certainty,
+      answer: best.payload,
+    };
+  }
+}

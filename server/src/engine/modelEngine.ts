@@ -1,0 +1,461 @@
+/**
+ * One loaded model: admission, the queue, and the scheduler workers that think.
+ *
+ * Runs on the main thread and never touches a graph: it validates a request, preprocesses its input,
+ * queues it (bounded: a full queue is RESOURCE_EXHAUSTED at once), hands it to the least-loaded worker
+ * with a free batch slot, and relays that worker's per-tick results to the request's reader. A reader
+ * that goes away (cancellation, deadline, a failed write) cancels the request, and its worker drops it
+ * at the next tick boundary.
+ */
+import type { Worker } from "node:worker_threads";
+import type { ModelDefinition } from "../model/modelFolder.ts";
+import type { SessionSettings } from "../runtime/executionProvider.ts";
+import { ImageDecodeError, preprocessImage } from "../runtime/imagePreprocess.ts";
+import { EventChannel } from "./eventChannel.ts";
+import {
+  defaultHaltPolicy,
+  type HaltPolicy,
+  type HaltPolicyRequest,
+  type HaltReason,
+  resolveHaltPolicy,
+  type TickLimits,
+} from "./haltPolicy.ts";
+import { checkTensorInput, type ModelInput } from "./modelInput.ts";
+import { DEFAULT_TOP_K, describePrediction, type Prediction } from "./prediction.ts";
+import { invalidArgument, ServerError } from "./serverError.ts";
+import { spawnWorker } from "./spawnWorker.ts";
+import type { Finished, FromWorker, StepMessage, ToWorker, WorkerData } from "./workerProtocol.ts";
+
+export interface EngineOptions {
+  workers: number;
+  maxBatch: number;
+  maxQueue: number;
+  session: SessionSettings;
+}
+
+/** The slice of a pino logger the engine uses. */
+export interface EngineLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+/** Hooks for metrics; the engine itself knows nothing of Prometheus. */
+export interface EngineObserver {
+  step(model: string, step: Pick<StepMessage, "batchSize" | "joined" | "tickMs" | "encodeMs">): void;
+  queueDepth(model: string, depth: number): void;
+  finished(model: string, outcome: Finished["outcome"], reason: HaltReason | undefined, ticksUsed: number): void;
+}
+
+export interface ClassifyJob {
+  input: ModelInput;
+  policy: HaltPolicyRequest;
+  /** 0: the default. */
+  topK: number;
+  /** Report every tick, not only the answer. */
+  streamTicks: boolean;
+}
+
+export interface TickReport {
+  tick: number;
+  certainty: number;
+  logits: Float32Array;
+  prediction: Prediction;
+}
+
+export interface InferenceResult {
+  reason: HaltReason;
+  ticksUsed: number;
+  answerTick: number;
+  certainty: number;
+  logits: Float32Array;
+  prediction: Prediction;
+  policy: HaltPolicy;
+}
+
+/**
+ * One step of a request. With streamTicks every event carries its tick; the last event, and only it,
+ * carries the result (on the same event as the halting tick, so a stream can flag that tick final).
+ */
+export interface InferenceEvent {
+  tick: TickReport | undefined;
+  result: InferenceResult | undefined;
+}
+
+interface WorkerSlot {
+  index: number;
+  worker: Worker;
+  load: number;
+  requests: Set<number>;
+  exited: Promise<void>;
+}
+
+interface Request {
+  id: number;
+  input: Float32Array;
+  policy: HaltPolicy;
+  deadlineAt: number;
+  streamTicks: boolean;
+  topK: number;
+  channel: EventChannel<InferenceEvent>;
+  worker: WorkerSlot | undefined;
+}
+
+const WORKER_ENTRY = new URL("./schedulerWorker.ts", import.meta.url);
+const STOP_TIMEOUT_MS = 5000;
+
+export class ModelEngine {
+  readonly name: string;
+  readonly limits: TickLimits;
+  readonly defaultPolicy: HaltPolicy;
+  provider: "cpu" | "cuda" = "cpu";
+
+  private readonly slots: WorkerSlot[] = [];
+  private readonly requests = new Map<number, Request>();
+  private queue: Request[] = [];
+  private preparing = 0;
+  private nextId = 1;
+  private closing = false;
+  private idle: (() => void) | undefined;
+
+  private constructor(
+    readonly definition: ModelDefinition,
+    private readonly options: EngineOptions,
+    private readonly log: EngineLog,
+    private readonly observer: EngineObserver | undefined,
+  ) {
+    const { manifest, calibration } = definition;
+    this.name = manifest.name;
+    this.limits = {
+      model: manifest.name,
+      trainedTicks: manifest.ticks.trained,
+      maxTicks: manifest.ticks.max,
+      calibration,
+    };
+    this.defaultPolicy = defaultHaltPolicy(this.limits);
+  }
+
+  /** Starts the model's workers; resolves once every one has its sessions open. */
+  static async start(
+    definition: ModelDefinition,
+    options: EngineOptions,
+    log: EngineLog,
+    observer?: EngineObserver,
+  ): Promise<ModelEngine> {
+    const engine = new ModelEngine(definition, options, log, observer);
+    try {
+      await Promise.all(Array.from({ length: options.workers }, (_, i) => engine.startWorker(i)));
+    } catch (error) {
+      await engine.close();
+      throw error;
+    }
+    return engine;
+  }
+
+  /**
+   * Runs one request: yields an event per tick when `job.streamTicks`, and the result on the last
+   * event. Throws a ServerError for a bad request or a full queue, and the signal's reason when the
+   * caller aborts; stopping the iteration early cancels the request.
+   */
+  async *classify(job: ClassifyJob, signal: AbortSignal): AsyncGenerator<InferenceEvent> {
+    if (this.closing) throw new ServerError("UNAVAILABLE", "the server is shutting down and accepts no new requests");
+    const policy = resolveHaltPolicy(job.policy, this.limits);
+    const topK = this.checkTopK(job.topK);
+    const receivedAt = Date.now();
+    this.reserve();
+    let input: Float32Array;
+    try {
+      input = await this.prepare(job.input);
+    } finally {
+      this.preparing--;
+    }
+    signal.throwIfAborted();
+    const request: Request = {
+      id: this.nextId++,
+      input,
+      policy,
+      deadlineAt: policy.deadlineMs > 0 ? receivedAt + policy.deadlineMs : Number.POSITIVE_INFINITY,
+      streamTicks: job.streamTicks,
+      topK,
+      channel: new EventChannel<InferenceEvent>(),
+      worker: undefined,
+    };
+    this.requests.set(request.id, request);
+    this.queue.push(request);
+    this.dispatch();
+
+    const onAbort = () => this.cancel(request, signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    let finished = false;
+    try {
+      for await (const event of request.channel) {
+        if (event.result) finished = true;
+        yield event;
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      if (!finished) this.cancel(request, new DOMException("the reader stopped early", "AbortError"));
+    }
+  }
+
+  /** Stops admitting; waits up to `graceMs` for in-flight requests, then cancels the rest. */
+  async drain(graceMs: number): Promise<void> {
+    this.closing = true;
+    if (this.requests.size > 0 || this.preparing > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          this.idle = resolve;
+        }),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      this.idle = undefined;
+    }
+    const leftover = [...this.requests.values()];
+    if (leftover.length > 0)
+      this.log.warn(
+        { model: this.name, cancelled: leftover.length, graceMs },
+        "grace period over; cancelling in-flight requests",
+      );
+    for (const request of leftover) {
+      this.cancel(
+        request,
+        new ServerError(
+          "UNAVAILABLE",
+          `the server shut down before this request finished (grace period ${graceMs} ms)`,
+        ),
+      );
+    }
+  }
+
+  /** Stops the workers. Requests still in flight fail. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const request of this.requests.values())
+      request.channel.fail(new ServerError("UNAVAILABLE", "the server is shutting down"));
+    this.requests.clear();
+    this.queue = [];
+    await Promise.all(this.slots.map(stopWorker));
+    this.slots.length = 0;
+  }
+
+  // ---------------------------------------------------------------- admission
+  private checkTopK(k: number): number {
+    const classes = this.definition.manifest.output.labels.length;
+    if (!Number.isInteger(k) || k < 0 || k > classes) {
+      throw invalidArgument(
+        `top_k must be in [0, ${classes}] for model ${this.name} (0 means ${Math.min(DEFAULT_TOP_K, classes)}), got ${k}`,
+      );
+    }
+    return k === 0 ? Math.min(DEFAULT_TOP_K, classes) : k;
+  }
+
+  /** Claims a place in the queue, or refuses at once when it is full. */
+  private reserve(): void {
+    const { maxBatch, maxQueue } = this.options;
+    const free = this.slots.reduce((sum, slot) => sum + (maxBatch - slot.load), 0);
+    const waiting = this.queue.length + this.preparing;
+    if (waiting + 1 > free + maxQueue) {
+      const running = this.slots.reduce((sum, slot) => sum + slot.load, 0);
+      throw new ServerError(
+        "RESOURCE_EXHAUSTED",
+        `model ${this.name} is at capacity: ${running} request(s) running (max-batch ${maxBatch} x ${this.slots.length} worker(s)) and ${waiting} waiting (max-queue ${maxQueue}); retry later`,
+      );
+    }
+    this.preparing++;
+  }
+
+  private async prepare(input: ModelInput): Promise<Float32Array> {
+    const { manifest } = this.definition;
+    if (input.kind === "tensor") return checkTensorInput(input, manifest.input, this.name);
+    if (!manifest.input.image) {
+      throw invalidArgument(
+        `input.image is not accepted by model ${this.name}, whose input kind is "${manifest.input.kind}"; send input.tensor with shape [${manifest.input.shape.join(", ")}]`,
+      );
+    }
+    if (input.data.length === 0) throw invalidArgument("input.image.data is empty");
+    try {
+      return await preprocessImage(input.data, manifest.input.image);
+    } catch (error) {
+      if (error instanceof ImageDecodeError) throw invalidArgument(`input.image.data ${error.message}`);
+      throw error;
+    }
+  }
+
+  /** Moves queued requests to the least-loaded workers with a free slot. */
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      let slot: WorkerSlot | undefined;
+      for (const s of this.slots) if (s.load < this.options.maxBatch && (!slot || s.load < slot.load)) slot = s;
+      if (!slot) break;
+      const request = this.queue.shift() as Request;
+      slot.load++;
+      slot.requests.add(request.id);
+      request.worker = slot;
+      const message: ToWorker = {
+        type: "admit",
+        id: request.id,
+        input: request.input,
+        policy: request.policy,
+        deadlineAt: request.deadlineAt,
+        streamTicks: request.streamTicks,
+      };
+      slot.worker.postMessage(message, [request.input.buffer as ArrayBuffer]);
+    }
+    this.observer?.queueDepth(this.name, this.queue.length);
+  }
+
+  private cancel(request: Request, reason: unknown): void {
+    if (request.channel.closed) return;
+    request.channel.fail(reason);
+    if (request.worker) {
+      const message: ToWorker = { type: "cancel", id: request.id };
+      request.worker.worker.postMessage(message);
+    } else {
+      this.queue = this.queue.filter((r) => r !== request);
+      this.requests.delete(request.id);
+      this.observer?.queueDepth(this.name, this.queue.length);
+      this.observer?.finished(this.name, "cancelled", undefined, 0);
+      this.checkIdle();
+    }
+  }
+
+  private checkIdle(): void {
+    if (this.requests.size === 0 && this.preparing === 0) this.idle?.();
+  }
+
+  // ---------------------------------------------------------------- workers
+  private startWorker(index: number): Promise<void> {
+    const data: WorkerData = { model: this.definition, session: this.options.session };
+    const worker = spawnWorker(WORKER_ENTRY, data);
+    const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+    const slot: WorkerSlot = { index, worker, load: 0, requests: new Set(), exited };
+    return new Promise<void>((resolve, reject) => {
+      let ready = false;
+      worker.on("message", (message: FromWorker) => {
+        if (message.type === "ready") {
+          ready = true;
+          this.provider = message.provider;
+          if (message.fallbackReason) {
+            this.log.warn(
+              { model: this.name, worker: index, provider: "cpu", reason: message.fallbackReason },
+              `provider auto: CUDA is unavailable, falling back to CPU: ${message.fallbackReason}`,
+            );
+          }
+          this.slots.push(slot);
+          this.dispatch();
+          resolve();
+        } else if (message.type === "failed") {
+          reject(new Error(`model ${this.name}: worker ${index} could not start: ${message.message}`));
+        } else if (message.type === "step") {
+          this.onStep(slot, message);
+        }
+      });
+      worker.on("error", (error) => {
+        if (!ready) reject(error);
+        else this.log.error({ model: this.name, worker: index, err: error }, "scheduler worker failed");
+      });
+      worker.on("exit", (code) => {
+        if (!ready) {
+          reject(new Error(`model ${this.name}: worker ${index} exited with code ${code} while starting`));
+          return;
+        }
+        this.onWorkerExit(slot, code);
+      });
+    });
+  }
+
+  private onStep(slot: WorkerSlot, step: StepMessage): void {
+    this.observer?.step(this.name, step);
+    const { output } = this.definition.manifest;
+    const width = output.shape.reduce((a, b) => a * b, 1);
+    const finished = new Map(step.finished.map((done) => [done.id, done]));
+    if (step.ticks) {
+      const rows = step.ticks;
+      rows.ids.forEach((id, i) => {
+        const request = this.requests.get(id);
+        if (!request || request.channel.closed) return;
+        const done = finished.get(id);
+        const probabilities = rows.probabilities.subarray(i * width, (i + 1) * width);
+        const tick: TickReport = {
+          tick: rows.ticks[i] as number,
+          certainty: rows.certainty[i] as number,
+          logits: rows.logits.subarray(i * width, (i + 1) * width),
+          prediction: describePrediction(probabilities, output, request.topK),
+        };
+        request.channel.push({ tick, result: done?.outcome === "halted" ? this.resultOf(request, done) : undefined });
+        if (done?.outcome === "halted") request.channel.end();
+      });
+    }
+    for (const done of step.finished) {
+      slot.load--;
+      slot.requests.delete(done.id);
+      this.observer?.finished(
+        this.name,
+        done.outcome,
+        done.outcome === "halted" ? done.reason : undefined,
+        done.ticksUsed,
+      );
+      const request = this.requests.get(done.id);
+      this.requests.delete(done.id);
+      // Closed already: cancelled by its reader, or its result went out with its last tick above.
+      if (!request || request.channel.closed) continue;
+      if (done.outcome === "halted") {
+        request.channel.push({ tick: undefined, result: this.resultOf(request, done) });
+        request.channel.end();
+      } else if (done.outcome === "failed") {
+        request.channel.fail(new Error(`model ${this.name}: graph run failed: ${done.message}`));
+      } else {
+        request.channel.fail(new DOMException("cancelled", "AbortError"));
+      }
+    }
+    this.dispatch();
+    this.checkIdle();
+  }
+
+  private resultOf(request: Request, done: Extract<Finished, { outcome: "halted" }>): InferenceResult {
+    return {
+      reason: done.reason,
+      ticksUsed: done.ticksUsed,
+      answerTick: done.answerTick,
+      certainty: done.certainty,
+      logits: done.logits,
+      prediction: describePrediction(done.probabilities, this.definition.manifest.output, request.topK),
+      policy: request.policy,
+    };
+  }
+
+  /** A worker that dies takes its requests with it; a replacement keeps the model serving. */
+  private onWorkerExit(slot: WorkerSlot, code: number): void {
+    const at = this.slots.indexOf(slot);
+    if (at >= 0) this.slots.splice(at, 1);
+    if (this.closing) return;
+    this.log.error(
+      { model: this.name, worker: slot.index, code, lost: slot.requests.size },
+      "scheduler worker exited; restarting it",
+    );
+    for (const id of slot.requests) {
+      const request = this.requests.get(id);
+      this.requests.delete(id);
+      request?.channel.fail(new Error(`model ${this.name}: worker ${slot.index} exited with code ${code}`));
+    }
+    this.checkIdle();
+    this.startWorker(slot.index).catch((error) => {
+      this.log.error({ model: this.name, worker: slot.index, err: error }, "could not restart scheduler worker");
+    });
+  }
+}
+
+async function stopWorker(slot: WorkerSlot): Promise<void> {
+  const message: ToWorker = { type: "stop" };
+  slot.worker.postMessage(message);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), STOP_TIMEOUT_MS);
+  });
+  if ((await Promise.race([slot.exited, late])) === "late") await slot.worker.terminate();
+  clearTimeout(timer);
+}

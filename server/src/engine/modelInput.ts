@@ -1,0 +1,43 @@
+/**
+ * What a request brings to a model: an encoded image, or a raw tensor that must match the manifest's
+ * input spec exactly. Checking a tensor here gives the client a message naming the offending index;
+ * letting a NaN through would poison the batch's shared graph run for nobody's benefit.
+ */
+import type { InputSpec } from "../model/manifest.ts";
+import { invalidArgument } from "./serverError.ts";
+
+export type ModelInput =
+  | { kind: "image"; data: Uint8Array }
+  | { kind: "tensor"; shape: readonly number[]; values: ArrayLike<number> };
+
+/** A raw tensor input as the graph's float32 row, or an INVALID_ARGUMENT naming the problem. */
+export function checkTensorInput(
+  input: { shape: readonly number[]; values: ArrayLike<number> },
+  spec: InputSpec,
+  model: string,
+): Float32Array {
+  const expected = spec.shape;
+  if (input.shape.length !== expected.length || input.shape.some((d, i) => d !== expected[i])) {
+    throw invalidArgument(
+      `input.tensor.shape must be [${expected.join(", ")}] for model ${model}, got [${input.shape.join(", ")}]`,
+    );
+  }
+  const size = expected.reduce((a, b) => a * b, 1);
+  if (input.values.length !== size) {
+    throw invalidArgument(
+      `input.tensor.values must have ${size} values for shape [${expected.join(", ")}], got ${input.values.length}`,
+    );
+  }
+  const allowed = spec.allowedValues ? new Set(spec.allowedValues.map(Math.fround)) : undefined;
+  const row = Float32Array.from(input.values);
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i] as number;
+    if (!Number.isFinite(v)) throw invalidArgument(`input.tensor.values[${i}] is ${v}; every value must be finite`);
+    if (allowed && !allowed.has(v)) {
+      throw invalidArgument(
+        `input.tensor.values[${i}] is ${v}; model ${model} accepts only ${[...(spec.allowedValues ?? [])].join(", ")}`,
+      );
+    }
+  }
+  return row;
+}

@@ -1,0 +1,221 @@
+/**
+ * Tick-level continuous batching, the way Orca and vLLM batch decoding steps: every step advances all
+ * active requests by one tick in a single batched run, whatever tick each one is at. At each tick
+ * boundary, cancelled requests leave, newly admitted ones join after one batched encoder run, and
+ * requests whose halt policy fired leave before the next tick.
+ *
+ * Runs inside a worker thread (see schedulerWorker.ts): the graph runs are synchronous, and this loop
+ * must never stall the gRPC event loop. It yields to its own event loop between steps so that
+ * admissions and cancellations posted by the main thread arrive at the next boundary.
+ */
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { type Halt, HaltTracker } from "./haltPolicy.ts";
+import { type OutputLayout, topClassKey } from "./prediction.ts";
+import type { AdmitMessage, Finished, StepMessage, TickRows } from "./workerProtocol.ts";
+
+/** The runtime's batch, as the scheduler uses it (CtmBatch implements it). */
+export interface TickBatch {
+  join(ids: readonly number[], inputs: Float32Array): Promise<number>;
+  leave(ids: Iterable<number>): void;
+  tick(): Promise<{
+    ids: readonly number[];
+    logits: Float32Array;
+    certainty: Float32Array;
+    probabilities: Float32Array;
+    runMs: number;
+  }>;
+}
+
+interface Answer {
+  logits: Float32Array;
+  probabilities: Float32Array;
+}
+
+interface Active {
+  id: number;
+  tracker: HaltTracker<Answer>;
+  streamTicks: boolean;
+}
+
+export class Scheduler {
+  private incoming: AdmitMessage[] = [];
+  private readonly active = new Map<number, Active>();
+  private readonly cancelled = new Set<number>();
+  private wake: (() => void) | undefined;
+  private stopped = false;
+  private readonly width: number;
+
+  constructor(
+    private readonly batch: TickBatch,
+    private readonly layout: OutputLayout,
+    private readonly emit: (step: StepMessage) => void,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.width = layout.shape.reduce((a, b) => a * b, 1);
+  }
+
+  admit(request: AdmitMessage): void {
+    this.incoming.push(request);
+    this.wake?.();
+  }
+
+  cancel(id: number): void {
+    this.cancelled.add(id);
+    this.wake?.();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  async run(): Promise<void> {
+    while (!this.stopped) {
+      if (this.active.size === 0 && this.incoming.length === 0 && this.cancelled.size === 0) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+        continue;
+      }
+      await this.step();
+      await nextTurn();
+    }
+  }
+
+  /** One tick boundary: cancellations leave, newcomers join, one batched tick, halting. */
+  private async step(): Promise<void> {
+    const finished: Finished[] = [];
+    for (const id of this.cancelled) {
+      const active = this.active.get(id);
+      if (active) {
+        this.active.delete(id);
+        this.batch.leave([id]);
+        finished.push({ id, outcome: "cancelled", ticksUsed: active.tracker.ticksDone });
+      } else if (this.incoming.some((r) => r.id === id)) {
+        this.incoming = this.incoming.filter((r) => r.id !== id);
+        finished.push({ id, outcome: "cancelled", ticksUsed: 0 });
+      }
+    }
+    this.cancelled.clear();
+
+    const step: StepMessage = {
+      type: "step",
+      batchSize: 0,
+      joined: 0,
+      encodeMs: 0,
+      tickMs: 0,
+      ticks: undefined,
+      finished,
+    };
+    try {
+      if (this.incoming.length > 0) await this.join(step);
+      if (this.active.size > 0) await this.tick(step);
+    } catch (error) {
+      // A failed graph run leaves no trustworthy state: every request in the batch fails and the
+      // batch starts empty, so later requests are unaffected.
+      const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      for (const request of [...this.active.values(), ...this.incoming]) {
+        const ticksUsed = "tracker" in request ? request.tracker.ticksDone : 0;
+        finished.push({ id: request.id, outcome: "failed", ticksUsed, message });
+      }
+      this.batch.leave([...this.active.keys(), ...this.incoming.map((r) => r.id)]);
+      this.active.clear();
+      this.incoming = [];
+    }
+    if (step.batchSize > 0 || finished.length > 0) this.emit(step);
+  }
+
+  private async join(step: StepMessage): Promise<void> {
+    const joining = this.incoming;
+    const rowSize = joining[0]?.input.length ?? 0;
+    const inputs = new Float32Array(joining.length * rowSize);
+    joining.forEach((r, i) => {
+      inputs.set(r.input, i * rowSize);
+    });
+    step.encodeMs = await this.batch.join(
+      joining.map((r) => r.id),
+      inputs,
+    );
+    this.incoming = [];
+    for (const r of joining) {
+      this.active.set(r.id, {
+        id: r.id,
+        tracker: new HaltTracker<Answer>(r.policy, r.deadlineAt),
+        streamTicks: r.streamTicks,
+      });
+    }
+    step.joined = joining.length;
+  }
+
+  private async tick(step: StepMessage): Promise<void> {
+    const run = await this.batch.tick();
+    const now = this.now();
+    const { width } = this;
+    const streamed: number[] = [];
+    const halts = new Map<number, Halt<Answer>>();
+    run.ids.forEach((id, row) => {
+      const request = this.active.get(id);
+      if (!request) throw new Error(`row ${row} has id ${id}, which is not active. This is a bug.`);
+      const logits = run.logits.slice(row * width, (row + 1) * width);
+      const probabilities = run.probabilities.slice(row * width, (row + 1) * width);
+      const halt = request.tracker.observe(
+        run.certainty[row] as number,
+        topClassKey(logits, this.layout),
+        { logits, probabilities },
+        now,
+      );
+      if (request.streamTicks) streamed.push(row);
+      if (halt) halts.set(id, halt);
+    });
+    step.batchSize = run.ids.length;
+    step.tickMs = run.runMs;
+    step.ticks = streamed.length > 0 ? this.rows(run, streamed) : undefined;
+    for (const [id, halt] of halts) {
+      this.active.delete(id);
+      step.finished.push({
+        id,
+        outcome: "halted",
+        reason: halt.reason,
+        ticksUsed: halt.ticksUsed,
+        answerTick: halt.answerTick,
+        certainty: halt.answerCertainty,
+        logits: halt.answer.logits,
+        probabilities: halt.answer.probabilities,
+      });
+    }
+    this.batch.leave(halts.keys());
+  }
+
+  /** Copies the streamed rows out of the batch's outputs into one message. */
+  private rows(run: Awaited<ReturnType<TickBatch["tick"]>>, rows: number[]): TickRows {
+    const { width } = this;
+    const out: TickRows = {
+      ids: [],
+      ticks: [],
+      certainty: new Float32Array(rows.length),
+      logits: new Float32Array(rows.length * width),
+      probabilities: new Float32Array(rows.length * width),
+    };
+    rows.forEach((row, i) => {
+      const id = run.ids[row] as number;
+      out.ids.push(id);
+      out.ticks.push((this.active.get(id) as Active).tracker.ticksDone);
+      out.certainty[i] = run.certainty[row] as number;
+      out.logits.set(run.logits.subarray(row * width, (row + 1) * width), i * width);
+      out.probabilities.set(run.probabilities.subarray(row * width, (row + 1) * width), i * width);
+    });
+    return out;
+  }
+}
+
+/** The buffers a step message can transfer instead of copying. */
+export function transferablesOf(step: StepMessage): ArrayBuffer[] {
+  const buffers: ArrayBufferLike[] = [];
+  if (step.ticks) buffers.push(step.ticks.certainty.buffer, step.ticks.logits.buffer, step.ticks.probabilities.buffer);
+  for (const f of step.finished) {
+    if (f.outcome === "halted" && f.logits.buffer !== f.probabilities.buffer)
+      buffers.push(f.logits.buffer, f.probabilities.buffer);
+  }
+  return buffers as ArrayBuffer[];
+}

@@ -1,0 +1,33 @@
+/**
+ * Worker-thread entry: one CtmBatch (one encoder and one tick session) driven by one Scheduler. The
+ * main thread admits and cancels requests by message and gets one StepMessage per tick boundary.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { CtmBatch } from "../runtime/ctmBatch.ts";
+import { Scheduler, transferablesOf } from "./scheduler.ts";
+import type { FromWorker, ToWorker, WorkerData } from "./workerProtocol.ts";
+
+const port = parentPort;
+if (!port) throw new Error("schedulerWorker.ts must run in a worker thread. This is a bug.");
+const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+const { model, session } = workerData as WorkerData;
+let batch: CtmBatch;
+try {
+  batch = await CtmBatch.open(model, session);
+} catch (error) {
+  post({ type: "failed", message: error instanceof Error ? error.message : String(error) });
+  process.exit(1);
+}
+const scheduler = new Scheduler(batch, model.manifest.output, (step) => post(step, transferablesOf(step)));
+port.on("message", (message: ToWorker) => {
+  if (message.type === "admit") scheduler.admit(message);
+  else if (message.type === "cancel") scheduler.cancel(message.id);
+  else scheduler.stop();
+});
+post({ type: "ready", provider: batch.provider, fallbackReason: batch.fallbackReason });
+await scheduler.run();
+await batch.close();
+post({ type: "stopped" });
+// Ends this thread only; the session's native threads go with it.
+process.exit(0);

@@ -1,0 +1,69 @@
+/**
+ * Messages between a model engine (main thread) and its scheduler workers. Float32Arrays travel as
+ * transferred buffers, never copied.
+ */
+import type { ModelDefinition } from "../model/modelFolder.ts";
+import type { SessionSettings } from "../runtime/executionProvider.ts";
+import type { HaltPolicy, HaltReason } from "./haltPolicy.ts";
+
+export interface WorkerData {
+  model: ModelDefinition;
+  session: SessionSettings;
+}
+
+// ---------------------------------------------------------------- main -> worker
+export interface AdmitMessage {
+  type: "admit";
+  id: number;
+  /** One input row, already preprocessed. */
+  input: Float32Array;
+  policy: HaltPolicy;
+  /** Epoch milliseconds after which the request halts with DEADLINE; Infinity for none. */
+  deadlineAt: number;
+  /** Report every tick (streams and traces), not just the answer. */
+  streamTicks: boolean;
+}
+
+export type ToWorker = AdmitMessage | { type: "cancel"; id: number } | { type: "stop" };
+
+// ---------------------------------------------------------------- worker -> main
+/** Per-tick outputs of the rows that asked for them; row i's values are at [i * width, (i + 1) * width). */
+export interface TickRows {
+  ids: number[];
+  ticks: number[];
+  certainty: Float32Array;
+  logits: Float32Array;
+  probabilities: Float32Array;
+}
+
+export type Finished =
+  | {
+      id: number;
+      outcome: "halted";
+      reason: HaltReason;
+      ticksUsed: number;
+      answerTick: number;
+      certainty: number;
+      logits: Float32Array;
+      probabilities: Float32Array;
+    }
+  | { id: number; outcome: "cancelled"; ticksUsed: number }
+  | { id: number; outcome: "failed"; ticksUsed: number; message: string };
+
+/** What one tick boundary did. */
+export interface StepMessage {
+  type: "step";
+  /** Rows advanced by the tick run (0 when the step only removed cancelled requests). */
+  batchSize: number;
+  joined: number;
+  encodeMs: number;
+  tickMs: number;
+  ticks: TickRows | undefined;
+  finished: Finished[];
+}
+
+export type FromWorker =
+  | { type: "ready"; provider: "cpu" | "cuda"; fallbackReason?: string }
+  | { type: "failed"; message: string }
+  | StepMessage
+  | { type: "stopped" };

@@ -1,0 +1,120 @@
+/**
+ * Prometheus metrics, served on their own HTTP port so that scraping never queues behind gRPC work.
+ * Each server owns its registry (several servers can run in one process, as the tests do).
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { EngineObserver } from "./engine/modelEngine.ts";
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly requests = new Counter({
+    name: "ctm_requests_total",
+    help: "Finished RPCs by model, method and gRPC status.",
+    labelNames: ["model", "method", "status"] as const,
+    registers: [this.registry],
+  });
+  private readonly latency = new Histogram({
+    name: "ctm_request_duration_seconds",
+    help: "RPC latency from receipt to the last message, by model and method.",
+    labelNames: ["model", "method"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  private readonly ticksUsed = new Histogram({
+    name: "ctm_ticks_used",
+    help: "Ticks a request ran before it halted, was cancelled or failed.",
+    labelNames: ["model"] as const,
+    buckets: [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100],
+    registers: [this.registry],
+  });
+  private readonly halts = new Counter({
+    name: "ctm_halts_total",
+    help: "Why requests stopped thinking: THRESHOLD, PATIENCE, MAX_TICKS, DEADLINE, CANCELLED or FAILED.",
+    labelNames: ["model", "reason"] as const,
+    registers: [this.registry],
+  });
+  private readonly tickRows = new Counter({
+    name: "ctm_tick_rows_total",
+    help: "Request-ticks computed (the sum of batch sizes over all tick runs).",
+    labelNames: ["model"] as const,
+    registers: [this.registry],
+  });
+  private readonly batchSize = new Histogram({
+    name: "ctm_batch_size",
+    help: "Rows advanced by one batched tick run.",
+    labelNames: ["model"] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    registers: [this.registry],
+  });
+  private readonly queueDepth = new Gauge({
+    name: "ctm_queue_depth",
+    help: "Requests admitted but waiting for a batch slot.",
+    labelNames: ["model"] as const,
+    registers: [this.registry],
+  });
+  private readonly tickRun = new Histogram({
+    name: "ctm_tick_run_seconds",
+    help: "Duration of one batched tick-graph run.",
+    labelNames: ["model"] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [this.registry],
+  });
+  private readonly encodeRun = new Histogram({
+    name: "ctm_encoder_run_seconds",
+    help: "Duration of one batched encoder run (new requests joining).",
+    labelNames: ["model"] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "ctm_" });
+  }
+
+  requestFinished(model: string, method: string, status: string, seconds: number): void {
+    this.requests.inc({ model, method, status });
+    this.latency.observe({ model, method }, seconds);
+  }
+
+  /** The engine's hooks, feeding the metrics above. */
+  readonly engine: EngineObserver = {
+    step: (model, step) => {
+      if (step.batchSize > 0) {
+        this.tickRows.inc({ model }, step.batchSize);
+        this.batchSize.observe({ model }, step.batchSize);
+        this.tickRun.observe({ model }, step.tickMs / 1000);
+      }
+      if (step.joined > 0) this.encodeRun.observe({ model }, step.encodeMs / 1000);
+    },
+    queueDepth: (model, depth) => this.queueDepth.set({ model }, depth),
+    finished: (model, outcome, reason, ticksUsed) => {
+      this.halts.inc({ model, reason: reason ?? outcome.toUpperCase() });
+      this.ticksUsed.observe({ model }, ticksUsed);
+    },
+  };
+}
+
+/** Serves GET /metrics; resolves with the bound port. */
+export async function serveMetrics(
+  metrics: ServerMetrics,
+  host: string,
+  port: number,
+): Promise<{ server: Server; port: number }> {
+  const server = createServer((request, response) => {
+    if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
+      response.writeHead(404, { "content-type": "text/plain" }).end("not found; metrics are at /metrics\n");
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+      (error: Error) => response.writeHead(500, { "content-type": "text/plain" }).end(`${error.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}

@@ -1,0 +1,68 @@
+/**
+ * Opens a model's two onnxruntime sessions on the execution provider the operator chose.
+ *
+ * onnxruntime-node throws when a provider's binaries are missing rather than falling back by itself
+ * (the CUDA provider ships separately from the npm package, see .npmrc), so `auto` catches that and
+ * retries on the CPU, keeping the reason for the log.
+ */
+import * as ort from "onnxruntime-node";
+
+export type ProviderChoice = "auto" | "cpu" | "cuda";
+export const PROVIDER_CHOICES: readonly ProviderChoice[] = ["auto", "cpu", "cuda"];
+
+export interface SessionSettings {
+  provider: ProviderChoice;
+  /** Intra-op threads of each session. */
+  threads: number;
+}
+
+export interface OpenedSessions {
+  encoder: ort.InferenceSession;
+  tick: ort.InferenceSession;
+  provider: "cpu" | "cuda";
+  /** Set when `auto` fell back to the CPU: why CUDA could not be used. */
+  fallbackReason?: string;
+}
+
+export async function openSessions(
+  encoderPath: string,
+  tickPath: string,
+  settings: SessionSettings,
+): Promise<OpenedSessions> {
+  if (settings.provider === "cpu")
+    return { ...(await open(encoderPath, tickPath, "cpu", settings.threads)), provider: "cpu" };
+  try {
+    return { ...(await open(encoderPath, tickPath, "cuda", settings.threads)), provider: "cuda" };
+  } catch (error) {
+    const reason = firstLine(error);
+    if (settings.provider === "cuda")
+      throw new Error(`provider cuda was requested but onnxruntime could not use it: ${reason}`);
+    return { ...(await open(encoderPath, tickPath, "cpu", settings.threads)), provider: "cpu", fallbackReason: reason };
+  }
+}
+
+async function open(encoderPath: string, tickPath: string, provider: "cpu" | "cuda", threads: number) {
+  const options: ort.InferenceSession.SessionOptions = {
+    // CPU stays listed after CUDA so that ops CUDA lacks still run.
+    executionProviders: provider === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+    graphOptimizationLevel: "all",
+    // Spinning intra-op threads keep a core busy between runs; on a small machine that core is the one
+    // the gRPC event loop needs, and a tick run is too short for the wake-up latency to matter.
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
+  };
+  const encoder = await ort.InferenceSession.create(encoderPath, options);
+  try {
+    return { encoder, tick: await ort.InferenceSession.create(tickPath, options) };
+  } catch (error) {
+    await encoder.release();
+    throw error;
+  }
+}
+
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split("\n")[0] ?? message;
+}

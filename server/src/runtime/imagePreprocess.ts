@@ -1,0 +1,195 @@
+/**
+ * Encoded image -> the model's float32 input row, exactly as the manifest's `input.image` says.
+ *
+ * "mnist-digit" repeats how MNIST itself was made, so that a dark digit photographed on white paper
+ * looks like the training data: invert a light background, crop to the ink, fit the ink into a 20x20
+ * box (for a 28x28 input; the same proportion otherwise), then centre it by mass. "resize" stretches
+ * the image to the input size. Both normalise per channel: (pixel / 255 - mean) / std.
+ *
+ * sharp decodes on libuv's thread pool, so none of this blocks the event loop for long; the per-pixel
+ * loops below run on images already reduced to at most WORKING_SIZE pixels a side.
+ */
+import sharp, { type Sharp } from "sharp";
+import type { ImageInput } from "../model/manifest.ts";
+
+/** The input bytes are not an image this server accepts; the message says why. */
+export class ImageDecodeError extends Error {
+  override name = "ImageDecodeError";
+}
+
+export const IMAGE_FORMATS = ["png", "jpeg", "webp", "gif", "tiff"] as const;
+const FORMAT_NAMES = "PNG, JPEG, WebP, GIF or TIFF";
+/** Refuse decompression bombs before decoding them. */
+const MAX_INPUT_PIXELS = 50_000_000;
+/** Large photos are reduced to this before the per-pixel work; a digit survives it easily. */
+const WORKING_SIZE = 256;
+/** Ink must be at least this far above the background (as a fraction of the contrast) to count. */
+const INK_FLOOR = 0.1;
+/** Below this contrast (0-255) there is no ink at all: the image is blank. */
+const MIN_CONTRAST = 16;
+
+// Requests are one-off images: libvips' operation cache would only hold on to their memory.
+sharp.cache(false);
+
+export async function preprocessImage(data: Uint8Array, spec: ImageInput): Promise<Float32Array> {
+  const format = await detectFormat(data);
+  if (!(IMAGE_FORMATS as readonly string[]).includes(format)) {
+    throw new ImageDecodeError(`is a ${format} image, which is not supported; send ${FORMAT_NAMES}`);
+  }
+  return spec.preprocess === "mnist-digit" ? mnistDigit(data, spec) : stretch(data, spec);
+}
+
+async function detectFormat(data: Uint8Array): Promise<string> {
+  try {
+    const meta = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
+    return meta.format ?? "unknown";
+  } catch (error) {
+    throw new ImageDecodeError(`is not a decodable image (${FORMAT_NAMES}): ${messageOf(error)}`);
+  }
+}
+
+/** First frame/page, EXIF orientation applied, transparency flattened onto white paper. */
+function decode(data: Uint8Array) {
+  return sharp(data, { pages: 1, limitInputPixels: MAX_INPUT_PIXELS })
+    .rotate()
+    .flatten({ background: { r: 255, g: 255, b: 255 } });
+}
+
+async function raw(image: Sharp, channels: 1 | 3) {
+  try {
+    const pipeline = channels === 1 ? image.greyscale() : image.toColourspace("srgb");
+    const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+    return { pixels: firstChannels(data, info.channels, channels), width: info.width, height: info.height };
+  } catch (error) {
+    throw new ImageDecodeError(`could not be decoded: ${messageOf(error)}`);
+  }
+}
+
+/** sharp may hand back more channels than asked for (e.g. a greyscale image as RGB); keep the first. */
+function firstChannels(data: Buffer, have: number, want: number): Uint8Array {
+  if (have === want) return data;
+  const out = new Uint8Array((data.length / have) * want);
+  for (let i = 0, o = 0; i < data.length; i += have) for (let c = 0; c < want; c++) out[o++] = data[i + c] as number;
+  return out;
+}
+
+async function stretch(data: Uint8Array, spec: ImageInput): Promise<Float32Array> {
+  const { pixels } = await raw(
+    decode(data).resize(spec.width, spec.height, { fit: "fill" }),
+    spec.channels === 1 ? 1 : 3,
+  );
+  return normalise(pixels, spec, spec.channels);
+}
+
+async function mnistDigit(data: Uint8Array, spec: ImageInput): Promise<Float32Array> {
+  const reduced = decode(data).resize(WORKING_SIZE, WORKING_SIZE, { fit: "inside", withoutEnlargement: true });
+  const { pixels, width, height } = await raw(reduced, 1);
+  const ink = inkOnBlack(pixels, width, height);
+  const canvas = new Uint8Array(spec.width * spec.height);
+  const box = bounds(ink, width, height);
+  if (box) {
+    const side = Math.max(1, Math.round((Math.min(spec.width, spec.height) * 20) / 28));
+    const scale = side / Math.max(box.width, box.height);
+    const fitWidth = Math.max(1, Math.round(box.width * scale));
+    const fitHeight = Math.max(1, Math.round(box.height * scale));
+    const cropped = new Uint8Array(box.width * box.height);
+    for (let y = 0; y < box.height; y++) {
+      cropped.set(
+        ink.subarray((box.top + y) * width + box.left, (box.top + y) * width + box.left + box.width),
+        y * box.width,
+      );
+    }
+    const fitted = await sharp(cropped, { raw: { width: box.width, height: box.height, channels: 1 } })
+      .resize(fitWidth, fitHeight, { fit: "fill" })
+      .raw()
+      .toBuffer();
+    placeByMass(fitted, fitWidth, fitHeight, canvas, spec.width, spec.height);
+  }
+  return normalise(canvas, spec, 1);
+}
+
+/**
+ * Grey pixels -> ink as bright on black, background at 0 and the strongest ink at 255. The background
+ * is the median of the border, which a digit rarely touches; a light one means dark ink on paper.
+ */
+function inkOnBlack(grey: Uint8Array, width: number, height: number): Uint8Array {
+  const border: number[] = [];
+  for (let x = 0; x < width; x++) border.push(grey[x] as number, grey[(height - 1) * width + x] as number);
+  for (let y = 0; y < height; y++) border.push(grey[y * width] as number, grey[y * width + width - 1] as number);
+  border.sort((a, b) => a - b);
+  const median = border[border.length >> 1] as number;
+  const invert = median > 127;
+  const background = invert ? 255 - median : median;
+  let peak = 0;
+  for (const v of grey) peak = Math.max(peak, invert ? 255 - v : v);
+  const out = new Uint8Array(grey.length);
+  if (peak - background < MIN_CONTRAST) return out;
+  // Paper is never uniformly white: anything within INK_FLOOR of the background is paper, not ink.
+  const floor = background + INK_FLOOR * (peak - background);
+  const gain = 255 / (peak - floor);
+  for (let i = 0; i < grey.length; i++) {
+    const v = invert ? 255 - (grey[i] as number) : (grey[i] as number);
+    out[i] = v <= floor ? 0 : Math.min(255, Math.round((v - floor) * gain));
+  }
+  return out;
+}
+
+function bounds(ink: Uint8Array, width: number, height: number) {
+  let left = width;
+  let right = -1;
+  let top = height;
+  let bottom = -1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if ((ink[y * width + x] as number) === 0) continue;
+      if (x < left) left = x;
+      if (x > right) right = x;
+      if (y < top) top = y;
+      if (y > bottom) bottom = y;
+    }
+  }
+  return right < 0 ? undefined : { left, top, width: right - left + 1, height: bottom - top + 1 };
+}
+
+/** Pastes `src` into `dst` so that its centre of mass lands on the centre of `dst` (as MNIST did). */
+function placeByMass(src: Uint8Array, sw: number, sh: number, dst: Uint8Array, dw: number, dh: number): void {
+  let mass = 0;
+  let mx = 0;
+  let my = 0;
+  for (let y = 0; y < sh; y++) {
+    for (let x = 0; x < sw; x++) {
+      const v = src[y * sw + x] as number;
+      mass += v;
+      mx += v * x;
+      my += v * y;
+    }
+  }
+  // Pixel centres sit at index + 0.5, so the canvas centre is dw / 2 in those units.
+  const left = mass > 0 ? Math.round(dw / 2 - (mx / mass + 0.5)) : Math.floor((dw - sw) / 2);
+  const top = mass > 0 ? Math.round(dh / 2 - (my / mass + 0.5)) : Math.floor((dh - sh) / 2);
+  for (let y = 0; y < sh; y++) {
+    const ty = top + y;
+    if (ty < 0 || ty >= dh) continue;
+    for (let x = 0; x < sw; x++) {
+      const tx = left + x;
+      if (tx >= 0 && tx < dw) dst[ty * dw + tx] = src[y * sw + x] as number;
+    }
+  }
+}
+
+/** Interleaved HWC bytes -> planar CHW floats, normalised per channel. */
+function normalise(pixels: Uint8Array, spec: ImageInput, have: number): Float32Array {
+  const plane = spec.width * spec.height;
+  const out = new Float32Array(spec.channels * plane);
+  for (let c = 0; c < spec.channels; c++) {
+    const mean = spec.normalize.mean[c] as number;
+    const std = spec.normalize.std[c] as number;
+    const from = have === 1 ? 0 : c;
+    for (let i = 0; i < plane; i++) out[c * plane + i] = ((pixels[i * have + from] as number) / 255 - mean) / std;
+  }
+  return out;
+}
+
+function messageOf(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
+}

@@ -1,0 +1,118 @@
+/**
+ * Wires one server together: gRPC (CtmService, grpc.health.v1, reflection), the models, metrics.
+ *
+ * Start-up binds first and loads the models second, so that health answers NOT_SERVING while they
+ * load. Shutdown reverses it: health turns NOT_SERVING, the engines stop admitting and get the grace
+ * period to finish what is in flight, and only then does the gRPC server close.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import type { ServerConfig } from "./config.ts";
+import { ModelEngine } from "./engine/modelEngine.ts";
+import { ModelRegistry } from "./engine/modelRegistry.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { ServerMetrics, serveMetrics } from "./metrics.ts";
+import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
+import { createCtmService } from "./transport/ctmService.ts";
+import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
+
+export interface StartOptions {
+  /** Defaults to pino on stdout at config.logLevel. */
+  logger?: Logger;
+  /** Called once the gRPC port is bound, before models load; start-up waits for it. */
+  onListening?: (port: number) => void | Promise<void>;
+}
+
+export interface RunningServer {
+  port: number;
+  /** null when metrics are disabled. */
+  metricsPort: number | null;
+  registry: ModelRegistry;
+  /** Drains (up to `graceMs`, default config.graceMs) and stops. Safe to call more than once. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Images from phones run to several MB; the default 4 MiB would refuse them. */
+const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+/** Health watchers hold streams open forever; after the drain they get this long, then are cut. */
+const CLOSE_TIMEOUT_MS = 1000;
+
+export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
+  const log = options.logger ?? createLogger(config.logLevel);
+  const protocol = loadProtocol();
+  const registry = new ModelRegistry();
+  const metrics = new ServerMetrics();
+  const health = new HealthImplementation({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
+  const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_MESSAGE_BYTES });
+  server.addService(protocol.ctmService, createCtmService(registry, metrics, log));
+  health.addToServer(server);
+  new ReflectionService(protocol.packageDefinition).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${config.host}:${config.port}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`)) : resolve(bound),
+    );
+  });
+  log.info({ host: config.host, port }, "gRPC listening; loading models");
+
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  const closeAll = async () => {
+    await Promise.all(registry.all().map((engine) => engine.close()));
+    server.forceShutdown();
+    await new Promise<void>((resolve) => (metricsServer ? metricsServer.server.close(() => resolve()) : resolve()));
+  };
+  try {
+    if (config.metrics) {
+      metricsServer = await serveMetrics(metrics, config.metrics.host, config.metrics.port);
+      log.info({ host: config.metrics.host, port: metricsServer.port }, "metrics at /metrics");
+    }
+    await options.onListening?.(port);
+    const definitions = discoverModelFolders(config.modelsDir).map(loadModelFolder);
+    const engineOptions = {
+      workers: config.workers,
+      maxBatch: config.maxBatch,
+      maxQueue: config.maxQueue,
+      session: { provider: config.provider, threads: config.threads },
+    };
+    await Promise.all(
+      definitions.map(async (definition) => {
+        const engine = await ModelEngine.start(definition, engineOptions, log, metrics.engine);
+        registry.add(engine);
+        const { name, version } = definition.manifest;
+        log.info(
+          { model: name, version, dir: definition.dir, threads: config.threads, provider: engine.provider },
+          "model loaded",
+        );
+      }),
+    );
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+  registry.markLoaded();
+  health.setStatus("", "SERVING");
+  health.setStatus(CTM_SERVICE, "SERVING");
+  log.info({ port, models: registry.all().map((e) => e.name) }, "serving");
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (graceMs = config.graceMs) => {
+    stopping ??= (async () => {
+      log.info({ graceMs }, "shutting down: draining in-flight requests");
+      health.setStatus("", "NOT_SERVING");
+      health.setStatus(CTM_SERVICE, "NOT_SERVING");
+      await Promise.all(registry.all().map((engine) => engine.drain(graceMs)));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await closeAll();
+      log.info("stopped");
+    })();
+    return stopping;
+  };
+  return { port, metricsPort: metricsServer?.port ?? null, registry, shutdown };
+}

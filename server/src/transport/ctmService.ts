@@ -1,0 +1,174 @@
+/**
+ * ctm.v1.CtmService handlers: decode the request into a domain job, run it, encode what comes back,
+ * and map every error through the one error policy. A call that is cancelled or runs past its
+ * deadline aborts its job, so the engine drops it at the next tick boundary.
+ */
+import { performance } from "node:perf_hooks";
+import type * as grpc from "@grpc/grpc-js";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import type { ModelEngine } from "../engine/modelEngine.ts";
+import type { ModelRegistry } from "../engine/modelRegistry.ts";
+import type { Logger } from "../logger.ts";
+import type { ServerMetrics } from "../metrics.ts";
+import { toStatus } from "./errorPolicy.ts";
+import type {
+  ClassifyRequestMessage,
+  ClassifyResponseMessage,
+  ListModelsResponseMessage,
+  ModelInfoMessage,
+  TickUpdateMessage,
+} from "./protocol.ts";
+import { decodeClassifyRequest } from "./requestDecoding.ts";
+import { encodeModelInfo, encodeResult, encodeTick } from "./responseEncoding.ts";
+
+type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+
+export function createCtmService(
+  registry: ModelRegistry,
+  metrics: ServerMetrics,
+  log: Logger,
+): grpc.UntypedServiceImplementation {
+  /** Aborts when the client cancels or the call's deadline passes. */
+  function abortSignalOf(call: Call): { signal: AbortSignal; dispose: () => void } {
+    const controller = new AbortController();
+    const onCancel = () => controller.abort(new DOMException("the client cancelled the call", "AbortError"));
+    call.on("cancelled", onCancel);
+    if (call.cancelled) onCancel();
+    const deadline = call.getDeadline();
+    const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline - Date.now();
+    // grpc-js answers DEADLINE_EXCEEDED by itself but does not tell the handler, so keep our own timer.
+    const timer = Number.isFinite(ms)
+      ? setTimeout(
+          () => controller.abort(new DOMException("the call's deadline passed", "TimeoutError")),
+          Math.max(0, ms),
+        )
+      : undefined;
+    return {
+      signal: controller.signal,
+      dispose: () => {
+        clearTimeout(timer);
+        call.removeListener("cancelled", onCancel);
+      },
+    };
+  }
+
+  function record(model: string, method: string, code: grpcStatus, started: number): void {
+    metrics.requestFinished(
+      model || "(none)",
+      method,
+      grpcStatus[code] ?? String(code),
+      (performance.now() - started) / 1000,
+    );
+  }
+
+  async function runClassify(
+    call: Call,
+    method: string,
+    onEvent: (engine: ModelEngine, tick?: TickUpdateMessage, result?: ClassifyResponseMessage) => Promise<void>,
+    streamTicks: boolean,
+  ) {
+    const started = performance.now();
+    const request = call.request as ClassifyRequestMessage;
+    const { signal, dispose } = abortSignalOf(call);
+    let model = request.model ?? "";
+    try {
+      const decoded = decodeClassifyRequest(request);
+      const engine = registry.get(decoded.model, decoded.version);
+      model = engine.name;
+      const job = { ...decoded.job, streamTicks: streamTicks || decoded.includeTrace };
+      for await (const event of engine.classify(job, signal)) {
+        const result = event.result ? encodeResult(engine, event.result, []) : undefined;
+        await onEvent(
+          engine,
+          event.tick ? encodeTick(event.tick, streamTicks ? result : undefined) : undefined,
+          result,
+        );
+      }
+      record(model, method, grpcStatus.OK, started);
+      return undefined;
+    } catch (error) {
+      const status = toStatus(error, log, { method, model });
+      record(model, method, status.code, started);
+      return status;
+    } finally {
+      dispose();
+    }
+  }
+
+  return {
+    async Classify(
+      call: grpc.ServerUnaryCall<ClassifyRequestMessage, ClassifyResponseMessage>,
+      callback: grpc.sendUnaryData<ClassifyResponseMessage>,
+    ) {
+      const trace: TickUpdateMessage[] = [];
+      let response: ClassifyResponseMessage | undefined;
+      const failure = await runClassify(
+        call,
+        "Classify",
+        async (_engine, tick, result) => {
+          if (tick) trace.push(tick);
+          if (result) response = { ...result, trace };
+        },
+        false,
+      );
+      if (failure) callback(failure);
+      else if (response) callback(null, response);
+      else callback(toStatus(new Error("Classify finished without a result. This is a bug."), log));
+    },
+
+    async ClassifyStream(call: grpc.ServerWritableStream<ClassifyRequestMessage, TickUpdateMessage>) {
+      const failure = await runClassify(
+        call,
+        "ClassifyStream",
+        async (_engine, tick) => {
+          if (!tick) throw new Error("a streamed request produced an event without a tick. This is a bug.");
+          // Respect backpressure: a slow reader pauses this handler, not the whole server.
+          if (!call.write(tick)) await drained(call);
+        },
+        true,
+      );
+      if (failure) call.emit("error", failure);
+      else call.end();
+    },
+
+    ListModels(
+      _call: grpc.ServerUnaryCall<unknown, ListModelsResponseMessage>,
+      callback: grpc.sendUnaryData<ListModelsResponseMessage>,
+    ) {
+      const started = performance.now();
+      callback(null, { models: registry.all().map(encodeModelInfo) });
+      record("", "ListModels", grpcStatus.OK, started);
+    },
+
+    GetModel(
+      call: grpc.ServerUnaryCall<{ name?: string; version?: number }, ModelInfoMessage>,
+      callback: grpc.sendUnaryData<ModelInfoMessage>,
+    ) {
+      const started = performance.now();
+      const { name = "", version = 0 } = call.request;
+      try {
+        callback(null, encodeModelInfo(registry.get(name, version, "name")));
+        record(name, "GetModel", grpcStatus.OK, started);
+      } catch (error) {
+        const status = toStatus(error, log, { method: "GetModel", model: name });
+        callback(status);
+        record(name, "GetModel", status.code, started);
+      }
+    },
+  };
+}
+
+/** Resolves on 'drain', or when the call ends first (a cancelled call never drains). */
+function drained(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.removeListener("drain", done);
+      call.removeListener("cancelled", done);
+      call.removeListener("close", done);
+      resolve();
+    };
+    call.once("drain", done);
+    call.once("cancelled", done);
+    call.once("close", done);
+  });
+}

@@ -1,0 +1,159 @@
+/**
+ * The wire contract: proto/ctm/v1/ctm.proto (plus grpc.health.v1, so that reflection describes it too)
+ * loaded with one set of options, and TypeScript shapes of its messages as @grpc/proto-loader decodes
+ * them (snake_case fields, enums as names, oneofs named by a `input` string field).
+ */
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { protoPath as healthProtoPath } from "grpc-health-check";
+
+export const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
+export const CTM_PROTO = "ctm/v1/ctm.proto";
+export const CTM_SERVICE = "ctm.v1.CtmService";
+
+const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+};
+
+export interface Protocol {
+  packageDefinition: protoLoader.PackageDefinition;
+  ctmService: grpc.ServiceDefinition;
+  /** Client constructor for CtmService. */
+  CtmClient: grpc.ServiceClientConstructor;
+}
+
+let loaded: Protocol | undefined;
+
+export function loadProtocol(): Protocol {
+  if (loaded) return loaded;
+  const packageDefinition = protoLoader.loadSync([CTM_PROTO, healthProtoPath], LOADER_OPTIONS);
+  const grpcObject = grpc.loadPackageDefinition(packageDefinition) as unknown as {
+    ctm: { v1: { CtmService: grpc.ServiceClientConstructor } };
+  };
+  const CtmClient = grpcObject.ctm.v1.CtmService;
+  loaded = { packageDefinition, ctmService: CtmClient.service, CtmClient };
+  return loaded;
+}
+
+// ---------------------------------------------------------------- message shapes
+export type HaltReasonName =
+  | "HALT_REASON_UNSPECIFIED"
+  | "HALT_REASON_THRESHOLD"
+  | "HALT_REASON_PATIENCE"
+  | "HALT_REASON_MAX_TICKS"
+  | "HALT_REASON_DEADLINE";
+
+export interface HaltPolicyMessage {
+  certainty_threshold?: number;
+  target_accuracy?: number;
+  min_ticks?: number;
+  max_ticks?: number;
+  patience?: number;
+  deadline_ms?: number;
+}
+
+export interface ClassifyRequestMessage {
+  model?: string;
+  version?: number;
+  input?: "image" | "tensor";
+  image?: { data?: Uint8Array } | null;
+  tensor?: { shape?: number[]; values?: number[] } | null;
+  halt_policy?: HaltPolicyMessage | null;
+  top_k?: number;
+  include_trace?: boolean;
+}
+
+export interface ClassScoreMessage {
+  index: number;
+  label: string;
+  probability: number;
+}
+
+export interface PositionPredictionMessage {
+  position: number;
+  index: number;
+  label: string;
+  probability: number;
+}
+
+export interface ClassifyResponseMessage {
+  model: string;
+  version: number;
+  top_k: ClassScoreMessage[];
+  positions: PositionPredictionMessage[];
+  certainty: number;
+  answer_tick: number;
+  ticks_used: number;
+  halt_reason: HaltReasonName;
+  threshold_used: number;
+  applied_policy: HaltPolicyMessage;
+  trace: TickUpdateMessage[];
+  logits: number[];
+}
+
+export interface TickUpdateMessage {
+  tick: number;
+  certainty: number;
+  top_k: ClassScoreMessage[];
+  positions: PositionPredictionMessage[];
+  logits: number[];
+  final: boolean;
+  halt_reason: HaltReasonName;
+  result: ClassifyResponseMessage | null;
+}
+
+export interface ListModelsResponseMessage {
+  models: ModelInfoMessage[];
+}
+
+export interface CalibrationPointMessage {
+  threshold: number;
+  accuracy: number;
+  mean_ticks: number;
+  p50_ticks: number;
+  p90_ticks: number;
+  p99_ticks: number;
+  reached_fraction: number;
+}
+
+export interface ModelInfoMessage {
+  name: string;
+  version: number;
+  task: string;
+  description: string;
+  input: {
+    kind: string;
+    shape: number[];
+    dtype: string;
+    image: {
+      layout: string;
+      channels: number;
+      height: number;
+      width: number;
+      preprocess: string;
+      mean: number[];
+      std: number[];
+    } | null;
+    allowed_values: number[];
+  };
+  output_shape: number[];
+  labels: string[];
+  trained_ticks: number;
+  max_ticks: number;
+  calibration: {
+    split: string;
+    count: number;
+    ticks: number;
+    accuracy_most_certain: number;
+    accuracy_last_tick: number;
+    thresholds: CalibrationPointMessage[];
+  } | null;
+  default_policy: HaltPolicyMessage;
+  provider: string;
+}

@@ -1,0 +1,119 @@
+/** Engine results -> ctm.v1 messages. */
+import type { HaltPolicy, HaltReason } from "../engine/haltPolicy.ts";
+import type { InferenceResult, ModelEngine, TickReport } from "../engine/modelEngine.ts";
+import type { Prediction } from "../engine/prediction.ts";
+import type {
+  ClassifyResponseMessage,
+  HaltPolicyMessage,
+  HaltReasonName,
+  ModelInfoMessage,
+  TickUpdateMessage,
+} from "./protocol.ts";
+
+const REASONS: Record<HaltReason, HaltReasonName> = {
+  THRESHOLD: "HALT_REASON_THRESHOLD",
+  PATIENCE: "HALT_REASON_PATIENCE",
+  MAX_TICKS: "HALT_REASON_MAX_TICKS",
+  DEADLINE: "HALT_REASON_DEADLINE",
+};
+
+export function encodePolicy(policy: HaltPolicy): HaltPolicyMessage {
+  const message: HaltPolicyMessage = {
+    certainty_threshold: policy.threshold,
+    min_ticks: policy.minTicks,
+    max_ticks: policy.maxTicks,
+    patience: policy.patience,
+    deadline_ms: policy.deadlineMs,
+  };
+  if (policy.targetAccuracy !== undefined) message.target_accuracy = policy.targetAccuracy;
+  return message;
+}
+
+function encodePrediction(prediction: Prediction) {
+  return { top_k: prediction.topK, positions: prediction.positions };
+}
+
+/** A per-tick message; `result` makes it the stream's final one. */
+export function encodeTick(tick: TickReport, result?: ClassifyResponseMessage): TickUpdateMessage {
+  return {
+    tick: tick.tick,
+    certainty: tick.certainty,
+    ...encodePrediction(tick.prediction),
+    logits: Array.from(tick.logits),
+    final: result !== undefined,
+    halt_reason: result ? result.halt_reason : "HALT_REASON_UNSPECIFIED",
+    result: result ?? null,
+  };
+}
+
+export function encodeResult(
+  engine: ModelEngine,
+  result: InferenceResult,
+  trace: TickUpdateMessage[],
+): ClassifyResponseMessage {
+  return {
+    model: engine.name,
+    version: engine.definition.manifest.version,
+    ...encodePrediction(result.prediction),
+    certainty: result.certainty,
+    answer_tick: result.answerTick,
+    ticks_used: result.ticksUsed,
+    halt_reason: REASONS[result.reason],
+    threshold_used: result.policy.threshold,
+    applied_policy: encodePolicy(result.policy),
+    trace,
+    logits: Array.from(result.logits),
+  };
+}
+
+export function encodeModelInfo(engine: ModelEngine): ModelInfoMessage {
+  const { manifest, calibration } = engine.definition;
+  const { image } = manifest.input;
+  return {
+    name: manifest.name,
+    version: manifest.version,
+    task: manifest.task,
+    description: manifest.description,
+    input: {
+      kind: manifest.input.kind,
+      shape: manifest.input.shape,
+      dtype: manifest.input.dtype,
+      image: image
+        ? {
+            layout: image.layout,
+            channels: image.channels,
+            height: image.height,
+            width: image.width,
+            preprocess: image.preprocess,
+            mean: image.normalize.mean,
+            std: image.normalize.std,
+          }
+        : null,
+      allowed_values: manifest.input.allowedValues ?? [],
+    },
+    output_shape: manifest.output.shape,
+    labels: manifest.output.labels,
+    trained_ticks: manifest.ticks.trained,
+    max_ticks: manifest.ticks.max,
+    calibration: calibration
+      ? {
+          split: calibration.split,
+          count: calibration.count,
+          ticks: calibration.ticks,
+          accuracy_most_certain: calibration.accuracyMostCertain,
+          accuracy_last_tick: calibration.accuracyLastTick,
+          thresholds: calibration.thresholds.map((p) => ({
+            threshold: p.threshold,
+            accuracy: p.accuracy,
+            mean_ticks: p.meanTicks,
+            p50_ticks: p.p50Ticks,
+            p90_ticks: p.p90Ticks,
+            p99_ticks: p.p99Ticks,
+            reached_fraction: p.reachedFraction,
+          })),
+        }
+      : null,
+    default_policy: encodePolicy(engine.defaultPolicy),
+    provider: engine.provider,
+  };
+}
