@@ -87,8 +87,10 @@ def export_graphs(model: CTM, out: Path) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-derived Python values
+        # Wrappers in eval mode: the exporter restores each wrapper's mode afterwards, recursively, and a
+        # wrapper left in training mode would switch BatchNorm in `model` back to batch statistics.
         torch.onnx.export(
-            EncoderGraph(model),
+            EncoderGraph(model).eval(),
             (example,),
             str(out / "encoder.onnx"),
             input_names=["input"],
@@ -98,7 +100,7 @@ def export_graphs(model: CTM, out: Path) -> None:
             dynamo=False,
         )
         torch.onnx.export(
-            TickGraph(model),
+            TickGraph(model).eval(),
             (k, v, *state),
             str(out / "tick.onnx"),
             input_names=[*CONTEXT_NAMES, *state_in],
@@ -182,6 +184,7 @@ def build_manifest(
 @torch.no_grad()
 def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, Any]]:
     """PyTorch per-tick logits, certainty and probabilities for a few raw-tensor inputs."""
+    model.eval()
     logits, certainty = model(inputs)  # (B, out, T), (B, T)
     classes = model.config.output_shape[-1]
     probabilities = logits.transpose(1, 2).unflatten(-1, (-1, classes)).softmax(-1).flatten(2)  # (B, T, out)
@@ -227,9 +230,11 @@ def export_model(
     test_calibration = {"split": "test", **calibrate(test_certainty, test_correct)}
 
     sample_index = write_samples(task, model.config, out / "samples", samples)
-    cases = golden_cases(model, test.inputs[:golden], test.targets[:golden])
-    for case, sample in zip(cases, sample_index, strict=False):
-        case["sample"] = f"samples/{sample['file']}"
+    chosen = sample_index[:golden]
+    rows = torch.tensor([sample["split_index"] for sample in chosen], dtype=torch.long)
+    cases = golden_cases(model, test.inputs[rows], test.targets[rows])
+    for case, sample in zip(cases, chosen, strict=True):
+        case["sample"] = f"samples/{sample['file']}" if "file" in sample else None
 
     manifest["metrics"] = {
         "validation": _summary(calibration),

@@ -1,5 +1,6 @@
 """Held-out test inputs written beside an exported model, for the load test and the server's tests.
 
+Each entry records `split_index`, its position in the test split.
 Image tasks: 8-bit PNG files in the task's own format (MNIST: 28x28 grayscale, white digit on black),
 taken in turn from each class of the test split. Tensor tasks: the raw inputs inline in labels.json.
 """
@@ -35,7 +36,7 @@ def write_samples(task: Task, config: CTMConfig, folder: Path, count: int) -> li
         for n, i in enumerate(balanced_order(labels)[:count]):
             name = f"{n:04d}_{labels[i]}.png"
             Image.fromarray(np.round(pixels[i] * 255).astype(np.uint8), mode="L").save(folder / name)
-            index.append({"file": name, "label": int(labels[i])})
+            index.append({"file": name, "label": int(labels[i]), "split_index": int(i)})
     else:
         test = task.split(config, "test")
         for n in range(min(count, len(test))):
@@ -44,6 +45,7 @@ def write_samples(task: Task, config: CTMConfig, folder: Path, count: int) -> li
                     "tensor": test.inputs[n].tolist(),
                     "shape": list(test.inputs.shape[1:]),
                     "label": test.targets[n].tolist(),
+                    "split_index": n,
                 }
             )
     (folder / "labels.json").write_text(json.dumps(index, indent=0 if index and "tensor" in index[0] else 1) + "\n")

@@ -112,7 +112,21 @@ def reference_state_dict(config: CTMConfig) -> dict[str, torch.Tensor]:
         config.out_dims, "linear",
     )  # fmt: skip
     generator = torch.Generator().manual_seed(3)
-    state = {k: torch.randn(shape, generator=generator) * 0.3 for k, shape in layout.items()}
+
+    def plausible(key: str, shape: list[int]) -> torch.Tensor:
+        """Random values at the scale trained weights have, so float32 error stays at the trained scale."""
+        noise = torch.randn(shape, generator=generator)
+        if key.endswith(".T"):
+            return 1 + 0.1 * noise
+        if key.endswith(".w1"):
+            return noise / shape[0] ** 0.5
+        if key.endswith("weight") and len(shape) == 2:
+            return noise / shape[1] ** 0.5
+        if key.endswith("weight"):  # LayerNorm gain
+            return 1 + 0.1 * noise
+        return 0.1 * noise
+
+    state = {k: plausible(k, shape) for k, shape in layout.items()}
     n, d = config.n_synch_out, config.d_model
     state["out_neuron_indices_left"] = state["out_neuron_indices_right"] = torch.arange(n)
     state["action_neuron_indices_left"] = state["action_neuron_indices_right"] = torch.arange(d - n, d)

@@ -1,0 +1,124 @@
+"""ONNX export: onnxruntime matches PyTorch at every tick; the model folder is complete and valid."""
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ctm.checkpoint import load_checkpoint, model_from_checkpoint, model_from_reference
+from ctm.config import CTMConfig
+from ctm.export import export_graphs, export_model
+from ctm.manifest import ManifestError, validate_manifest
+from ctm.model import CTM
+from ctm.onnx_runner import OnnxCTM
+from ctm.tasks import get_task
+from tests.conftest import SHIPPED_MODEL, small_config
+from tests.test_checkpoint import reference_state_dict
+
+TOLERANCE = 1e-4
+
+
+def assert_parity(model: CTM, folder: Path, batch_sizes=(1, 5)) -> None:
+    """For each batch size and every trained tick, ORT logits and certainty match PyTorch within 1e-4."""
+    runner = OnnxCTM(folder)
+    model.eval()
+    inputs = get_task(runner.manifest["task"]).split(model.config, "validation").inputs
+    for batch in batch_sizes:
+        x = inputs[:batch]  # real inputs: the distribution the graphs will serve
+        with torch.no_grad():
+            logits, certainty = model(x)  # (B, out, T), (B, T)
+        out = runner.run(x.numpy())  # the state is fed back tick after tick, as the server does
+        assert out["logits"].shape == (batch, model.config.iterations, model.config.out_dims)
+        np.testing.assert_allclose(out["logits"], logits.permute(0, 2, 1).numpy(), atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(out["certainty"], certainty.numpy(), atol=TOLERANCE, rtol=0)
+
+
+def test_small_mnist_model_graphs_match_pytorch(tmp_path):
+    model = CTM(small_config(synapse_depth=4, neuron_select_type="random-pairing", n_random_pairing_self=2))
+    export_model(model, get_task("mnist"), tmp_path, "tiny", 1, source={"format": "test"}, samples=5)
+    assert_parity(model, tmp_path)
+
+
+def test_parity_task_model_with_multi_position_output(tmp_path):
+    task = get_task("parity")
+    config = task.model.replace(iterations=5, d_model=32, d_input=16, n_synch_out=8, n_synch_action=8)
+    model = CTM(config)
+    manifest = export_model(model, task, tmp_path, "parity-tiny", 1, source={"format": "test"}, samples=4)
+    assert manifest["output"]["shape"] == [16, 2] and manifest["input"]["kind"] == "tensor"
+    assert_parity(model, tmp_path)
+    samples = json.loads((tmp_path / "samples" / "labels.json").read_text())
+    assert len(samples) == 4 and len(samples[0]["tensor"]) == 16 and len(samples[0]["label"]) == 16
+
+
+def test_reference_layout_checkpoint_exports_with_parity(tmp_path):
+    config = small_config(heads=1)
+    model = model_from_reference(reference_state_dict(config), CTMConfig(heads=1, iterations=config.iterations))
+    export_model(model, get_task("mnist"), tmp_path, "reference", 1, source={"format": "reference"}, samples=3)
+    validate_manifest(json.loads((tmp_path / "manifest.json").read_text()), tmp_path)
+    assert_parity(model, tmp_path)
+
+
+def test_graphs_are_single_files_with_dynamic_batch(tmp_path):
+    import onnx
+
+    export_graphs(CTM(small_config()), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.onnx", "tick.onnx"]  # no external data
+    for name in ("encoder.onnx", "tick.onnx"):
+        graph = onnx.load(str(tmp_path / name)).graph
+        for value in [*graph.input, *graph.output]:
+            assert value.type.tensor_type.shape.dim[0].dim_param == "batch", (name, value.name)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHIPPED_MODEL, "manifest.json")), reason="no shipped model")
+def test_shipped_model_matches_its_checkpoint_and_is_valid():
+    folder = Path(SHIPPED_MODEL)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    validate_manifest(manifest, folder)
+    model = model_from_checkpoint(load_checkpoint(folder / "checkpoint.pt"))
+    assert_parity(model, folder)
+    golden = json.loads((folder / "golden.json").read_text())
+    runner = OnnxCTM(folder)
+    for case in golden["cases"]:
+        x = np.asarray(case["input"], dtype=np.float32).reshape(1, *case["input_shape"])
+        np.testing.assert_allclose(runner.run(x)["logits"][0], case["logits"], atol=TOLERANCE, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    export_model(CTM(small_config()), get_task("mnist"), folder, "tiny", 1, source={"format": "test"}, samples=3)
+    return folder, json.loads((folder / "manifest.json").read_text())
+
+
+def test_manifest_validates(exported):
+    folder, manifest = exported
+    validate_manifest(manifest, folder)
+    assert {"encoder.onnx", "tick.onnx", "calibration.json", "golden.json", "checkpoint.pt"} <= {
+        p.name for p in folder.iterdir()
+    }
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda m: m.pop("ticks"), "manifest field \\(top level\\): 'ticks' is a required property"),
+        (lambda m: m["input"].update(kind="video"), "manifest field input.kind: 'video' is not one of"),
+        (lambda m: m["output"]["labels"].pop(), "manifest field output.labels: 9 labels for 10 classes"),
+        (lambda m: m["state"][0].update(input="nope_in"), "manifest field state.0.input: 'nope_in' is not among"),
+        (lambda m: m["state"][1].update(shape=[3, 3]), "manifest field state.1.init: 'trace' has shape"),
+        (lambda m: m["context"].pop(), "manifest field graphs.tick.inputs: 'v' is neither context nor state"),
+        (lambda m: m["input"]["image"].pop("normalize"), "manifest field input.image: 'normalize' is a required"),
+        (lambda m: m["graphs"]["tick"].update(file="../x.onnx"), "manifest field graphs.tick.file"),
+        (lambda m: m.update(calibration="missing.json"), "manifest field calibration: file 'missing.json' not found"),
+    ],
+)
+def test_manifest_errors_name_the_field(exported, mutate, message):
+    folder, manifest = exported
+    broken = copy.deepcopy(manifest)
+    mutate(broken)
+    with pytest.raises(ManifestError, match=message):
+        validate_manifest(broken, folder)
