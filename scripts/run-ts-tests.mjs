@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every *.test.ts file under server/ and loadtest/ with Node's own test runner (through tsx).
+// Runs every *.test.ts file under server/, loadtest/ and deploy/ with Node's own test runner (through tsx).
 // Node 20's runner does not discover .ts files by itself, so they are listed here.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -20,7 +20,7 @@ function find(dir) {
 }
 
 const filter = process.argv.slice(2);
-const files = ["server", "loadtest"]
+const files = ["server", "loadtest", "deploy"]
   .flatMap((dir) => {
     try {
       return find(join(root, dir));
