@@ -23,8 +23,8 @@ const FORMAT_NAMES = "PNG, JPEG, WebP, GIF or TIFF";
 const MAX_INPUT_PIXELS = 50_000_000;
 /** Large photos are reduced to this before the per-pixel work; a digit survives it easily. */
 const WORKING_SIZE = 256;
-/** Ink must be at least this far above the background (as a fraction of the contrast) to count. */
-const INK_FLOOR = 0.1;
+/** The noise floor never takes more than this fraction of the contrast between paper and ink. */
+const MAX_FLOOR = 0.5;
 /** Below this contrast (0-255) there is no ink at all: the image is blank. */
 const MIN_CONTRAST = 16;
 
@@ -102,15 +102,18 @@ async function mnistDigit(data: Uint8Array, spec: ImageInput): Promise<Float32Ar
     const fitted = await sharp(cropped, { raw: { width: box.width, height: box.height, channels: 1 } })
       .resize(fitWidth, fitHeight, { fit: "fill" })
       .raw()
-      .toBuffer();
-    placeByMass(fitted, fitWidth, fitHeight, canvas, spec.width, spec.height);
+      .toBuffer({ resolveWithObject: true });
+    // One channel in does not mean one channel out: sharp may hand back sRGB.
+    const ink1 = firstChannels(fitted.data, fitted.info.channels, 1);
+    placeByMass(ink1, fitWidth, fitHeight, canvas, spec.width, spec.height);
   }
   return normalise(canvas, spec, 1);
 }
 
 /**
- * Grey pixels -> ink as bright on black, background at 0 and the strongest ink at 255. The background
- * is the median of the border, which a digit rarely touches; a light one means dark ink on paper.
+ * Grey pixels -> ink as bright on black: background at 0, the strongest ink at 255. The border, which a
+ * digit rarely touches, tells the background: a light median means dark ink on paper (inverted here),
+ * and its 99th percentile is where paper texture and noise end and ink begins.
  */
 function inkOnBlack(grey: Uint8Array, width: number, height: number): Uint8Array {
   const border: number[] = [];
@@ -119,21 +122,25 @@ function inkOnBlack(grey: Uint8Array, width: number, height: number): Uint8Array
   border.sort((a, b) => a - b);
   const median = border[border.length >> 1] as number;
   const invert = median > 127;
+  const at = (i: number) => (invert ? 255 - (grey[i] as number) : (grey[i] as number));
   const background = invert ? 255 - median : median;
+  const noisy = invert
+    ? 255 - (border[Math.floor(border.length * 0.01)] as number)
+    : (border[Math.floor(border.length * 0.99)] as number);
   let peak = 0;
-  for (const v of grey) peak = Math.max(peak, invert ? 255 - v : v);
+  for (let i = 0; i < grey.length; i++) peak = Math.max(peak, at(i));
   const out = new Uint8Array(grey.length);
   if (peak - background < MIN_CONTRAST) return out;
-  // Paper is never uniformly white: anything within INK_FLOOR of the background is paper, not ink.
-  const floor = background + INK_FLOOR * (peak - background);
+  const floor = Math.min(Math.max(noisy, background), background + MAX_FLOOR * (peak - background));
   const gain = 255 / (peak - floor);
   for (let i = 0; i < grey.length; i++) {
-    const v = invert ? 255 - (grey[i] as number) : (grey[i] as number);
+    const v = at(i);
     out[i] = v <= floor ? 0 : Math.min(255, Math.round((v - floor) * gain));
   }
   return out;
 }
 
+/** Bounding box of the ink, ignoring specks: a pixel counts only with at least two inked neighbours. */
 function bounds(ink: Uint8Array, width: number, height: number) {
   let left = width;
   let right = -1;
@@ -141,7 +148,7 @@ function bounds(ink: Uint8Array, width: number, height: number) {
   let bottom = -1;
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
-      if ((ink[y * width + x] as number) === 0) continue;
+      if ((ink[y * width + x] as number) === 0 || inkedNeighbours(ink, width, height, x, y) < 2) continue;
       if (x < left) left = x;
       if (x > right) right = x;
       if (y < top) top = y;
@@ -149,6 +156,18 @@ function bounds(ink: Uint8Array, width: number, height: number) {
     }
   }
   return right < 0 ? undefined : { left, top, width: right - left + 1, height: bottom - top + 1 };
+}
+
+function inkedNeighbours(ink: Uint8Array, width: number, height: number, x: number, y: number): number {
+  let n = 0;
+  for (let dy = -1; dy <= 1; dy++) {
+    for (let dx = -1; dx <= 1; dx++) {
+      const nx = x + dx;
+      const ny = y + dy;
+      if ((dx || dy) && nx >= 0 && ny >= 0 && nx < width && ny < height && (ink[ny * width + nx] as number) > 0) n++;
+    }
+  }
+  return n;
 }
 
 /** Pastes `src` into `dst` so that its centre of mass lands on the centre of `dst` (as MNIST did). */
@@ -165,8 +184,8 @@ function placeByMass(src: Uint8Array, sw: number, sh: number, dst: Uint8Array, d
     }
   }
   // Pixel centres sit at index + 0.5, so the canvas centre is dw / 2 in those units.
-  const left = mass > 0 ? Math.round(dw / 2 - (mx / mass + 0.5)) : Math.floor((dw - sw) / 2);
-  const top = mass > 0 ? Math.round(dh / 2 - (my / mass + 0.5)) : Math.floor((dh - sh) / 2);
+  const left = mass > 0 ? Math.round(dw / 2 - mx / mass) : Math.floor((dw - sw) / 2);
+  const top = mass > 0 ? Math.round(dh / 2 - my / mass) : Math.floor((dh - sh) / 2);
   for (let y = 0; y < sh; y++) {
     const ty = top + y;
     if (ty < 0 || ty >= dh) continue;

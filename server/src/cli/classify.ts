@@ -1,0 +1,315 @@
+/**
+ * Command-line client: watch a CTM think about one image, tick by tick.
+ *
+ *   npm run classify -- digit.png [--threshold 0.9] [--stream] [--json] [--plot ticks.png]
+ *
+ * Prints a table of the per-tick top class, its probability and the certainty (or JSON lines with
+ * --json), then the answer and why the model stopped. --help lists every option.
+ */
+import { readFileSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
+import {
+  type ClassifyRequestMessage,
+  type ClassifyResponseMessage,
+  type HaltPolicyMessage,
+  type ListModelsResponseMessage,
+  loadProtocol,
+  type ModelInfoMessage,
+  type TickUpdateMessage,
+} from "../transport/protocol.ts";
+import { renderTracePlot } from "./tracePlot.ts";
+
+const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
+
+  <image>                 PNG, JPEG, WebP, GIF or TIFF file
+  <tensor.json>           {"shape": [...], "values": [...]}: a raw, already preprocessed input
+  --address <host:port>   server (default $CTM_ADDRESS or 127.0.0.1:50051)
+  --model <name>          model to ask (default: the only loaded model)
+  --threshold <t>         certainty threshold in (0, 1] (server default 0.9)
+  --target-accuracy <a>   instead of a threshold: the accuracy wanted, in (0, 1]
+  --min-ticks <n>         never halt before this tick
+  --max-ticks <n>         never run more ticks than this
+  --patience <n>          halt when the top class has been the same for n ticks
+  --deadline-ms <n>       halt with the best answer so far after n milliseconds
+  --top-k <k>             classes to report per tick
+  --stream                print each tick as the server computes it (ClassifyStream)
+  --json                  JSON lines instead of a table
+  --plot <file.png>       save a plot of class probabilities and certainty over ticks
+  --timeout-ms <n>        gRPC deadline for the whole call (default 30000)`;
+
+class UsageError extends Error {}
+
+interface Options {
+  file: string;
+  address: string;
+  model: string | undefined;
+  policy: HaltPolicyMessage;
+  topK: number;
+  stream: boolean;
+  json: boolean;
+  plot: string | undefined;
+  timeoutMs: number;
+}
+
+function parseArgs(argv: string[]): Options | "help" {
+  const options: Options = {
+    file: "",
+    address: process.env.CTM_ADDRESS || "127.0.0.1:50051",
+    model: undefined,
+    policy: {},
+    topK: 0,
+    stream: false,
+    json: false,
+    plot: undefined,
+    timeoutMs: 30000,
+  };
+  const number = (flag: string, value: string | undefined, integer: boolean): number => {
+    const n = Number(value);
+    if (value === undefined || value === "" || !Number.isFinite(n) || (integer && (!Number.isInteger(n) || n < 0))) {
+      throw new UsageError(
+        `${flag} needs ${integer ? "a non-negative integer" : "a number"}, got ${JSON.stringify(value ?? "")}`,
+      );
+    }
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const value = () => argv[++i];
+    switch (arg) {
+      case "--help":
+      case "-h":
+        return "help";
+      case "--address":
+        options.address = value() ?? "";
+        break;
+      case "--model":
+        options.model = value();
+        break;
+      case "--threshold":
+        options.policy.certainty_threshold = number(arg, value(), false);
+        break;
+      case "--target-accuracy":
+        options.policy.target_accuracy = number(arg, value(), false);
+        break;
+      case "--min-ticks":
+        options.policy.min_ticks = number(arg, value(), true);
+        break;
+      case "--max-ticks":
+        options.policy.max_ticks = number(arg, value(), true);
+        break;
+      case "--patience":
+        options.policy.patience = number(arg, value(), true);
+        break;
+      case "--deadline-ms":
+        options.policy.deadline_ms = number(arg, value(), true);
+        break;
+      case "--top-k":
+        options.topK = number(arg, value(), true);
+        break;
+      case "--timeout-ms":
+        options.timeoutMs = number(arg, value(), true);
+        break;
+      case "--stream":
+        options.stream = true;
+        break;
+      case "--json":
+        options.json = true;
+        break;
+      case "--plot":
+        options.plot = value();
+        if (!options.plot) throw new UsageError("--plot needs a file name");
+        break;
+      default:
+        if (arg.startsWith("-")) throw new UsageError(`unknown option ${arg}`);
+        if (options.file) throw new UsageError(`one input file at a time (got ${options.file} and ${arg})`);
+        options.file = arg;
+    }
+  }
+  if (!options.file) throw new UsageError("no input file given");
+  return options;
+}
+
+type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+function unary<Req, Res>(client: Client, method: string, request: Req, deadline: Date): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    (client[method] as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void)(
+      request,
+      { deadline },
+      (error, response) => (error ? reject(error) : resolve(response)),
+    );
+  });
+}
+
+async function pickModel(client: Client, wanted: string | undefined, deadline: Date): Promise<ModelInfoMessage> {
+  if (wanted) return unary(client, "GetModel", { name: wanted }, deadline);
+  const { models } = await unary<object, ListModelsResponseMessage>(client, "ListModels", {}, deadline);
+  const [only] = models;
+  if (models.length !== 1 || !only) {
+    throw new UsageError(
+      `the server has ${models.length} models (${models.map((m) => m.name).join(", ")}); choose one with --model`,
+    );
+  }
+  return only;
+}
+
+function readInput(file: string): Pick<ClassifyRequestMessage, "image" | "tensor"> {
+  const bytes = readFileSync(file);
+  if (!file.toLowerCase().endsWith(".json")) return { image: { data: bytes } };
+  const tensor = JSON.parse(bytes.toString("utf8")) as { shape?: number[]; values?: number[] };
+  if (!Array.isArray(tensor.shape) || !Array.isArray(tensor.values))
+    throw new UsageError(`${file} must hold {"shape": [...], "values": [...]}`);
+  return { tensor: { shape: tensor.shape, values: tensor.values } };
+}
+
+// ---------------------------------------------------------------- output
+const BAR = 24;
+
+/** proto-loader marks set `optional` fields with a synthetic "_field" key; it is not part of the message. */
+const json = (message: object) => JSON.stringify(message, (key, value) => (key.startsWith("_") ? undefined : value));
+
+function bar(certainty: number, threshold: number): string {
+  const filled = Math.round(certainty * BAR);
+  const mark = Math.min(BAR - 1, Math.round(threshold * BAR));
+  return Array.from({ length: BAR }, (_, i) => (i === mark ? "|" : i < filled ? "#" : ".")).join("");
+}
+
+function topOf(message: TickUpdateMessage | ClassifyResponseMessage): string {
+  const [top] = message.top_k;
+  if (top) return `${top.label.padEnd(8)} ${top.probability.toFixed(3)}`;
+  return message.positions.map((p) => p.label).join(" ");
+}
+
+function tableRow(update: TickUpdateMessage, threshold: number): string {
+  return `${String(update.tick).padStart(4)}  ${topOf(update).padEnd(14)}  ${update.certainty.toFixed(3)}  ${bar(update.certainty, threshold)}`;
+}
+
+const REASONS: Record<string, string> = {
+  HALT_REASON_THRESHOLD: "certainty reached the threshold",
+  HALT_REASON_PATIENCE: "the top class stopped changing (patience)",
+  HALT_REASON_MAX_TICKS: "max ticks reached without reaching the threshold",
+  HALT_REASON_DEADLINE: "the deadline passed",
+};
+
+function summary(result: ClassifyResponseMessage): string {
+  const answer = result.top_k[0]
+    ? `${result.top_k[0].label} (p ${result.top_k[0].probability.toFixed(3)})`
+    : result.positions.map((p) => p.label).join(" ");
+  return [
+    `answer: ${answer}, certainty ${result.certainty.toFixed(3)}, from tick ${result.answer_tick}`,
+    `halted after ${result.ticks_used} tick(s): ${REASONS[result.halt_reason] ?? result.halt_reason} (threshold ${result.threshold_used.toFixed(3)})`,
+  ].join("\n");
+}
+
+async function plot(
+  path: string,
+  model: ModelInfoMessage,
+  trace: TickUpdateMessage[],
+  result: ClassifyResponseMessage,
+): Promise<void> {
+  const leading = result.top_k.slice(0, 3).map((c) => c.index);
+  const classes = leading.map((index) => ({
+    label: model.labels[index] ?? String(index),
+    values: trace.map((t) => t.top_k.find((c) => c.index === index)?.probability ?? 0),
+  }));
+  if (classes.length === 0) {
+    classes.push({
+      label: "mean top-1 over positions",
+      values: trace.map(
+        (t) => t.positions.reduce((sum, p) => sum + p.probability, 0) / Math.max(1, t.positions.length),
+      ),
+    });
+  }
+  await renderTracePlot(
+    {
+      title: `${model.name}/${model.version}: ${summary(result).split("\n")[0]}`,
+      certainty: trace.map((t) => t.certainty),
+      classes,
+      threshold: result.threshold_used,
+      answerTick: result.answer_tick,
+    },
+    path,
+  );
+}
+
+// ---------------------------------------------------------------- main
+async function run(options: Options): Promise<void> {
+  const { CtmClient } = loadProtocol();
+  const client = new CtmClient(options.address, grpc.credentials.createInsecure()) as unknown as Client;
+  try {
+    const deadline = new Date(Date.now() + options.timeoutMs);
+    const model = await pickModel(client, options.model, deadline);
+    const classes = model.labels.length;
+    const request: ClassifyRequestMessage = {
+      model: model.name,
+      ...readInput(options.file),
+      halt_policy: options.policy,
+      // The plot follows the leading classes through every tick, so it needs all of them.
+      top_k: options.plot && model.output_shape.length === 1 ? classes : options.topK,
+      include_trace: !options.stream,
+    };
+    const threshold = options.policy.certainty_threshold ?? model.default_policy.certainty_threshold ?? 0.9;
+    const print = (line: string) => process.stdout.write(`${line}\n`);
+    if (!options.json) {
+      print(`${model.name}/${model.version}  ${options.file}  (${options.stream ? "streaming" : "unary"})`);
+      print(`tick  ${(model.output_shape.length === 1 ? "top-1    p" : "per-position").padEnd(14)}  certainty`);
+    }
+
+    const trace: TickUpdateMessage[] = [];
+    let result: ClassifyResponseMessage | undefined;
+    if (options.stream) {
+      const call = (
+        client.ClassifyStream as (
+          r: ClassifyRequestMessage,
+          o: grpc.CallOptions,
+        ) => grpc.ClientReadableStream<TickUpdateMessage>
+      )(request, { deadline });
+      for await (const update of call as AsyncIterable<TickUpdateMessage>) {
+        trace.push(update);
+        print(options.json ? json(update) : tableRow(update, threshold));
+        if (update.final && update.result) result = update.result;
+      }
+    } else {
+      const response = await unary<ClassifyRequestMessage, ClassifyResponseMessage>(
+        client,
+        "Classify",
+        request,
+        deadline,
+      );
+      trace.push(...response.trace);
+      result = response;
+      for (const update of response.trace)
+        print(options.json ? JSON.stringify(update) : tableRow(update, response.threshold_used));
+      if (options.json) print(json({ ...response, trace: undefined }));
+    }
+    if (!result) throw new Error("the server ended the call without a final result");
+    if (!options.json) print(summary(result));
+    if (options.plot) {
+      await plot(options.plot, model, trace, result);
+      if (!options.json) print(`plot saved to ${options.plot}`);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+try {
+  const options = parseArgs(process.argv.slice(2));
+  if (options === "help") {
+    console.log(USAGE);
+  } else {
+    await run(options);
+  }
+} catch (error) {
+  if (error instanceof UsageError) {
+    console.error(`classify: ${error.message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  const status = error as Partial<grpc.ServiceError>;
+  if (typeof status.code === "number") {
+    console.error(`classify: ${grpc.status[status.code]}: ${status.details}`);
+  } else {
+    console.error(`classify: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  process.exit(1);
+}

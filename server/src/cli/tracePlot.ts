@@ -1,0 +1,90 @@
+/**
+ * A PNG of how a CTM made up its mind: the probability of the leading classes and the certainty at
+ * every tick, with the threshold and the answer tick marked. Drawn as SVG and rasterised by sharp, so
+ * no chart library is needed.
+ */
+import sharp from "sharp";
+
+export interface PlotSeries {
+  label: string;
+  /** One value per tick, in [0, 1]. */
+  values: number[];
+}
+
+export interface TracePlot {
+  title: string;
+  certainty: number[];
+  classes: PlotSeries[];
+  threshold: number;
+  answerTick: number;
+}
+
+const WIDTH = 800;
+const HEIGHT = 450;
+const MARGIN = { left: 60, right: 150, top: 40, bottom: 50 };
+const COLOURS = [
+  "#1f77b4",
+  "#ff7f0e",
+  "#2ca02c",
+  "#d62728",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#7f7f7f",
+  "#bcbd22",
+  "#17becf",
+];
+
+const xmlText = (text: string) => text.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
+
+export function traceSvg(plot: TracePlot): string {
+  const ticks = plot.certainty.length;
+  const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
+  const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
+  const x = (tick: number) => MARGIN.left + (ticks <= 1 ? plotWidth / 2 : ((tick - 1) / (ticks - 1)) * plotWidth);
+  const y = (value: number) => MARGIN.top + (1 - Math.max(0, Math.min(1, value))) * plotHeight;
+  const line = (values: number[]) => values.map((v, i) => `${x(i + 1).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
+    `<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`,
+    `<text x="${MARGIN.left}" y="24" font-size="15">${xmlText(plot.title)}</text>`,
+  ];
+  for (let v = 0; v <= 1.0001; v += 0.25) {
+    parts.push(
+      `<line x1="${MARGIN.left}" x2="${MARGIN.left + plotWidth}" y1="${y(v)}" y2="${y(v)}" stroke="#e5e5e5"/>`,
+      `<text x="${MARGIN.left - 8}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(2)}</text>`,
+    );
+  }
+  const step = Math.max(1, Math.ceil(ticks / 15));
+  for (let t = 1; t <= ticks; t += step) {
+    parts.push(`<text x="${x(t)}" y="${MARGIN.top + plotHeight + 18}" text-anchor="middle">${t}</text>`);
+  }
+  parts.push(
+    `<text x="${MARGIN.left + plotWidth / 2}" y="${HEIGHT - 12}" text-anchor="middle">tick</text>`,
+    `<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotWidth}" height="${plotHeight}" fill="none" stroke="#999"/>`,
+    `<line x1="${MARGIN.left}" x2="${MARGIN.left + plotWidth}" y1="${y(plot.threshold)}" y2="${y(plot.threshold)}" stroke="#000" stroke-dasharray="6 4"/>`,
+    `<line x1="${x(plot.answerTick)}" x2="${x(plot.answerTick)}" y1="${MARGIN.top}" y2="${MARGIN.top + plotHeight}" stroke="#888" stroke-dasharray="2 3"/>`,
+  );
+  const legend = (row: number, colour: string, text: string, dashed = false) =>
+    parts.push(
+      `<line x1="${WIDTH - MARGIN.right + 12}" x2="${WIDTH - MARGIN.right + 36}" y1="${MARGIN.top + 10 + row * 20}" y2="${MARGIN.top + 10 + row * 20}" stroke="${colour}" stroke-width="3"${dashed ? ' stroke-dasharray="6 4"' : ""}/>`,
+      `<text x="${WIDTH - MARGIN.right + 42}" y="${MARGIN.top + 14 + row * 20}">${xmlText(text)}</text>`,
+    );
+  plot.classes.forEach((series, i) => {
+    const colour = COLOURS[i % COLOURS.length] as string;
+    parts.push(`<polyline points="${line(series.values)}" fill="none" stroke="${colour}" stroke-width="2"/>`);
+    legend(i, colour, `p(${series.label})`);
+  });
+  parts.push(`<polyline points="${line(plot.certainty)}" fill="none" stroke="#000" stroke-width="3"/>`);
+  legend(plot.classes.length, "#000", "certainty");
+  legend(plot.classes.length + 1, "#000", `threshold ${plot.threshold.toFixed(3)}`, true);
+  parts.push("</svg>");
+  return parts.join("\n");
+}
+
+export async function renderTracePlot(plot: TracePlot, path: string): Promise<void> {
+  await sharp(Buffer.from(traceSvg(plot)))
+    .png()
+    .toFile(path);
+}
