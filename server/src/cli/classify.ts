@@ -279,7 +279,7 @@ async function run(options: Options): Promise<void> {
       trace.push(...response.trace);
       result = response;
       for (const update of response.trace)
-        print(options.json ? JSON.stringify(update) : tableRow(update, response.threshold_used));
+        print(options.json ? json(update) : tableRow(update, response.threshold_used));
       if (options.json) print(json({ ...response, trace: undefined }));
     }
     if (!result) throw new Error("the server ended the call without a final result");
