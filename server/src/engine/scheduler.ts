@@ -127,7 +127,17 @@ export class Scheduler {
   }
 
   private async join(step: StepMessage): Promise<void> {
+    // Take the newcomers before awaiting: admissions that arrive during the encoder run wait for the
+    // next boundary instead of slipping into this one unencoded.
     const joining = this.incoming;
+    this.incoming = [];
+    for (const r of joining) {
+      this.active.set(r.id, {
+        id: r.id,
+        tracker: new HaltTracker<Answer>(r.policy, r.deadlineAt),
+        streamTicks: r.streamTicks,
+      });
+    }
     const rowSize = joining[0]?.input.length ?? 0;
     const inputs = new Float32Array(joining.length * rowSize);
     joining.forEach((r, i) => {
@@ -137,14 +147,6 @@ export class Scheduler {
       joining.map((r) => r.id),
       inputs,
     );
-    this.incoming = [];
-    for (const r of joining) {
-      this.active.set(r.id, {
-        id: r.id,
-        tracker: new HaltTracker<Answer>(r.policy, r.deadlineAt),
-        streamTicks: r.streamTicks,
-      });
-    }
     step.joined = joining.length;
   }
 

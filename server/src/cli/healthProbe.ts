@@ -1,0 +1,99 @@
+/**
+ * Asks a running server's gRPC health service whether it is SERVING; exits 0 if so, 1 if not.
+ * The container HEALTHCHECK runs it (Kubernetes probes speak gRPC health natively and need no client).
+ *
+ *   node --import tsx server/src/cli/healthProbe.ts [--service <name>] [--timeout-ms <n>]
+ *
+ * The address comes from the server's own configuration (CTM_HOST, CTM_PORT and the rest of the
+ * environment, read by config.ts), so the probe always asks the port the server in the same container
+ * was told to bind. A wildcard bind address is asked through loopback.
+ */
+import { pathToFileURL } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
+import { ConfigError, parseConfig } from "../config.ts";
+
+const USAGE = `Usage: node --import tsx server/src/cli/healthProbe.ts [options]
+
+  --service <name>      service to ask about ("" is the whole server; default "")
+  --timeout-ms <n>      give up after n milliseconds (default 3000)
+
+The address is the server's: CTM_HOST and CTM_PORT as the server reads them.
+Exit status: 0 SERVING, 1 anything else (NOT_SERVING, unreachable, timeout), 2 bad usage.`;
+
+interface HealthCheckResponse {
+  status: "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
+}
+
+interface HealthClient extends grpc.Client {
+  Check(
+    request: { service: string },
+    options: grpc.CallOptions,
+    callback: (error: grpc.ServiceError | null, response?: HealthCheckResponse) => void,
+  ): grpc.ClientUnaryCall;
+}
+
+/** Where a client reaches a server bound to `host`: a wildcard bind is reached through loopback. */
+export function probeAddress(host: string, port: number): string {
+  if (host === "0.0.0.0") return `127.0.0.1:${port}`;
+  if (host === "::" || host === "[::]") return `[::1]:${port}`;
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** One grpc.health.v1.Health/Check call; resolves to the status, or to the error's text. */
+export function checkHealth(address: string, serviceName: string, timeoutMs: number): Promise<string> {
+  const Health = grpc.makeGenericClientConstructor(
+    healthService as unknown as grpc.ServiceDefinition,
+    "Health",
+  ) as unknown as new (
+    address: string,
+    credentials: grpc.ChannelCredentials,
+  ) => HealthClient;
+  const client = new Health(address, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.Check({ service: serviceName }, { deadline: Date.now() + timeoutMs }, (error, response) => {
+      client.close();
+      resolve(error ? `${grpc.status[error.code] ?? error.code}: ${error.details}` : (response?.status ?? "UNKNOWN"));
+    });
+  });
+}
+
+function parseArgs(argv: readonly string[]): { service: string; timeoutMs: number } | "help" {
+  const options = { service: "", timeoutMs: 3000 };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = argv[i + 1];
+    if (arg === "--help" || arg === "-h") return "help";
+    if (arg === "--service" && value !== undefined) options.service = value;
+    else if (arg === "--timeout-ms" && value !== undefined && /^\d+$/.test(value) && Number(value) > 0)
+      options.timeoutMs = Number(value);
+    else throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}${value === undefined ? "" : ` ${value}`}`);
+    i++;
+  }
+  return options;
+}
+
+async function main(): Promise<number> {
+  let options: ReturnType<typeof parseArgs>;
+  let address: string;
+  try {
+    options = parseArgs(process.argv.slice(2));
+    const config = parseConfig([], process.env);
+    if (options === "help" || config === "help") {
+      console.log(USAGE);
+      return 0;
+    }
+    address = probeAddress(config.host, config.port);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`healthProbe: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+  const status = await checkHealth(address, options.service, options.timeoutMs);
+  const what = options.service === "" ? "server" : options.service;
+  console.log(`${what} at ${address}: ${status}`);
+  return status === "SERVING" ? 0 : 1;
+}
+
+// Run as a program, not when a test imports checkHealth.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) process.exitCode = await main();

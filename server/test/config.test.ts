@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { CONFIG_OPTIONS, ConfigError, helpText, parseConfig, type ServerConfig } from "../src/config.ts";
+
+const parse = (argv: string[], env: NodeJS.ProcessEnv = {}, cpus = 8) => parseConfig(argv, env, cpus) as ServerConfig;
+
+describe("server configuration", () => {
+  it("has the documented defaults", () => {
+    assert.deepEqual(parse([]), {
+      host: "127.0.0.1",
+      port: 50051,
+      modelsDir: "models",
+      provider: "auto",
+      threads: 8,
+      workers: 1,
+      maxBatch: 64,
+      maxQueue: 256,
+      metrics: { host: "127.0.0.1", port: 9464 },
+      graceMs: 10000,
+      logLevel: "info",
+    });
+  });
+
+  it("reads every option from its flag and from its environment variable, the flag winning", () => {
+    const values: Record<string, [string, unknown]> = {
+      host: ["0.0.0.0", "0.0.0.0"],
+      port: ["6000", 6000],
+      modelsDir: ["/srv/models", "/srv/models"],
+      provider: ["cpu", "cpu"],
+      threads: ["3", 3],
+      workers: ["2", 2],
+      maxBatch: ["16", 16],
+      maxQueue: ["0", 0],
+      graceMs: ["500", 500],
+      logLevel: ["debug", "debug"],
+    };
+    for (const option of CONFIG_OPTIONS) {
+      const entry = values[option.key];
+      if (!entry) continue;
+      const [text, parsed] = entry;
+      assert.equal(parse([option.flag, text])[option.key as keyof ServerConfig], parsed, option.flag);
+      assert.equal(parse([`${option.flag}=${text}`])[option.key as keyof ServerConfig], parsed, `${option.flag}=`);
+      assert.equal(parse([], { [option.env]: text })[option.key as keyof ServerConfig], parsed, option.env);
+    }
+    assert.equal(parse(["--port", "7000"], { CTM_PORT: "6000" }).port, 7000);
+  });
+
+  it("sizes threads from the machine and the worker count", () => {
+    assert.equal(parse(["--workers", "2"], {}, 8).threads, 4);
+    assert.equal(parse(["--workers", "4"], {}, 2).threads, 1);
+    assert.equal(parse(["--workers", "2", "--threads", "3"], {}, 8).threads, 3);
+  });
+
+  it("configures metrics, with 0 disabling them", () => {
+    assert.deepEqual(parse(["--host", "0.0.0.0", "--metrics-port", "9100"]).metrics, { host: "0.0.0.0", port: 9100 });
+    assert.deepEqual(parse(["--metrics-host", "127.0.0.2"]).metrics, { host: "127.0.0.2", port: 9464 });
+    assert.equal(parse(["--metrics-port", "0"]).metrics, null);
+  });
+
+  it("names the flag or variable and the bad value", () => {
+    const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+      [["--port", "70000"], {}, /--port must be an integer in \[0, 65535\], got "70000"/],
+      [[], { CTM_PORT: "http" }, /CTM_PORT must be an integer in \[0, 65535\], got "http"/],
+      [["--provider", "tpu"], {}, /--provider must be one of auto, cpu, cuda, got "tpu"/],
+      [["--max-batch", "0"], {}, /--max-batch must be an integer in \[1, 4096\], got "0"/],
+      [["--max-queue", "-1"], {}, /--max-queue must be an integer in \[0, 1000000\], got "-1"/],
+      [["--threads", "1.5"], {}, /--threads must be an integer in \[1, 1024\], got "1.5"/],
+      [["--workers", "0"], {}, /--workers must be an integer in \[1, 64\], got "0"/],
+      [["--grace-ms", "soon"], {}, /--grace-ms must be an integer/],
+      [
+        [],
+        { CTM_LOG_LEVEL: "loud" },
+        /CTM_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"/,
+      ],
+      [["--models-dir", ""], {}, /--models-dir must not be empty/],
+      [["--port"], {}, /--port needs a value/],
+      [["--port", "--host"], {}, /--port needs a value/],
+      [["--prot", "1"], {}, /unknown argument "--prot"/],
+      [["--metrics-port", "6000", "--port", "6000"], {}, /--metrics-port \(6000\) must differ from --port \(6000\)/],
+    ];
+    for (const [argv, env, message] of cases) {
+      assert.throws(
+        () => parse(argv, env),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+        argv.join(" "),
+      );
+    }
+  });
+
+  it("--help lists every flag and environment variable", () => {
+    assert.equal(parseConfig(["--port", "1", "--help"], {}), "help");
+    const help = helpText();
+    for (const option of CONFIG_OPTIONS) {
+      assert.match(help, new RegExp(`${option.flag} <value>\\s+${option.env}\\s`));
+    }
+  });
+});

@@ -1,0 +1,180 @@
+/**
+ * Halting semantics end to end. Each input's full 30-tick trace is read once; every policy's expected
+ * outcome is then derived from that trace with the documented rule and compared with what the server
+ * decides on its own.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type {
+  ClassifyRequestMessage,
+  ClassifyResponseMessage,
+  HaltPolicyMessage,
+  HaltReasonName,
+  ModelInfoMessage,
+  TickUpdateMessage,
+} from "../src/transport/protocol.ts";
+import { MODEL_NAME, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+
+interface Expected {
+  reason: HaltReasonName;
+  ticksUsed: number;
+  answerTick: number;
+}
+
+/** The rule from the proto, over a full trace. */
+function expected(
+  trace: TickUpdateMessage[],
+  policy: Required<Omit<HaltPolicyMessage, "target_accuracy" | "deadline_ms">>,
+): Expected {
+  const top = (t: number) => trace[t - 1]?.top_k[0]?.index;
+  const mostCertain = (t: number) => {
+    let best = 1;
+    for (let i = 2; i <= t; i++)
+      if ((trace[i - 1] as TickUpdateMessage).certainty > (trace[best - 1] as TickUpdateMessage).certainty) best = i;
+    return best;
+  };
+  for (let t = 1; t <= trace.length; t++) {
+    if (t >= policy.min_ticks && (trace[t - 1] as TickUpdateMessage).certainty >= policy.certainty_threshold) {
+      return { reason: "HALT_REASON_THRESHOLD", ticksUsed: t, answerTick: t };
+    }
+    let run = 1;
+    while (run < t && top(t - run) === top(t)) run++;
+    if (policy.patience > 0 && t >= policy.min_ticks && run >= policy.patience) {
+      return { reason: "HALT_REASON_PATIENCE", ticksUsed: t, answerTick: mostCertain(t) };
+    }
+    if (t === policy.max_ticks) return { reason: "HALT_REASON_MAX_TICKS", ticksUsed: t, answerTick: mostCertain(t) };
+  }
+  throw new Error("the policy never halts within the trace");
+}
+
+/** Thresholds that fall strictly between two distinct certainties of the trace, so no run can tie. */
+function thresholdsBetween(trace: TickUpdateMessage[]): number[] {
+  const values = [...new Set(trace.map((t) => t.certainty))].sort((a, b) => a - b);
+  const gaps: number[] = [];
+  for (let i = 1; i < values.length; i++) {
+    const [lo, hi] = [values[i - 1] as number, values[i] as number];
+    if (hi - lo > 1e-4) gaps.push((lo + hi) / 2);
+  }
+  return [gaps[0], gaps[Math.floor(gaps.length / 2)], gaps.at(-1)].filter((g): g is number => g !== undefined && g > 0);
+}
+
+describe("halting", () => {
+  let t: TestServer;
+  let model: ModelInfoMessage;
+  const inputs: { name: string; request: ClassifyRequestMessage; trace: TickUpdateMessage[] }[] = [];
+
+  before(async () => {
+    t = await startTestServer();
+    model = await t.client.getModel(MODEL_NAME);
+    for (const sample of samples().slice(0, 6)) {
+      const request: ClassifyRequestMessage = { model: MODEL_NAME, image: { data: sample.png } };
+      const full = { min_ticks: model.trained_ticks, max_ticks: model.trained_ticks };
+      const trace = await t.client.collect({ ...request, halt_policy: full });
+      inputs.push({ name: sample.file, request, trace });
+    }
+  });
+  after(() => t.close());
+
+  async function check(
+    input: (typeof inputs)[number],
+    policy: HaltPolicyMessage,
+    want: Expected,
+  ): Promise<ClassifyResponseMessage> {
+    const response = await t.client.classify({ ...input.request, halt_policy: policy });
+    const context = `${input.name} ${JSON.stringify(policy)}`;
+    assert.equal(response.halt_reason, want.reason, context);
+    assert.equal(response.ticks_used, want.ticksUsed, context);
+    assert.equal(response.answer_tick, want.answerTick, context);
+    const answer = input.trace[want.answerTick - 1] as TickUpdateMessage;
+    assert.equal(response.top_k[0]?.index, answer.top_k[0]?.index, context);
+    assert.ok(Math.abs(response.certainty - answer.certainty) < 1e-5, context);
+    return response;
+  }
+
+  it("halts at the first tick whose certainty reaches the threshold", async () => {
+    for (const input of inputs) {
+      for (const threshold of thresholdsBetween(input.trace)) {
+        const policy = { certainty_threshold: threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
+        const response = await check(input, policy, expected(input.trace, policy));
+        assert.equal(response.threshold_used, threshold);
+      }
+    }
+  });
+
+  it("never halts on the threshold before min_ticks", async () => {
+    for (const input of inputs) {
+      const threshold = Math.min(...input.trace.map((m) => m.certainty)) / 2;
+      const policy = { certainty_threshold: threshold, min_ticks: 7, max_ticks: model.trained_ticks, patience: 0 };
+      await check(input, policy, { reason: "HALT_REASON_THRESHOLD", ticksUsed: 7, answerTick: 7 });
+    }
+  });
+
+  it("stops at max_ticks with the most certain tick when the threshold is never reached", async () => {
+    for (const input of inputs) {
+      const unreachable = Math.max(...input.trace.map((m) => m.certainty)) + 1e-3;
+      if (unreachable > 1) continue;
+      const policy = { certainty_threshold: unreachable, min_ticks: 1, max_ticks: 9, patience: 0 };
+      await check(input, policy, expected(input.trace, policy));
+    }
+  });
+
+  it("stops when the top class has not changed for `patience` ticks", async () => {
+    for (const input of inputs) {
+      for (const patience of [2, 4, 8]) {
+        const policy = { certainty_threshold: 1, min_ticks: 3, max_ticks: model.trained_ticks, patience };
+        await check(input, policy, expected(input.trace, policy));
+      }
+    }
+  });
+
+  it("resolves a target accuracy through the calibration and reports the threshold used", async () => {
+    const points = model.calibration?.thresholds ?? [];
+    assert.ok(points.length > 0, "the shipped model has a calibration");
+    for (const target of [...new Set(points.map((p) => p.accuracy))].slice(0, 4)) {
+      const threshold = Math.min(...points.filter((p) => p.accuracy >= target).map((p) => p.threshold));
+      for (const input of inputs.slice(0, 2)) {
+        const policy = { certainty_threshold: threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
+        const response = await check(input, { target_accuracy: target }, expected(input.trace, policy));
+        assert.equal(response.threshold_used, threshold);
+        assert.equal(response.applied_policy.target_accuracy, target);
+      }
+    }
+  });
+
+  it("applies the documented defaults when the request sets no policy", async () => {
+    const input = inputs[0] as (typeof inputs)[number];
+    const policy = { certainty_threshold: 0.9, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
+    const response = await check(input, {}, expected(input.trace, policy));
+    assert.equal(response.threshold_used, 0.9);
+    assert.equal(response.applied_policy.max_ticks, model.trained_ticks);
+    assert.deepEqual(model.default_policy.certainty_threshold, 0.9);
+  });
+
+  it("halts with DEADLINE and the best answer so far once deadline_ms has passed", async () => {
+    const input = inputs[0] as (typeof inputs)[number];
+    const policy = { min_ticks: model.trained_ticks, max_ticks: model.trained_ticks, deadline_ms: 1 };
+    const response = await t.client.classify({ ...input.request, halt_policy: policy });
+    assert.equal(response.halt_reason, "HALT_REASON_DEADLINE");
+    assert.ok(
+      response.ticks_used >= 1 && response.ticks_used < model.trained_ticks,
+      `ticks used: ${response.ticks_used}`,
+    );
+    const prefix = input.trace.slice(0, response.ticks_used).map((m) => m.certainty);
+    assert.equal(response.answer_tick, prefix.indexOf(Math.max(...prefix)) + 1);
+  });
+
+  it("streams the same decision, flagging the halting tick as final", async () => {
+    const input = inputs[1] as (typeof inputs)[number];
+    const [threshold] = thresholdsBetween(input.trace);
+    assert.ok(threshold !== undefined);
+    const policy = { certainty_threshold: threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
+    const want = expected(input.trace, policy);
+    const messages = await t.client.collect({ ...input.request, halt_policy: policy });
+    assert.equal(messages.length, want.ticksUsed);
+    const last = messages.at(-1) as TickUpdateMessage;
+    assert.ok(last.final && messages.slice(0, -1).every((m) => !m.final));
+    assert.equal(last.halt_reason, want.reason);
+    assert.equal(last.result?.answer_tick, want.answerTick);
+    assert.equal(last.result?.ticks_used, want.ticksUsed);
+  });
+});

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { discoverModelFolders, loadModelFolder, ModelFolderError } from "../src/model/modelFolder.ts";
+import { MODEL_NAME, modelDir, readModelJson } from "./support/testServer.ts";
+
+type Json = Record<string, unknown>;
+
+/** A copy of the shipped model folder (files linked) whose manifest `edit` has changed. */
+function folderWith(edit: (manifest: Json) => void, name = MODEL_NAME, version = "1"): string {
+  const root = mkdtempSync(join(tmpdir(), "ctm-manifest-"));
+  const dir = join(root, name, version);
+  mkdirSync(dir, { recursive: true });
+  for (const file of readdirSync(modelDir())) {
+    if (file !== "manifest.json") symlinkSync(join(modelDir(), file), join(dir, file));
+  }
+  const manifest = readModelJson<Json>("manifest.json");
+  manifest.version = Number(version);
+  edit(manifest);
+  writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
+  return dir;
+}
+
+function fails(edit: (manifest: Json) => void, message: RegExp) {
+  assert.throws(
+    () => loadModelFolder(folderWith(edit)),
+    (error: unknown) => error instanceof ModelFolderError && message.test(error.message),
+    String(message),
+  );
+}
+
+const at = (manifest: Json, path: string): Json => path.split(".").reduce((o, key) => o[key] as Json, manifest);
+
+describe("model folders", () => {
+  it("load the shipped model with everything derived from its manifest", () => {
+    const model = loadModelFolder(modelDir());
+    const manifest = readModelJson<Json>("manifest.json");
+    assert.equal(model.manifest.name, manifest.name);
+    assert.deepEqual(model.manifest.input.shape, at(manifest, "input").shape);
+    assert.deepEqual(model.manifest.output.labels, at(manifest, "output").labels);
+    assert.equal(model.manifest.state.length, (manifest.state as unknown[]).length);
+    assert.ok(model.calibration && model.calibration.thresholds.length > 0);
+    const thresholds = model.calibration.thresholds.map((p) => p.threshold);
+    assert.deepEqual(
+      thresholds,
+      [...thresholds].sort((a, b) => a - b),
+    );
+  });
+
+  it("serve the highest version of each model", () => {
+    const root = join(
+      folderWith(() => {}, "alpha", "2"),
+      "..",
+      "..",
+    );
+    mkdirSync(join(root, "alpha", "10"));
+    writeFileSync(join(root, "alpha", "10", "manifest.json"), "{}");
+    mkdirSync(join(root, "alpha", "draft"));
+    mkdirSync(join(root, "empty"));
+    assert.deepEqual(discoverModelFolders(root), [join(root, "alpha", "10")]);
+    assert.throws(
+      () => discoverModelFolders(join(root, "empty")),
+      /no models found in .*empty: expected <name>\/<version>\/manifest.json/,
+    );
+    assert.throws(() => discoverModelFolders(join(root, "missing")), /models dir .*missing does not exist/);
+  });
+
+  it("reject a manifest that is wrong, naming the field", () => {
+    fails((m) => {
+      m.schema_version = 2;
+    }, /manifest.json: schema_version must be 1/);
+    fails((m) => {
+      at(m, "input.image").height = 0;
+    }, /input\.image\.height must be an integer >= 1, got 0/);
+    fails((m) => {
+      at(m, "input.image").preprocess = "sepia";
+    }, /input\.image\.preprocess must be one of "mnist-digit", "resize", got "sepia"/);
+    fails((m) => {
+      at(m, "input.image.normalize").std = [0];
+    }, /input\.image\.normalize\.std must be positive, got 0/);
+    fails((m) => {
+      at(m, "output").labels = ["a", "b"];
+    }, /output\.labels must name every class: expected \d+ labels, got 2/);
+    fails((m) => {
+      at(m, "ticks").max = "many";
+    }, /ticks\.max must be an integer, got "many"/);
+    fails((m) => {
+      (m.state as Json[])[0] = { ...(m.state as Json[])[0], output: "nowhere" };
+    }, /state\[0\]\.output "nowhere" is not among graphs\.tick\.outputs/);
+    fails((m) => {
+      (m.context as Json[])[0] = { ...(m.context as Json[])[0], shape: [2, 2] };
+    }, /context\[0\]\.shape \[2,2\] does not match graphs\.encoder\.outputs/);
+    fails((m) => {
+      at(m, "outputs").certainty = "logits";
+    }, /outputs\.certainty "logits" has \d+ value\(s\) per item, expected 1/);
+    fails((m) => {
+      at(m, "graphs.tick").file = "missing.onnx";
+    }, /graphs\.tick\.file names .*missing\.onnx, which does not exist/);
+    fails((m) => {
+      m.name = "other";
+    }, /name\/version "other\/1" does not match the folder "mnist-ctm\/1"/);
+  });
+});

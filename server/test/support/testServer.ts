@@ -1,0 +1,213 @@
+/**
+ * A real server on 127.0.0.1:0 serving the shipped model, and a real gRPC client for it. No mocks:
+ * every test goes through the same transport, engine, workers and onnxruntime as production.
+ */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import type { ServerConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/logger.ts";
+import { type RunningServer, type StartOptions, startServer } from "../../src/server.ts";
+import {
+  type ClassifyRequestMessage,
+  type ClassifyResponseMessage,
+  type ListModelsResponseMessage,
+  loadProtocol,
+  type ModelInfoMessage,
+  type TickUpdateMessage,
+} from "../../src/transport/protocol.ts";
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+export const MODEL_NAME = "mnist-ctm";
+
+/** The shipped model's folder (its highest version). */
+export function modelDir(): string {
+  const root = join(REPO, "models", MODEL_NAME);
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => /^\d+$/.test(v))
+        .map(Number)
+    : [];
+  if (versions.length === 0) throw new Error(`${root}/<version> is missing: export the model first (npm run export)`);
+  return join(root, String(Math.max(...versions)));
+}
+
+export function readModelJson<T>(file: string): T {
+  return JSON.parse(readFileSync(join(modelDir(), file), "utf8")) as T;
+}
+
+export interface GoldenCase {
+  input_shape: number[];
+  input: number[];
+  label: number;
+  logits: number[][];
+  certainty: number[];
+  probabilities: number[][];
+  sample?: string;
+}
+
+export interface Sample {
+  file: string;
+  label: number;
+  png: Buffer;
+}
+
+export function samples(): Sample[] {
+  const list = readModelJson<{ file: string; label: number }[]>("samples/labels.json");
+  return list.map(({ file, label }) => ({ file, label, png: readFileSync(join(modelDir(), "samples", file)) }));
+}
+
+/** A models folder holding only the shipped model, so that other folders under models/ cannot interfere. */
+export function isolatedModelsDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "ctm-models-"));
+  symlinkSync(join(REPO, "models", MODEL_NAME), join(dir, MODEL_NAME));
+  return dir;
+}
+
+export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  return {
+    host: "127.0.0.1",
+    port: 0,
+    modelsDir: isolatedModelsDir(),
+    provider: "cpu",
+    // Two cores and a training run in the background: one intra-op thread keeps runs predictable.
+    threads: 1,
+    workers: 1,
+    maxBatch: 64,
+    maxQueue: 256,
+    metrics: { host: "127.0.0.1", port: 0 },
+    graceMs: 2000,
+    logLevel: "info",
+    ...overrides,
+  };
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export interface TestServer {
+  server: RunningServer;
+  client: CtmTestClient;
+  address: string;
+  logs: LogLine[];
+  metrics(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(
+  overrides: Partial<ServerConfig> = {},
+  options: StartOptions = {},
+): Promise<TestServer> {
+  const logs: LogLine[] = [];
+  const logger = createLogger("info", { write: (line: string) => logs.push(JSON.parse(line) as LogLine) });
+  const server = await startServer(testConfig(overrides), { ...options, logger });
+  const address = `127.0.0.1:${server.port}`;
+  const client = new CtmTestClient(address);
+  return {
+    server,
+    client,
+    address,
+    logs,
+    metrics: async () => {
+      const response = await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`);
+      return response.text();
+    },
+    close: async () => {
+      client.close();
+      await server.shutdown(0);
+    },
+  };
+}
+
+type Callback<T> = (error: grpc.ServiceError | null, response: T) => void;
+type UnaryMethod<Req, Res> = (request: Req, options: grpc.CallOptions, callback: Callback<Res>) => grpc.ClientUnaryCall;
+
+export class CtmTestClient {
+  readonly raw: grpc.Client & Record<string, unknown>;
+
+  constructor(address: string) {
+    const { CtmClient } = loadProtocol();
+    this.raw = new CtmClient(address, grpc.credentials.createInsecure()) as unknown as grpc.Client &
+      Record<string, unknown>;
+  }
+
+  private unary<Req, Res>(method: string, request: Req, options: grpc.CallOptions = {}): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      (this.raw[method] as UnaryMethod<Req, Res>).call(this.raw, request, options, (error, response) =>
+        error ? reject(error) : resolve(response),
+      );
+    });
+  }
+
+  classify(request: ClassifyRequestMessage, options: grpc.CallOptions = {}): Promise<ClassifyResponseMessage> {
+    return this.unary("Classify", request, options);
+  }
+
+  stream(
+    request: ClassifyRequestMessage,
+    options: grpc.CallOptions = {},
+  ): grpc.ClientReadableStream<TickUpdateMessage> {
+    const method = this.raw.ClassifyStream as (
+      r: ClassifyRequestMessage,
+      o: grpc.CallOptions,
+    ) => grpc.ClientReadableStream<TickUpdateMessage>;
+    return method.call(this.raw, request, options);
+  }
+
+  /** Every message of a stream; rejects with the call's error status. */
+  async collect(request: ClassifyRequestMessage, options: grpc.CallOptions = {}): Promise<TickUpdateMessage[]> {
+    const messages: TickUpdateMessage[] = [];
+    for await (const message of this.stream(request, options) as AsyncIterable<TickUpdateMessage>)
+      messages.push(message);
+    return messages;
+  }
+
+  getModel(name: string, version = 0): Promise<ModelInfoMessage> {
+    return this.unary("GetModel", { name, version });
+  }
+
+  listModels(): Promise<ListModelsResponseMessage> {
+    return this.unary("ListModels", {});
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}
+
+/** Resolves with the error of a call that must fail; rejects if it succeeds. */
+export async function failure(call: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await call;
+  } catch (error) {
+    return error as grpc.ServiceError;
+  }
+  throw new Error("the call succeeded, but it should have failed");
+}
+
+/** A request for the golden case's raw tensor. */
+export function tensorRequest(
+  golden: GoldenCase,
+  policy: ClassifyRequestMessage["halt_policy"] = {},
+): ClassifyRequestMessage {
+  return { model: MODEL_NAME, tensor: { shape: golden.input_shape, values: golden.input }, halt_policy: policy };
+}
+
+/** Sum of a Prometheus sample's values over every series whose labels include `labels`. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split("\n")) {
+    const match = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const have = Object.fromEntries(
+      [...(match[3] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1] as string, m[2] as string]),
+    );
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) total += Number(match[4]);
+  }
+  return total;
+}
