@@ -24,8 +24,8 @@ export class ServerMetrics {
   });
   private readonly ticksUsed = new Histogram({
     name: "ctm_ticks_used",
-    help: "Ticks a request ran before it halted, was cancelled or failed.",
-    labelNames: ["model"] as const,
+    help: "Ticks a request ran, by why it stopped (the halt reason, CANCELLED or FAILED).",
+    labelNames: ["model", "reason"] as const,
     buckets: [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100],
     registers: [this.registry],
   });
@@ -51,6 +51,12 @@ export class ServerMetrics {
   private readonly queueDepth = new Gauge({
     name: "ctm_queue_depth",
     help: "Requests admitted but waiting for a batch slot.",
+    labelNames: ["model"] as const,
+    registers: [this.registry],
+  });
+  private readonly activeRequests = new Gauge({
+    name: "ctm_active_requests",
+    help: "Requests holding a batch slot (admitted to a worker and not yet finished).",
     labelNames: ["model"] as const,
     registers: [this.registry],
   });
@@ -88,10 +94,14 @@ export class ServerMetrics {
       }
       if (step.joined > 0) this.encodeRun.observe({ model }, step.encodeMs / 1000);
     },
-    queueDepth: (model, depth) => this.queueDepth.set({ model }, depth),
+    occupancy: (model, queued, active) => {
+      this.queueDepth.set({ model }, queued);
+      this.activeRequests.set({ model }, active);
+    },
     finished: (model, outcome, reason, ticksUsed) => {
-      this.halts.inc({ model, reason: reason ?? outcome.toUpperCase() });
-      this.ticksUsed.observe({ model }, ticksUsed);
+      const why = reason ?? outcome.toUpperCase();
+      this.halts.inc({ model, reason: why });
+      this.ticksUsed.observe({ model, reason: why }, ticksUsed);
     },
   };
 }

@@ -43,7 +43,8 @@ export interface EngineLog {
 /** Hooks for metrics; the engine itself knows nothing of Prometheus. */
 export interface EngineObserver {
   step(model: string, step: Pick<StepMessage, "batchSize" | "joined" | "tickMs" | "encodeMs">): void;
-  queueDepth(model: string, depth: number): void;
+  /** Requests waiting for a batch slot, and requests holding one. */
+  occupancy(model: string, queued: number, active: number): void;
   finished(model: string, outcome: Finished["outcome"], reason: HaltReason | undefined, ticksUsed: number): void;
 }
 
@@ -54,6 +55,11 @@ export interface ClassifyJob {
   topK: number;
   /** Report every tick, not only the answer. */
   streamTicks: boolean;
+  /**
+   * Compute ticks only as fast as the reader takes them (at most READ_AHEAD_TICKS ahead): for
+   * streams, whose reader waits for the client. Off for readers that just collect a trace.
+   */
+  pacedByReader: boolean;
 }
 
 export interface TickReport {
@@ -96,12 +102,18 @@ interface Request {
   policy: HaltPolicy;
   deadlineAt: number;
   streamTicks: boolean;
+  readAhead: number;
   topK: number;
   channel: EventChannel<InferenceEvent>;
   worker: WorkerSlot | undefined;
 }
 
 const WORKER_ENTRY = new URL("./schedulerWorker.ts", import.meta.url);
+/**
+ * How many ticks a paced request may be computed ahead of its reader: enough to hide the round trip
+ * of a credit, few enough that a cancellation finds the request near the tick its client last saw.
+ */
+export const READ_AHEAD_TICKS = 4;
 const STOP_TIMEOUT_MS = 5000;
 
 export class ModelEngine {
@@ -111,6 +123,7 @@ export class ModelEngine {
   provider: "cpu" | "cuda" = "cpu";
 
   private readonly slots: WorkerSlot[] = [];
+  private readonly credits = new Map<WorkerSlot, [number, number][]>();
   private readonly requests = new Map<number, Request>();
   private queue: Request[] = [];
   private preparing = 0;
@@ -176,6 +189,7 @@ export class ModelEngine {
       policy,
       deadlineAt: policy.deadlineMs > 0 ? receivedAt + policy.deadlineMs : Number.POSITIVE_INFINITY,
       streamTicks: job.streamTicks,
+      readAhead: job.streamTicks && job.pacedByReader ? READ_AHEAD_TICKS : 0,
       topK,
       channel: new EventChannel<InferenceEvent>(),
       worker: undefined,
@@ -191,6 +205,8 @@ export class ModelEngine {
       for await (const event of request.channel) {
         if (event.result) finished = true;
         yield event;
+        // The reader asked for more: it has taken this tick.
+        if (event.tick && !finished) this.credit(request, event.tick.tick);
       }
     } finally {
       signal.removeEventListener("abort", onAbort);
@@ -302,10 +318,37 @@ export class ModelEngine {
         policy: request.policy,
         deadlineAt: request.deadlineAt,
         streamTicks: request.streamTicks,
+        readAhead: request.readAhead,
       };
       slot.worker.postMessage(message, [request.input.buffer as ArrayBuffer]);
     }
-    this.observer?.queueDepth(this.name, this.queue.length);
+    this.reportOccupancy();
+  }
+
+  private reportOccupancy(): void {
+    const active = this.slots.reduce((sum, slot) => sum + slot.load, 0);
+    this.observer?.occupancy(this.name, this.queue.length, active);
+  }
+
+  /** Credits go out once per event-loop turn, one message per worker, however many readers took ticks. */
+  private credit(request: Request, tick: number): void {
+    const slot = request.worker;
+    if (!slot || request.readAhead === 0) return;
+    const pending = this.credits.get(slot);
+    if (pending) {
+      pending.push([request.id, tick]);
+      return;
+    }
+    this.credits.set(slot, [[request.id, tick]]);
+    if (this.credits.size === 1) {
+      setImmediate(() => {
+        for (const [worker, credits] of this.credits) {
+          const message: ToWorker = { type: "credit", credits };
+          worker.worker.postMessage(message);
+        }
+        this.credits.clear();
+      });
+    }
   }
 
   private cancel(request: Request, reason: unknown): void {
@@ -317,7 +360,7 @@ export class ModelEngine {
     } else {
       this.queue = this.queue.filter((r) => r !== request);
       this.requests.delete(request.id);
-      this.observer?.queueDepth(this.name, this.queue.length);
+      this.reportOccupancy();
       this.observer?.finished(this.name, "cancelled", undefined, 0);
       this.checkIdle();
     }
@@ -442,6 +485,7 @@ export class ModelEngine {
       this.requests.delete(id);
       request?.channel.fail(new Error(`model ${this.name}: worker ${slot.index} exited with code ${code}`));
     }
+    this.dispatch();
     this.checkIdle();
     this.startWorker(slot.index).catch((error) => {
       this.log.error({ model: this.name, worker: slot.index, err: error }, "could not restart scheduler worker");

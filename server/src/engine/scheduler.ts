@@ -4,9 +4,14 @@
  * boundary, cancelled requests leave, newly admitted ones join after one batched encoder run, and
  * requests whose halt policy fired leave before the next tick.
  *
+ * A request paced by its reader (a stream) never runs more than `readAhead` ticks ahead of the ticks
+ * its reader has taken (credits from the main thread); beyond that it is parked, keeping its slot and
+ * state but costing no compute, until the reader catches up. A client that stops reading therefore
+ * stops costing compute, and a cancellation always finds the request close to where the client was.
+ *
  * Runs inside a worker thread (see schedulerWorker.ts): the graph runs are synchronous, and this loop
  * must never stall the gRPC event loop. It yields to its own event loop between steps so that
- * admissions and cancellations posted by the main thread arrive at the next boundary.
+ * admissions, credits and cancellations posted by the main thread arrive at the next boundary.
  */
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { type Halt, HaltTracker } from "./haltPolicy.ts";
@@ -17,6 +22,8 @@ import type { AdmitMessage, Finished, StepMessage, TickRows } from "./workerProt
 export interface TickBatch {
   join(ids: readonly number[], inputs: Float32Array): Promise<number>;
   leave(ids: Iterable<number>): void;
+  park(ids: Iterable<number>): void;
+  resume(ids: Iterable<number>): void;
   tick(): Promise<{
     ids: readonly number[];
     logits: Float32Array;
@@ -35,6 +42,11 @@ interface Active {
   id: number;
   tracker: HaltTracker<Answer>;
   streamTicks: boolean;
+  /** 0: not paced. */
+  readAhead: number;
+  /** The last tick the reader has taken. */
+  taken: number;
+  parked: boolean;
 }
 
 export class Scheduler {
@@ -64,6 +76,15 @@ export class Scheduler {
     this.wake?.();
   }
 
+  /** The reader of request `id` has taken its ticks up to `tick`. */
+  credit(id: number, tick: number): void {
+    const request = this.active.get(id);
+    if (request && tick > request.taken) {
+      request.taken = tick;
+      if (request.parked) this.wake?.();
+    }
+  }
+
   stop(): void {
     this.stopped = true;
     this.wake?.();
@@ -71,7 +92,7 @@ export class Scheduler {
 
   async run(): Promise<void> {
     while (!this.stopped) {
-      if (this.active.size === 0 && this.incoming.length === 0 && this.cancelled.size === 0) {
+      if (this.incoming.length === 0 && this.cancelled.size === 0 && !this.anyRunnable()) {
         await new Promise<void>((resolve) => {
           this.wake = resolve;
         });
@@ -83,7 +104,34 @@ export class Scheduler {
     }
   }
 
-  /** One tick boundary: cancellations leave, newcomers join, one batched tick, halting. */
+  private runnable(request: Active): boolean {
+    return request.readAhead === 0 || request.tracker.ticksDone - request.taken < request.readAhead;
+  }
+
+  private anyRunnable(): boolean {
+    for (const request of this.active.values()) if (this.runnable(request)) return true;
+    return false;
+  }
+
+  /** Parks requests that are too far ahead of their readers; resumes those whose readers caught up. */
+  private pace(): number {
+    const park: number[] = [];
+    const resume: number[] = [];
+    let running = 0;
+    for (const request of this.active.values()) {
+      const runnable = this.runnable(request);
+      if (runnable) running++;
+      if (runnable === request.parked) {
+        request.parked = !runnable;
+        (runnable ? resume : park).push(request.id);
+      }
+    }
+    this.batch.park(park);
+    this.batch.resume(resume);
+    return running;
+  }
+
+  /** One tick boundary: cancellations leave, newcomers join, pacing, one batched tick, halting. */
   private async step(): Promise<void> {
     const finished: Finished[] = [];
     for (const id of this.cancelled) {
@@ -110,7 +158,7 @@ export class Scheduler {
     };
     try {
       if (this.incoming.length > 0) await this.join(step);
-      if (this.active.size > 0) await this.tick(step);
+      if (this.pace() > 0) await this.tick(step);
     } catch (error) {
       // A failed graph run leaves no trustworthy state: every request in the batch fails and the
       // batch starts empty, so later requests are unaffected.
@@ -136,6 +184,9 @@ export class Scheduler {
         id: r.id,
         tracker: new HaltTracker<Answer>(r.policy, r.deadlineAt),
         streamTicks: r.streamTicks,
+        readAhead: r.readAhead,
+        taken: 0,
+        parked: false,
       });
     }
     const rowSize = joining[0]?.input.length ?? 0;

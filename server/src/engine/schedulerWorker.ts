@@ -23,6 +23,7 @@ const scheduler = new Scheduler(batch, model.manifest.output, (step) => post(ste
 port.on("message", (message: ToWorker) => {
   if (message.type === "admit") scheduler.admit(message);
   else if (message.type === "cancel") scheduler.cancel(message.id);
+  else if (message.type === "credit") for (const [id, tick] of message.credits) scheduler.credit(id, tick);
   else scheduler.stop();
 });
 post({ type: "ready", provider: batch.provider, fallbackReason: batch.fallbackReason });

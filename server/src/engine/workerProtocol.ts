@@ -22,9 +22,16 @@ export interface AdmitMessage {
   deadlineAt: number;
   /** Report every tick (streams and traces), not just the answer. */
   streamTicks: boolean;
+  /** Most ticks the request may run ahead of the ticks its reader has taken; 0: not paced. */
+  readAhead: number;
 }
 
-export type ToWorker = AdmitMessage | { type: "cancel"; id: number } | { type: "stop" };
+export type ToWorker =
+  | AdmitMessage
+  | { type: "cancel"; id: number }
+  /** Readers have taken these requests' ticks up to the given tick: [id, tick] pairs. */
+  | { type: "credit"; credits: [number, number][] }
+  | { type: "stop" };
 
 // ---------------------------------------------------------------- worker -> main
 /** Per-tick outputs of the rows that asked for them; row i's values are at [i * width, (i + 1) * width). */

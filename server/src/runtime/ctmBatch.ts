@@ -3,9 +3,10 @@
  *
  * A tick is a pure function of (context, state), and the tick index is not an input, so rows at any
  * tick batch together: one `tick()` advances every row by one tick. Rows join after a (batched)
- * encoder run and leave whenever their request is done. The batch's tensors are rebuilt only when its
- * membership changes; between changes each tick's state outputs are fed straight back as the next
- * tick's inputs, with no copying.
+ * encoder run, leave whenever their request is done, and can be parked: kept, with their state, out
+ * of the tick runs until they are resumed. The batch's tensors are rebuilt only when its membership
+ * changes; between changes each tick's state outputs are fed straight back as the next tick's inputs,
+ * with no copying.
  */
 import { performance } from "node:perf_hooks";
 import * as ort from "onnxruntime-node";
@@ -28,8 +29,10 @@ interface Slot {
   rowSize: number;
 }
 
-interface Joining {
+/** Rows to copy into a rebuilt batch: `rows[i]` of `data` becomes row `ids[i]`. */
+interface RowSource {
   ids: number[];
+  rows: number[];
   data: Map<string, Float32Array>;
 }
 
@@ -38,8 +41,12 @@ const product = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
 export class CtmBatch {
   private ids: number[] = [];
   private data = new Map<string, Float32Array>();
-  private joining: Joining[] = [];
+  private joining: RowSource[] = [];
   private leaving = new Set<number>();
+  /** Parked rows' state, one row each, keyed by request id. */
+  private parked = new Map<number, Map<string, Float32Array>>();
+  private parking = new Set<number>();
+  private resuming = new Set<number>();
   private readonly slots: Slot[];
   private readonly fetches: string[];
 
@@ -89,13 +96,6 @@ export class CtmBatch {
     return this.sessions.fallbackReason;
   }
 
-  /** Rows that will run at the next tick, including those that joined since the last one. */
-  get size(): number {
-    let n = this.ids.filter((id) => !this.leaving.has(id)).length;
-    for (const j of this.joining) n += j.ids.filter((id) => !this.leaving.has(id)).length;
-    return n;
-  }
-
   /**
    * Encodes new rows (one batched encoder run; `inputs` holds one input row per id, back to back).
    * They take part from the next `tick()` on. Returns the encoder run's milliseconds.
@@ -115,18 +115,34 @@ export class CtmBatch {
     const data = new Map<string, Float32Array>();
     for (const c of manifest.context) data.set(c.name, floats(out, c.name));
     for (const s of manifest.state) data.set(s.input, floats(out, s.init));
-    this.joining.push({ ids: [...ids], data });
+    this.joining.push({ ids: [...ids], rows: ids.map((_, row) => row), data });
     return runMs;
   }
 
-  /** These rows leave before the next tick. */
+  /** These rows leave before the next tick, parked or not. */
   leave(ids: Iterable<number>): void {
     for (const id of ids) this.leaving.add(id);
   }
 
+  /** These rows sit out the tick runs, keeping their state, until resumed. */
+  park(ids: Iterable<number>): void {
+    for (const id of ids) {
+      this.resuming.delete(id);
+      if (!this.parked.has(id)) this.parking.add(id);
+    }
+  }
+
+  resume(ids: Iterable<number>): void {
+    for (const id of ids) {
+      this.parking.delete(id);
+      if (this.parked.has(id)) this.resuming.add(id);
+    }
+  }
+
   /** One batched run of the tick graph over every row. */
   async tick(): Promise<TickRun> {
-    if (this.joining.length > 0 || this.leaving.size > 0) this.rebuild();
+    if (this.joining.length > 0 || this.leaving.size > 0 || this.parking.size > 0 || this.resuming.size > 0)
+      this.rebuild();
     const n = this.ids.length;
     if (n === 0) throw new Error("tick() on an empty batch. This is a bug.");
     const feeds: Record<string, ort.Tensor> = {};
@@ -155,15 +171,33 @@ export class CtmBatch {
     return new ort.Tensor("float32", this.data.get(feed) as Float32Array, [rows, ...shape]);
   }
 
-  /** Survivors first, in their old order, then the newcomers; copies each row once. */
+  /** Survivors first, in their old order, then resumed rows, then newcomers; copies each row once. */
   private rebuild(): void {
-    const keep = (id: number) => !this.leaving.has(id);
-    const sources: { ids: number[]; rows: number[]; data: Map<string, Float32Array> }[] = [];
-    const survivors = this.ids.flatMap((id, row) => (keep(id) ? [[id, row] as const] : []));
-    sources.push({ ids: survivors.map(([id]) => id), rows: survivors.map(([, row]) => row), data: this.data });
+    const { leaving, parking } = this;
+    for (const id of leaving) this.parked.delete(id);
+    const sources: RowSource[] = [];
+    const stays: [number, number][] = [];
+    this.ids.forEach((id, row) => {
+      if (leaving.has(id)) return;
+      if (parking.has(id)) this.parked.set(id, rowOf(this.data, row, this.slots));
+      else stays.push([id, row]);
+    });
+    sources.push({ ids: stays.map(([id]) => id), rows: stays.map(([, row]) => row), data: this.data });
+    for (const id of this.resuming) {
+      const data = this.parked.get(id);
+      if (!data || leaving.has(id)) continue;
+      this.parked.delete(id);
+      sources.push({ ids: [id], rows: [0], data });
+    }
     for (const j of this.joining) {
-      const rows = j.ids.flatMap((id, row) => (keep(id) ? [row] : []));
-      sources.push({ ids: rows.map((row) => j.ids[row] as number), rows, data: j.data });
+      const kept: number[] = [];
+      for (const row of j.rows) {
+        const id = j.ids[row] as number;
+        if (leaving.has(id)) continue;
+        if (parking.has(id)) this.parked.set(id, rowOf(j.data, row, this.slots));
+        else kept.push(row);
+      }
+      sources.push({ ids: kept.map((row) => j.ids[row] as number), rows: kept, data: j.data });
     }
     const ids = sources.flatMap((s) => s.ids);
     const data = new Map<string, Float32Array>();
@@ -184,7 +218,18 @@ export class CtmBatch {
     this.data = data;
     this.joining = [];
     this.leaving.clear();
+    this.parking.clear();
+    this.resuming.clear();
   }
+}
+
+/** A copy of one row of every feed. */
+function rowOf(data: Map<string, Float32Array>, row: number, slots: readonly Slot[]): Map<string, Float32Array> {
+  const copy = new Map<string, Float32Array>();
+  for (const { feed, rowSize } of slots) {
+    copy.set(feed, (data.get(feed) as Float32Array).slice(row * rowSize, (row + 1) * rowSize));
+  }
+  return copy;
 }
 
 function floats(out: ort.InferenceSession.OnnxValueMapType, name: string): Float32Array {

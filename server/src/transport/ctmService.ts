@@ -31,18 +31,18 @@ export function createCtmService(
   /** Aborts when the client cancels or the call's deadline passes. */
   function abortSignalOf(call: Call): { signal: AbortSignal; dispose: () => void } {
     const controller = new AbortController();
-    const onCancel = () => controller.abort(new DOMException("the client cancelled the call", "AbortError"));
+    const deadline = call.getDeadline();
+    const deadlineAt = deadline instanceof Date ? deadline.getTime() : deadline;
+    const expire = () => controller.abort(new DOMException("the call's deadline passed", "TimeoutError"));
+    // grpc-js ends a call whose deadline passed as if it were cancelled; tell the two apart here.
+    const onCancel = () =>
+      Date.now() >= deadlineAt
+        ? expire()
+        : controller.abort(new DOMException("the client cancelled the call", "AbortError"));
     call.on("cancelled", onCancel);
     if (call.cancelled) onCancel();
-    const deadline = call.getDeadline();
-    const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline - Date.now();
-    // grpc-js answers DEADLINE_EXCEEDED by itself but does not tell the handler, so keep our own timer.
-    const timer = Number.isFinite(ms)
-      ? setTimeout(
-          () => controller.abort(new DOMException("the call's deadline passed", "TimeoutError")),
-          Math.max(0, ms),
-        )
-      : undefined;
+    // grpc-js answers DEADLINE_EXCEEDED by itself but need not tell the handler, so keep a timer too.
+    const timer = Number.isFinite(deadlineAt) ? setTimeout(expire, Math.max(0, deadlineAt - Date.now())) : undefined;
     return {
       signal: controller.signal,
       dispose: () => {
@@ -75,7 +75,8 @@ export function createCtmService(
       const decoded = decodeClassifyRequest(request);
       const engine = registry.get(decoded.model, decoded.version);
       model = engine.name;
-      const job = { ...decoded.job, streamTicks: streamTicks || decoded.includeTrace };
+      // A stream's ticks are computed as fast as its client takes them; a trace is just collected.
+      const job = { ...decoded.job, streamTicks: streamTicks || decoded.includeTrace, pacedByReader: streamTicks };
       for await (const event of engine.classify(job, signal)) {
         const result = event.result ? encodeResult(engine, event.result, []) : undefined;
         await onEvent(
@@ -122,6 +123,7 @@ export function createCtmService(
         "ClassifyStream",
         async (_engine, tick) => {
           if (!tick) throw new Error("a streamed request produced an event without a tick. This is a bug.");
+          if (call.cancelled || call.destroyed) throw new DOMException("the client went away", "AbortError");
           // Respect backpressure: a slow reader pauses this handler, not the whole server.
           if (!call.write(tick)) await drained(call);
         },
@@ -160,6 +162,7 @@ export function createCtmService(
 
 /** Resolves on 'drain', or when the call ends first (a cancelled call never drains). */
 function drained(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
+  if (call.cancelled || call.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       call.removeListener("drain", done);

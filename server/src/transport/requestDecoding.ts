@@ -10,7 +10,7 @@ import type { ClassifyRequestMessage } from "./protocol.ts";
 export interface DecodedClassify {
   model: string;
   version: number;
-  job: Omit<ClassifyJob, "streamTicks">;
+  job: Omit<ClassifyJob, "streamTicks" | "pacedByReader">;
   includeTrace: boolean;
 }
 

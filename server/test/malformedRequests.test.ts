@@ -1,0 +1,222 @@
+/**
+ * Every malformed request gets the right status and a message that names the problem, while a
+ * well-formed request running at the same time is unaffected.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { status } from "@grpc/grpc-js";
+import { status as Status } from "@grpc/grpc-js";
+import sharp from "sharp";
+import type { ClassifyRequestMessage, ModelInfoMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import { failure, MODEL_NAME, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+
+describe("malformed requests", () => {
+  let t: TestServer;
+  let model: ModelInfoMessage;
+  let png: Buffer;
+  let values: number[];
+
+  before(async () => {
+    t = await startTestServer();
+    model = await t.client.getModel(MODEL_NAME);
+    png = (samples()[0] as { png: Buffer }).png;
+    values = new Array(model.input.shape.reduce((a, b) => a * b, 1)).fill(0);
+  });
+  after(() => t.close());
+
+  const shape = () => `[${model.input.shape.join(", ")}]`;
+
+  function cases(): [string, ClassifyRequestMessage, status, RegExp][] {
+    const best = Math.max(...(model.calibration?.thresholds ?? []).map((p) => p.accuracy));
+    const withTensor = (
+      tensor: { shape: number[]; values: number[] },
+      extra: Partial<ClassifyRequestMessage> = {},
+    ) => ({
+      model: MODEL_NAME,
+      tensor,
+      ...extra,
+    });
+    const image = (data: Uint8Array, extra: Partial<ClassifyRequestMessage> = {}) => ({
+      model: MODEL_NAME,
+      image: { data },
+      ...extra,
+    });
+    const nan = [...values];
+    nan[5] = Number.NaN;
+    const infinite = [...values];
+    infinite[9] = Number.POSITIVE_INFINITY;
+    const list: [string, ClassifyRequestMessage, status, RegExp][] = [
+      [
+        "no input",
+        { model: MODEL_NAME },
+        Status.INVALID_ARGUMENT,
+        /^input must be set: send input\.image .* or input\.tensor/,
+      ],
+      [
+        "no model",
+        { image: { data: png } },
+        Status.INVALID_ARGUMENT,
+        /^model must name a loaded model \(loaded: mnist-ctm\/\d+\)/,
+      ],
+      [
+        "unknown model",
+        { model: "nope", image: { data: png } },
+        Status.NOT_FOUND,
+        /^model "nope" is not loaded \(loaded: mnist-ctm\/\d+\)/,
+      ],
+      [
+        "unknown version",
+        { model: MODEL_NAME, version: 99, image: { data: png } },
+        Status.NOT_FOUND,
+        /version 99 is not loaded/,
+      ],
+      ["empty image", image(new Uint8Array()), Status.INVALID_ARGUMENT, /^input\.image\.data is empty$/],
+      [
+        "not an image",
+        image(Buffer.from("hello, this is text")),
+        Status.INVALID_ARGUMENT,
+        /^input\.image\.data is not a decodable image \(PNG, JPEG, WebP, GIF or TIFF\)/,
+      ],
+      [
+        "truncated PNG",
+        image(png.subarray(0, Math.floor(png.length / 2))),
+        Status.INVALID_ARGUMENT,
+        /^input\.image\.data (could not be decoded|is not a decodable image)/,
+      ],
+      [
+        "SVG image",
+        image(
+          Buffer.from(
+            '<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><circle cx="14" cy="14" r="8"/></svg>',
+          ),
+        ),
+        Status.INVALID_ARGUMENT,
+        /^input\.image\.data is a svg image, which is not supported; send PNG, JPEG, WebP, GIF or TIFF/,
+      ],
+      [
+        "tensor shape",
+        withTensor({ shape: [28, 28], values }),
+        Status.INVALID_ARGUMENT,
+        new RegExp(`^input\\.tensor\\.shape must be \\${shape()} for model mnist-ctm, got \\[28, 28\\]`),
+      ],
+      [
+        "tensor size",
+        withTensor({ shape: model.input.shape, values: values.slice(1) }),
+        Status.INVALID_ARGUMENT,
+        /^input\.tensor\.values must have \d+ values for shape .*, got \d+/,
+      ],
+      [
+        "NaN",
+        withTensor({ shape: model.input.shape, values: nan }),
+        Status.INVALID_ARGUMENT,
+        /^input\.tensor\.values\[5\] is NaN; every value must be finite/,
+      ],
+      [
+        "Infinity",
+        withTensor({ shape: model.input.shape, values: infinite }),
+        Status.INVALID_ARGUMENT,
+        /^input\.tensor\.values\[9\] is Infinity/,
+      ],
+      [
+        "threshold 1.5",
+        image(png, { halt_policy: { certainty_threshold: 1.5 } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.certainty_threshold must be in \(0, 1\], got 1\.5$/,
+      ],
+      [
+        "threshold 0",
+        image(png, { halt_policy: { certainty_threshold: 0 } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.certainty_threshold must be in \(0, 1\], got 0$/,
+      ],
+      ["threshold -1", image(png, { halt_policy: { certainty_threshold: -1 } }), Status.INVALID_ARGUMENT, /got -1$/],
+      [
+        "target accuracy 2",
+        image(png, { halt_policy: { target_accuracy: 2 } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.target_accuracy must be in \(0, 1\], got 2$/,
+      ],
+      [
+        "threshold and target",
+        image(png, { halt_policy: { certainty_threshold: 0.5, target_accuracy: 0.5 } }),
+        Status.INVALID_ARGUMENT,
+        /^set at most one of halt_policy\.certainty_threshold \(0\.5\) and halt_policy\.target_accuracy \(0\.5\)/,
+      ],
+      [
+        "max ticks",
+        image(png, { halt_policy: { max_ticks: model.max_ticks + 1 } }),
+        Status.INVALID_ARGUMENT,
+        new RegExp(`^halt_policy\\.max_ticks must be in \\[1, ${model.max_ticks}\\] for model mnist-ctm`),
+      ],
+      [
+        "min above max",
+        image(png, { halt_policy: { min_ticks: 5, max_ticks: 4 } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.min_ticks must be in \[1, max_ticks = 4\], got 5$/,
+      ],
+      [
+        "patience",
+        image(png, { halt_policy: { patience: model.max_ticks + 1, max_ticks: model.max_ticks } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.patience must be in \[0, max_ticks = \d+\]/,
+      ],
+      [
+        "top_k",
+        image(png, { top_k: model.labels.length + 1 }),
+        Status.INVALID_ARGUMENT,
+        new RegExp(`^top_k must be in \\[0, ${model.labels.length}\\] for model mnist-ctm`),
+      ],
+    ];
+    if (best < 1) {
+      const target = (best + 1) / 2;
+      list.push([
+        "unreachable target accuracy",
+        image(png, { halt_policy: { target_accuracy: target } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.target_accuracy .* is not reachable for model mnist-ctm: the best calibrated accuracy is /,
+      ]);
+    }
+    return list;
+  }
+
+  it("answers each with its status and a message naming the problem, and others keep working", async () => {
+    const full = { min_ticks: model.trained_ticks, max_ticks: model.trained_ticks };
+    const healthy = t.client.collect({ model: MODEL_NAME, image: { data: png }, halt_policy: full });
+
+    for (const method of ["classify", "collect"] as const) {
+      await Promise.all(
+        cases().map(async ([name, request, code, message]) => {
+          const error = await failure(t.client[method](request));
+          assert.equal(error.code, code, `${method} ${name}: got ${error.code} ${error.details}`);
+          assert.match(error.details, message, `${method} ${name}`);
+        }),
+      );
+    }
+
+    const ticks: TickUpdateMessage[] = await healthy;
+    assert.equal(ticks.length, model.trained_ticks);
+    assert.ok(ticks.at(-1)?.final);
+    const after = await t.client.classify({ model: MODEL_NAME, image: { data: png } });
+    assert.ok(after.ticks_used >= 1);
+  });
+
+  it("answers GetModel for an unknown model with NOT_FOUND", async () => {
+    const error = await failure(t.client.getModel("nope"));
+    assert.equal(error.code, Status.NOT_FOUND);
+    assert.match(error.details, /^model "nope" is not loaded/);
+  });
+
+  it("accepts every listed image format", async () => {
+    const formats = {
+      png: sharp(png).png(),
+      jpeg: sharp(png).jpeg(),
+      webp: sharp(png).webp(),
+      gif: sharp(png).gif(),
+      tiff: sharp(png).tiff(),
+    };
+    for (const [format, image] of Object.entries(formats)) {
+      const response = await t.client.classify({ model: MODEL_NAME, image: { data: await image.toBuffer() } });
+      assert.ok(response.ticks_used >= 1, format);
+    }
+  });
+});
