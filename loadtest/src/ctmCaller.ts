@@ -1,0 +1,123 @@
+/**
+ * One request as the load generator sees it: send a sample with a threshold, time it, and reduce the
+ * answer to what a point records. Latency counts from `intendedAt`, the moment the request was meant
+ * to start, which the open loop sets to its schedule so that a late send is charged, not hidden.
+ */
+import * as grpc from "@grpc/grpc-js";
+import type {
+  ClassifyRequestMessage,
+  ClassifyResponseMessage,
+  TickUpdateMessage,
+} from "../../server/src/transport/protocol.ts";
+import type { CtmConnection } from "./connection.ts";
+import type { Sample } from "./samples.ts";
+import type { CallKind } from "./sweepPlan.ts";
+
+export type CallOutcome =
+  | {
+      ok: true;
+      latencyMs: number;
+      /** Streaming only: until the first tick arrived. */
+      firstTickMs: number | null;
+      ticksUsed: number;
+      /** HaltReason without the HALT_REASON_ prefix, e.g. "THRESHOLD". */
+      haltReason: string;
+      /** The answer's class, one per position for multi-position outputs. */
+      prediction: number[];
+    }
+  | {
+      ok: false;
+      latencyMs: number;
+      /** A gRPC status name such as "RESOURCE_EXHAUSTED", or a CLIENT_* name for a broken answer. */
+      code: string;
+    };
+
+/** `intendedAt` is a performance.now() time; `signal` cancels the call. */
+export type Caller = (sample: Sample, intendedAt: number, signal?: AbortSignal) => Promise<CallOutcome>;
+
+/** Status names that are not gRPC codes: answers the client could not use. */
+export const CLIENT_NO_RESULT = "CLIENT_NO_RESULT";
+
+function predictionOf(result: ClassifyResponseMessage): number[] {
+  const [top] = result.top_k;
+  return top ? [top.index] : result.positions.map((p) => p.index);
+}
+
+const reasonName = (reason: string) => reason.replace(/^HALT_REASON_/, "");
+
+function success(result: ClassifyResponseMessage, latencyMs: number, firstTickMs: number | null): CallOutcome {
+  const prediction = predictionOf(result);
+  if (prediction.length === 0 || result.ticks_used < 1) return { ok: false, latencyMs, code: CLIENT_NO_RESULT };
+  return {
+    ok: true,
+    latencyMs,
+    firstTickMs,
+    ticksUsed: result.ticks_used,
+    haltReason: reasonName(result.halt_reason),
+    prediction,
+  };
+}
+
+function failure(error: unknown, latencyMs: number): CallOutcome {
+  const code = (error as Partial<grpc.ServiceError>).code;
+  if (typeof code !== "number") throw error;
+  return { ok: false, latencyMs, code: grpc.status[code] ?? String(code) };
+}
+
+export interface CallerOptions {
+  model: string;
+  version: number;
+  call: CallKind;
+  threshold: number;
+  timeoutMs: number;
+}
+
+export function makeCaller(connection: CtmConnection, options: CallerOptions): Caller {
+  const request = (sample: Sample): ClassifyRequestMessage => ({
+    model: options.model,
+    version: options.version,
+    ...sample.input,
+    halt_policy: { certainty_threshold: options.threshold },
+    // The top class is all a load test reads; more would only grow every message.
+    top_k: 1,
+    include_trace: false,
+  });
+
+  if (options.call === "unary") {
+    return async (sample, intendedAt, signal) => {
+      let call: grpc.ClientUnaryCall | undefined;
+      const cancel = () => call?.cancel();
+      signal?.addEventListener("abort", cancel, { once: true });
+      try {
+        const result = await connection.classify(request(sample), { deadline: Date.now() + options.timeoutMs }, (c) => {
+          call = c;
+        });
+        return success(result, performance.now() - intendedAt, null);
+      } catch (error) {
+        return failure(error, performance.now() - intendedAt);
+      } finally {
+        signal?.removeEventListener("abort", cancel);
+      }
+    };
+  }
+
+  return async (sample, intendedAt, signal) => {
+    const stream = connection.classifyStream(request(sample), { deadline: Date.now() + options.timeoutMs });
+    const cancel = () => stream.cancel();
+    signal?.addEventListener("abort", cancel, { once: true });
+    let firstTickMs: number | null = null;
+    let result: ClassifyResponseMessage | null = null;
+    try {
+      for await (const update of stream as AsyncIterable<TickUpdateMessage>) {
+        firstTickMs ??= performance.now() - intendedAt;
+        if (update.final) result = update.result;
+      }
+      const latencyMs = performance.now() - intendedAt;
+      return result ? success(result, latencyMs, firstTickMs) : { ok: false, latencyMs, code: CLIENT_NO_RESULT };
+    } catch (error) {
+      return failure(error, performance.now() - intendedAt);
+    } finally {
+      signal?.removeEventListener("abort", cancel);
+    }
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * The result file (result.json): everything a run measured, plain JSON, versioned by `schema`.
+ * Times are milliseconds unless a name says otherwise; rates are per second.
+ */
+import { readFileSync } from "node:fs";
+import type { Budget, CallKind, Load } from "./sweepPlan.ts";
+
+export const RESULT_SCHEMA = "ctm-loadtest/1";
+
+export interface LatencySummary {
+  /** Calls the summary covers (successful ones only). */
+  count: number;
+  mean: number;
+  min: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  /** The whole HDR histogram (microseconds), compressed and base64-encoded (HdrHistogram V2 format). */
+  hdr: string;
+}
+
+export interface TickSummary {
+  mean: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  /** histogram[t - 1]: answers that halted after tick t. */
+  histogram: number[];
+}
+
+/** The model's own calibration at this threshold, when its grid has it (another split than the samples). */
+export interface CalibrationReference {
+  split: string;
+  accuracy: number;
+  meanTicks: number;
+  reachedFraction: number;
+}
+
+export interface PointResult {
+  call: CallKind;
+  threshold: number;
+  load: Load;
+  /** Calls finished in the measured window: ok plus every error. */
+  requests: number;
+  ok: number;
+  /** Failed calls by gRPC status name (or CLIENT_NO_RESULT). */
+  errors: Record<string, number>;
+  /** From the first send to the last answer. */
+  elapsedS: number;
+  /** Successful answers per second over elapsedS. */
+  throughputRps: number;
+  /** Open loop: the send rate the schedule asked for, as achieved; null for the closed loop. */
+  offeredRps: number | null;
+  latencyMs: LatencySummary;
+  /** Streaming: until the first tick arrived; null for unary calls. */
+  firstTickMs: LatencySummary | null;
+  ticks: TickSummary;
+  /** Successful answers by halting reason (THRESHOLD, PATIENCE, MAX_TICKS, DEADLINE). */
+  haltReasons: Record<string, number>;
+  /** Correct answers over labelled successful ones (the mean over positions for multi-position models); null without labels. */
+  accuracy: number | null;
+  correct: number;
+  labelled: number;
+  calibration: CalibrationReference | null;
+}
+
+export interface LoadtestResult {
+  schema: typeof RESULT_SCHEMA;
+  startedAt: string;
+  finishedAt: string;
+  /** True when the run was stopped (Ctrl-C) before its last point. */
+  interrupted: boolean;
+  /** The arguments the run was started with. */
+  command: string[];
+  environment: { node: string; platform: string; arch: string; cpus: number; cpuModel: string };
+  target: { address: string; tls: boolean; token: boolean; connections: number };
+  model: { name: string; version: number; provider: string; trainedTicks: number; maxTicks: number };
+  samples: { source: string; count: number; labelled: number };
+  settings: {
+    calls: CallKind[];
+    thresholds: number[];
+    loads: Load[];
+    budget: Budget;
+    warmup: Budget | null;
+    timeoutMs: number;
+    seed: number;
+  };
+  points: PointResult[];
+}
+
+export function readResult(file: string): LoadtestResult {
+  let parsed: Partial<LoadtestResult>;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8")) as Partial<LoadtestResult>;
+  } catch (error) {
+    throw new Error(`cannot read ${file}: ${(error as Error).message}`);
+  }
+  if (parsed.schema !== RESULT_SCHEMA || !Array.isArray(parsed.points)) {
+    throw new Error(
+      `${file} is not a load-test result (schema ${JSON.stringify(parsed.schema)}, want ${RESULT_SCHEMA})`,
+    );
+  }
+  return parsed as LoadtestResult;
+}

@@ -1,0 +1,334 @@
+/**
+ * Command line of `npm run loadtest`: every flag and environment variable is read here. Errors name
+ * the flag and the value given.
+ */
+import { ARRIVALS, type Arrival, type Budget, CALL_KINDS, type CallKind, type Load } from "./sweepPlan.ts";
+
+export const USAGE = `Usage:
+  npm run loadtest -- [run] [options]          sweep thresholds x load against a running server
+  npm run loadtest -- compare A.json B.json    put two result files side by side
+  npm run loadtest -- report A.json [--out D]  rewrite a result's CSV, summary and plots (default: beside it)
+
+Target
+  --address <host:port>      server (default $CTM_ADDRESS or 127.0.0.1:50051)
+  --model <name>             model to load-test (default: the only loaded model)
+  --samples <path>           a model folder (its samples/labels.json), a labels.json, or a folder of
+                             images (labelled when it holds a labels.json); default models/<model>/<version>
+  --tls-ca <file>            PEM root certificate(s): connect with TLS
+  --tls-cert <file>          PEM client certificate, with --tls-key: mutual TLS
+  --tls-key <file>           PEM client private key
+  --tls-server-name <name>   expected name in the server certificate (default: the address host)
+  --token <token>            send "authorization: Bearer <token>" (default $CTM_TOKEN)
+  --connections <n>          HTTP/2 connections the calls are spread over (default 1)
+
+Sweep
+  --thresholds <list>        certainty thresholds in (0, 1] (default 0.5,0.8,0.9,0.95,0.99,1)
+  --concurrency <list>       closed loop: callers in flight (default 1,4,16 unless --rate is given)
+  --rate <list>              open loop: requests per second, latency from the scheduled send time
+  --arrival <kind>           open-loop arrivals: constant or poisson (default poisson)
+  --calls <list>             unary, stream or both (default unary,stream)
+  --duration <time>          measure each point for this long, e.g. 5s, 500ms, 1m (default 5s)
+  --requests <n>             instead of --duration: measure this many requests per point
+  --warmup <time>            unmeasured load before each point (default 1s; 0 disables)
+  --warmup-requests <n>      instead of --warmup: this many unmeasured requests
+  --timeout-ms <n>           deadline of each call (default 30000)
+  --seed <n>                 seed of the Poisson arrivals (default 1)
+
+Output
+  --out <dir>                result folder (default loadtest/results/<timestamp>)
+  --no-plots                 skip the PNG plots
+  --no-progress              no progress bar on stderr
+
+Compare
+  --csv <file>               also write the comparison as CSV`;
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export interface TlsOptions {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  serverName?: string;
+}
+
+export interface RunOptions {
+  address: string;
+  model: string | undefined;
+  samples: string | undefined;
+  /** null: plaintext. */
+  tls: TlsOptions | null;
+  token: string | undefined;
+  connections: number;
+  thresholds: number[];
+  calls: CallKind[];
+  loads: Load[];
+  budget: Budget;
+  /** null: no warm-up. */
+  warmup: Budget | null;
+  timeoutMs: number;
+  seed: number;
+  out: string;
+  plots: boolean;
+  progress: boolean;
+}
+
+export interface CompareOptions {
+  before: string;
+  after: string;
+  csv: string | undefined;
+}
+
+export interface ReportOptions {
+  file: string;
+  out: string | undefined;
+  plots: boolean;
+}
+
+export type Command =
+  | { kind: "run"; options: RunOptions }
+  | { kind: "compare"; options: CompareOptions }
+  | { kind: "report"; options: ReportOptions }
+  | "help";
+
+export const DEFAULT_THRESHOLDS = [0.5, 0.8, 0.9, 0.95, 0.99, 1];
+export const DEFAULT_CONCURRENCY = [1, 4, 16];
+
+function positiveInteger(flag: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < 1)
+    throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function list<T>(flag: string, value: string, item: (text: string) => T): T[] {
+  const parts = value.split(",").map((p) => p.trim());
+  if (parts.some((p) => p === ""))
+    throw new UsageError(`${flag} must be a comma-separated list, got ${JSON.stringify(value)}`);
+  return parts.map(item);
+}
+
+function threshold(flag: string, text: string): number {
+  const t = Number(text);
+  if (!Number.isFinite(t) || t <= 0 || t > 1)
+    throw new UsageError(`${flag}: thresholds must be in (0, 1], got ${JSON.stringify(text)}`);
+  return t;
+}
+
+function rate(flag: string, text: string): number {
+  const r = Number(text);
+  if (!Number.isFinite(r) || r <= 0)
+    throw new UsageError(`${flag}: rates must be positive numbers, got ${JSON.stringify(text)}`);
+  return r;
+}
+
+/** "5s", "500ms", "1m" or a bare number of seconds. */
+export function parseSeconds(flag: string, value: string, allowZero: boolean): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  const seconds = match ? Number(match[1]) * ({ ms: 0.001, s: 1, m: 60 }[match[2] ?? "s"] ?? 1) : Number.NaN;
+  if (!Number.isFinite(seconds) || (seconds === 0 && !allowZero)) {
+    throw new UsageError(
+      `${flag} must be a ${allowZero ? "" : "positive "}time such as 5s, 500ms or 1m, got ${JSON.stringify(value)}`,
+    );
+  }
+  return seconds;
+}
+
+const distinct = <T>(values: T[]): T[] => [...new Set(values)];
+
+function timestamp(date: Date): string {
+  return date.toISOString().replace(/[:]/g, "").replace(/\..*$/, "Z");
+}
+
+export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, now = new Date()): Command {
+  const args = [...argv];
+  if (args[0] === "compare") return parseCompare(args.slice(1));
+  if (args[0] === "report") return parseReport(args.slice(1));
+  if (args[0] === "run") args.shift();
+
+  const given = new Map<string, string>();
+  const switches = new Set<string>();
+  const VALUE_FLAGS = new Set([
+    "--address",
+    "--model",
+    "--samples",
+    "--tls-ca",
+    "--tls-cert",
+    "--tls-key",
+    "--tls-server-name",
+    "--token",
+    "--connections",
+    "--thresholds",
+    "--concurrency",
+    "--rate",
+    "--arrival",
+    "--calls",
+    "--duration",
+    "--requests",
+    "--warmup",
+    "--warmup-requests",
+    "--timeout-ms",
+    "--seed",
+    "--out",
+  ]);
+  const SWITCHES = new Set(["--no-plots", "--no-progress"]);
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--help" || arg === "-h") return "help";
+    const eq = arg.indexOf("=");
+    const [flag, inline] = arg.startsWith("--") && eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [arg, undefined];
+    if (SWITCHES.has(flag) && inline === undefined) {
+      switches.add(flag);
+    } else if (VALUE_FLAGS.has(flag)) {
+      const value = inline ?? args[++i];
+      if (value === undefined || (inline === undefined && value.startsWith("--")))
+        throw new UsageError(`${flag} needs a value`);
+      given.set(flag, value);
+    } else {
+      throw new UsageError(`unknown argument ${JSON.stringify(arg)}; see --help`);
+    }
+  }
+  const get = (flag: string) => given.get(flag);
+
+  const exclusive = (a: string, b: string) => {
+    if (given.has(a) && given.has(b)) throw new UsageError(`${a} and ${b} exclude each other; give one`);
+  };
+  exclusive("--duration", "--requests");
+  exclusive("--warmup", "--warmup-requests");
+
+  const tlsCa = get("--tls-ca");
+  const tlsCert = get("--tls-cert");
+  const tlsKey = get("--tls-key");
+  const serverName = get("--tls-server-name");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new UsageError(`--tls-cert and --tls-key go together (got only ${tlsCert ? "--tls-cert" : "--tls-key"})`);
+  }
+  const anyTls = tlsCa !== undefined || tlsCert !== undefined;
+  if (serverName !== undefined && !anyTls)
+    throw new UsageError("--tls-server-name needs TLS: give --tls-ca or --tls-cert/--tls-key");
+
+  const thresholds = distinct(
+    list("--thresholds", get("--thresholds") ?? DEFAULT_THRESHOLDS.join(","), (t) => threshold("--thresholds", t)),
+  );
+  const calls = distinct(
+    list("--calls", get("--calls") ?? CALL_KINDS.join(","), (c) => {
+      if (!(CALL_KINDS as readonly string[]).includes(c))
+        throw new UsageError(`--calls takes ${CALL_KINDS.join(", ")}, got ${JSON.stringify(c)}`);
+      return c as CallKind;
+    }),
+  );
+  const arrivalText = get("--arrival") ?? "poisson";
+  if (!(ARRIVALS as readonly string[]).includes(arrivalText)) {
+    throw new UsageError(`--arrival must be one of ${ARRIVALS.join(", ")}, got ${JSON.stringify(arrivalText)}`);
+  }
+  const arrival = arrivalText as Arrival;
+  const rates =
+    get("--rate") === undefined ? [] : distinct(list("--rate", get("--rate") as string, (r) => rate("--rate", r)));
+  if (given.has("--arrival") && rates.length === 0)
+    throw new UsageError("--arrival applies to the open loop: give --rate too");
+  const concurrencyText = get("--concurrency") ?? (rates.length > 0 ? undefined : DEFAULT_CONCURRENCY.join(","));
+  const concurrency =
+    concurrencyText === undefined
+      ? []
+      : distinct(list("--concurrency", concurrencyText, (c) => positiveInteger("--concurrency", c)));
+  const loads: Load[] = [
+    ...concurrency.map((c): Load => ({ kind: "closed", concurrency: c })),
+    ...rates.map((r): Load => ({ kind: "open", rate: r, arrival })),
+  ];
+
+  const requests = get("--requests");
+  const budget: Budget =
+    requests !== undefined
+      ? { kind: "requests", count: positiveInteger("--requests", requests) }
+      : { kind: "duration", seconds: parseSeconds("--duration", get("--duration") ?? "5s", false) };
+  const warmupRequests = get("--warmup-requests");
+  let warmup: Budget | null;
+  if (warmupRequests !== undefined) {
+    const count = Number(warmupRequests);
+    if (!/^\d+$/.test(warmupRequests.trim()))
+      throw new UsageError(`--warmup-requests must be a non-negative integer, got ${JSON.stringify(warmupRequests)}`);
+    warmup = count === 0 ? null : { kind: "requests", count };
+  } else {
+    const seconds = parseSeconds("--warmup", get("--warmup") ?? "1s", true);
+    warmup = seconds === 0 ? null : { kind: "duration", seconds };
+  }
+
+  const timeoutMs = positiveInteger("--timeout-ms", get("--timeout-ms") ?? "30000");
+  const seedText = get("--seed") ?? "1";
+  if (!/^\d+$/.test(seedText.trim()))
+    throw new UsageError(`--seed must be a non-negative integer, got ${JSON.stringify(seedText)}`);
+
+  const address = get("--address") ?? (env.CTM_ADDRESS || "127.0.0.1:50051");
+  if (address.trim() === "") throw new UsageError("--address must not be empty");
+  const token = get("--token") ?? (env.CTM_TOKEN || undefined);
+  if (token !== undefined && token.trim() === "") throw new UsageError("--token must not be empty");
+
+  return {
+    kind: "run",
+    options: {
+      address,
+      model: get("--model"),
+      samples: get("--samples"),
+      tls: anyTls ? { ca: tlsCa, cert: tlsCert, key: tlsKey, serverName } : null,
+      token,
+      connections: positiveInteger("--connections", get("--connections") ?? "1"),
+      thresholds,
+      calls,
+      loads,
+      budget,
+      warmup,
+      timeoutMs,
+      seed: Number(seedText),
+      out: get("--out") ?? `loadtest/results/${timestamp(now)}`,
+      plots: !switches.has("--no-plots"),
+      progress: !switches.has("--no-progress"),
+    },
+  };
+}
+
+function parseCompare(args: string[]): Command {
+  const files: string[] = [];
+  let csv: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--help" || arg === "-h") return "help";
+    if (arg === "--csv") {
+      csv = args[++i];
+      if (!csv) throw new UsageError("--csv needs a file name");
+    } else if (arg.startsWith("-")) {
+      throw new UsageError(`unknown option ${arg} for compare; see --help`);
+    } else {
+      files.push(arg);
+    }
+  }
+  const [before, after] = files;
+  if (files.length !== 2 || before === undefined || after === undefined) {
+    throw new UsageError(`compare takes two result files (before and after), got ${files.length}`);
+  }
+  return { kind: "compare", options: { before, after, csv } };
+}
+
+function parseReport(args: string[]): Command {
+  const files: string[] = [];
+  let out: string | undefined;
+  let plots = true;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--help" || arg === "-h") return "help";
+    if (arg === "--out") {
+      out = args[++i];
+      if (!out) throw new UsageError("--out needs a folder");
+    } else if (arg === "--no-plots") {
+      plots = false;
+    } else if (arg.startsWith("-")) {
+      throw new UsageError(`unknown option ${arg} for report; see --help`);
+    } else {
+      files.push(arg);
+    }
+  }
+  const [file] = files;
+  if (files.length !== 1 || file === undefined)
+    throw new UsageError(`report takes one result file, got ${files.length}`);
+  return { kind: "report", options: { file, out, plots } };
+}

@@ -1,0 +1,196 @@
+/**
+ * Runs a whole load test against a live server: find the model and its samples, then for every point
+ * of the plan warm up, measure, and record. Returns the result; writing it is resultFiles.ts's job.
+ */
+import { setMaxListeners } from "node:events";
+import { arch, cpus, platform } from "node:os";
+import * as grpc from "@grpc/grpc-js";
+import type { ModelInfoMessage } from "../../server/src/transport/protocol.ts";
+import { type Drive, type DriveOptions, driveClosedLoop } from "./closedLoop.ts";
+import { CtmConnection } from "./connection.ts";
+import { makeCaller } from "./ctmCaller.ts";
+import { type CalibrationReference, type LoadtestResult, type PointResult, RESULT_SCHEMA } from "./loadtestResult.ts";
+import { driveOpenLoop } from "./openLoop.ts";
+import type { RunOptions } from "./options.ts";
+import { PointRecorder } from "./pointRecorder.ts";
+import type { ProgressBar } from "./progressBar.ts";
+import { loadSamples, type Sample, type SampleSet } from "./samples.ts";
+import { type Budget, budgetLabel, loadLabel, type PointSpec, planPoints } from "./sweepPlan.ts";
+
+export interface SweepHooks {
+  progress: ProgressBar;
+  /** Aborting stops the current point (it is dropped) and ends the run with what was measured. */
+  signal: AbortSignal;
+  /** Recorded in the result as the command that produced it. */
+  argv: string[];
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+const PROGRESS_INTERVAL_MS = 200;
+
+function calibrationAt(model: ModelInfoMessage, threshold: number): CalibrationReference | null {
+  const point = model.calibration?.thresholds.find((p) => Math.abs(p.threshold - threshold) < 1e-9);
+  if (!model.calibration || !point) return null;
+  return {
+    split: model.calibration.split,
+    accuracy: point.accuracy,
+    meanTicks: point.mean_ticks,
+    reachedFraction: point.reached_fraction,
+  };
+}
+
+function resolveSamples(options: RunOptions, model: ModelInfoMessage): SampleSet {
+  const path = options.samples ?? `models/${model.name}/${model.version}`;
+  try {
+    return loadSamples(path);
+  } catch (error) {
+    const hint = options.samples ? "" : " (the default for this model; give --samples)";
+    throw new Error(`${(error as Error).message}${hint}`);
+  }
+}
+
+/** Round-robin from the first sample, so a request budget that is a multiple of the set sends each equally. */
+function roundRobin(samples: readonly Sample[]): () => Sample {
+  let next = 0;
+  return () => samples[next++ % samples.length] as Sample;
+}
+
+function drive(spec: PointSpec, seed: number, options: DriveOptions): Promise<Drive> {
+  return spec.load.kind === "closed"
+    ? driveClosedLoop(spec.load.concurrency, options)
+    : driveOpenLoop(spec.load.rate, spec.load.arrival, seed, options);
+}
+
+function describePoint(point: PointResult): string {
+  const errors = point.requests - point.ok;
+  const accuracy = point.accuracy === null ? "" : ` acc ${(point.accuracy * 100).toFixed(1)}%`;
+  return (
+    `${point.call} ${loadLabel(point.load)} t=${point.threshold}: ${point.ok} ok${errors ? `, ${errors} errors` : ""}, ` +
+    `${point.throughputRps.toFixed(1)}/s, p50 ${point.latencyMs.p50.toFixed(1)} ms, p99 ${point.latencyMs.p99.toFixed(1)} ms, ` +
+    `ticks ${point.ticks.mean.toFixed(2)}${accuracy}`
+  );
+}
+
+export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<LoadtestResult> {
+  const { progress } = hooks;
+  // Every call in flight listens for the stop; an open loop can have thousands in flight.
+  const stop = new AbortController();
+  setMaxListeners(0, stop.signal);
+  const onAbort = () => stop.abort();
+  hooks.signal.addEventListener("abort", onAbort, { once: true });
+  if (hooks.signal.aborted) stop.abort();
+  const { signal } = stop;
+  const startedAt = new Date().toISOString();
+  const connection = CtmConnection.open(options);
+  try {
+    let model: ModelInfoMessage;
+    try {
+      model = await connection.pickModel(options.model, new Date(Date.now() + CONNECT_TIMEOUT_MS));
+    } catch (error) {
+      const status = error as Partial<grpc.ServiceError>;
+      if (typeof status.code !== "number") throw error;
+      throw new Error(`cannot ask ${options.address} for its model: ${grpc.status[status.code]}: ${status.details}`);
+    }
+    const sampleSet = resolveSamples(options, model);
+    const maxTicks = model.default_policy.max_ticks || model.trained_ticks;
+    const plan = planPoints(options.calls, options.loads, options.thresholds);
+    const perPoint = (budget: Budget | null) => (budget?.kind === "duration" ? budget.seconds : 0);
+    progress.log(
+      `${model.name}/${model.version} at ${options.address} (${model.provider}), ${sampleSet.samples.length} samples ` +
+        `from ${sampleSet.source}; ${plan.length} points of ${budgetLabel(options.budget)}` +
+        (options.warmup ? ` after ${budgetLabel(options.warmup)} of warm-up` : "") +
+        (options.budget.kind === "duration"
+          ? `: about ${Math.ceil(plan.length * (perPoint(options.budget) + perPoint(options.warmup)))} s`
+          : ""),
+    );
+
+    const points: PointResult[] = [];
+    for (const [index, spec] of plan.entries()) {
+      if (signal.aborted) break;
+      const caller = makeCaller(connection, {
+        model: model.name,
+        version: model.version,
+        call: spec.call,
+        threshold: spec.threshold,
+        timeoutMs: options.timeoutMs,
+      });
+      const label = `${spec.call} ${loadLabel(spec.load)} t=${spec.threshold}`;
+      const phase = async (budget: Budget, recorder: PointRecorder | null) => {
+        let done = 0;
+        const started = performance.now();
+        const timer = setInterval(() => {
+          const fraction =
+            budget.kind === "duration" ? (performance.now() - started) / 1000 / budget.seconds : done / budget.count;
+          const detail = recorder ? `${done} done, p50 ${recorder.p50Ms.toFixed(1)} ms` : `${done} done`;
+          progress.update(index, recorder ? "measure" : "warm-up", label, Math.min(1, fraction), detail);
+        }, PROGRESS_INTERVAL_MS);
+        try {
+          return await drive(spec, options.seed, {
+            budget,
+            call: caller,
+            nextSample: roundRobin(sampleSet.samples),
+            onOutcome: (sample, outcome) => {
+              done++;
+              recorder?.record(sample, outcome);
+            },
+            signal,
+          });
+        } finally {
+          clearInterval(timer);
+        }
+      };
+      if (options.warmup) await phase(options.warmup, null);
+      if (signal.aborted) break;
+      const recorder = new PointRecorder(spec, maxTicks, calibrationAt(model, spec.threshold));
+      const measured = await phase(options.budget, recorder);
+      if (signal.aborted) break;
+      const point = recorder.finish(measured.elapsedS, measured.offeredRps);
+      points.push(point);
+      progress.log(`[${index + 1}/${plan.length}] ${describePoint(point)}`);
+    }
+    progress.done();
+
+    const cpuList = cpus();
+    return {
+      schema: RESULT_SCHEMA,
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      interrupted: points.length < plan.length,
+      command: hooks.argv,
+      environment: {
+        node: process.version,
+        platform: platform(),
+        arch: arch(),
+        cpus: cpuList.length,
+        cpuModel: cpuList[0]?.model.trim() ?? "unknown",
+      },
+      target: {
+        address: options.address,
+        tls: options.tls !== null,
+        token: options.token !== undefined,
+        connections: options.connections,
+      },
+      model: {
+        name: model.name,
+        version: model.version,
+        provider: model.provider,
+        trainedTicks: model.trained_ticks,
+        maxTicks,
+      },
+      samples: { source: sampleSet.source, count: sampleSet.samples.length, labelled: sampleSet.labelled },
+      settings: {
+        calls: options.calls,
+        thresholds: options.thresholds,
+        loads: options.loads,
+        budget: options.budget,
+        warmup: options.warmup,
+        timeoutMs: options.timeoutMs,
+        seed: options.seed,
+      },
+      points,
+    };
+  } finally {
+    hooks.signal.removeEventListener("abort", onAbort);
+    connection.close();
+  }
+}
