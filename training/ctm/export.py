@@ -33,6 +33,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig
+from .fixtures import write_golden
 from .model import CTM, TickState
 from .onnx_runner import OnnxCTM
 from .samples import write_samples
@@ -181,26 +182,6 @@ def build_manifest(
     }
 
 
-@torch.no_grad()
-def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, Any]]:
-    """PyTorch per-tick logits, certainty and probabilities for a few raw-tensor inputs."""
-    model.eval()
-    logits, certainty = model(inputs)  # (B, out, T), (B, T)
-    classes = model.config.output_shape[-1]
-    probabilities = logits.transpose(1, 2).unflatten(-1, (-1, classes)).softmax(-1).flatten(2)  # (B, T, out)
-    return [
-        {
-            "input_shape": list(inputs.shape[1:]),
-            "input": inputs[i].flatten().tolist(),
-            "label": labels[i].tolist(),
-            "logits": logits[i].T.tolist(),
-            "certainty": certainty[i].tolist(),
-            "probabilities": probabilities[i].tolist(),
-        }
-        for i in range(len(inputs))
-    ]
-
-
 def export_model(
     model: CTM,
     task: Task,
@@ -230,25 +211,13 @@ def export_model(
     test_calibration = {"split": "test", **calibrate(test_certainty, test_correct)}
 
     sample_index = write_samples(task, model.config, out / "samples", samples)
-    chosen = sample_index[:golden]
-    rows = torch.tensor([sample["split_index"] for sample in chosen], dtype=torch.long)
-    cases = golden_cases(model, test.inputs[rows], test.targets[rows])
-    for case, sample in zip(cases, chosen, strict=True):
-        case["sample"] = f"samples/{sample['file']}" if "file" in sample else None
 
     manifest["metrics"] = {
         "validation": _summary(calibration),
         "test": {**_summary(test_calibration), "calibration": test_calibration["thresholds"]},
     }
     (out / "calibration.json").write_text(json.dumps(calibration, indent=1) + "\n")
-    golden_doc = {
-        "model": name,
-        "version": version,
-        "ticks": model.config.iterations,
-        "output_shape": list(model.config.output_shape),
-        "cases": cases,
-    }
-    (out / "golden.json").write_text(json.dumps(golden_doc) + "\n")
+    write_golden(model, task, out, sample_index, golden)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

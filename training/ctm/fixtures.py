@@ -1,0 +1,79 @@
+"""Golden fixtures: PyTorch's per-tick outputs for a few inputs, so that every runtime can be held to them.
+
+    python -m ctm.fixtures models/mnist-ctm/1 [--count 3]
+
+rewrites golden.json of a model folder from its checkpoint.pt. The inputs are the first samples of the
+folder (raw tensors, already normalised: what the encoder takes), so a test can also send the sample
+file itself. The Python tests hold onnxruntime to these values and the server's tests hold
+onnxruntime-node to them, within 1e-4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .model import CTM
+from .tasks import Task
+
+
+@torch.no_grad()
+def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, Any]]:
+    """Per-tick logits, certainty and probabilities for a batch of raw-tensor inputs."""
+    model.eval()
+    logits, certainty = model(inputs)  # (B, out, T), (B, T)
+    classes = model.config.output_shape[-1]
+    probabilities = logits.transpose(1, 2).unflatten(-1, (-1, classes)).softmax(-1).flatten(2)  # (B, T, out)
+    return [
+        {
+            "input_shape": list(inputs.shape[1:]),
+            "input": inputs[i].flatten().tolist(),
+            "label": labels[i].tolist(),
+            "logits": logits[i].T.tolist(),
+            "certainty": certainty[i].tolist(),
+            "probabilities": probabilities[i].tolist(),
+        }
+        for i in range(len(inputs))
+    ]
+
+
+def write_golden(model: CTM, task: Task, folder: Path, samples: list[dict[str, Any]], count: int = 3) -> None:
+    """Write golden.json for the first `count` samples (entries of samples/labels.json)."""
+    chosen = samples[:count]
+    test = task.split(model.config, "test")
+    rows = torch.tensor([sample["split_index"] for sample in chosen], dtype=torch.long)
+    cases = golden_cases(model, test.inputs[rows], test.targets[rows])
+    for case, sample in zip(cases, chosen, strict=True):
+        case["sample"] = f"samples/{sample['file']}" if "file" in sample else None
+    document = {
+        "model": folder.parent.name if folder.name.isdigit() else folder.name,
+        "version": int(folder.name) if folder.name.isdigit() else 1,
+        "ticks": model.config.iterations,
+        "output_shape": list(model.config.output_shape),
+        "cases": cases,
+    }
+    (folder / "golden.json").write_text(json.dumps(document) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .tasks import get_task
+
+    parser = argparse.ArgumentParser(prog="python -m ctm.fixtures", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path, help="exported model folder (with checkpoint.pt and samples/)")
+    parser.add_argument("--count", type=int, default=3, help="how many samples to write")
+    args = parser.parse_args(argv)
+    manifest = json.loads((args.model / "manifest.json").read_text())
+    model = model_from_checkpoint(load_checkpoint(args.model / "checkpoint.pt"))
+    samples = json.loads((args.model / "samples" / "labels.json").read_text())
+    write_golden(model, get_task(manifest["task"]), args.model, samples, args.count)
+    print(f"wrote {args.model / 'golden.json'} ({args.count} cases)")
+
+
+if __name__ == "__main__":
+    main()
