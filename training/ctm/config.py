@@ -105,6 +105,17 @@ class CTMConfig:
         return dataclasses.replace(self, **coerce_fields(type(self), overrides))
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """["key=value", ...] from repeated --set flags -> {key: value}; values are coerced by `replace`."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def synch_representation_size(neuron_select_type: str, n_synch: int) -> int:
     """Length of a synchronisation vector: all upper-triangle pairs, or n explicit pairs."""
     if neuron_select_type == "random-pairing":

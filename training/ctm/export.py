@@ -32,7 +32,7 @@ from .checkpoint import (
     read_reference_state_dict,
     save_checkpoint,
 )
-from .config import RunConfig
+from .config import RunConfig, parse_overrides
 from .fixtures import write_golden
 from .model import CTM, TickState
 from .onnx_runner import OnnxCTM
@@ -217,7 +217,7 @@ def export_model(
         "test": {**_summary(test_calibration), "calibration": test_calibration["thresholds"]},
     }
     (out / "calibration.json").write_text(json.dumps(calibration, indent=1) + "\n")
-    write_golden(model, task, out, sample_index, golden)
+    write_golden(model, task, out, sample_index, name, version, golden)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -257,8 +257,6 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not args.task:
             raise SystemExit("--task is required with --reference (it defines the backbone and the data)")
-        from .train import parse_overrides
-
         task = get_task(args.task)
         state = read_reference_state_dict(args.reference, args.allow_pickle)
         model = model_from_reference(state, task.model.replace(**parse_overrides(args.set)))

@@ -42,7 +42,9 @@ def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, A
     ]
 
 
-def write_golden(model: CTM, task: Task, folder: Path, samples: list[dict[str, Any]], count: int = 3) -> None:
+def write_golden(
+    model: CTM, task: Task, folder: Path, samples: list[dict[str, Any]], name: str, version: int, count: int = 3
+) -> None:
     """Write golden.json for the first `count` samples (entries of samples/labels.json)."""
     chosen = samples[:count]
     test = task.split(model.config, "test")
@@ -51,8 +53,8 @@ def write_golden(model: CTM, task: Task, folder: Path, samples: list[dict[str, A
     for case, sample in zip(cases, chosen, strict=True):
         case["sample"] = f"samples/{sample['file']}" if "file" in sample else None
     document = {
-        "model": folder.parent.name if folder.name.isdigit() else folder.name,
-        "version": int(folder.name) if folder.name.isdigit() else 1,
+        "model": name,
+        "version": version,
         "ticks": model.config.iterations,
         "output_shape": list(model.config.output_shape),
         "cases": cases,
@@ -71,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     manifest = json.loads((args.model / "manifest.json").read_text())
     model = model_from_checkpoint(load_checkpoint(args.model / "checkpoint.pt"))
     samples = json.loads((args.model / "samples" / "labels.json").read_text())
-    write_golden(model, get_task(manifest["task"]), args.model, samples, args.count)
+    write_golden(
+        model, get_task(manifest["task"]), args.model, samples, manifest["name"], manifest["version"], args.count
+    )
     print(f"wrote {args.model / 'golden.json'} ({args.count} cases)")
 
 

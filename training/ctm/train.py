@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import CTMConfig, RunConfig
+from .config import CTMConfig, RunConfig, parse_overrides
 from .data import Split
 from .losses import accuracy_most_certain, dual_index_loss, predictions_at
 from .model import CTM
@@ -165,16 +165,6 @@ def train(
         dist.barrier()
         dist.destroy_process_group()
     return metrics
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        overrides[key.strip()] = value.strip()
-    return overrides
 
 
 def main(argv: list[str] | None = None) -> None:

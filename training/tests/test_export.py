@@ -1,5 +1,6 @@
 """ONNX export: onnxruntime matches PyTorch at every tick; the model folder is complete and valid."""
 
+import argparse
 import copy
 import json
 import os
@@ -12,6 +13,7 @@ import torch
 from ctm.checkpoint import load_checkpoint, model_from_checkpoint, model_from_reference
 from ctm.config import CTMConfig
 from ctm.export import export_graphs, export_model
+from ctm.export import main as export_main
 from ctm.manifest import ManifestError, validate_manifest
 from ctm.model import CTM
 from ctm.onnx_runner import OnnxCTM
@@ -56,10 +58,19 @@ def test_parity_task_model_with_multi_position_output(tmp_path):
 
 def test_reference_layout_checkpoint_exports_with_parity(tmp_path):
     config = small_config(heads=1)
-    model = model_from_reference(reference_state_dict(config), CTMConfig(heads=1, iterations=config.iterations))
-    export_model(model, get_task("mnist"), tmp_path, "reference", 1, source={"format": "reference"}, samples=3)
-    validate_manifest(json.loads((tmp_path / "manifest.json").read_text()), tmp_path)
-    assert_parity(model, tmp_path)
+    state = reference_state_dict(config)
+    checkpoint = tmp_path / "their_ctm.pt"
+    torch.save({"model_state_dict": state, "args": argparse.Namespace(heads=1)}, checkpoint)  # as reference scripts do
+    out = tmp_path / "models" / "their-ctm" / "1"
+    export_main(
+        ["--reference", str(checkpoint), "--allow-pickle", "--task", "mnist", "--set", "heads=1",
+         "--set", f"iterations={config.iterations}", "--out", str(out), "--samples", "3"]
+    )  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    validate_manifest(manifest, out)
+    assert manifest["name"] == "their-ctm" and manifest["source"]["format"] == "reference"
+    model = model_from_reference(state, CTMConfig(heads=1, iterations=config.iterations))
+    assert_parity(model, out)
 
 
 def test_graphs_are_single_files_with_dynamic_batch(tmp_path):
