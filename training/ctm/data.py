@@ -90,11 +90,11 @@ def mnist_pixels(name: str) -> tuple[np.ndarray, np.ndarray]:
     return pixels[keep], labels[keep]
 
 
-def augment_digits(x: Tensor, generator: torch.Generator, degrees: float = 12.0, shift: float = 2.5) -> Tensor:
+def augment_digits(x: Tensor, generator: torch.Generator, degrees: float = 10.0, shift: float = 2.0) -> Tensor:
     """Random rotation, scale and translation of a batch of normalised digits (B, 1, 28, 28)."""
     batch = x.shape[0]
     angle = (torch.rand(batch, generator=generator) * 2 - 1) * math.radians(degrees)
-    scale = 1 + (torch.rand(batch, generator=generator) * 2 - 1) * 0.1
+    scale = 1 + (torch.rand(batch, generator=generator) * 2 - 1) * 0.08
     offset = (torch.rand(batch, 2, generator=generator) * 2 - 1) * (2 * shift / 28)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1)
