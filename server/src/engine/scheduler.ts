@@ -81,7 +81,8 @@ export class Scheduler {
     const request = this.active.get(id);
     if (request && tick > request.taken) {
       request.taken = tick;
-      if (request.parked) this.wake?.();
+      // It may have been waiting for this credit, parked or about to be.
+      this.wake?.();
     }
   }
 

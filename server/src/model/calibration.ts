@@ -40,9 +40,10 @@ export function parseCalibration(document: unknown, file: string): Calibration {
         threshold,
         accuracy: fraction(t.field("accuracy")),
         meanTicks: t.field("mean_ticks").number({ min: 0 }),
-        p50Ticks: t.field("p50_ticks").integer({ min: 0 }),
-        p90Ticks: t.field("p90_ticks").integer({ min: 0 }),
-        p99Ticks: t.field("p99_ticks").integer({ min: 0 }),
+        // Percentiles may be interpolated between ticks, so they need not be integers.
+        p50Ticks: t.field("p50_ticks").number({ min: 0 }),
+        p90Ticks: t.field("p90_ticks").number({ min: 0 }),
+        p99Ticks: t.field("p99_ticks").number({ min: 0 }),
         reachedFraction: fraction(t.field("reached_fraction")),
       };
     })

@@ -29,7 +29,7 @@ export function createCtmService(
   log: Logger,
 ): grpc.UntypedServiceImplementation {
   /** Aborts when the client cancels or the call's deadline passes. */
-  function abortSignalOf(call: Call): { signal: AbortSignal; dispose: () => void } {
+  function abortSignalOf(call: Call): { signal: AbortSignal; throwIfGone: () => void; dispose: () => void } {
     const controller = new AbortController();
     const deadline = call.getDeadline();
     const deadlineAt = deadline instanceof Date ? deadline.getTime() : deadline;
@@ -45,6 +45,11 @@ export function createCtmService(
     const timer = Number.isFinite(deadlineAt) ? setTimeout(expire, Math.max(0, deadlineAt - Date.now())) : undefined;
     return {
       signal: controller.signal,
+      // grpc-js may mark a call cancelled before its 'cancelled' event fires.
+      throwIfGone: () => {
+        if (call.cancelled || ("destroyed" in call && call.destroyed)) onCancel();
+        controller.signal.throwIfAborted();
+      },
       dispose: () => {
         clearTimeout(timer);
         call.removeListener("cancelled", onCancel);
@@ -69,7 +74,7 @@ export function createCtmService(
   ) {
     const started = performance.now();
     const request = call.request as ClassifyRequestMessage;
-    const { signal, dispose } = abortSignalOf(call);
+    const { signal, throwIfGone, dispose } = abortSignalOf(call);
     let model = request.model ?? "";
     try {
       const decoded = decodeClassifyRequest(request);
@@ -78,6 +83,7 @@ export function createCtmService(
       // A stream's ticks are computed as fast as its client takes them; a trace is just collected.
       const job = { ...decoded.job, streamTicks: streamTicks || decoded.includeTrace, pacedByReader: streamTicks };
       for await (const event of engine.classify(job, signal)) {
+        throwIfGone();
         const result = event.result ? encodeResult(engine, event.result, []) : undefined;
         await onEvent(
           engine,
@@ -85,6 +91,7 @@ export function createCtmService(
           result,
         );
       }
+      throwIfGone();
       record(model, method, grpcStatus.OK, started);
       return undefined;
     } catch (error) {
@@ -123,7 +130,6 @@ export function createCtmService(
         "ClassifyStream",
         async (_engine, tick) => {
           if (!tick) throw new Error("a streamed request produced an event without a tick. This is a bug.");
-          if (call.cancelled || call.destroyed) throw new DOMException("the client went away", "AbortError");
           // Respect backpressure: a slow reader pauses this handler, not the whole server.
           if (!call.write(tick)) await drained(call);
         },

@@ -1,0 +1,183 @@
+/**
+ * Generic gRPC tooling works: grpc.health.v1 reports NOT_SERVING while models load and while the
+ * server drains, SERVING in between; server reflection describes the services. Shutdown lets
+ * in-flight requests finish within the grace period and cancels what is left after it.
+ */
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { service as healthService } from "grpc-health-check";
+import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
+import { type GoldenCase, MODEL_NAME, readModelJson, startTestServer, tensorRequest } from "./support/testServer.ts";
+
+type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
+type HealthClient = grpc.Client & {
+  check(
+    request: { service: string },
+    callback: (error: grpc.ServiceError | null, response: { status: ServingStatus }) => void,
+  ): void;
+  watch(request: { service: string }): grpc.ClientReadableStream<{ status: ServingStatus }>;
+};
+
+const HealthClient = grpc.makeGenericClientConstructor(healthService, "Health");
+const healthClient = (port: number) =>
+  new HealthClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as HealthClient;
+
+function check(client: HealthClient, service: string): Promise<ServingStatus> {
+  return new Promise((resolve, reject) =>
+    client.check({ service }, (error, response) => (error ? reject(error) : resolve(response.status))),
+  );
+}
+
+const fullRequest = (): ClassifyRequestMessage => {
+  const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
+  return tensorRequest(golden.cases[0] as GoldenCase, { min_ticks: golden.ticks, max_ticks: golden.ticks });
+};
+
+describe("health", () => {
+  it("is NOT_SERVING while the models load, then SERVING", async () => {
+    let whileLoading: ServingStatus[] = [];
+    const t = await startTestServer(
+      {},
+      {
+        onListening: async (port) => {
+          const client = healthClient(port);
+          whileLoading = [await check(client, ""), await check(client, "ctm.v1.CtmService")];
+          client.close();
+        },
+      },
+    );
+    try {
+      assert.deepEqual(whileLoading, ["NOT_SERVING", "NOT_SERVING"]);
+      const client = healthClient(t.server.port);
+      assert.equal(await check(client, ""), "SERVING");
+      assert.equal(await check(client, "ctm.v1.CtmService"), "SERVING");
+      const unknown = await check(client, "no.such.Service").then(
+        () => undefined,
+        (error: grpc.ServiceError) => error.code,
+      );
+      assert.equal(unknown, grpc.status.NOT_FOUND);
+      client.close();
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("turns NOT_SERVING when draining, lets in-flight requests finish and refuses new ones", async () => {
+    const t = await startTestServer({ graceMs: 30_000 });
+    const client = healthClient(t.server.port);
+    const watch = client.watch({ service: "" });
+    const seen: ServingStatus[] = [];
+    const notServing = new Promise<void>((resolve) =>
+      watch.on("data", ({ status }: { status: ServingStatus }) => {
+        seen.push(status);
+        if (status === "NOT_SERVING") resolve();
+      }),
+    );
+    watch.on("error", () => {}); // cut when the server stops
+
+    const request = fullRequest();
+    const inFlight = Array.from({ length: 16 }, () => t.client.classify(request));
+    const stream = t.client.stream(request);
+    await new Promise((resolve) => stream.once("data", resolve));
+    const streamed = (async () => {
+      let n = 1;
+      for await (const _ of stream) n++;
+      return n;
+    })();
+
+    const stopped = t.server.shutdown();
+    await notServing;
+    assert.deepEqual(seen, ["SERVING", "NOT_SERVING"]);
+    const refused = await t.client.classify(request).then(
+      () => undefined,
+      (error: grpc.ServiceError) => error,
+    );
+    assert.equal(refused?.code, grpc.status.UNAVAILABLE);
+
+    const responses = await Promise.all(inFlight);
+    assert.ok(responses.every((r) => r.ticks_used === request.halt_policy?.max_ticks));
+    assert.equal(await streamed, request.halt_policy?.max_ticks);
+    await stopped;
+    client.close();
+    t.client.close();
+  });
+
+  it("cancels what is still running when the grace period ends", async () => {
+    const t = await startTestServer();
+    const request = fullRequest();
+    const calls = Array.from({ length: 32 }, () =>
+      t.client.classify(request).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      ),
+    );
+    const stream = t.client.stream(request);
+    const streamed = new Promise<grpc.ServiceError | undefined>((resolve) => {
+      stream.on("data", () => {});
+      stream.on("error", resolve);
+      stream.on("end", () => resolve(undefined));
+    });
+    await new Promise((resolve) => stream.once("data", resolve));
+    await t.server.shutdown(0);
+    const errors = [...(await Promise.all(calls)), await streamed].filter((e) => e !== undefined);
+    assert.ok(errors.length > 0, "every request finished before the server stopped");
+    for (const error of errors) {
+      assert.equal(error.code, grpc.status.UNAVAILABLE);
+      assert.match(error.details, /^the server shut down before this request finished \(grace period 0 ms\)$/);
+    }
+    assert.ok(t.logs.some((line) => line.msg.includes("grace period over; cancelling in-flight requests")));
+    t.client.close();
+  });
+});
+
+describe("reflection", () => {
+  it("lists the services and describes ctm.v1.CtmService", async () => {
+    const t = await startTestServer();
+    try {
+      const require = createRequire(import.meta.url);
+      const protoDir = join(require.resolve("@grpc/reflection/package.json"), "..", "build", "proto");
+      const definition = protoLoader.loadSync("grpc/reflection/v1/reflection.proto", {
+        includeDirs: [protoDir],
+        keepCase: true,
+      });
+      const reflection = grpc.loadPackageDefinition(definition) as unknown as {
+        grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
+      };
+      const client = new reflection.grpc.reflection.v1.ServerReflection(t.address, grpc.credentials.createInsecure());
+      const call = (
+        client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, Record<string, unknown>> }
+      ).ServerReflectionInfo();
+      const responses: Record<string, unknown>[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        call.on("data", (response: Record<string, unknown>) => {
+          responses.push(response);
+          if (responses.length === 2) call.end();
+        });
+        call.on("end", resolve);
+        call.on("error", reject);
+      });
+      call.write({ list_services: "" });
+      call.write({ file_containing_symbol: "ctm.v1.CtmService" });
+      await done;
+      client.close();
+
+      const services = (responses[0]?.list_services_response as { service: { name: string }[] }).service.map(
+        (s) => s.name,
+      );
+      for (const name of ["ctm.v1.CtmService", "grpc.health.v1.Health"])
+        assert.ok(services.includes(name), `${name} in ${services}`);
+      const files = (responses[1]?.file_descriptor_response as { file_descriptor_proto: Buffer[] })
+        .file_descriptor_proto;
+      const described = Buffer.concat(files).toString("latin1");
+      for (const name of ["ctm.v1", "ClassifyStream", "HaltPolicy", "certainty_threshold"]) {
+        assert.ok(described.includes(name), `the descriptor mentions ${name}`);
+      }
+    } finally {
+      await t.close();
+    }
+  });
+});
