@@ -1,0 +1,106 @@
+/** The command-line client (`npm run classify`), run as a process against a real server. */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import sharp from "sharp";
+import type { TickUpdateMessage } from "../src/transport/protocol.ts";
+import { MODEL_NAME, REPO, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+
+const run = promisify(execFile);
+
+describe("npm run classify", () => {
+  let t: TestServer;
+  let sample: Sample;
+  let file: string;
+  const dir = mkdtempSync(join(tmpdir(), "ctm-cli-"));
+
+  before(async () => {
+    t = await startTestServer();
+    sample = samples()[3] as Sample;
+    file = join(dir, sample.file);
+    writeFileSync(file, sample.png);
+  });
+  after(() => t.close());
+
+  const classify = (...args: string[]) =>
+    run(process.execPath, ["--import", "tsx", "server/src/cli/classify.ts", "--address", t.address, ...args], {
+      cwd: REPO,
+      encoding: "utf8",
+    });
+
+  it("prints a table of every tick and the answer, as the server decided it", async () => {
+    const expected = await t.client.classify({
+      model: MODEL_NAME,
+      image: { data: sample.png },
+      halt_policy: { certainty_threshold: 0.8 },
+    });
+    const { stdout } = await classify(file, "--threshold", "0.8");
+    const rows = stdout.split("\n").filter((line) => /^\s+\d+\s/.test(line));
+    assert.equal(rows.length, expected.ticks_used);
+    rows.forEach((row, i) =>
+      assert.match(row, new RegExp(`^\\s+${i + 1}\\s+\\S+\\s+\\d\\.\\d{3}\\s+\\d\\.\\d{3}\\s+[#.|]+$`)),
+    );
+    const top = expected.top_k[0];
+    assert.ok(top);
+    assert.match(
+      stdout,
+      new RegExp(
+        `answer: ${top.label} \\(p ${top.probability.toFixed(3)}\\), certainty ${expected.certainty.toFixed(3)}, from tick ${expected.answer_tick}`,
+      ),
+    );
+    assert.match(stdout, new RegExp(`halted after ${expected.ticks_used} tick\\(s\\)`));
+  });
+
+  it("streams JSON lines, one per tick, the last one final", async () => {
+    const { stdout } = await classify(file, "--stream", "--json", "--max-ticks", "5", "--threshold", "1");
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as TickUpdateMessage);
+    assert.ok(lines.length >= 1 && lines.length <= 5);
+    lines.forEach((line, i) => assert.equal(line.tick, i + 1));
+    const last = lines.at(-1) as TickUpdateMessage;
+    assert.ok(last.final && last.result);
+    assert.equal(last.result.ticks_used, lines.length);
+    assert.ok(!Object.keys(last).some((key) => key.startsWith("_")), "no proto-loader internals");
+  });
+
+  it("saves a PNG plot of probabilities and certainty over ticks", async () => {
+    const plot = join(dir, "plot.png");
+    const { stdout } = await classify(file, "--plot", plot, "--min-ticks", "8");
+    assert.match(stdout, /plot saved to/);
+    const meta = await sharp(plot).metadata();
+    assert.equal(meta.format, "png");
+    assert.ok((meta.width ?? 0) >= 400 && (meta.height ?? 0) >= 200);
+    const { data } = await sharp(plot).greyscale().raw().toBuffer({ resolveWithObject: true });
+    assert.ok(
+      data.some((v) => v < 64),
+      "something is drawn",
+    );
+  });
+
+  it("reports the server's error and exits 1", async () => {
+    const failed = await classify(file, "--threshold", "1.5").then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(failed?.code, 1);
+    assert.match(
+      failed?.stderr ?? "",
+      /INVALID_ARGUMENT: halt_policy\.certainty_threshold must be in \(0, 1\], got 1\.5/,
+    );
+  });
+
+  it("explains its usage and exits 2 when called wrongly", async () => {
+    const failed = await classify("--threshold").then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(failed?.code, 2);
+    assert.match(failed?.stderr ?? "", /Usage: npm run classify/);
+  });
+});
