@@ -75,7 +75,15 @@ export interface LoadtestResult {
   interrupted: boolean;
   /** The arguments the run was started with. */
   command: string[];
-  environment: { node: string; platform: string; arch: string; cpus: number; cpuModel: string };
+  environment: {
+    node: string;
+    platform: string;
+    arch: string;
+    cpus: number;
+    cpuModel: string;
+    /** os.loadavg() (1, 5, 15 minutes) when the run started and ended: was the machine busy with something else? */
+    loadAverage: { start: number[]; end: number[] };
+  };
   target: { address: string; tls: boolean; token: boolean; connections: number };
   model: { name: string; version: number; provider: string; trainedTicks: number; maxTicks: number };
   samples: { source: string; count: number; labelled: number };
@@ -104,4 +112,28 @@ export function readResult(file: string): LoadtestResult {
     );
   }
   return parsed as LoadtestResult;
+}
+
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+
+/** Several points taken as one (e.g. every load at one threshold): accuracy and ticks over all their answers. */
+export function pooled(points: readonly PointResult[]): {
+  answers: number;
+  accuracy: number | null;
+  meanTicks: number;
+  /** ticks[t - 1]: answers that halted after tick t. */
+  ticks: number[];
+  haltedOnThreshold: number;
+} {
+  const labelled = sum(points.map((p) => p.labelled));
+  const length = Math.max(0, ...points.map((p) => p.ticks.histogram.length));
+  const ticks = Array.from({ length }, (_, i) => sum(points.map((p) => p.ticks.histogram[i] ?? 0)));
+  const answers = sum(ticks);
+  return {
+    answers,
+    accuracy: labelled > 0 ? sum(points.map((p) => p.correct)) / labelled : null,
+    meanTicks: answers > 0 ? sum(ticks.map((n, i) => n * (i + 1))) / answers : 0,
+    ticks,
+    haltedOnThreshold: sum(points.map((p) => p.haltReasons.THRESHOLD ?? 0)),
+  };
 }

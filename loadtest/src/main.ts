@@ -12,7 +12,8 @@ import { comparisonCsv, comparisonTable } from "./compareResults.ts";
 import { readResult } from "./loadtestResult.ts";
 import { type Command, parseCommand, USAGE, UsageError } from "./options.ts";
 import { ProgressBar } from "./progressBar.ts";
-import { resultMarkdown, writeResultFiles } from "./resultFiles.ts";
+import { writeResultFiles } from "./resultFiles.ts";
+import { summaryMarkdown } from "./summaryMarkdown.ts";
 import { runSweep } from "./sweep.ts";
 import { planPoints } from "./sweepPlan.ts";
 
@@ -45,7 +46,7 @@ async function main(command: Exclude<Command, "help">, argv: string[]): Promise<
     const progress = new ProgressBar(process.stderr, points, options.progress);
     const result = await runSweep(options, { progress, signal: abort.signal, argv });
     const files = await writeResultFiles(result, options.out, options.plots);
-    process.stdout.write(resultMarkdown(result));
+    process.stdout.write(summaryMarkdown(result));
     progress.log(`wrote ${files.join(", ")}`);
     if (result.interrupted) process.exitCode = 130;
   } finally {

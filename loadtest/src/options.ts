@@ -37,7 +37,7 @@ Sweep
 Output
   --out <dir>                result folder (default loadtest/results/<timestamp>)
   --no-plots                 skip the PNG plots
-  --no-progress              no progress bar on stderr
+  --no-progress              no live progress bar (finished points are still listed on stderr)
 
 Compare
   --csv <file>               also write the comparison as CSV`;

@@ -1,6 +1,6 @@
 /**
- * Progress on stderr, so that stdout stays clean for the summary table. On a terminal one line is
- * redrawn in place; otherwise (CI logs, pipes) each finished point gets one line.
+ * Progress on stderr, so that stdout stays clean for the summary table. Each finished point gets a
+ * line; on a terminal, unless disabled, a bar for the point in progress is redrawn in place below it.
  */
 export interface ProgressStream {
   write(text: string): boolean;
@@ -35,9 +35,8 @@ export class ProgressBar {
     this.drawn = true;
   }
 
-  /** A line that stays: a finished point or a message. */
+  /** A line that stays (a finished point or a message), bar or no bar. */
   log(line: string): void {
-    if (!this.enabled) return;
     if (this.drawn) this.stream.write("\r\x1b[2K");
     this.drawn = false;
     this.stream.write(`${line}\n`);

@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LoadtestResult, PointResult } from "./loadtestResult.ts";
 import { writePlots } from "./plot/loadtestPlots.ts";
+import { summaryMarkdown } from "./summaryMarkdown.ts";
 
 export const RESULT_FILES = { json: "result.json", csv: "results.csv", markdown: "summary.md" } as const;
 
@@ -67,60 +68,13 @@ export function resultCsv(result: LoadtestResult): string {
   return `${[header, ...rows].join("\n")}\n`;
 }
 
-const percent = (value: number | null) => (value === null ? "-" : `${(value * 100).toFixed(1)}%`);
-
-/** The table for docs: one row per point, the columns a reader picks a threshold by. */
-export function resultMarkdown(result: LoadtestResult): string {
-  const load = (p: PointResult) =>
-    p.load.kind === "closed" ? `c=${p.load.concurrency}` : `${p.load.rate}/s ${p.load.arrival}`;
-  const rows = result.points.map((p) => {
-    const errors = p.requests - p.ok;
-    return [
-      p.call,
-      load(p),
-      String(p.threshold),
-      String(p.ok) + (errors ? ` (+${errors} err)` : ""),
-      p.throughputRps.toFixed(1),
-      p.latencyMs.p50.toFixed(1),
-      p.latencyMs.p90.toFixed(1),
-      p.latencyMs.p99.toFixed(1),
-      p.latencyMs.p999.toFixed(1),
-      p.latencyMs.max.toFixed(1),
-      p.firstTickMs ? p.firstTickMs.p50.toFixed(1) : "-",
-      p.ticks.mean.toFixed(2),
-      p.ok > 0 ? `${(((p.haltReasons.THRESHOLD ?? 0) / p.ok) * 100).toFixed(0)}%` : "-",
-      percent(p.accuracy),
-      p.calibration ? percent(p.calibration.accuracy) : "-",
-    ];
-  });
-  const header = [
-    "call",
-    "load",
-    "threshold",
-    "answers",
-    "answers/s",
-    "p50 ms",
-    "p90 ms",
-    "p99 ms",
-    "p99.9 ms",
-    "max ms",
-    "1st tick p50 ms",
-    "mean ticks",
-    "halted on threshold",
-    "accuracy",
-    `calibration accuracy (${result.points.find((p) => p.calibration)?.calibration?.split ?? "-"})`,
-  ];
-  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
-  return `${[line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n")}\n`;
-}
-
 /** Writes every file into `dir` (created if needed); returns the paths written. */
 export async function writeResultFiles(result: LoadtestResult, dir: string, plots: boolean): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const files: Array<[string, string]> = [
     [RESULT_FILES.json, `${JSON.stringify(result, null, 2)}\n`],
     [RESULT_FILES.csv, resultCsv(result)],
-    [RESULT_FILES.markdown, resultMarkdown(result)],
+    [RESULT_FILES.markdown, summaryMarkdown(result)],
   ];
   const written = files.map(([name, text]) => {
     writeFileSync(join(dir, name), text);

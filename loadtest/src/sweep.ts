@@ -3,7 +3,7 @@
  * of the plan warm up, measure, and record. Returns the result; writing it is resultFiles.ts's job.
  */
 import { setMaxListeners } from "node:events";
-import { arch, cpus, platform } from "node:os";
+import { arch, cpus, loadavg, platform } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { ModelInfoMessage } from "../../server/src/transport/protocol.ts";
 import { type Drive, type DriveOptions, driveClosedLoop } from "./closedLoop.ts";
@@ -81,6 +81,7 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
   if (hooks.signal.aborted) stop.abort();
   const { signal } = stop;
   const startedAt = new Date().toISOString();
+  const loadAtStart = loadavg();
   const connection = CtmConnection.open(options);
   try {
     let model: ModelInfoMessage;
@@ -163,6 +164,7 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
         arch: arch(),
         cpus: cpuList.length,
         cpuModel: cpuList[0]?.model.trim() ?? "unknown",
+        loadAverage: { start: loadAtStart, end: loadavg() },
       },
       target: {
         address: options.address,

@@ -227,6 +227,8 @@ describe("npm run loadtest against a real server", () => {
   it("sweeps every call kind x load x threshold", () => {
     assert.equal(result.schema, "ctm-loadtest/1");
     assert.equal(result.interrupted, false);
+    assert.equal(result.environment.loadAverage.start.length, 3);
+    assert.equal(result.environment.loadAverage.end.length, 3);
     assert.deepEqual(result.model, {
       name: MODEL,
       version: model.version,
@@ -358,8 +360,13 @@ describe("npm run loadtest against a real server", () => {
     }
     const rows = csv.slice(1).map((line) => line.split(","));
     assert.ok(rows.every((cells) => cells.length === header.length));
-    const markdown = readFileSync(join(out, RESULT_FILES.markdown), "utf8").trim().split("\n");
-    assert.equal(markdown.length, 2 + result.points.length);
+    const markdown = readFileSync(join(out, RESULT_FILES.markdown), "utf8");
+    const [summary, everyPoint] = markdown.split("**Every point**");
+    assert.equal(everyPoint?.trim().split("\n").length, 2 + result.points.length);
+    // One row per threshold in the threshold table and in each call kind's latency table.
+    for (const t of thresholds) {
+      assert.equal(summary?.split("\n").filter((line) => line.startsWith(`| ${t} |`)).length, 3, `threshold ${t}`);
+    }
   });
 
   it("draws the four plots as valid PNGs", async () => {

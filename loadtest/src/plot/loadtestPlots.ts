@@ -4,7 +4,7 @@
  * per threshold), and the exit-tick histogram of every threshold.
  */
 import { join } from "node:path";
-import type { LoadtestResult, PointResult } from "../loadtestResult.ts";
+import { type LoadtestResult, type PointResult, pooled } from "../loadtestResult.ts";
 import { type CallKind, type Load, loadLabel } from "../sweepPlan.ts";
 import {
   barChartSvg,
@@ -83,19 +83,6 @@ function latencyPlot(result: LoadtestResult): string {
       );
   });
   return gridSvg(`Latency vs threshold: ${modelTitle(result)}`, PANEL, 2, panels);
-}
-
-/** Pools every load of one call kind at one threshold. */
-function pooled(points: PointResult[]): { accuracy: number | null; meanTicks: number; ticks: number[] } {
-  const labelled = sum(points.map((p) => p.labelled));
-  const length = Math.max(0, ...points.map((p) => p.ticks.histogram.length));
-  const ticks = Array.from({ length }, (_, i) => sum(points.map((p) => p.ticks.histogram[i] ?? 0)));
-  const answers = sum(ticks);
-  return {
-    accuracy: labelled > 0 ? sum(points.map((p) => p.correct)) / labelled : null,
-    meanTicks: answers > 0 ? sum(ticks.map((n, i) => n * (i + 1))) / answers : 0,
-    ticks,
-  };
 }
 
 function accuracyPlot(result: LoadtestResult): string {

@@ -1,0 +1,131 @@
+/**
+ * summary.md: a run as Markdown tables, ready to paste into docs. First what a threshold buys
+ * (accuracy and ticks, the same under any load), then what it costs under each load (latency and
+ * throughput, one table per call kind), then every point in full.
+ */
+import { type LoadtestResult, type PointResult, pooled } from "./loadtestResult.ts";
+import { percentileOfCounts } from "./pointRecorder.ts";
+import { type CallKind, type Load, loadLabel } from "./sweepPlan.ts";
+
+const percent = (value: number | null | undefined) =>
+  value === null || value === undefined ? "-" : `${(value * 100).toFixed(1)}%`;
+const ms = (value: number) => (value >= 100 ? value.toFixed(0) : value.toFixed(1));
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+function loadName(load: Load): string {
+  return load.kind === "closed" ? `c=${load.concurrency}` : `${load.rate}/s ${load.arrival}`;
+}
+
+/** Accuracy, ticks and halting per threshold, pooled over every call and load. */
+export function thresholdTable(result: LoadtestResult): string {
+  const split = result.points.find((p) => p.calibration)?.calibration?.split;
+  const rows = result.settings.thresholds.flatMap((t) => {
+    const points = result.points.filter((p) => p.threshold === t);
+    if (points.length === 0) return [];
+    const all = pooled(points);
+    const calibration = points.find((p) => p.calibration)?.calibration ?? null;
+    const row = [
+      String(t),
+      percent(all.accuracy),
+      all.meanTicks.toFixed(2),
+      [50, 90, 99].map((q) => percentileOfCounts(all.ticks, q)).join(" / "),
+      percent(all.answers > 0 ? all.haltedOnThreshold / all.answers : null),
+      String(all.answers),
+    ];
+    return [
+      split ? [...row, percent(calibration?.accuracy), calibration ? calibration.meanTicks.toFixed(2) : "-"] : row,
+    ];
+  });
+  const header = ["threshold", "accuracy", "mean ticks", "ticks p50 / p90 / p99", "halted on threshold", "answers"];
+  return table(
+    split ? [...header, `calibration accuracy (${split})`, `calibration mean ticks (${split})`] : header,
+    rows,
+  );
+}
+
+/** Thresholds down, loads across; each cell p50 / p99 latency and throughput (and first tick for streams). */
+export function latencyTable(result: LoadtestResult, call: CallKind): string | null {
+  const points = result.points.filter((p) => p.call === call);
+  if (points.length === 0) return null;
+  const loads = [...new Map(points.map((p) => [loadLabel(p.load), p.load])).values()];
+  const cell = (p: PointResult | undefined) => {
+    if (!p) return "-";
+    const errors = p.requests - p.ok;
+    const first = p.firstTickMs ? ` (1st tick ${ms(p.firstTickMs.p50)})` : "";
+    return `${ms(p.latencyMs.p50)} / ${ms(p.latencyMs.p99)}${first} · ${p.throughputRps.toFixed(0)}/s${errors ? ` · ${errors} err` : ""}`;
+  };
+  const rows = result.settings.thresholds.map((t) => [
+    String(t),
+    ...loads.map((load) => cell(points.find((p) => p.threshold === t && loadLabel(p.load) === loadLabel(load)))),
+  ]);
+  return table(["threshold", ...loads.map(loadName)], rows);
+}
+
+/** Every point, every headline figure. */
+export function pointTable(result: LoadtestResult): string {
+  const rows = result.points.map((p) => {
+    const errors = p.requests - p.ok;
+    return [
+      p.call,
+      loadName(p.load),
+      String(p.threshold),
+      String(p.ok) + (errors ? ` (+${errors} err: ${Object.keys(p.errors).join(", ")})` : ""),
+      p.throughputRps.toFixed(1),
+      p.latencyMs.p50.toFixed(1),
+      p.latencyMs.p90.toFixed(1),
+      p.latencyMs.p99.toFixed(1),
+      p.latencyMs.p999.toFixed(1),
+      p.latencyMs.max.toFixed(1),
+      p.firstTickMs ? p.firstTickMs.p50.toFixed(1) : "-",
+      p.ticks.mean.toFixed(2),
+      p.ok > 0 ? percent((p.haltReasons.THRESHOLD ?? 0) / p.ok) : "-",
+      percent(p.accuracy),
+    ];
+  });
+  return table(
+    [
+      "call",
+      "load",
+      "threshold",
+      "answers",
+      "answers/s",
+      "p50 ms",
+      "p90 ms",
+      "p99 ms",
+      "p99.9 ms",
+      "max ms",
+      "1st tick p50 ms",
+      "mean ticks",
+      "halted on threshold",
+      "accuracy",
+    ],
+    rows,
+  );
+}
+
+export function summaryMarkdown(result: LoadtestResult): string {
+  const { model, samples, environment } = result;
+  const sections = [
+    `${model.name}/${model.version} (${model.provider}, up to ${model.maxTicks} ticks), ${samples.count} samples from ` +
+      `${samples.source}, ${environment.cpus} CPUs (${environment.cpuModel}), load average ` +
+      `${environment.loadAverage.start[0]?.toFixed(2)} at the start and ${environment.loadAverage.end[0]?.toFixed(2)} at the end.` +
+      (result.interrupted ? " Interrupted: not every point ran." : ""),
+    "**Accuracy and ticks by threshold** (all calls and loads together)",
+    thresholdTable(result),
+  ];
+  for (const call of ["unary", "stream"] as const) {
+    const latency = latencyTable(result, call);
+    if (latency) {
+      sections.push(
+        `**${call === "unary" ? "Unary (Classify)" : "Streaming (ClassifyStream)"}: latency p50 / p99 in ms${call === "stream" ? " (first tick p50)" : ""} · answers/s**`,
+        latency,
+      );
+    }
+  }
+  sections.push("**Every point**", pointTable(result));
+  return `${sections.join("\n\n")}\n`;
+}
