@@ -29,6 +29,7 @@ export const METRICS: Metric[] = [
   { name: "mean ticks", value: (p) => p.ticks.mean, digits: 2 },
   { name: "accuracy %", value: (p) => (p.accuracy === null ? null : p.accuracy * 100), digits: 1, absolute: true },
   { name: "errors", value: (p) => p.requests - p.ok, digits: 0, absolute: true },
+  { name: "client CPU", value: (p) => p.clientCpuCores ?? null, digits: 2, absolute: true },
 ];
 
 export function compareResults(before: LoadtestResult, after: LoadtestResult): ComparisonRow[] {

@@ -52,6 +52,11 @@ export interface PointResult {
   elapsedS: number;
   /** Successful answers per second over elapsedS. */
   throughputRps: number;
+  /**
+   * CPU the load generator itself used while measuring, in cores (user + system time over elapsedS).
+   * Near 1 the client, not the server, may be the bottleneck: Node runs it on one thread.
+   */
+  clientCpuCores: number;
   /** Open loop: the send rate the schedule asked for, as achieved; null for the closed loop. */
   offeredRps: number | null;
   latencyMs: LatencySummary;

@@ -116,7 +116,7 @@ export class PointRecorder {
     }
   }
 
-  finish(elapsedS: number, offeredRps: number | null): PointResult {
+  finish(elapsedS: number, offeredRps: number | null, clientCpuCores: number): PointResult {
     return {
       call: this.spec.call,
       threshold: this.spec.threshold,
@@ -126,6 +126,7 @@ export class PointRecorder {
       errors: { ...this.errors },
       elapsedS,
       throughputRps: elapsedS > 0 ? this.ok / elapsedS : 0,
+      clientCpuCores,
       offeredRps,
       latencyMs: summarise(this.latency),
       firstTickMs: this.spec.call === "stream" ? summarise(this.firstTick) : null,

@@ -40,6 +40,7 @@ const CSV_COLUMNS: Array<[string, (p: PointResult) => string]> = [
   ["elapsed_s", (p) => round(p.elapsedS, 3)],
   ["throughput_rps", (p) => round(p.throughputRps, 2)],
   ["offered_rps", (p) => round(p.offeredRps, 2)],
+  ["client_cpu_cores", (p) => round(p.clientCpuCores, 3)],
   ["latency_mean_ms", (p) => round(p.latencyMs.mean, 3)],
   ["latency_p50_ms", (p) => round(p.latencyMs.p50, 3)],
   ["latency_p90_ms", (p) => round(p.latencyMs.p90, 3)],

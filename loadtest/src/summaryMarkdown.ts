@@ -84,6 +84,7 @@ export function pointTable(result: LoadtestResult): string {
       p.ticks.mean.toFixed(2),
       p.ok > 0 ? percent((p.haltReasons.THRESHOLD ?? 0) / p.ok) : "-",
       percent(p.accuracy),
+      p.clientCpuCores.toFixed(2),
     ];
   });
   return table(
@@ -102,6 +103,7 @@ export function pointTable(result: LoadtestResult): string {
       "mean ticks",
       "halted on threshold",
       "accuracy",
+      "client CPU (cores)",
     ],
     rows,
   );

@@ -143,9 +143,12 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
       if (options.warmup) await phase(options.warmup, null);
       if (signal.aborted) break;
       const recorder = new PointRecorder(spec, maxTicks, calibrationAt(model, spec.threshold));
+      const cpuBefore = process.cpuUsage();
       const measured = await phase(options.budget, recorder);
+      const cpu = process.cpuUsage(cpuBefore);
       if (signal.aborted) break;
-      const point = recorder.finish(measured.elapsedS, measured.offeredRps);
+      const clientCpuCores = measured.elapsedS > 0 ? (cpu.user + cpu.system) / 1e6 / measured.elapsedS : 0;
+      const point = recorder.finish(measured.elapsedS, measured.offeredRps, clientCpuCores);
       points.push(point);
       progress.log(`[${index + 1}/${plan.length}] ${describePoint(point)}`);
     }

@@ -25,6 +25,7 @@ function point(concurrency: number, threshold: number, p50: number, accuracy: nu
     errors: {},
     elapsedS: 1,
     throughputRps: 1000 / p50,
+    clientCpuCores: 0.1,
     offeredRps: null,
     latencyMs: latency(p50),
     firstTickMs: null,

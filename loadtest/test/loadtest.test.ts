@@ -259,6 +259,7 @@ describe("npm run loadtest against a real server", () => {
       assert.deepEqual(p.errors, {}, where);
       assert.ok(p.elapsedS > 0 && p.throughputRps > 0, where);
       assert.ok(Math.abs(p.throughputRps - p.ok / p.elapsedS) < 1e-9, where);
+      assert.ok(p.clientCpuCores > 0 && p.clientCpuCores < 4, `${where}: client CPU ${p.clientCpuCores}`);
       assert.equal(p.offeredRps === null, p.load.kind === "closed", where);
       for (const latency of [p.latencyMs, ...(p.firstTickMs ? [p.firstTickMs] : [])]) {
         assert.equal(latency.count, IMAGES, where);
@@ -345,6 +346,7 @@ describe("npm run loadtest against a real server", () => {
       "requests",
       "errors_by_status",
       "throughput_rps",
+      "client_cpu_cores",
       "latency_p50_ms",
       "latency_p90_ms",
       "latency_p99_ms",

@@ -58,11 +58,12 @@ describe("PointRecorder", () => {
     recorder.record(sample([1]), { ok: false, latencyMs: 5, code: "RESOURCE_EXHAUSTED" });
     recorder.record(sample([1]), { ok: false, latencyMs: 5, code: "RESOURCE_EXHAUSTED" });
     recorder.record(sample([1]), { ok: false, latencyMs: 5, code: "DEADLINE_EXCEEDED" });
-    const point = recorder.finish(2, null);
+    const point = recorder.finish(2, null, 0.25);
     assert.equal(point.requests, 6);
     assert.equal(point.ok, 3);
     assert.deepEqual(point.errors, { RESOURCE_EXHAUSTED: 2, DEADLINE_EXCEEDED: 1 });
     assert.equal(point.throughputRps, 1.5);
+    assert.equal(point.clientCpuCores, 0.25);
     assert.deepEqual(point.haltReasons, { THRESHOLD: 2, MAX_TICKS: 1 });
     assert.deepEqual(point.ticks.histogram, [1, 1, 0, 1]);
     assert.equal(point.ticks.mean, 7 / 3);
@@ -87,7 +88,7 @@ describe("PointRecorder", () => {
       null,
     );
     recorder.record(sample([0]), ok(5, [0]));
-    const point = recorder.finish(1, null);
+    const point = recorder.finish(1, null, 0);
     assert.deepEqual(point.ticks.histogram, [0, 0, 0, 0, 1]);
     assert.equal(point.firstTickMs, null, "unary calls have no first tick");
   });
