@@ -18,6 +18,8 @@ export interface ServerConfig {
   threads: number;
   /** Scheduler worker threads per model. */
   workers: number;
+  /** How many nice steps below the event loop the inference threads run (Linux). */
+  workerNice: number;
   /** Most requests one tick run advances (per worker). */
   maxBatch: number;
   /** Most requests waiting for a batch slot (per model) before RESOURCE_EXHAUSTED. */
@@ -36,6 +38,7 @@ export type ConfigKey =
   | "provider"
   | "threads"
   | "workers"
+  | "workerNice"
   | "maxBatch"
   | "maxQueue"
   | "metricsHost"
@@ -82,6 +85,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_WORKERS",
     default: "1",
     description: "inference worker threads per model, each with its own sessions and batch",
+  },
+  {
+    key: "workerNice",
+    flag: "--worker-nice",
+    env: "CTM_WORKER_NICE",
+    default: "5",
+    description:
+      "how many nice steps below the event loop the inference threads run (Linux; 0: equal), so that health checks and admissions stay prompt on saturated cores",
   },
   {
     key: "maxBatch",
@@ -207,6 +218,7 @@ export function parseConfig(
     provider: choice("provider", PROVIDER_CHOICES),
     threads,
     workers,
+    workerNice: integer("workerNice", 0, 19),
     maxBatch: integer("maxBatch", 1, 4096),
     maxQueue: integer("maxQueue", 0, 1_000_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },

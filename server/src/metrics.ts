@@ -86,13 +86,13 @@ export class ServerMetrics {
 
   /** The engine's hooks, feeding the metrics above. */
   readonly engine: EngineObserver = {
-    step: (model, step) => {
-      if (step.batchSize > 0) {
-        this.tickRows.inc({ model }, step.batchSize);
-        this.batchSize.observe({ model }, step.batchSize);
-        this.tickRun.observe({ model }, step.tickMs / 1000);
+    step: (model, run) => {
+      if (run.batchSize > 0) {
+        this.tickRows.inc({ model }, run.batchSize);
+        this.batchSize.observe({ model }, run.batchSize);
+        this.tickRun.observe({ model }, run.tickMs / 1000);
       }
-      if (step.joined > 0) this.encodeRun.observe({ model }, step.encodeMs / 1000);
+      if (run.joined > 0) this.encodeRun.observe({ model }, run.encodeMs / 1000);
     },
     occupancy: (model, queued, active) => {
       this.queueDepth.set({ model }, queued);

@@ -71,6 +71,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const definitions = discoverModelFolders(config.modelsDir).map(loadModelFolder);
     const engineOptions = {
       workers: config.workers,
+      workerNice: config.workerNice,
       maxBatch: config.maxBatch,
       maxQueue: config.maxQueue,
       session: { provider: config.provider, threads: config.threads },

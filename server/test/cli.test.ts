@@ -41,9 +41,9 @@ describe("npm run classify", () => {
     const { stdout } = await classify(file, "--threshold", "0.8");
     const rows = stdout.split("\n").filter((line) => /^\s+\d+\s/.test(line));
     assert.equal(rows.length, expected.ticks_used);
-    rows.forEach((row, i) =>
-      assert.match(row, new RegExp(`^\\s+${i + 1}\\s+\\S+\\s+\\d\\.\\d{3}\\s+\\d\\.\\d{3}\\s+[#.|]+$`)),
-    );
+    rows.forEach((row, i) => {
+      assert.match(row, new RegExp(`^\\s+${i + 1}\\s+\\S+\\s+\\d\\.\\d{3}\\s+\\d\\.\\d{3}\\s+[#.|]+$`));
+    });
     const top = expected.top_k[0];
     assert.ok(top);
     assert.match(
@@ -62,7 +62,9 @@ describe("npm run classify", () => {
       .split("\n")
       .map((line) => JSON.parse(line) as TickUpdateMessage);
     assert.ok(lines.length >= 1 && lines.length <= 5);
-    lines.forEach((line, i) => assert.equal(line.tick, i + 1));
+    lines.forEach((line, i) => {
+      assert.equal(line.tick, i + 1);
+    });
     const last = lines.at(-1) as TickUpdateMessage;
     assert.ok(last.final && last.result);
     assert.equal(last.result.ticks_used, lines.length);

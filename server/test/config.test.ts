@@ -13,6 +13,7 @@ describe("server configuration", () => {
       provider: "auto",
       threads: 8,
       workers: 1,
+      workerNice: 5,
       maxBatch: 64,
       maxQueue: 256,
       metrics: { host: "127.0.0.1", port: 9464 },
@@ -29,6 +30,7 @@ describe("server configuration", () => {
       provider: ["cpu", "cpu"],
       threads: ["3", 3],
       workers: ["2", 2],
+      workerNice: ["0", 0],
       maxBatch: ["16", 16],
       maxQueue: ["0", 0],
       graceMs: ["500", 500],
@@ -66,6 +68,7 @@ describe("server configuration", () => {
       [["--max-queue", "-1"], {}, /--max-queue must be an integer in \[0, 1000000\], got "-1"/],
       [["--threads", "1.5"], {}, /--threads must be an integer in \[1, 1024\], got "1.5"/],
       [["--workers", "0"], {}, /--workers must be an integer in \[1, 64\], got "0"/],
+      [["--worker-nice", "20"], {}, /--worker-nice must be an integer in \[0, 19\], got "20"/],
       [["--grace-ms", "soon"], {}, /--grace-ms must be an integer/],
       [
         [],

@@ -11,7 +11,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { service as healthService } from "grpc-health-check";
 import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
-import { type GoldenCase, MODEL_NAME, readModelJson, startTestServer, tensorRequest } from "./support/testServer.ts";
+import { type GoldenCase, readModelJson, startTestServer, tensorRequest } from "./support/testServer.ts";
 
 type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
 type HealthClient = grpc.Client & {
@@ -165,13 +165,11 @@ describe("reflection", () => {
       await done;
       client.close();
 
-      const services = (responses[0]?.list_services_response as { service: { name: string }[] }).service.map(
-        (s) => s.name,
-      );
+      const [listed, described_] = responses as [Record<string, unknown>, Record<string, unknown>];
+      const services = (listed.list_services_response as { service: { name: string }[] }).service.map((s) => s.name);
       for (const name of ["ctm.v1.CtmService", "grpc.health.v1.Health"])
         assert.ok(services.includes(name), `${name} in ${services}`);
-      const files = (responses[1]?.file_descriptor_response as { file_descriptor_proto: Buffer[] })
-        .file_descriptor_proto;
+      const files = (described_.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto;
       const described = Buffer.concat(files).toString("latin1");
       for (const name of ["ctm.v1", "ClassifyStream", "HaltPolicy", "certainty_threshold"]) {
         assert.ok(described.includes(name), `the descriptor mentions ${name}`);

@@ -106,7 +106,9 @@ describe("mnist-digit preprocessing", () => {
     const sample = sampleList[0] as Sample;
     const ink = await sharp(sample.png).greyscale().raw().toBuffer();
     const rgba = Buffer.alloc(ink.length * 4);
-    ink.forEach((v, i) => rgba.writeUInt32BE(v, i * 4)); // black ink whose alpha is the digit
+    ink.forEach((v, i) => {
+      rgba.writeUInt32BE(v, i * 4); // black ink whose alpha is the digit
+    });
     const transparent = await sharp(rgba, { raw: { width: 28, height: 28, channels: 4 } })
       .png()
       .toBuffer();

@@ -24,10 +24,12 @@ import { checkTensorInput, type ModelInput } from "./modelInput.ts";
 import { DEFAULT_TOP_K, describePrediction, type Prediction } from "./prediction.ts";
 import { invalidArgument, ServerError } from "./serverError.ts";
 import { spawnWorker } from "./spawnWorker.ts";
-import type { Finished, FromWorker, StepMessage, ToWorker, WorkerData } from "./workerProtocol.ts";
+import type { Finished, FromWorker, StepMessage, StepRun, ToWorker, WorkerData } from "./workerProtocol.ts";
 
 export interface EngineOptions {
   workers: number;
+  /** Nice steps below the event loop for the worker threads (see threadPriority.ts). */
+  workerNice: number;
   maxBatch: number;
   maxQueue: number;
   session: SessionSettings;
@@ -42,7 +44,7 @@ export interface EngineLog {
 
 /** Hooks for metrics; the engine itself knows nothing of Prometheus. */
 export interface EngineObserver {
-  step(model: string, step: Pick<StepMessage, "batchSize" | "joined" | "tickMs" | "encodeMs">): void;
+  step(model: string, run: StepRun): void;
   /** Requests waiting for a batch slot, and requests holding one. */
   occupancy(model: string, queued: number, active: number): void;
   finished(model: string, outcome: Finished["outcome"], reason: HaltReason | undefined, ticksUsed: number): void;
@@ -372,7 +374,11 @@ export class ModelEngine {
 
   // ---------------------------------------------------------------- workers
   private startWorker(index: number): Promise<void> {
-    const data: WorkerData = { model: this.definition, session: this.options.session };
+    const data: WorkerData = {
+      model: this.definition,
+      session: this.options.session,
+      niceness: this.options.workerNice,
+    };
     const worker = spawnWorker(WORKER_ENTRY, data);
     const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
     const slot: WorkerSlot = { index, worker, load: 0, requests: new Set(), exited };
@@ -412,7 +418,7 @@ export class ModelEngine {
   }
 
   private onStep(slot: WorkerSlot, step: StepMessage): void {
-    this.observer?.step(this.name, step);
+    for (const run of step.runs) this.observer?.step(this.name, run);
     const { output } = this.definition.manifest;
     const width = output.shape.reduce((a, b) => a * b, 1);
     const finished = new Map(step.finished.map((done) => [done.id, done]));

@@ -13,10 +13,14 @@
  * must never stall the gRPC event loop. It yields to its own event loop between steps so that
  * admissions, credits and cancellations posted by the main thread arrive at the next boundary.
  */
+import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { type Halt, HaltTracker } from "./haltPolicy.ts";
 import { type OutputLayout, topClassKey } from "./prediction.ts";
-import type { AdmitMessage, Finished, StepMessage, TickRows } from "./workerProtocol.ts";
+import type { AdmitMessage, Finished, StepMessage, StepRun, TickRows } from "./workerProtocol.ts";
+
+/** Graph-run statistics wait at most this long for a message to ride along with. */
+const REPORT_EVERY_MS = 200;
 
 /** The runtime's batch, as the scheduler uses it (CtmBatch implements it). */
 export interface TickBatch {
@@ -56,6 +60,8 @@ export class Scheduler {
   private wake: (() => void) | undefined;
   private stopped = false;
   private readonly width: number;
+  private runs: StepRun[] = [];
+  private reportedAt = 0;
 
   constructor(
     private readonly batch: TickBatch,
@@ -94,6 +100,7 @@ export class Scheduler {
   async run(): Promise<void> {
     while (!this.stopped) {
       if (this.incoming.length === 0 && this.cancelled.size === 0 && !this.anyRunnable()) {
+        this.report(undefined, [], true);
         await new Promise<void>((resolve) => {
           this.wake = resolve;
         });
@@ -148,18 +155,11 @@ export class Scheduler {
     }
     this.cancelled.clear();
 
-    const step: StepMessage = {
-      type: "step",
-      batchSize: 0,
-      joined: 0,
-      encodeMs: 0,
-      tickMs: 0,
-      ticks: undefined,
-      finished,
-    };
+    const run: StepRun = { batchSize: 0, joined: 0, encodeMs: 0, tickMs: 0 };
+    let ticks: TickRows | undefined;
     try {
-      if (this.incoming.length > 0) await this.join(step);
-      if (this.pace() > 0) await this.tick(step);
+      if (this.incoming.length > 0) await this.join(run);
+      if (this.pace() > 0) ticks = await this.tick(run, finished);
     } catch (error) {
       // A failed graph run leaves no trustworthy state: every request in the batch fails and the
       // batch starts empty, so later requests are unaffected.
@@ -172,10 +172,21 @@ export class Scheduler {
       this.active.clear();
       this.incoming = [];
     }
-    if (step.batchSize > 0 || finished.length > 0) this.emit(step);
+    if (run.batchSize > 0 || run.joined > 0) this.runs.push(run);
+    this.report(ticks, finished);
   }
 
-  private async join(step: StepMessage): Promise<void> {
+  /** Sends what the main thread needs now; run statistics ride along, or go alone once they are old. */
+  private report(ticks: TickRows | undefined, finished: Finished[], flush = false): void {
+    const now = performance.now();
+    const due = this.runs.length > 0 && (flush || now - this.reportedAt >= REPORT_EVERY_MS);
+    if (!ticks && finished.length === 0 && !due) return;
+    this.emit({ type: "step", runs: this.runs, ticks, finished });
+    this.runs = [];
+    this.reportedAt = now;
+  }
+
+  private async join(run: StepRun): Promise<void> {
     // Take the newcomers before awaiting: admissions that arrive during the encoder run wait for the
     // next boundary instead of slipping into this one unencoded.
     const joining = this.incoming;
@@ -195,14 +206,15 @@ export class Scheduler {
     joining.forEach((r, i) => {
       inputs.set(r.input, i * rowSize);
     });
-    step.encodeMs = await this.batch.join(
+    run.encodeMs = await this.batch.join(
       joining.map((r) => r.id),
       inputs,
     );
-    step.joined = joining.length;
+    run.joined = joining.length;
   }
 
-  private async tick(step: StepMessage): Promise<void> {
+  /** One batched tick; halted requests go to `finished`. Returns the rows to stream, if any. */
+  private async tick(stats: StepRun, finished: Finished[]): Promise<TickRows | undefined> {
     const run = await this.batch.tick();
     const now = this.now();
     const { width } = this;
@@ -222,12 +234,12 @@ export class Scheduler {
       if (request.streamTicks) streamed.push(row);
       if (halt) halts.set(id, halt);
     });
-    step.batchSize = run.ids.length;
-    step.tickMs = run.runMs;
-    step.ticks = streamed.length > 0 ? this.rows(run, streamed) : undefined;
+    stats.batchSize = run.ids.length;
+    stats.tickMs = run.runMs;
+    const ticks = streamed.length > 0 ? this.rows(run, streamed) : undefined;
     for (const [id, halt] of halts) {
       this.active.delete(id);
-      step.finished.push({
+      finished.push({
         id,
         outcome: "halted",
         reason: halt.reason,
@@ -239,6 +251,7 @@ export class Scheduler {
       });
     }
     this.batch.leave(halts.keys());
+    return ticks;
   }
 
   /** Copies the streamed rows out of the batch's outputs into one message. */

@@ -1,17 +1,20 @@
 /**
  * Worker-thread entry: one CtmBatch (one encoder and one tick session) driven by one Scheduler. The
- * main thread admits and cancels requests by message and gets one StepMessage per tick boundary.
+ * main thread admits, credits and cancels requests by message and gets StepMessages back.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { CtmBatch } from "../runtime/ctmBatch.ts";
 import { Scheduler, transferablesOf } from "./scheduler.ts";
+import { lowerThreadPriority } from "./threadPriority.ts";
 import type { FromWorker, ToWorker, WorkerData } from "./workerProtocol.ts";
 
 const port = parentPort;
 if (!port) throw new Error("schedulerWorker.ts must run in a worker thread. This is a bug.");
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-const { model, session } = workerData as WorkerData;
+const { model, session, niceness } = workerData as WorkerData;
+// Before the sessions exist, so that their intra-op threads inherit it.
+if (niceness > 0) lowerThreadPriority(niceness);
 let batch: CtmBatch;
 try {
   batch = await CtmBatch.open(model, session);

@@ -9,6 +9,8 @@ import type { HaltPolicy, HaltReason } from "./haltPolicy.ts";
 export interface WorkerData {
   model: ModelDefinition;
   session: SessionSettings;
+  /** Nice steps below the event loop for this thread and its intra-op threads. */
+  niceness: number;
 }
 
 // ---------------------------------------------------------------- main -> worker
@@ -57,14 +59,24 @@ export type Finished =
   | { id: number; outcome: "cancelled"; ticksUsed: number }
   | { id: number; outcome: "failed"; ticksUsed: number; message: string };
 
-/** What one tick boundary did. */
-export interface StepMessage {
-  type: "step";
-  /** Rows advanced by the tick run (0 when the step only removed cancelled requests). */
+/** One tick boundary's graph runs, for metrics. */
+export interface StepRun {
+  /** Rows advanced by the tick run (0 when the step only encoded or removed requests). */
   batchSize: number;
   joined: number;
   encodeMs: number;
   tickMs: number;
+}
+
+/**
+ * What the main thread needs from the worker: finished requests, ticks to stream, and the graph runs
+ * since the last report. Sent only when there is a tick to stream or a request finished (or the
+ * runs have waited a while): a message per tick would wake the main thread, and on a busy machine
+ * hand it the core the next tick needs.
+ */
+export interface StepMessage {
+  type: "step";
+  runs: StepRun[];
   ticks: TickRows | undefined;
   finished: Finished[];
 }

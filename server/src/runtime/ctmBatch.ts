@@ -4,9 +4,12 @@
  * A tick is a pure function of (context, state), and the tick index is not an input, so rows at any
  * tick batch together: one `tick()` advances every row by one tick. Rows join after a (batched)
  * encoder run, leave whenever their request is done, and can be parked: kept, with their state, out
- * of the tick runs until they are resumed. The batch's tensors are rebuilt only when its membership
- * changes; between changes each tick's state outputs are fed straight back as the next tick's inputs,
- * with no copying.
+ * of the tick runs until they are resumed.
+ *
+ * Every tensor lives in a buffer with room for `capacity` rows, and onnxruntime reads the first n rows
+ * and writes its outputs into preallocated buffers, so a tick allocates and copies nothing: each state
+ * tensor has two buffers that swap roles every tick. Rows that leave are replaced by the last row
+ * (one row copied per tensor); rows that join are appended.
  */
 import { performance } from "node:perf_hooks";
 import * as ort from "onnxruntime-node";
@@ -14,7 +17,10 @@ import type { Manifest } from "../model/manifest.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import { type OpenedSessions, openSessions, type SessionSettings } from "./executionProvider.ts";
 
-/** One tick's outputs for every row, batch-major, in the order of `ids`. */
+/**
+ * One tick's outputs for every row, batch-major, in the order of `ids`. The arrays are views into the
+ * batch's buffers and are overwritten by the next tick: copy what must outlive it.
+ */
 export interface TickRun {
   ids: readonly number[];
   logits: Float32Array;
@@ -23,43 +29,79 @@ export interface TickRun {
   runMs: number;
 }
 
-/** A feed tensor: its graph input name and the size of one row. */
-interface Slot {
-  feed: string;
+/** A tensor fed to the tick graph, `rowSize` floats per row. */
+interface Feed {
+  name: string;
   rowSize: number;
+  shape: readonly number[];
+  /** The buffer fed to the next tick. */
+  current: Float32Array;
+  /** State only: the buffer the next tick writes its output into, and that output's name. */
+  next?: Float32Array;
+  output?: string;
 }
 
-/** Rows to copy into a rebuilt batch: `rows[i]` of `data` becomes row `ids[i]`. */
-interface RowSource {
+interface Output {
+  name: string;
+  rowSize: number;
+  /** Without the batch dimension, as the graph declares it. */
+  shape: readonly number[];
+  buffer: Float32Array;
+}
+
+/** Rows waiting to be appended: row i of every feed's data belongs to ids[i]. */
+interface Pending {
   ids: number[];
-  rows: number[];
   data: Map<string, Float32Array>;
 }
 
 const product = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+const INITIAL_CAPACITY = 16;
 
 export class CtmBatch {
   private ids: number[] = [];
-  private data = new Map<string, Float32Array>();
-  private joining: RowSource[] = [];
-  private leaving = new Set<number>();
-  /** Parked rows' state, one row each, keyed by request id. */
-  private parked = new Map<number, Map<string, Float32Array>>();
-  private parking = new Set<number>();
-  private resuming = new Set<number>();
-  private readonly slots: Slot[];
-  private readonly fetches: string[];
+  private capacity = INITIAL_CAPACITY;
+  private readonly feeds: Feed[];
+  private readonly outputs: { logits: Output; certainty: Output; probabilities: Output };
+  private pending: Pending[] = [];
+  private readonly leaving = new Set<number>();
+  private readonly parking = new Set<number>();
+  /** Parked rows' feeds, one row each, by request id. */
+  private readonly parked = new Map<number, Map<string, Float32Array>>();
+  private readonly resuming = new Set<number>();
 
   private constructor(
     private readonly manifest: Manifest,
     private readonly sessions: OpenedSessions,
   ) {
-    this.slots = [
-      ...manifest.context.map((c) => ({ feed: c.name, rowSize: product(c.shape) })),
-      ...manifest.state.map((s) => ({ feed: s.input, rowSize: product(s.shape) })),
+    const room = (rowSize: number) => new Float32Array(this.capacity * rowSize);
+    this.feeds = [
+      ...manifest.context.map((c) => ({
+        name: c.name,
+        rowSize: product(c.shape),
+        shape: c.shape,
+        current: room(product(c.shape)),
+      })),
+      ...manifest.state.map((s) => ({
+        name: s.input,
+        rowSize: product(s.shape),
+        shape: s.shape,
+        current: room(product(s.shape)),
+        next: room(product(s.shape)),
+        output: s.output,
+      })),
     ];
-    const { logits, certainty, probabilities } = manifest.outputs;
-    this.fetches = [...manifest.state.map((s) => s.output), logits, certainty, probabilities];
+    const output = (name: string): Output => {
+      const declared = manifest.graphs.tick.outputs.find((o) => o.name === name);
+      if (!declared) throw new Error(`tick output "${name}" is not declared. This is a bug.`);
+      const shape = declared.shape.slice(1) as number[];
+      return { name, rowSize: product(shape), shape, buffer: room(product(shape)) };
+    };
+    this.outputs = {
+      logits: output(manifest.outputs.logits),
+      certainty: output(manifest.outputs.certainty),
+      probabilities: output(manifest.outputs.probabilities),
+    };
   }
 
   /** Opens the model's sessions and checks that the graphs have the names the manifest promises. */
@@ -115,7 +157,7 @@ export class CtmBatch {
     const data = new Map<string, Float32Array>();
     for (const c of manifest.context) data.set(c.name, floats(out, c.name));
     for (const s of manifest.state) data.set(s.input, floats(out, s.init));
-    this.joining.push({ ids: [...ids], rows: ids.map((_, row) => row), data });
+    this.pending.push({ ids: [...ids], data });
     return runMs;
   }
 
@@ -139,26 +181,32 @@ export class CtmBatch {
     }
   }
 
-  /** One batched run of the tick graph over every row. */
+  /** One batched run of the tick graph over every row that is not parked. */
   async tick(): Promise<TickRun> {
-    if (this.joining.length > 0 || this.leaving.size > 0 || this.parking.size > 0 || this.resuming.size > 0)
-      this.rebuild();
+    this.applyChanges();
     const n = this.ids.length;
     if (n === 0) throw new Error("tick() on an empty batch. This is a bug.");
     const feeds: Record<string, ort.Tensor> = {};
-    const { manifest } = this;
-    for (const c of manifest.context) feeds[c.name] = this.tensor(c.name, c.shape, n);
-    for (const s of manifest.state) feeds[s.input] = this.tensor(s.input, s.shape, n);
+    const fetches: Record<string, ort.Tensor> = {};
+    const rows = (buffer: Float32Array, rowSize: number, shape: readonly number[]) =>
+      new ort.Tensor("float32", buffer.subarray(0, n * rowSize), [n, ...shape]);
+    for (const f of this.feeds) {
+      feeds[f.name] = rows(f.current, f.rowSize, f.shape);
+      if (f.next && f.output) fetches[f.output] = rows(f.next, f.rowSize, f.shape);
+    }
+    const { logits, certainty, probabilities } = this.outputs;
+    for (const o of [logits, certainty, probabilities]) fetches[o.name] = rows(o.buffer, o.rowSize, o.shape);
     const started = performance.now();
-    const out = await this.sessions.tick.run(feeds, this.fetches);
+    await this.sessions.tick.run(feeds, fetches);
     const runMs = performance.now() - started;
-    for (const s of manifest.state) this.data.set(s.input, floats(out, s.output));
-    const { logits, certainty, probabilities } = manifest.outputs;
+    for (const f of this.feeds) {
+      if (f.next) [f.current, f.next] = [f.next, f.current];
+    }
     return {
       ids: [...this.ids],
-      logits: floats(out, logits),
-      certainty: floats(out, certainty),
-      probabilities: floats(out, probabilities),
+      logits: logits.buffer.subarray(0, n * logits.rowSize),
+      certainty: certainty.buffer.subarray(0, n),
+      probabilities: probabilities.buffer.subarray(0, n * probabilities.rowSize),
       runMs,
     };
   }
@@ -167,69 +215,77 @@ export class CtmBatch {
     await Promise.all([this.sessions.encoder.release(), this.sessions.tick.release()]);
   }
 
-  private tensor(feed: string, shape: readonly number[], rows: number): ort.Tensor {
-    return new ort.Tensor("float32", this.data.get(feed) as Float32Array, [rows, ...shape]);
-  }
-
-  /** Survivors first, in their old order, then resumed rows, then newcomers; copies each row once. */
-  private rebuild(): void {
+  /** Leaving and parking rows go, resumed and new rows come; each moved row is copied once. */
+  private applyChanges(): void {
     const { leaving, parking } = this;
+    if (leaving.size > 0 || parking.size > 0) {
+      // From the highest index down, so that the last row, moved into each hole, always stays.
+      const going = this.ids.flatMap((id, row) => (leaving.has(id) || parking.has(id) ? [row] : [])).reverse();
+      for (const row of going) {
+        const id = this.ids[row] as number;
+        if (parking.has(id) && !leaving.has(id)) this.parked.set(id, this.copyRow(row));
+        const last = this.ids.length - 1;
+        if (row !== last) {
+          for (const f of this.feeds) f.current.copyWithin(row * f.rowSize, last * f.rowSize, (last + 1) * f.rowSize);
+          this.ids[row] = this.ids[last] as number;
+        }
+        this.ids.pop();
+      }
+    }
     for (const id of leaving) this.parked.delete(id);
-    const sources: RowSource[] = [];
-    const stays: [number, number][] = [];
-    this.ids.forEach((id, row) => {
-      if (leaving.has(id)) return;
-      if (parking.has(id)) this.parked.set(id, rowOf(this.data, row, this.slots));
-      else stays.push([id, row]);
-    });
-    sources.push({ ids: stays.map(([id]) => id), rows: stays.map(([, row]) => row), data: this.data });
+
+    const incoming: Pending[] = [];
     for (const id of this.resuming) {
       const data = this.parked.get(id);
-      if (!data || leaving.has(id)) continue;
+      if (!data) continue;
       this.parked.delete(id);
-      sources.push({ ids: [id], rows: [0], data });
+      incoming.push({ ids: [id], data });
     }
-    for (const j of this.joining) {
-      const kept: number[] = [];
-      for (const row of j.rows) {
-        const id = j.ids[row] as number;
-        if (leaving.has(id)) continue;
-        if (parking.has(id)) this.parked.set(id, rowOf(j.data, row, this.slots));
-        else kept.push(row);
-      }
-      sources.push({ ids: kept.map((row) => j.ids[row] as number), rows: kept, data: j.data });
-    }
-    const ids = sources.flatMap((s) => s.ids);
-    const data = new Map<string, Float32Array>();
-    for (const { feed, rowSize } of this.slots) {
-      const target = new Float32Array(ids.length * rowSize);
-      let at = 0;
-      for (const source of sources) {
-        const from = source.data.get(feed);
-        if (!from) continue;
-        for (const row of source.rows) {
-          target.set(from.subarray(row * rowSize, (row + 1) * rowSize), at);
-          at += rowSize;
+    incoming.push(...this.pending);
+    for (const source of incoming) {
+      source.ids.forEach((id, row) => {
+        if (leaving.has(id)) return;
+        if (parking.has(id)) {
+          this.parked.set(id, new Map(this.feeds.map((f) => [f.name, rowOf(source.data.get(f.name), row, f.rowSize)])));
+          return;
         }
-      }
-      data.set(feed, target);
+        this.append(id, (f) => rowOf(source.data.get(f.name), row, f.rowSize));
+      });
     }
-    this.ids = ids;
-    this.data = data;
-    this.joining = [];
-    this.leaving.clear();
-    this.parking.clear();
+    this.pending = [];
+    leaving.clear();
+    parking.clear();
     this.resuming.clear();
+  }
+
+  private append(id: number, row: (feed: Feed) => Float32Array): void {
+    if (this.ids.length === this.capacity) this.grow();
+    const at = this.ids.length;
+    for (const f of this.feeds) f.current.set(row(f), at * f.rowSize);
+    this.ids.push(id);
+  }
+
+  /** Twice the room: a rare full copy, after which the batch fits again. */
+  private grow(): void {
+    this.capacity *= 2;
+    const used = this.ids.length;
+    for (const f of this.feeds) {
+      const current = new Float32Array(this.capacity * f.rowSize);
+      current.set(f.current.subarray(0, used * f.rowSize));
+      f.current = current;
+      if (f.next) f.next = new Float32Array(this.capacity * f.rowSize);
+    }
+    for (const o of Object.values(this.outputs)) o.buffer = new Float32Array(this.capacity * o.rowSize);
+  }
+
+  private copyRow(row: number): Map<string, Float32Array> {
+    return new Map(this.feeds.map((f) => [f.name, f.current.slice(row * f.rowSize, (row + 1) * f.rowSize)]));
   }
 }
 
-/** A copy of one row of every feed. */
-function rowOf(data: Map<string, Float32Array>, row: number, slots: readonly Slot[]): Map<string, Float32Array> {
-  const copy = new Map<string, Float32Array>();
-  for (const { feed, rowSize } of slots) {
-    copy.set(feed, (data.get(feed) as Float32Array).slice(row * rowSize, (row + 1) * rowSize));
-  }
-  return copy;
+function rowOf(data: Float32Array | undefined, row: number, rowSize: number): Float32Array {
+  if (!data) throw new Error("a row source lacks a feed. This is a bug.");
+  return data.subarray(row * rowSize, (row + 1) * rowSize);
 }
 
 function floats(out: ort.InferenceSession.OnnxValueMapType, name: string): Float32Array {

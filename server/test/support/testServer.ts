@@ -75,6 +75,7 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     // Two cores and a training run in the background: one intra-op thread keeps runs predictable.
     threads: 1,
     workers: 1,
+    workerNice: 5,
     maxBatch: 64,
     maxQueue: 256,
     metrics: { host: "127.0.0.1", port: 0 },

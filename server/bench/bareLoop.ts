@@ -1,0 +1,40 @@
+/**
+ * The baseline for benchmark 1: one input through the encoder and every tick, in-process, with the
+ * same ONNX graphs and the same session options the server uses, and nothing else - no gRPC, no
+ * worker thread, no batching.
+ */
+import { performance } from "node:perf_hooks";
+import * as ort from "onnxruntime-node";
+import type { ModelDefinition } from "../src/model/modelFolder.ts";
+import { openSessions } from "../src/runtime/executionProvider.ts";
+
+export interface BareLoop {
+  /** Milliseconds for one input, encoder plus `ticks` ticks. */
+  run(input: Float32Array, ticks: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function openBareLoop(model: ModelDefinition, threads: number): Promise<BareLoop> {
+  const { encoder, tick } = await openSessions(model.encoderPath, model.tickPath, { provider: "cpu", threads });
+  const { manifest } = model;
+  const inputName = manifest.graphs.encoder.inputs[0]?.name as string;
+  return {
+    async run(input, ticks) {
+      const started = performance.now();
+      const encoded = await encoder.run({
+        [inputName]: new ort.Tensor("float32", input, [1, ...manifest.input.shape]),
+      });
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const c of manifest.context) feeds[c.name] = encoded[c.name] as ort.Tensor;
+      for (const s of manifest.state) feeds[s.input] = encoded[s.init] as ort.Tensor;
+      for (let t = 0; t < ticks; t++) {
+        const out = await tick.run(feeds);
+        for (const s of manifest.state) feeds[s.input] = out[s.output] as ort.Tensor;
+      }
+      return performance.now() - started;
+    },
+    close: async () => {
+      await Promise.all([encoder.release(), tick.release()]);
+    },
+  };
+}

@@ -1,0 +1,237 @@
+/**
+ * `npm run bench`: the three measurements of docs/benchmarks.md, side by side in one run.
+ *
+ *   1. one request at a time, every tick: the server end to end (gRPC on loopback) against a bare
+ *      in-process loop over the same ONNX graphs;
+ *   2. throughput with many concurrent callers (a separate load-generator process): tick-level
+ *      batching (--max-batch 64) against the same server with --max-batch 1;
+ *   3. grpc.health.v1 Check latency, probed from this process, while the batching server is saturated.
+ *
+ * Every request runs every tick (min_ticks = max_ticks), so each one costs the same. Measurements
+ * alternate in rounds so that a change in background load hits both sides of a comparison alike.
+ *
+ *   npm run bench -- [--rounds 3] [--requests 30] [--seconds 6] [--callers 64] [--threads N] [--out out/bench.json]
+ */
+import { execFile } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
+import * as hdr from "hdr-histogram-js";
+import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { openBareLoop } from "./bareLoop.ts";
+import { startServerProcess } from "./serverProcess.ts";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+function option(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`);
+  if (at < 0) return fallback;
+  const value = Number(process.argv[at + 1]);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} needs a positive number`);
+  return value;
+}
+const outAt = process.argv.indexOf("--out");
+const OUT = resolve(REPO, outAt >= 0 ? (process.argv[outAt + 1] as string) : "out/bench.json");
+const ROUNDS = option("rounds", 3);
+const REQUESTS = option("requests", 30);
+const SECONDS = option("seconds", 6);
+const CALLERS = option("callers", 64);
+const THREADS = option("threads", availableParallelism());
+
+// ---------------------------------------------------------------- inputs
+const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
+const { manifest } = model;
+const ticks = manifest.ticks.trained;
+const size = manifest.input.shape.reduce((a, b) => a * b, 1);
+const golden = manifest.golden
+  ? (JSON.parse(readFileSync(join(model.dir, manifest.golden), "utf8")) as { cases: { input: number[] }[] })
+  : undefined;
+const input = Float32Array.from(golden?.cases[0]?.input ?? new Array(size).fill(0));
+const request: ClassifyRequestMessage = {
+  model: manifest.name,
+  tensor: { shape: manifest.input.shape, values: Array.from(input) },
+  halt_policy: { min_ticks: ticks, max_ticks: ticks },
+};
+const run = promisify(execFile);
+/** The same request, serialised once for the load generator. */
+const REQUEST_FILE = join(dirname(OUT), "bench-request.bin");
+const classifyMethod = loadProtocol().ctmService.Classify;
+if (!classifyMethod) throw new Error("ctm.v1.CtmService has no Classify method. This is a bug.");
+const serialize: (message: object) => Buffer = classifyMethod.requestSerialize;
+
+// ---------------------------------------------------------------- clients
+type Unary = (request: object, callback: (error: grpc.ServiceError | null, response: unknown) => void) => void;
+
+/** A client on its own connection (grpc-js would otherwise share one per target). */
+function ctmClient(port: number) {
+  const { CtmClient } = loadProtocol();
+  const client = new CtmClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    "grpc.use_local_subchannel_pool": 1,
+  });
+  const classify = (client as unknown as { Classify: Unary }).Classify.bind(client);
+  return {
+    classify: () => new Promise<void>((ok, fail) => classify(request, (error) => (error ? fail(error) : ok()))),
+    close: () => client.close(),
+  };
+}
+
+function healthClient(port: number) {
+  const Health = grpc.makeGenericClientConstructor(healthService, "Health");
+  const client = new Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    "grpc.use_local_subchannel_pool": 1,
+  });
+  const check = (client as unknown as { check: Unary }).check.bind(client);
+  return {
+    check: () => new Promise<void>((ok, fail) => check({ service: "" }, (error) => (error ? fail(error) : ok()))),
+    close: () => client.close(),
+  };
+}
+
+// ---------------------------------------------------------------- statistics
+const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
+const percentile = (values: number[], p: number) =>
+  sorted(values)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] as number;
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+const ms = (n: number) => `${n.toFixed(2)} ms`;
+
+async function timed(n: number, once: () => Promise<number>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await once());
+  return out;
+}
+
+/** `callers` concurrent loops of Classify for `seconds`, from a separate process; requests per second. */
+async function saturate(port: number, callers: number, seconds: number): Promise<number> {
+  const { stdout } = await run(
+    process.execPath,
+    ["--import", "tsx", "server/bench/loadGenerator.ts", String(port), String(callers), String(seconds), REQUEST_FILE],
+    { cwd: REPO, encoding: "utf8" },
+  );
+  const result = JSON.parse(stdout) as { completed: number; seconds: number; errors: number };
+  if (result.errors > 0) throw new Error(`${result.errors} requests failed under load`);
+  return result.completed / result.seconds;
+}
+
+// ---------------------------------------------------------------- run
+async function main() {
+  const machine = {
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: availableParallelism(),
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
+  };
+  mkdirSync(dirname(OUT), { recursive: true });
+  writeFileSync(REQUEST_FILE, serialize(request));
+  console.error(
+    `model ${manifest.name}/${manifest.version}, ${ticks} ticks per request; ${machine.cores} cores (${machine.cpu}); load ${machine.loadAverageAtStart}`,
+  );
+  const threads = ["--provider", "cpu", "--threads", String(THREADS)];
+  const batched = await startServerProcess(REPO, [...threads, "--max-batch", "64", "--max-queue", "1024"]);
+  const unbatched = await startServerProcess(REPO, [...threads, "--max-batch", "1", "--max-queue", "1024"]);
+  const bare = await openBareLoop(model, THREADS);
+  const client = ctmClient(batched.port);
+
+  // Warm-up: first runs allocate arenas and JIT the hot paths on both sides.
+  await timed(10, () => bare.run(input, ticks));
+  await timed(10, async () => {
+    const t0 = performance.now();
+    await client.classify();
+    return performance.now() - t0;
+  });
+  await saturate(batched.port, CALLERS, 1);
+  await saturate(unbatched.port, CALLERS, 1);
+
+  const bareMs: number[] = [];
+  const serverMs: number[] = [];
+  const batchedRps: number[] = [];
+  const unbatchedRps: number[] = [];
+  const health = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+  for (let round = 1; round <= ROUNDS; round++) {
+    console.error(`round ${round}/${ROUNDS}`);
+    bareMs.push(...(await timed(REQUESTS, () => bare.run(input, ticks))));
+    serverMs.push(
+      ...(await timed(REQUESTS, async () => {
+        const t0 = performance.now();
+        await client.classify();
+        return performance.now() - t0;
+      })),
+    );
+
+    const prober = healthClient(batched.port);
+    let probing = true;
+    const probes = (async () => {
+      while (probing) {
+        const t0 = performance.now();
+        await prober.check();
+        health.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    batchedRps.push(await saturate(batched.port, CALLERS, SECONDS));
+    probing = false;
+    await probes;
+    prober.close();
+    unbatchedRps.push(await saturate(unbatched.port, CALLERS, SECONDS));
+  }
+  client.close();
+  await bare.close();
+  await Promise.all([batched.stop(), unbatched.stop()]);
+
+  const results = {
+    date: new Date().toISOString(),
+    machine: { ...machine, loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))) },
+    model: `${manifest.name}/${manifest.version}`,
+    ticksPerRequest: ticks,
+    settings: {
+      rounds: ROUNDS,
+      requestsPerRound: REQUESTS,
+      secondsPerRound: SECONDS,
+      callers: CALLERS,
+      threads: THREADS,
+    },
+    latency: {
+      bareMs: { p50: percentile(bareMs, 50), p90: percentile(bareMs, 90), mean: mean(bareMs) },
+      serverMs: { p50: percentile(serverMs, 50), p90: percentile(serverMs, 90), mean: mean(serverMs) },
+      overheadP50: percentile(serverMs, 50) / percentile(bareMs, 50) - 1,
+      overheadMean: mean(serverMs) / mean(bareMs) - 1,
+    },
+    throughput: {
+      batchedRps: mean(batchedRps),
+      unbatchedRps: mean(unbatchedRps),
+      perRound: { batched: batchedRps, unbatched: unbatchedRps },
+      speedup: mean(batchedRps) / mean(unbatchedRps),
+    },
+    healthMs: {
+      count: health.totalCount,
+      p50: health.getValueAtPercentile(50) / 1000,
+      p99: health.getValueAtPercentile(99) / 1000,
+      max: health.maxValue / 1000,
+    },
+  };
+  writeFileSync(OUT, `${JSON.stringify(results, null, 2)}\n`);
+
+  const { latency, throughput, healthMs } = results;
+  console.log(`| measurement | result | target |
+|---|---|---|
+| 1. single request, ${ticks} ticks: bare in-process loop (p50 / mean) | ${ms(latency.bareMs.p50)} / ${ms(latency.bareMs.mean)} | |
+| 1. single request, ${ticks} ticks: server over gRPC (p50 / mean) | ${ms(latency.serverMs.p50)} / ${ms(latency.serverMs.mean)} | |
+| 1. overhead of the server (p50 / mean) | ${(100 * latency.overheadP50).toFixed(1)}% / ${(100 * latency.overheadMean).toFixed(1)}% | <= 25% |
+| 2. throughput, ${CALLERS} callers, --max-batch 64 | ${throughput.batchedRps.toFixed(1)} req/s (${(throughput.batchedRps * ticks).toFixed(0)} request-ticks/s) | |
+| 2. throughput, ${CALLERS} callers, --max-batch 1 | ${throughput.unbatchedRps.toFixed(1)} req/s | |
+| 2. speed-up from tick-level batching | ${throughput.speedup.toFixed(2)}x | >= 4x |
+| 3. health Check while saturated (p50 / p99 / max, ${healthMs.count} checks) | ${ms(healthMs.p50)} / ${ms(healthMs.p99)} / ${ms(healthMs.max)} | p99 < 5 ms |`);
+  console.error(`results written to ${OUT}`);
+}
+
+await main();
