@@ -3,18 +3,48 @@
  * generator's event loop is not the server's.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
 
 export interface ServerProcess {
   port: number;
+  metricsPort: number;
   stop(): Promise<void>;
 }
 
+/** A port that was free a moment ago (--metrics-port 0 would disable metrics, not pick a port). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 export async function startServerProcess(repo: string, flags: string[]): Promise<ServerProcess> {
+  const metrics = await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", "server/src/main.ts", "--port", "0", "--metrics-port", "0", "--log-level", "info", ...flags],
+    [
+      "--import",
+      "tsx",
+      "server/src/main.ts",
+      "--port",
+      "0",
+      "--metrics-port",
+      String(metrics),
+      "--log-level",
+      "info",
+      ...flags,
+    ],
     { cwd: repo, stdio: ["ignore", "pipe", "inherit"] },
   );
+  // Never leave a server behind, whatever happens to the benchmark.
+  const kill = () => child.kill("SIGKILL");
+  process.once("exit", kill);
+  let metricsPort = 0;
   const port = await new Promise<number>((resolve, reject) => {
     let buffered = "";
     child.stdout?.on("data", (chunk: Buffer) => {
@@ -23,6 +53,7 @@ export async function startServerProcess(repo: string, flags: string[]): Promise
       buffered = lines.pop() ?? "";
       for (const line of lines) {
         const entry = JSON.parse(line) as { msg?: string; port?: number };
+        if (entry.msg === "metrics at /metrics" && entry.port) metricsPort = entry.port;
         if (entry.msg === "serving" && entry.port) resolve(entry.port);
       }
     });
@@ -30,8 +61,10 @@ export async function startServerProcess(repo: string, flags: string[]): Promise
   });
   return {
     port,
+    metricsPort,
     stop: () =>
       new Promise<void>((resolve) => {
+        process.removeListener("exit", kill);
         child.once("exit", () => resolve());
         child.kill("SIGTERM");
       }),
