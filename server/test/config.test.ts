@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { CONFIG_OPTIONS, ConfigError, helpText, parseConfig, type ServerConfig } from "../src/config.ts";
+import { REPO } from "./support/testServer.ts";
 
 const parse = (argv: string[], env: NodeJS.ProcessEnv = {}, cpus = 8) => parseConfig(argv, env, cpus) as ServerConfig;
 
@@ -95,6 +98,16 @@ describe("server configuration", () => {
     const help = helpText();
     for (const option of CONFIG_OPTIONS) {
       assert.match(help, new RegExp(`${option.flag} <value>\\s+${option.env}\\s`));
+    }
+  });
+
+  it("docs/server.md documents every flag and environment variable with its default", () => {
+    const doc = readFileSync(join(REPO, "docs", "server.md"), "utf8");
+    for (const option of CONFIG_OPTIONS) {
+      const row = doc.split("\n").find((line) => line.startsWith(`| \`${option.flag}\` | \`${option.env}\` |`));
+      assert.ok(row, `a table row for ${option.flag}`);
+      if (option.default)
+        assert.ok(row.includes(`\`${option.default}\``), `${option.flag}'s default ${option.default}`);
     }
   });
 });
