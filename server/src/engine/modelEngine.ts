@@ -181,10 +181,11 @@ export class ModelEngine {
     let input: Float32Array;
     try {
       input = await this.prepare(job.input);
+      signal.throwIfAborted();
     } finally {
       this.preparing--;
+      this.checkIdle();
     }
-    signal.throwIfAborted();
     const request: Request = {
       id: this.nextId++,
       input,
