@@ -69,6 +69,11 @@ export class CtmBatch {
   /** Parked rows' feeds, one row each, by request id. */
   private readonly parked = new Map<number, Map<string, Float32Array>>();
   private readonly resuming = new Set<number>();
+  /**
+   * Tensors over the first n rows of each buffer, reused while n stays the same: a batch that does not
+   * change builds none (building them, with onnxruntime's checks, cost as much as a small tick).
+   */
+  private readonly views = new WeakMap<Float32Array, { rows: number; tensor: ort.Tensor }>();
 
   private constructor(
     private readonly manifest: Manifest,
@@ -189,7 +194,7 @@ export class CtmBatch {
     const feeds: Record<string, ort.Tensor> = {};
     const fetches: Record<string, ort.Tensor> = {};
     const rows = (buffer: Float32Array, rowSize: number, shape: readonly number[]) =>
-      new ort.Tensor("float32", buffer.subarray(0, n * rowSize), [n, ...shape]);
+      this.view(buffer, n, rowSize, shape);
     for (const f of this.feeds) {
       feeds[f.name] = rows(f.current, f.rowSize, f.shape);
       if (f.next && f.output) fetches[f.output] = rows(f.next, f.rowSize, f.shape);
@@ -256,6 +261,14 @@ export class CtmBatch {
     leaving.clear();
     parking.clear();
     this.resuming.clear();
+  }
+
+  private view(buffer: Float32Array, n: number, rowSize: number, shape: readonly number[]): ort.Tensor {
+    const cached = this.views.get(buffer);
+    if (cached?.rows === n) return cached.tensor;
+    const tensor = new ort.Tensor("float32", buffer.subarray(0, n * rowSize), [n, ...shape]);
+    this.views.set(buffer, { rows: n, tensor });
+    return tensor;
   }
 
   private append(id: number, row: (feed: Feed) => Float32Array): void {
