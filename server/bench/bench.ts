@@ -222,6 +222,7 @@ async function main() {
       secondsPerRound: SECONDS,
       callers: CALLERS,
       threads: THREADS,
+      workerNice: WORKER_NICE >= 0 ? WORKER_NICE : "server default",
     },
     latency: {
       bareMs: { p50: percentile(bareMs, 50), p90: percentile(bareMs, 90), mean: mean(bareMs) },
