@@ -6,8 +6,9 @@
  *
  * A request paced by its reader (a stream) never runs more than `readAhead` ticks ahead of the ticks
  * its reader has taken (credits from the main thread); beyond that it is parked, keeping its slot and
- * state but costing no compute, until the reader catches up. A client that stops reading therefore
- * stops costing compute, and a cancellation always finds the request close to where the client was.
+ * state but costing no compute, until the reader catches up. A stream whose writes back up (gRPC flow
+ * control) therefore stops costing compute until it drains, and a cancellation finds the request a few
+ * ticks past the last one handed to gRPC, not at the end of its run.
  *
  * Runs inside a worker thread (see schedulerWorker.ts): the graph runs are synchronous, and this loop
  * must never stall the gRPC event loop. It yields to its own event loop between steps so that
