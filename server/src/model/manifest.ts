@@ -1,5 +1,5 @@
 /**
- * manifest.json: how a model folder describes itself (docs/model-contract-draft.md, schema_version 1).
+ * manifest.json: how a model folder describes itself (docs/models.md, schema_version 1).
  *
  * The server derives everything it needs from here - tensor names and shapes, labels, preprocessing,
  * tick limits - and hard-codes nothing about any one model. Parsing checks every cross-reference
