@@ -78,8 +78,12 @@ function ctmClient(port: number) {
     "grpc.use_local_subchannel_pool": 1,
   });
   const classify = (client as unknown as { Classify: Unary }).Classify.bind(client);
+  const getModel = (client as unknown as { GetModel: Unary }).GetModel.bind(client);
   return {
     classify: () => new Promise<void>((ok, fail) => classify(request, (error) => (error ? fail(error) : ok()))),
+    /** A round trip that computes nothing: what gRPC alone costs here. */
+    getModel: () =>
+      new Promise<void>((ok, fail) => getModel({ name: manifest.name }, (error) => (error ? fail(error) : ok()))),
     close: () => client.close(),
   };
 }
@@ -184,6 +188,7 @@ async function main() {
 
   const bareMs: number[] = [];
   const serverMs: number[] = [];
+  const rpcMs: number[] = [];
   const inside = { handler: 0, tickRuns: 0, encoderRuns: 0 };
   const batchedRps: number[] = [];
   const unbatchedRps: number[] = [];
@@ -207,6 +212,13 @@ async function main() {
     );
     const after = await serverTimes(batched.metricsPort);
     for (const key of Object.keys(inside) as (keyof typeof inside)[]) inside[key] += after[key] - before[key];
+    rpcMs.push(
+      ...(await timed(REQUESTS, async () => {
+        const t0 = performance.now();
+        await client.getModel();
+        return performance.now() - t0;
+      })),
+    );
 
     const prober = healthClient(batched.port);
     let probing = true;
@@ -254,6 +266,7 @@ async function main() {
       overheadMean: mean(serverMs) / mean(bareMs) - 1,
       // Per request, as the server measured it: the handler from receipt to answer, and inside it
       // the graph runs (the rest is worker hand-offs and the scheduler).
+      getModelRoundTripMs: { p50: percentile(rpcMs, 50), mean: mean(rpcMs) },
       serverSideMs: {
         handler: inside.handler / serverMs.length,
         tickRuns: inside.tickRuns / serverMs.length,
@@ -283,6 +296,7 @@ async function main() {
 | 1. single request, ${ticks} ticks: bare in-process loop (p50 / mean) | ${ms(latency.bareMs.p50)} / ${ms(latency.bareMs.mean)} | |
 | 1. single request, ${ticks} ticks: server over gRPC (p50 / mean) | ${ms(latency.serverMs.p50)} / ${ms(latency.serverMs.mean)} | |
 | 1. overhead of the server (p50 / mean) | ${(100 * latency.overheadP50).toFixed(1)}% / ${(100 * latency.overheadMean).toFixed(1)}% | <= 25% |
+| 1. a gRPC round trip that computes nothing (GetModel, p50 / mean) | ${ms(latency.getModelRoundTripMs.p50)} / ${ms(latency.getModelRoundTripMs.mean)} | |
 | 1. inside the server, per request (mean): handler / tick runs / encoder run | ${ms(latency.serverSideMs.handler)} / ${ms(latency.serverSideMs.tickRuns)} / ${ms(latency.serverSideMs.encoderRuns)} | |
 | 2. throughput, ${CALLERS} callers, --max-batch 64 | ${throughput.batchedRps.toFixed(1)} req/s (${(throughput.batchedRps * ticks).toFixed(0)} request-ticks/s) | |
 | 2. throughput, ${CALLERS} callers, --max-batch 1 | ${throughput.unbatchedRps.toFixed(1)} req/s | |
