@@ -7,10 +7,8 @@
  * that goes away (cancellation, deadline, a failed write) cancels the request, and its worker drops it
  * at the next tick boundary.
  */
-import type { Worker } from "node:worker_threads";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { SessionSettings } from "../runtime/executionProvider.ts";
-import { ImageDecodeError, preprocessImage } from "../runtime/imagePreprocess.ts";
 import { EventChannel } from "./eventChannel.ts";
 import {
   defaultHaltPolicy,
@@ -20,11 +18,11 @@ import {
   resolveHaltPolicy,
   type TickLimits,
 } from "./haltPolicy.ts";
-import { checkTensorInput, type ModelInput } from "./modelInput.ts";
-import { DEFAULT_TOP_K, describePrediction, type Prediction } from "./prediction.ts";
-import { invalidArgument, ServerError } from "./serverError.ts";
-import { spawnWorker } from "./spawnWorker.ts";
-import type { Finished, FromWorker, StepMessage, StepRun, ToWorker, WorkerData } from "./workerProtocol.ts";
+import { type ModelInput, prepareInput } from "./modelInput.ts";
+import { describePrediction, type Prediction, resolveTopK } from "./prediction.ts";
+import { SchedulerThread } from "./schedulerThread.ts";
+import { ServerError } from "./serverError.ts";
+import type { Finished, StepMessage, StepRun, ToWorker, WorkerData } from "./workerProtocol.ts";
 
 export interface EngineOptions {
   workers: number;
@@ -90,14 +88,6 @@ export interface InferenceEvent {
   result: InferenceResult | undefined;
 }
 
-interface WorkerSlot {
-  index: number;
-  worker: Worker;
-  load: number;
-  requests: Set<number>;
-  exited: Promise<void>;
-}
-
 interface Request {
   id: number;
   input: Float32Array;
@@ -107,16 +97,14 @@ interface Request {
   readAhead: number;
   topK: number;
   channel: EventChannel<InferenceEvent>;
-  worker: WorkerSlot | undefined;
+  worker: SchedulerThread | undefined;
 }
 
-const WORKER_ENTRY = new URL("./schedulerWorker.ts", import.meta.url);
 /**
  * How many ticks a paced request may be computed ahead of its reader: enough to hide the round trip
  * of a credit, few enough that a cancellation finds the request near the tick its client last saw.
  */
 export const READ_AHEAD_TICKS = 4;
-const STOP_TIMEOUT_MS = 5000;
 
 export class ModelEngine {
   readonly name: string;
@@ -124,8 +112,8 @@ export class ModelEngine {
   readonly defaultPolicy: HaltPolicy;
   provider: "cpu" | "cuda" = "cpu";
 
-  private readonly slots: WorkerSlot[] = [];
-  private readonly credits = new Map<WorkerSlot, [number, number][]>();
+  private readonly slots: SchedulerThread[] = [];
+  private readonly credits = new Map<SchedulerThread, [number, number][]>();
   private readonly requests = new Map<number, Request>();
   private queue: Request[] = [];
   private preparing = 0;
@@ -175,12 +163,12 @@ export class ModelEngine {
   async *classify(job: ClassifyJob, signal: AbortSignal): AsyncGenerator<InferenceEvent> {
     if (this.closing) throw new ServerError("UNAVAILABLE", "the server is shutting down and accepts no new requests");
     const policy = resolveHaltPolicy(job.policy, this.limits);
-    const topK = this.checkTopK(job.topK);
+    const topK = resolveTopK(job.topK, this.definition.manifest.output, this.name);
     const receivedAt = Date.now();
     this.reserve();
     let input: Float32Array;
     try {
-      input = await this.prepare(job.input);
+      input = await prepareInput(job.input, this.definition.manifest.input, this.name);
       signal.throwIfAborted();
     } finally {
       this.preparing--;
@@ -257,21 +245,11 @@ export class ModelEngine {
       request.channel.fail(new ServerError("UNAVAILABLE", "the server is shutting down"));
     this.requests.clear();
     this.queue = [];
-    await Promise.all(this.slots.map(stopWorker));
+    await Promise.all(this.slots.map((thread) => thread.stop()));
     this.slots.length = 0;
   }
 
   // ---------------------------------------------------------------- admission
-  private checkTopK(k: number): number {
-    const classes = this.definition.manifest.output.labels.length;
-    if (!Number.isInteger(k) || k < 0 || k > classes) {
-      throw invalidArgument(
-        `top_k must be in [0, ${classes}] for model ${this.name} (0 means ${Math.min(DEFAULT_TOP_K, classes)}), got ${k}`,
-      );
-    }
-    return k === 0 ? Math.min(DEFAULT_TOP_K, classes) : k;
-  }
-
   /** Claims a place in the queue, or refuses at once when it is full. */
   private reserve(): void {
     const { maxBatch, maxQueue } = this.options;
@@ -287,31 +265,13 @@ export class ModelEngine {
     this.preparing++;
   }
 
-  private async prepare(input: ModelInput): Promise<Float32Array> {
-    const { manifest } = this.definition;
-    if (input.kind === "tensor") return checkTensorInput(input, manifest.input, this.name);
-    if (!manifest.input.image) {
-      throw invalidArgument(
-        `input.image is not accepted by model ${this.name}, whose input kind is "${manifest.input.kind}"; send input.tensor with shape [${manifest.input.shape.join(", ")}]`,
-      );
-    }
-    if (input.data.length === 0) throw invalidArgument("input.image.data is empty");
-    try {
-      return await preprocessImage(input.data, manifest.input.image);
-    } catch (error) {
-      if (error instanceof ImageDecodeError) throw invalidArgument(`input.image.data ${error.message}`);
-      throw error;
-    }
-  }
-
   /** Moves queued requests to the least-loaded workers with a free slot. */
   private dispatch(): void {
     while (this.queue.length > 0) {
-      let slot: WorkerSlot | undefined;
+      let slot: SchedulerThread | undefined;
       for (const s of this.slots) if (s.load < this.options.maxBatch && (!slot || s.load < slot.load)) slot = s;
       if (!slot) break;
       const request = this.queue.shift() as Request;
-      slot.load++;
       slot.requests.add(request.id);
       request.worker = slot;
       const message: ToWorker = {
@@ -323,7 +283,7 @@ export class ModelEngine {
         streamTicks: request.streamTicks,
         readAhead: request.readAhead,
       };
-      slot.worker.postMessage(message, [request.input.buffer as ArrayBuffer]);
+      slot.post(message, [request.input.buffer as ArrayBuffer]);
     }
     this.reportOccupancy();
   }
@@ -346,8 +306,7 @@ export class ModelEngine {
     if (this.credits.size === 1) {
       setImmediate(() => {
         for (const [worker, credits] of this.credits) {
-          const message: ToWorker = { type: "credit", credits };
-          worker.worker.postMessage(message);
+          worker.post({ type: "credit", credits });
         }
         this.credits.clear();
       });
@@ -358,8 +317,7 @@ export class ModelEngine {
     if (request.channel.closed) return;
     request.channel.fail(reason);
     if (request.worker) {
-      const message: ToWorker = { type: "cancel", id: request.id };
-      request.worker.worker.postMessage(message);
+      request.worker.post({ type: "cancel", id: request.id });
     } else {
       this.queue = this.queue.filter((r) => r !== request);
       this.requests.delete(request.id);
@@ -374,51 +332,35 @@ export class ModelEngine {
   }
 
   // ---------------------------------------------------------------- workers
-  private startWorker(index: number): Promise<void> {
+  private async startWorker(index: number): Promise<void> {
     const data: WorkerData = {
       model: this.definition,
       session: this.options.session,
       niceness: this.options.workerNice,
     };
-    const worker = spawnWorker(WORKER_ENTRY, data);
-    const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
-    const slot: WorkerSlot = { index, worker, load: 0, requests: new Set(), exited };
-    return new Promise<void>((resolve, reject) => {
-      let ready = false;
-      worker.on("message", (message: FromWorker) => {
-        if (message.type === "ready") {
-          ready = true;
-          this.provider = message.provider;
-          if (message.fallbackReason) {
-            this.log.warn(
-              { model: this.name, worker: index, provider: "cpu", reason: message.fallbackReason },
-              `provider auto: CUDA is unavailable, falling back to CPU: ${message.fallbackReason}`,
-            );
-          }
-          this.slots.push(slot);
-          this.dispatch();
-          resolve();
-        } else if (message.type === "failed") {
-          reject(new Error(`model ${this.name}: worker ${index} could not start: ${message.message}`));
-        } else if (message.type === "step") {
-          this.onStep(slot, message);
-        }
+    let thread: SchedulerThread;
+    try {
+      thread = await SchedulerThread.start(index, data, {
+        step: (t, step) => this.onStep(t, step),
+        error: (t, error) =>
+          this.log.error({ model: this.name, worker: t.index, err: error }, "scheduler worker failed"),
+        exit: (t, code) => this.onWorkerExit(t, code),
       });
-      worker.on("error", (error) => {
-        if (!ready) reject(error);
-        else this.log.error({ model: this.name, worker: index, err: error }, "scheduler worker failed");
-      });
-      worker.on("exit", (code) => {
-        if (!ready) {
-          reject(new Error(`model ${this.name}: worker ${index} exited with code ${code} while starting`));
-          return;
-        }
-        this.onWorkerExit(slot, code);
-      });
-    });
+    } catch (error) {
+      throw new Error(`model ${this.name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    this.provider = thread.provider;
+    if (thread.fallbackReason) {
+      this.log.warn(
+        { model: this.name, worker: index, provider: "cpu", reason: thread.fallbackReason },
+        `provider auto: CUDA is unavailable, falling back to CPU: ${thread.fallbackReason}`,
+      );
+    }
+    this.slots.push(thread);
+    this.dispatch();
   }
 
-  private onStep(slot: WorkerSlot, step: StepMessage): void {
+  private onStep(slot: SchedulerThread, step: StepMessage): void {
     for (const run of step.runs) this.observer?.step(this.name, run);
     const { output } = this.definition.manifest;
     const width = output.shape.reduce((a, b) => a * b, 1);
@@ -441,7 +383,6 @@ export class ModelEngine {
       });
     }
     for (const done of step.finished) {
-      slot.load--;
       slot.requests.delete(done.id);
       this.observer?.finished(
         this.name,
@@ -479,7 +420,7 @@ export class ModelEngine {
   }
 
   /** A worker that dies takes its requests with it; a replacement keeps the model serving. */
-  private onWorkerExit(slot: WorkerSlot, code: number): void {
+  private onWorkerExit(slot: SchedulerThread, code: number): void {
     const at = this.slots.indexOf(slot);
     if (at >= 0) this.slots.splice(at, 1);
     if (this.closing) return;
@@ -498,15 +439,4 @@ export class ModelEngine {
       this.log.error({ model: this.name, worker: slot.index, err: error }, "could not restart scheduler worker");
     });
   }
-}
-
-async function stopWorker(slot: WorkerSlot): Promise<void> {
-  const message: ToWorker = { type: "stop" };
-  slot.worker.postMessage(message);
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<"late">((resolve) => {
-    timer = setTimeout(() => resolve("late"), STOP_TIMEOUT_MS);
-  });
-  if ((await Promise.race([slot.exited, late])) === "late") await slot.worker.terminate();
-  clearTimeout(timer);
 }

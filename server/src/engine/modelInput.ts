@@ -4,11 +4,29 @@
  * letting a NaN through would poison the batch's shared graph run for nobody's benefit.
  */
 import type { InputSpec } from "../model/manifest.ts";
+import { ImageDecodeError, preprocessImage } from "../runtime/imagePreprocess.ts";
 import { invalidArgument } from "./serverError.ts";
 
 export type ModelInput =
   | { kind: "image"; data: Uint8Array }
   | { kind: "tensor"; shape: readonly number[]; values: ArrayLike<number> };
+
+/** Any input as the graph's float32 row (images preprocessed as the spec says), or INVALID_ARGUMENT. */
+export async function prepareInput(input: ModelInput, spec: InputSpec, model: string): Promise<Float32Array> {
+  if (input.kind === "tensor") return checkTensorInput(input, spec, model);
+  if (!spec.image) {
+    throw invalidArgument(
+      `input.image is not accepted by model ${model}, whose input kind is "${spec.kind}"; send input.tensor with shape [${spec.shape.join(", ")}]`,
+    );
+  }
+  if (input.data.length === 0) throw invalidArgument("input.image.data is empty");
+  try {
+    return await preprocessImage(input.data, spec.image);
+  } catch (error) {
+    if (error instanceof ImageDecodeError) throw invalidArgument(`input.image.data ${error.message}`);
+    throw error;
+  }
+}
 
 /** A raw tensor input as the graph's float32 row, or an INVALID_ARGUMENT naming the problem. */
 export function checkTensorInput(

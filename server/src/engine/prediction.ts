@@ -2,6 +2,7 @@
  * Turns one tick's flat outputs into what a caller reads: the top-k classes for a [classes] output, or
  * every position's top class for a [positions, classes] output (e.g. parity's [16, 2]).
  */
+import { invalidArgument } from "./serverError.ts";
 
 export interface ClassScore {
   index: number;
@@ -30,6 +31,16 @@ export interface OutputLayout {
 }
 
 export const DEFAULT_TOP_K = 5;
+
+/** A request's top_k, 0 meaning min(DEFAULT_TOP_K, classes); INVALID_ARGUMENT beyond the classes. */
+export function resolveTopK(k: number, layout: OutputLayout, model: string): number {
+  const classes = layout.labels.length;
+  const fallback = Math.min(DEFAULT_TOP_K, classes);
+  if (!Number.isInteger(k) || k < 0 || k > classes) {
+    throw invalidArgument(`top_k must be in [0, ${classes}] for model ${model} (0 means ${fallback}), got ${k}`);
+  }
+  return k === 0 ? fallback : k;
+}
 
 export function positionsOf(layout: OutputLayout): number {
   return layout.shape.length === 2 ? (layout.shape[0] as number) : 1;

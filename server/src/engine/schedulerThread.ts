@@ -1,0 +1,76 @@
+/**
+ * One scheduler worker thread as the main thread sees it: started (resolving once its sessions are
+ * open), spoken to by message, stopped. The requests it holds are counted here, for admission.
+ */
+import type { Worker } from "node:worker_threads";
+import { spawnWorker } from "./spawnWorker.ts";
+import type { FromWorker, StepMessage, ToWorker, WorkerData } from "./workerProtocol.ts";
+
+const ENTRY = new URL("./schedulerWorker.ts", import.meta.url);
+/** A worker that has not exited this long after being asked to stop is terminated. */
+const STOP_TIMEOUT_MS = 5000;
+
+/** What a running thread reports; none of it is called before `start` resolves. */
+export interface SchedulerThreadEvents {
+  step(thread: SchedulerThread, step: StepMessage): void;
+  error(thread: SchedulerThread, error: Error): void;
+  exit(thread: SchedulerThread, code: number): void;
+}
+
+export class SchedulerThread {
+  /** Requests admitted to this thread and not yet finished. */
+  readonly requests = new Set<number>();
+
+  private constructor(
+    readonly index: number,
+    private readonly worker: Worker,
+    private readonly exited: Promise<void>,
+    readonly provider: "cpu" | "cuda",
+    /** Set when `auto` fell back to the CPU: why CUDA could not be used. */
+    readonly fallbackReason: string | undefined,
+  ) {}
+
+  get load(): number {
+    return this.requests.size;
+  }
+
+  /** Starts a thread; rejects with the reason if it cannot open its sessions. */
+  static start(index: number, data: WorkerData, events: SchedulerThreadEvents): Promise<SchedulerThread> {
+    const worker = spawnWorker(ENTRY, data);
+    const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+    return new Promise((resolve, reject) => {
+      let thread: SchedulerThread | undefined;
+      worker.on("message", (message: FromWorker) => {
+        if (message.type === "ready") {
+          thread = new SchedulerThread(index, worker, exited, message.provider, message.fallbackReason);
+          resolve(thread);
+        } else if (message.type === "failed") {
+          reject(new Error(`worker ${index} could not start: ${message.message}`));
+        } else if (message.type === "step" && thread) {
+          events.step(thread, message);
+        }
+      });
+      worker.on("error", (error) => (thread ? events.error(thread, error) : reject(error)));
+      worker.on("exit", (code) =>
+        thread
+          ? events.exit(thread, code)
+          : reject(new Error(`worker ${index} exited with code ${code} while starting`)),
+      );
+    });
+  }
+
+  post(message: ToWorker, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(message, transfer);
+  }
+
+  /** Asks the thread to finish its step and exit; terminates it if it does not. */
+  async stop(): Promise<void> {
+    this.post({ type: "stop" });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), STOP_TIMEOUT_MS);
+    });
+    if ((await Promise.race([this.exited, late])) === "late") await this.worker.terminate();
+    clearTimeout(timer);
+  }
+}
