@@ -29,6 +29,35 @@ export interface ServerConfig {
   /** How long shutdown waits for in-flight requests before cancelling them. */
   graceMs: number;
   logLevel: LogLevel;
+  /** null: plaintext. Paths of PEM files; clientCa set: clients must present a certificate it signed. */
+  tls: { cert: string; key: string; clientCa: string | null } | null;
+  /** Bearer tokens given inline (comma-separated), and a file of them; both empty: no token check. */
+  auth: { tokens: string[]; tokensFile: string | null };
+  limits: RequestLimits;
+  /** What a model folder that cannot be loaded does at start-up: stop the server, or be reported and skipped. */
+  onModelError: ModelErrorPolicy;
+}
+
+export const MODEL_ERROR_POLICIES = ["exit", "skip"] as const;
+export type ModelErrorPolicy = (typeof MODEL_ERROR_POLICIES)[number];
+
+/** Raster formats only: vector and document formats (SVG, PDF) run interpreters on the input. */
+export const RASTER_FORMATS = ["png", "jpeg", "webp", "gif", "tiff"] as const;
+export type RasterFormat = (typeof RASTER_FORMATS)[number];
+
+/** Bounds on what one request may ask of the server. */
+export interface RequestLimits {
+  /** Largest gRPC message the server reads. */
+  maxMessageBytes: number;
+  /** Largest width x height of an image, read from its header before any pixel is decoded. */
+  maxImagePixels: number;
+  /** Largest width or height of an image, likewise. */
+  maxImageSide: number;
+  imageFormats: RasterFormat[];
+  /** Most ticks a request may run; 0: each model's own limit. */
+  maxTicks: number;
+  /** HTTP/2 streams (calls) one connection may have open at once. */
+  maxConcurrentStreams: number;
 }
 
 export type ConfigKey =
@@ -44,7 +73,19 @@ export type ConfigKey =
   | "metricsHost"
   | "metricsPort"
   | "graceMs"
-  | "logLevel";
+  | "logLevel"
+  | "tlsCert"
+  | "tlsKey"
+  | "tlsClientCa"
+  | "authTokens"
+  | "authTokensFile"
+  | "maxMessageBytes"
+  | "maxImagePixels"
+  | "maxImageSide"
+  | "imageFormats"
+  | "maxTicks"
+  | "maxConcurrentStreams"
+  | "onModelError";
 
 export interface ConfigOption {
   key: ConfigKey;
@@ -136,6 +177,87 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     default: "info",
     description: `log level: ${LOG_LEVELS.join(", ")}`,
   },
+  {
+    key: "tlsCert",
+    flag: "--tls-cert",
+    env: "CTM_TLS_CERT",
+    default: "",
+    description: "PEM certificate chain for the gRPC port; with --tls-key, the port speaks only TLS",
+  },
+  { key: "tlsKey", flag: "--tls-key", env: "CTM_TLS_KEY", default: "", description: "PEM private key of --tls-cert" },
+  {
+    key: "tlsClientCa",
+    flag: "--tls-client-ca",
+    env: "CTM_TLS_CLIENT_CA",
+    default: "",
+    description: "PEM CA bundle: clients must present a certificate it signed (mutual TLS; needs --tls-cert)",
+  },
+  {
+    key: "authTokens",
+    flag: "--auth-tokens",
+    env: "CTM_AUTH_TOKENS",
+    default: "",
+    description:
+      "comma-separated bearer tokens a call must carry (authorization: Bearer <token>); prefer the variable or --auth-tokens-file, which stay out of the process list",
+  },
+  {
+    key: "authTokensFile",
+    flag: "--auth-tokens-file",
+    env: "CTM_AUTH_TOKENS_FILE",
+    default: "",
+    description:
+      "file of bearer tokens, one per line, optionally followed by the models it may call (see docs/reliability.md)",
+  },
+  {
+    key: "maxMessageBytes",
+    flag: "--max-message-bytes",
+    env: "CTM_MAX_MESSAGE_BYTES",
+    default: String(16 * 1024 * 1024),
+    description: "largest request message the server reads; larger ones: RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "maxImagePixels",
+    flag: "--max-image-pixels",
+    env: "CTM_MAX_IMAGE_PIXELS",
+    default: "50000000",
+    description: "largest width x height of an input image, checked from its header before decoding",
+  },
+  {
+    key: "maxImageSide",
+    flag: "--max-image-side",
+    env: "CTM_MAX_IMAGE_SIDE",
+    default: "16384",
+    description: "largest width or height of an input image, checked from its header before decoding",
+  },
+  {
+    key: "imageFormats",
+    flag: "--image-formats",
+    env: "CTM_IMAGE_FORMATS",
+    default: RASTER_FORMATS.join(","),
+    description: `comma-separated image formats accepted (raster only: ${RASTER_FORMATS.join(", ")})`,
+  },
+  {
+    key: "maxTicks",
+    flag: "--max-ticks",
+    env: "CTM_MAX_TICKS",
+    default: "0",
+    description: "most ticks any request may run (0: each model's own limit, from its manifest)",
+  },
+  {
+    key: "maxConcurrentStreams",
+    flag: "--max-concurrent-streams",
+    env: "CTM_MAX_CONCURRENT_STREAMS",
+    default: "256",
+    description: "calls one client connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)",
+  },
+  {
+    key: "onModelError",
+    flag: "--on-model-error",
+    env: "CTM_ON_MODEL_ERROR",
+    default: "exit",
+    description:
+      "a model that fails to load at start-up: exit (the server does not start) or skip (serve the others; the broken one is reported not ready)",
+  },
 ];
 
 export class ConfigError extends Error {
@@ -224,7 +346,52 @@ export function parseConfig(
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
     graceMs: integer("graceMs", 0, 3_600_000),
     logLevel: choice("logLevel", LOG_LEVELS),
+    tls: tlsOf(),
+    auth: {
+      tokens: text("authTokens")
+        .value.split(",")
+        .map((t) => t.trim())
+        .filter((t) => t !== ""),
+      tokensFile: raw.has("authTokensFile") ? nonEmpty("authTokensFile") : null,
+    },
+    limits: {
+      maxMessageBytes: integer("maxMessageBytes", 1024, 1024 * 1024 * 1024),
+      maxImagePixels: integer("maxImagePixels", 1, 1_000_000_000),
+      maxImageSide: integer("maxImageSide", 1, 1_000_000),
+      imageFormats: formatList(),
+      maxTicks: integer("maxTicks", 0, 1_000_000),
+      maxConcurrentStreams: integer("maxConcurrentStreams", 1, 1_000_000),
+    },
+    onModelError: choice("onModelError", MODEL_ERROR_POLICIES),
   };
+
+  function tlsOf(): ServerConfig["tls"] {
+    const cert = raw.has("tlsCert") ? nonEmpty("tlsCert") : null;
+    const key = raw.has("tlsKey") ? nonEmpty("tlsKey") : null;
+    const clientCa = raw.has("tlsClientCa") ? nonEmpty("tlsClientCa") : null;
+    if (!cert && !key) {
+      if (clientCa) throw new ConfigError(`${text("tlsClientCa").source} needs --tls-cert and --tls-key`);
+      return null;
+    }
+    if (!cert) throw new ConfigError(`${text("tlsKey").source} needs --tls-cert as well`);
+    if (!key) throw new ConfigError(`${text("tlsCert").source} needs --tls-key as well`);
+    return { cert, key, clientCa };
+  }
+
+  function formatList(): RasterFormat[] {
+    const { value, source } = text("imageFormats");
+    const formats = value
+      .split(",")
+      .map((f) => f.trim().toLowerCase())
+      .filter((f) => f !== "");
+    const bad = formats.find((f) => !(RASTER_FORMATS as readonly string[]).includes(f));
+    if (bad !== undefined || formats.length === 0) {
+      throw new ConfigError(
+        `${source} must be a comma-separated list of ${RASTER_FORMATS.join(", ")}, got ${JSON.stringify(value)}`,
+      );
+    }
+    return [...new Set(formats)] as RasterFormat[];
+  }
 }
 
 export function helpText(): string {

@@ -33,8 +33,6 @@ export interface RunningServer {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-/** Images from phones run to several MB; the default 4 MiB would refuse them. */
-const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 /** Health watchers hold streams open forever; after the drain they get this long, then are cut. */
 const CLOSE_TIMEOUT_MS = 1000;
 
@@ -44,7 +42,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const registry = new ModelRegistry();
   const metrics = new ServerMetrics();
   const health = new HealthImplementation({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
-  const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_MESSAGE_BYTES });
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": config.limits.maxMessageBytes,
+    "grpc.max_concurrent_streams": config.limits.maxConcurrentStreams,
+  });
   server.addService(protocol.ctmService, createCtmService(registry, metrics, log));
   health.addToServer(server);
   new ReflectionService(protocol.packageDefinition).addToServer(server);
@@ -74,6 +75,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       workerNice: config.workerNice,
       maxBatch: config.maxBatch,
       maxQueue: config.maxQueue,
+      maxTicks: config.limits.maxTicks,
+      image: {
+        maxPixels: config.limits.maxImagePixels,
+        maxSide: config.limits.maxImageSide,
+        formats: config.limits.imageFormats,
+      },
       session: { provider: config.provider, threads: config.threads },
     };
     await Promise.all(

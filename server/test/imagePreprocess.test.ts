@@ -7,11 +7,16 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import sharp from "sharp";
+import { parseConfig, type ServerConfig } from "../src/config.ts";
 import type { ImageInput } from "../src/model/manifest.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { ImageDecodeError, preprocessImage } from "../src/runtime/imagePreprocess.ts";
 import { digitPhoto } from "./support/digitPhoto.ts";
 import { type GoldenCase, modelDir, readModelJson, type Sample, samples } from "./support/testServer.ts";
+
+/** The server's default limits. */
+const { limits } = parseConfig([], {}) as ServerConfig;
+const LIMITS = { maxPixels: limits.maxImagePixels, maxSide: limits.maxImageSide, formats: limits.imageFormats };
 
 /** One grey level (of 255), in normalised units. */
 let greyLevel: number;
@@ -60,7 +65,7 @@ describe("mnist-digit preprocessing", () => {
     assert.ok(withSamples.length > 0, "the fixtures name their sample images");
     for (const c of withSamples) {
       const sample = sampleList.find((s) => join("samples", s.file) === c.sample) as Sample;
-      const ours = await preprocessImage(sample.png, spec);
+      const ours = await preprocessImage(sample.png, spec, LIMITS);
       const worst = maxDifference(ours, c.input);
       assert.ok(worst <= greyLevel, `${c.sample}: ${worst / greyLevel} grey levels off`);
     }
@@ -73,7 +78,7 @@ describe("mnist-digit preprocessing", () => {
     let unchanged = 0;
     let difference = 0;
     for (const sample of checked) {
-      const ours = await preprocessImage(sample.png, spec);
+      const ours = await preprocessImage(sample.png, spec, LIMITS);
       const reference = await normalisedPixels(sample.png);
       if (maxDifference(ours, reference) <= 3 * greyLevel) unchanged++;
       for (let i = 0; i < ours.length; i++) difference += Math.abs((ours[i] as number) - (reference[i] as number));
@@ -93,7 +98,7 @@ describe("mnist-digit preprocessing", () => {
       const reference = await normalisedPixels(sample.png);
       for (const rendering of renderings) {
         const photo = await digitPhoto(sample.png, rendering);
-        const ours = await preprocessImage(photo, spec);
+        const ours = await preprocessImage(photo, spec, LIMITS);
         const r = correlation(ours, reference);
         // Strokes thicken or thin by a fraction of a pixel and the centre moves by at most one: the
         // shapes must still agree far beyond chance.
@@ -112,7 +117,7 @@ describe("mnist-digit preprocessing", () => {
     const transparent = await sharp(rgba, { raw: { width: 28, height: 28, channels: 4 } })
       .png()
       .toBuffer();
-    const ours = await preprocessImage(transparent, spec);
+    const ours = await preprocessImage(transparent, spec, LIMITS);
     assert.ok(maxDifference(ours, await normalisedPixels(sample.png)) <= 3 * greyLevel);
   });
 
@@ -124,10 +129,10 @@ describe("mnist-digit preprocessing", () => {
       .gif()
       .toBuffer();
     assert.equal((await sharp(animated, { pages: -1 }).metadata()).pages, 2);
-    const ours = await preprocessImage(animated, spec);
+    const ours = await preprocessImage(animated, spec, LIMITS);
     // GIF's palette dithers the pixels, so compare shapes: the first frame's, not the second's.
-    const first_ = correlation(ours, await preprocessImage(one, spec));
-    const second_ = correlation(ours, await preprocessImage(two, spec));
+    const first_ = correlation(ours, await preprocessImage(one, spec, LIMITS));
+    const second_ = correlation(ours, await preprocessImage(two, spec, LIMITS));
     assert.ok(first_ > 0.9 && first_ > second_, `correlation with frame 1: ${first_}, frame 2: ${second_}`);
   });
 
@@ -135,19 +140,19 @@ describe("mnist-digit preprocessing", () => {
     const white = await sharp({ create: { width: 50, height: 40, channels: 3, background: "#fff" } })
       .png()
       .toBuffer();
-    const ours = await preprocessImage(white, spec);
+    const ours = await preprocessImage(white, spec, LIMITS);
     const background = (0 - (spec.normalize.mean[0] as number)) / (spec.normalize.std[0] as number);
     assert.ok(ours.every((v) => Math.abs(v - background) < 1e-6));
   });
 
   it("refuses what is not a supported image, saying why", async () => {
     await assert.rejects(
-      preprocessImage(Buffer.from("not an image"), spec),
+      preprocessImage(Buffer.from("not an image"), spec, LIMITS),
       (e: unknown) => e instanceof ImageDecodeError && /is not a decodable image/.test(e.message),
     );
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>');
     await assert.rejects(
-      preprocessImage(svg, spec),
+      preprocessImage(svg, spec, LIMITS),
       (e: unknown) => e instanceof ImageDecodeError && /is a svg image, which is not supported/.test(e.message),
     );
   });

@@ -9,6 +9,7 @@
  */
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { SessionSettings } from "../runtime/executionProvider.ts";
+import type { ImageLimits } from "../runtime/imagePreprocess.ts";
 import { EventChannel } from "./eventChannel.ts";
 import {
   defaultHaltPolicy,
@@ -30,6 +31,9 @@ export interface EngineOptions {
   workerNice: number;
   maxBatch: number;
   maxQueue: number;
+  /** Most ticks any request may run; 0: the model's own limit. */
+  maxTicks: number;
+  image: ImageLimits;
   session: SessionSettings;
 }
 
@@ -132,7 +136,7 @@ export class ModelEngine {
     this.limits = {
       model: manifest.name,
       trainedTicks: manifest.ticks.trained,
-      maxTicks: manifest.ticks.max,
+      maxTicks: options.maxTicks > 0 ? Math.min(manifest.ticks.max, options.maxTicks) : manifest.ticks.max,
       calibration,
     };
     this.defaultPolicy = defaultHaltPolicy(this.limits);
@@ -168,7 +172,7 @@ export class ModelEngine {
     this.reserve();
     let input: Float32Array;
     try {
-      input = await prepareInput(job.input, this.definition.manifest.input, this.name);
+      input = await prepareInput(job.input, this.definition.manifest.input, this.name, this.options.image);
       signal.throwIfAborted();
     } finally {
       this.preparing--;
@@ -431,7 +435,12 @@ export class ModelEngine {
     for (const id of slot.requests) {
       const request = this.requests.get(id);
       this.requests.delete(id);
-      request?.channel.fail(new Error(`model ${this.name}: worker ${slot.index} exited with code ${code}`));
+      request?.channel.fail(
+        new ServerError(
+          "UNAVAILABLE",
+          `model ${this.name}: the inference worker running this request stopped (exit code ${code}); it has been restarted, retry the request`,
+        ),
+      );
     }
     this.dispatch();
     this.checkIdle();

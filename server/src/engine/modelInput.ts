@@ -4,7 +4,7 @@
  * letting a NaN through would poison the batch's shared graph run for nobody's benefit.
  */
 import type { InputSpec } from "../model/manifest.ts";
-import { ImageDecodeError, preprocessImage } from "../runtime/imagePreprocess.ts";
+import { ImageDecodeError, type ImageLimits, preprocessImage } from "../runtime/imagePreprocess.ts";
 import { invalidArgument } from "./serverError.ts";
 
 export type ModelInput =
@@ -12,7 +12,12 @@ export type ModelInput =
   | { kind: "tensor"; shape: readonly number[]; values: ArrayLike<number> };
 
 /** Any input as the graph's float32 row (images preprocessed as the spec says), or INVALID_ARGUMENT. */
-export async function prepareInput(input: ModelInput, spec: InputSpec, model: string): Promise<Float32Array> {
+export async function prepareInput(
+  input: ModelInput,
+  spec: InputSpec,
+  model: string,
+  limits: ImageLimits,
+): Promise<Float32Array> {
   if (input.kind === "tensor") return checkTensorInput(input, spec, model);
   if (!spec.image) {
     throw invalidArgument(
@@ -21,7 +26,7 @@ export async function prepareInput(input: ModelInput, spec: InputSpec, model: st
   }
   if (input.data.length === 0) throw invalidArgument("input.image.data is empty");
   try {
-    return await preprocessImage(input.data, spec.image);
+    return await preprocessImage(input.data, spec.image, limits);
   } catch (error) {
     if (error instanceof ImageDecodeError) throw invalidArgument(`input.image.data ${error.message}`);
     throw error;

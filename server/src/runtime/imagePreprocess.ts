@@ -19,8 +19,15 @@ export class ImageDecodeError extends Error {
 
 export const IMAGE_FORMATS = ["png", "jpeg", "webp", "gif", "tiff"] as const;
 const FORMAT_NAMES = "PNG, JPEG, WebP, GIF or TIFF";
-/** Refuse decompression bombs before decoding them. */
-const MAX_INPUT_PIXELS = 50_000_000;
+
+/** What the server accepts (see config.ts for the defaults). */
+export interface ImageLimits {
+  /** Largest width x height, from the header. */
+  maxPixels: number;
+  /** Largest width or height, from the header. */
+  maxSide: number;
+  formats: readonly string[];
+}
 /** Large photos are reduced to this before the per-pixel work; a digit survives it easily. */
 const WORKING_SIZE = 256;
 /** The noise floor never takes more than this fraction of the contrast between paper and ink. */
@@ -31,17 +38,17 @@ const MIN_CONTRAST = 16;
 // Requests are one-off images: libvips' operation cache would only hold on to their memory.
 sharp.cache(false);
 
-export async function preprocessImage(data: Uint8Array, spec: ImageInput): Promise<Float32Array> {
-  const format = await detectFormat(data);
-  if (!(IMAGE_FORMATS as readonly string[]).includes(format)) {
+export async function preprocessImage(data: Uint8Array, spec: ImageInput, limits: ImageLimits): Promise<Float32Array> {
+  const format = await detectFormat(data, limits);
+  if (!(IMAGE_FORMATS as readonly string[]).includes(format) || !limits.formats.includes(format)) {
     throw new ImageDecodeError(`is a ${format} image, which is not supported; send ${FORMAT_NAMES}`);
   }
-  return spec.preprocess === "mnist-digit" ? mnistDigit(data, spec) : stretch(data, spec);
+  return spec.preprocess === "mnist-digit" ? mnistDigit(data, spec, limits) : stretch(data, spec, limits);
 }
 
-async function detectFormat(data: Uint8Array): Promise<string> {
+async function detectFormat(data: Uint8Array, limits: ImageLimits): Promise<string> {
   try {
-    const meta = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
+    const meta = await sharp(data, { limitInputPixels: limits.maxPixels }).metadata();
     return meta.format ?? "unknown";
   } catch (error) {
     throw new ImageDecodeError(`is not a decodable image (${FORMAT_NAMES}): ${messageOf(error)}`);
@@ -49,8 +56,8 @@ async function detectFormat(data: Uint8Array): Promise<string> {
 }
 
 /** First frame/page, EXIF orientation applied, transparency flattened onto white paper. */
-function decode(data: Uint8Array) {
-  return sharp(data, { pages: 1, limitInputPixels: MAX_INPUT_PIXELS })
+function decode(data: Uint8Array, limits: ImageLimits) {
+  return sharp(data, { pages: 1, limitInputPixels: limits.maxPixels })
     .rotate()
     .flatten({ background: { r: 255, g: 255, b: 255 } });
 }
@@ -73,16 +80,16 @@ function firstChannels(data: Buffer, have: number, want: number): Uint8Array {
   return out;
 }
 
-async function stretch(data: Uint8Array, spec: ImageInput): Promise<Float32Array> {
+async function stretch(data: Uint8Array, spec: ImageInput, limits: ImageLimits): Promise<Float32Array> {
   const { pixels } = await raw(
-    decode(data).resize(spec.width, spec.height, { fit: "fill" }),
+    decode(data, limits).resize(spec.width, spec.height, { fit: "fill" }),
     spec.channels === 1 ? 1 : 3,
   );
   return normalise(pixels, spec, spec.channels);
 }
 
-async function mnistDigit(data: Uint8Array, spec: ImageInput): Promise<Float32Array> {
-  const reduced = decode(data).resize(WORKING_SIZE, WORKING_SIZE, { fit: "inside", withoutEnlargement: true });
+async function mnistDigit(data: Uint8Array, spec: ImageInput, limits: ImageLimits): Promise<Float32Array> {
+  const reduced = decode(data, limits).resize(WORKING_SIZE, WORKING_SIZE, { fit: "inside", withoutEnlargement: true });
   const { pixels, width, height } = await raw(reduced, 1);
   const ink = inkOnBlack(pixels, width, height);
   const canvas = new Uint8Array(spec.width * spec.height);

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import type { ServerConfig } from "../../src/config.ts";
+import { parseConfig, type ServerConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { type RunningServer, type StartOptions, startServer } from "../../src/server.ts";
 import {
@@ -67,6 +67,7 @@ export function isolatedModelsDir(): string {
 }
 
 export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  const defaults = parseConfig([], {}) as ServerConfig;
   return {
     host: "127.0.0.1",
     port: 0,
@@ -81,6 +82,10 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     metrics: { host: "127.0.0.1", port: 0 },
     graceMs: 2000,
     logLevel: "info",
+    tls: null,
+    auth: { tokens: [], tokensFile: null },
+    limits: { ...defaults.limits },
+    onModelError: "exit",
     ...overrides,
   };
 }
