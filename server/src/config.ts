@@ -8,6 +8,8 @@
 import { availableParallelism } from "node:os";
 import { LOG_LEVELS, type LogLevel } from "./logger.ts";
 import { PROVIDER_CHOICES, type ProviderChoice } from "./runtime/executionProvider.ts";
+// Raster formats only: vector and document formats (SVG, PDF) would run interpreters on the input.
+import { RASTER_FORMATS, type RasterFormat } from "./runtime/imageHeader.ts";
 
 export interface ServerConfig {
   host: string;
@@ -40,10 +42,6 @@ export interface ServerConfig {
 
 export const MODEL_ERROR_POLICIES = ["exit", "skip"] as const;
 export type ModelErrorPolicy = (typeof MODEL_ERROR_POLICIES)[number];
-
-/** Raster formats only: vector and document formats (SVG, PDF) run interpreters on the input. */
-export const RASTER_FORMATS = ["png", "jpeg", "webp", "gif", "tiff"] as const;
-export type RasterFormat = (typeof RASTER_FORMATS)[number];
 
 /** Bounds on what one request may ask of the server. */
 export interface RequestLimits {

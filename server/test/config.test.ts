@@ -22,6 +22,43 @@ describe("server configuration", () => {
       metrics: { host: "127.0.0.1", port: 9464 },
       graceMs: 10000,
       logLevel: "info",
+      tls: null,
+      auth: { tokens: [], tokensFile: null },
+      limits: {
+        maxMessageBytes: 16 * 1024 * 1024,
+        maxImagePixels: 50_000_000,
+        maxImageSide: 16384,
+        imageFormats: ["png", "jpeg", "webp", "gif", "tiff"],
+        maxTicks: 0,
+        maxConcurrentStreams: 256,
+      },
+      onModelError: "exit",
+    });
+  });
+
+  it("reads the request limits from their flags and variables", () => {
+    const limits = parse(
+      [
+        "--max-message-bytes",
+        "65536",
+        "--max-image-pixels",
+        "1000000",
+        "--max-image-side",
+        "2048",
+        "--image-formats",
+        " PNG, jpeg,png ",
+        "--max-ticks",
+        "5",
+      ],
+      { CTM_MAX_CONCURRENT_STREAMS: "8" },
+    ).limits;
+    assert.deepEqual(limits, {
+      maxMessageBytes: 65536,
+      maxImagePixels: 1_000_000,
+      maxImageSide: 2048,
+      imageFormats: ["png", "jpeg"],
+      maxTicks: 5,
+      maxConcurrentStreams: 8,
     });
   });
 
@@ -48,6 +85,24 @@ describe("server configuration", () => {
       assert.equal(parse([], { [option.env]: text })[option.key as keyof ServerConfig], parsed, option.env);
     }
     assert.equal(parse(["--port", "7000"], { CTM_PORT: "6000" }).port, 7000);
+  });
+
+  it("reads TLS, tokens and the model-error policy, refusing half a TLS configuration", () => {
+    const config = parse(["--tls-cert", "s.pem", "--tls-key", "s.key", "--on-model-error", "skip"], {
+      CTM_TLS_CLIENT_CA: "ca.pem",
+      CTM_AUTH_TOKENS: " token-one-0123456789 , ,token-two-0123456789",
+      CTM_AUTH_TOKENS_FILE: "/run/secrets/tokens",
+    });
+    assert.deepEqual(config.tls, { cert: "s.pem", key: "s.key", clientCa: "ca.pem" });
+    assert.deepEqual(config.auth, {
+      tokens: ["token-one-0123456789", "token-two-0123456789"],
+      tokensFile: "/run/secrets/tokens",
+    });
+    assert.equal(config.onModelError, "skip");
+    assert.throws(() => parse(["--tls-cert", "s.pem"]), /--tls-cert needs --tls-key as well/);
+    assert.throws(() => parse([], { CTM_TLS_KEY: "s.key" }), /CTM_TLS_KEY needs --tls-cert as well/);
+    assert.throws(() => parse(["--tls-client-ca", "ca.pem"]), /--tls-client-ca needs --tls-cert and --tls-key/);
+    assert.throws(() => parse(["--on-model-error", "ignore"]), /--on-model-error must be one of exit, skip/);
   });
 
   it("sizes threads from the machine and the worker count", () => {
@@ -79,6 +134,17 @@ describe("server configuration", () => {
         /CTM_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"/,
       ],
       [["--models-dir", ""], {}, /--models-dir must not be empty/],
+      [["--max-message-bytes", "100"], {}, /--max-message-bytes must be an integer in \[1024, 1073741824\], got "100"/],
+      [["--max-image-pixels", "0"], {}, /--max-image-pixels must be an integer in \[1, 1000000000\], got "0"/],
+      [[], { CTM_MAX_IMAGE_SIDE: "big" }, /CTM_MAX_IMAGE_SIDE must be an integer in \[1, 1000000\], got "big"/],
+      [["--max-ticks", "-1"], {}, /--max-ticks must be an integer in \[0, 1000000\], got "-1"/],
+      [["--max-concurrent-streams", "0"], {}, /--max-concurrent-streams must be an integer in \[1, 1000000\], got "0"/],
+      [
+        ["--image-formats", "png,svg"],
+        {},
+        /--image-formats must be a comma-separated list of png, jpeg, webp, gif, tiff, got "png,svg"/,
+      ],
+      [["--image-formats", " , "], {}, /--image-formats must be a comma-separated list/],
       [["--port"], {}, /--port needs a value/],
       [["--port", "--host"], {}, /--port needs a value/],
       [["--prot", "1"], {}, /unknown argument "--prot"/],

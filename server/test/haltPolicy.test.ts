@@ -85,6 +85,27 @@ describe("resolveHaltPolicy", () => {
     );
   });
 
+  it("says which bound limits max_ticks: the model's ticks.max or the server's --max-ticks", () => {
+    const capped: TickLimits = { ...limits, maxTicks: 5, serverMaxTicks: 5 };
+    rejects(
+      { maxTicks: 6 },
+      "INVALID_ARGUMENT",
+      /^halt_policy\.max_ticks must be in \[1, 5\] .*server's --max-ticks 5.*got 6$/,
+      capped,
+    );
+    // The default (the trained ticks) is capped too, and so are min_ticks and patience through it.
+    assert.equal(resolveHaltPolicy({}, capped).maxTicks, 5);
+    rejects({ minTicks: 6 }, "INVALID_ARGUMENT", /min_ticks must be in \[1, max_ticks = 5\], got 6$/, capped);
+    const uncapped: TickLimits = { ...limits, serverMaxTicks: 0 };
+    rejects(
+      { maxTicks: 41 },
+      "INVALID_ARGUMENT",
+      /\[1, 40\] for model m \(the model's ticks\.max; 0 means 30\), got 41$/,
+      uncapped,
+    );
+    rejects({ maxTicks: 41 }, "INVALID_ARGUMENT", /ticks\.max, or the server's --max-ticks if that is lower/);
+  });
+
   it("resolves a target accuracy to the smallest calibrated threshold that reaches it", () => {
     assert.equal(resolveHaltPolicy({ targetAccuracy: 0.9 }, limits).threshold, 0.5);
     assert.equal(resolveHaltPolicy({ targetAccuracy: 0.94 }, limits).threshold, 0.7);

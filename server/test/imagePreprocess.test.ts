@@ -6,17 +6,24 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
+import fc from "fast-check";
 import sharp from "sharp";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import type { ImageInput } from "../src/model/manifest.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { ImageDecodeError, preprocessImage } from "../src/runtime/imagePreprocess.ts";
+import { readImageHeader } from "../src/runtime/imageHeader.ts";
+import { ImageDecodeError, type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
 import { digitPhoto } from "./support/digitPhoto.ts";
+import { pngBomb, truncatedPng } from "./support/pngBomb.ts";
 import { type GoldenCase, modelDir, readModelJson, type Sample, samples } from "./support/testServer.ts";
 
 /** The server's default limits. */
 const { limits } = parseConfig([], {}) as ServerConfig;
-const LIMITS = { maxPixels: limits.maxImagePixels, maxSide: limits.maxImageSide, formats: limits.imageFormats };
+const LIMITS: ImageLimits = {
+  maxPixels: limits.maxImagePixels,
+  maxSide: limits.maxImageSide,
+  formats: limits.imageFormats,
+};
 
 /** One grey level (of 255), in normalised units. */
 let greyLevel: number;
@@ -146,14 +153,105 @@ describe("mnist-digit preprocessing", () => {
   });
 
   it("refuses what is not a supported image, saying why", async () => {
-    await assert.rejects(
-      preprocessImage(Buffer.from("not an image"), spec, LIMITS),
-      (e: unknown) => e instanceof ImageDecodeError && /is not a decodable image/.test(e.message),
+    const refuses = (data: Uint8Array, message: string, limits = LIMITS) =>
+      assert.rejects(preprocessImage(data, spec, limits), (e: unknown) => {
+        assert.ok(e instanceof ImageDecodeError);
+        assert.equal(e.message, message);
+        return true;
+      });
+    await refuses(
+      Buffer.from("not an image"),
+      "is not an image in an accepted format; send PNG, JPEG, WebP, GIF or TIFF (--image-formats)",
     );
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>');
-    await assert.rejects(
-      preprocessImage(svg, spec, LIMITS),
-      (e: unknown) => e instanceof ImageDecodeError && /is a svg image, which is not supported/.test(e.message),
+    await refuses(svg, "is SVG, which is not supported; send PNG, JPEG, WebP, GIF or TIFF (--image-formats)");
+    const pngAndGif = { ...LIMITS, formats: ["png", "gif"] as const };
+    const webp = await sharp(sampleList[0]?.png).webp().toBuffer();
+    await refuses(webp, "is WebP, which is not supported; send PNG or GIF (--image-formats)", pngAndGif);
+  });
+});
+
+describe("image limits, from the header", () => {
+  let spec: ImageInput;
+  before(() => {
+    spec = loadModelFolder(modelDir()).manifest.input.image as ImageInput;
+  });
+
+  it("reads every accepted format's size from its header exactly as libvips does", async () => {
+    // Random sizes, channels and encoder options; libvips's own header reading is the reference.
+    const formats = ["png", "jpeg", "webp", "gif", "tiff"] as const;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...formats),
+        fc.integer({ min: 1, max: 1500 }),
+        fc.integer({ min: 1, max: 1500 }),
+        fc.constantFrom(1, 3, 4),
+        fc.boolean(),
+        async (format, width, height, channels, variant) => {
+          const created = channels === 4 ? 4 : 3;
+          let image = sharp({ create: { width, height, channels: created, background: "#8a8a8a80" } });
+          if (channels === 1) image = image.greyscale();
+          const encoded = await image
+            .toFormat(format, variant ? { lossless: true, progressive: true, bigtiff: true } : {})
+            .toBuffer();
+          const header = readImageHeader(encoded);
+          const meta = await sharp(encoded).metadata();
+          assert.deepEqual(header, { format: meta.format, width: meta.width, height: meta.height });
+        },
+      ),
+      { numRuns: 60, seed: 6 },
     );
+  });
+
+  it("refuses by the header alone: libvips's metadata() reads a 100000 x 100000 PNG with no pixel data", async () => {
+    const declared = truncatedPng(100_000, 100_000);
+    const rssBefore = process.memoryUsage().rss;
+    const meta = await sharp(declared, { limitInputPixels: false }).metadata();
+    assert.deepEqual([meta.format, meta.width, meta.height], ["png", 100_000, 100_000]);
+    await assert.rejects(preprocessImage(declared, spec, LIMITS), (e: unknown) => {
+      assert.ok(e instanceof ImageDecodeError);
+      assert.equal(
+        e.message,
+        `is 100000 x 100000 pixels (from its PNG header), beyond the ${LIMITS.maxSide} pixels a side this server accepts (--max-image-side)`,
+      );
+      return true;
+    });
+    const grown = process.memoryUsage().rss - rssBefore;
+    assert.ok(grown < 64 * 2 ** 20, `resident memory grew by ${(grown / 2 ** 20).toFixed(0)} MiB`);
+  });
+
+  it("builds bombs that are valid PNGs: a small one decodes to all black", async () => {
+    const { data, info } = await sharp(await pngBomb(3000, 2000))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height], [3000, 2000]);
+    assert.ok(data.every((v) => v === 0));
+  });
+
+  it("applies --max-image-side and --max-image-pixels to every format, at the bound and one past it", async () => {
+    const tight = { ...LIMITS, maxSide: 40, maxPixels: 40 * 30 };
+    for (const format of ["png", "jpeg", "webp", "gif", "tiff"] as const) {
+      const encode = (width: number, height: number) =>
+        sharp({ create: { width, height, channels: 3, background: "#fff" } })
+          .toFormat(format)
+          .toBuffer();
+      await preprocessImage(await encode(40, 30), spec, tight);
+      await assert.rejects(preprocessImage(await encode(41, 10), spec, tight), (e: unknown) => {
+        assert.ok(e instanceof ImageDecodeError);
+        assert.match(
+          e.message,
+          /^is 41 x 10 pixels \(from its \w+ header\), beyond the 40 pixels a side .*\(--max-image-side\)$/,
+        );
+        return true;
+      });
+      await assert.rejects(preprocessImage(await encode(40, 31), spec, tight), (e: unknown) => {
+        assert.ok(e instanceof ImageDecodeError);
+        assert.match(
+          e.message,
+          /^is 40 x 31 pixels \(from its \w+ header\) = 1240 pixels, beyond the 1200 .*\(--max-image-pixels\)$/,
+        );
+        return true;
+      });
+    }
   });
 });

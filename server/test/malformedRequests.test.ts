@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { status } from "@grpc/grpc-js";
+import type { ServiceError, status } from "@grpc/grpc-js";
 import { status as Status } from "@grpc/grpc-js";
 import sharp from "sharp";
 import type { ClassifyRequestMessage, ModelInfoMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
@@ -45,6 +45,8 @@ describe("malformed requests", () => {
     nan[5] = Number.NaN;
     const infinite = [...values];
     infinite[9] = Number.POSITIVE_INFINITY;
+    const beyond = [...values];
+    beyond[3] = -1e6;
     const list: [string, ClassifyRequestMessage, status, RegExp][] = [
       [
         "no input",
@@ -75,13 +77,13 @@ describe("malformed requests", () => {
         "not an image",
         image(Buffer.from("hello, this is text")),
         Status.INVALID_ARGUMENT,
-        /^input\.image\.data is not a decodable image \(PNG, JPEG, WebP, GIF or TIFF\)/,
+        /^input\.image\.data is not an image in an accepted format; send PNG, JPEG, WebP, GIF or TIFF \(--image-formats\)$/,
       ],
       [
         "truncated PNG",
         image(png.subarray(0, Math.floor(png.length / 2))),
         Status.INVALID_ARGUMENT,
-        /^input\.image\.data (could not be decoded|is not a decodable image)/,
+        /^input\.image\.data could not be decoded/,
       ],
       [
         "SVG image",
@@ -91,7 +93,19 @@ describe("malformed requests", () => {
           ),
         ),
         Status.INVALID_ARGUMENT,
-        /^input\.image\.data is a svg image, which is not supported; send PNG, JPEG, WebP, GIF or TIFF/,
+        /^input\.image\.data is SVG, which is not supported; send PNG, JPEG, WebP, GIF or TIFF \(--image-formats\)$/,
+      ],
+      [
+        "PNG header cut short",
+        image(png.subarray(0, 20)),
+        Status.INVALID_ARGUMENT,
+        /^input\.image\.data is not a readable PNG image: it ends inside the IHDR chunk$/,
+      ],
+      [
+        "PNG declaring an empty image",
+        image(Buffer.concat([png.subarray(0, 16), Buffer.alloc(8), png.subarray(24)])),
+        Status.INVALID_ARGUMENT,
+        /^input\.image\.data is 0 x 0 pixels \(from its PNG header\): an empty image$/,
       ],
       [
         "tensor shape",
@@ -116,6 +130,12 @@ describe("malformed requests", () => {
         withTensor({ shape: model.input.shape, values: infinite }),
         Status.INVALID_ARGUMENT,
         /^input\.tensor\.values\[9\] is Infinity/,
+      ],
+      [
+        "tensor value no pixel normalises to",
+        withTensor({ shape: model.input.shape, values: beyond }),
+        Status.INVALID_ARGUMENT,
+        /^input\.tensor\.values\[3\] is -1000000; model mnist-ctm takes normalised pixels, \(pixel \/ 255 - mean\) \/ std, in \[-0\.4242, 2\.8215\] for channel 0$/,
       ],
       [
         "threshold 1.5",
@@ -198,6 +218,26 @@ describe("malformed requests", () => {
     assert.ok(ticks.at(-1)?.final);
     const after = await t.client.classify({ model: MODEL_NAME, image: { data: png } });
     assert.ok(after.ticks_used >= 1);
+  });
+
+  it("answers bytes that are not a ClassifyRequest with INVALID_ARGUMENT on both methods, not INTERNAL", async () => {
+    // Field 4 (tensor) holds field 1 (shape, packed), which claims 5 bytes where 1 follows.
+    const body = Buffer.from([0x22, 0x03, 0x0a, 0x05, 0x01]);
+    const identity = (b: Buffer) => b;
+    const unary = await new Promise<ServiceError>((resolve, reject) =>
+      t.client.raw.makeUnaryRequest("/ctm.v1.CtmService/Classify", identity, identity, body, (error) =>
+        error ? resolve(error) : reject(new Error("Classify accepted bytes that are not a message")),
+      ),
+    );
+    const streamed = await new Promise<ServiceError>((resolve, reject) => {
+      const call = t.client.raw.makeServerStreamRequest("/ctm.v1.CtmService/ClassifyStream", identity, identity, body);
+      call.on("data", () => reject(new Error("ClassifyStream answered bytes that are not a message")));
+      call.on("error", resolve);
+    });
+    for (const error of [unary, streamed]) {
+      assert.equal(error.code, Status.INVALID_ARGUMENT, `${error.code} ${error.details}`);
+      assert.match(error.details, /^the request \(5 bytes\) is not a valid ctm\.v1\.ClassifyRequest message: \S/);
+    }
   });
 
   it("answers GetModel for an unknown model with NOT_FOUND", async () => {

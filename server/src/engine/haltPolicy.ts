@@ -45,7 +45,13 @@ export const DEFAULT_CERTAINTY_THRESHOLD = 0.9;
 export interface TickLimits {
   model: string;
   trainedTicks: number;
+  /** The least of the manifest's ticks.max and the server's --max-ticks. */
   maxTicks: number;
+  /**
+   * The server's --max-ticks (0: none), so that a refusal can say which bound applied; when it is not
+   * given the message names both.
+   */
+  serverMaxTicks?: number;
   calibration?: Calibration;
 }
 
@@ -80,7 +86,7 @@ export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits
   const maxTicks = count("halt_policy.max_ticks", request.maxTicks);
   if (maxTicks > limits.maxTicks) {
     throw invalidArgument(
-      `halt_policy.max_ticks must be in [1, ${limits.maxTicks}] for model ${limits.model} (0 means ${policy.maxTicks}), got ${maxTicks}`,
+      `halt_policy.max_ticks must be in [1, ${limits.maxTicks}] for model ${limits.model} (${maxTicksSource(limits)}; 0 means ${policy.maxTicks}), got ${maxTicks}`,
     );
   }
   if (maxTicks > 0) policy.maxTicks = maxTicks;
@@ -120,6 +126,14 @@ export function thresholdForAccuracy(target: number, limits: TickLimits): number
     );
   }
   return Math.min(...reaching.map((p) => p.threshold));
+}
+
+/** Which bound made limits.maxTicks what it is. */
+function maxTicksSource(limits: TickLimits): string {
+  const { serverMaxTicks } = limits;
+  if (serverMaxTicks === undefined) return "the model's ticks.max, or the server's --max-ticks if that is lower";
+  if (serverMaxTicks > 0 && serverMaxTicks === limits.maxTicks) return `the server's --max-ticks ${serverMaxTicks}`;
+  return "the model's ticks.max";
 }
 
 function unitInterval(field: string, value: number): number {

@@ -3,7 +3,7 @@
  * input spec exactly. Checking a tensor here gives the client a message naming the offending index;
  * letting a NaN through would poison the batch's shared graph run for nobody's benefit.
  */
-import type { InputSpec } from "../model/manifest.ts";
+import type { ImageInput, InputSpec } from "../model/manifest.ts";
 import { ImageDecodeError, type ImageLimits, preprocessImage } from "../runtime/imagePreprocess.ts";
 import { invalidArgument } from "./serverError.ts";
 
@@ -52,6 +52,8 @@ export function checkTensorInput(
     );
   }
   const allowed = spec.allowedValues ? new Set(spec.allowedValues.map(Math.fround)) : undefined;
+  const ranges = spec.image ? pixelRanges(spec.image) : undefined;
+  const plane = spec.image ? spec.image.width * spec.image.height : 1;
   const row = Float32Array.from(input.values);
   for (let i = 0; i < row.length; i++) {
     const v = row[i] as number;
@@ -61,6 +63,26 @@ export function checkTensorInput(
         `input.tensor.values[${i}] is ${v}; model ${model} accepts only ${[...(spec.allowedValues ?? [])].join(", ")}`,
       );
     }
+    const range = ranges?.[Math.floor(i / plane)];
+    if (range && !(v >= range.low - range.slack && v <= range.high + range.slack)) {
+      throw invalidArgument(
+        `input.tensor.values[${i}] is ${v}; model ${model} takes normalised pixels, (pixel / 255 - mean) / std, in [${range.low.toFixed(4)}, ${range.high.toFixed(4)}] for channel ${Math.floor(i / plane)}`,
+      );
+    }
   }
   return row;
+}
+
+/**
+ * What the manifest's normalisation can produce from pixels in [0, 255], per channel, widened by a
+ * hair for float32 rounding. An image model has only ever seen values in this range; far outside it
+ * (1e30, say) its graph overflows and answers NaN certainty to a request that looked valid.
+ */
+function pixelRanges(image: ImageInput): { low: number; high: number; slack: number }[] {
+  return Array.from({ length: image.channels }, (_, c) => {
+    const mean = image.normalize.mean[c] as number;
+    const std = image.normalize.std[c] as number;
+    const [a, b] = [(0 - mean) / std, (1 - mean) / std];
+    return { low: Math.min(a, b), high: Math.max(a, b), slack: 1e-4 * Math.abs(b - a) };
+  });
 }

@@ -11,14 +11,12 @@
  */
 import sharp, { type Sharp } from "sharp";
 import type { ImageInput } from "../model/manifest.ts";
+import { FORMAT_NAMES, type RasterFormat, readImageHeader } from "./imageHeader.ts";
 
 /** The input bytes are not an image this server accepts; the message says why. */
 export class ImageDecodeError extends Error {
   override name = "ImageDecodeError";
 }
-
-export const IMAGE_FORMATS = ["png", "jpeg", "webp", "gif", "tiff"] as const;
-const FORMAT_NAMES = "PNG, JPEG, WebP, GIF or TIFF";
 
 /** What the server accepts (see config.ts for the defaults). */
 export interface ImageLimits {
@@ -26,7 +24,8 @@ export interface ImageLimits {
   maxPixels: number;
   /** Largest width or height, from the header. */
   maxSide: number;
-  formats: readonly string[];
+  /** Accepted formats, among the raster formats readImageHeader sizes. */
+  formats: readonly RasterFormat[];
 }
 /** Large photos are reduced to this before the per-pixel work; a digit survives it easily. */
 const WORKING_SIZE = 256;
@@ -39,20 +38,65 @@ const MIN_CONTRAST = 16;
 sharp.cache(false);
 
 export async function preprocessImage(data: Uint8Array, spec: ImageInput, limits: ImageLimits): Promise<Float32Array> {
-  const format = await detectFormat(data, limits);
-  if (!(IMAGE_FORMATS as readonly string[]).includes(format) || !limits.formats.includes(format)) {
-    throw new ImageDecodeError(`is a ${format} image, which is not supported; send ${FORMAT_NAMES}`);
-  }
+  await admitImage(data, limits);
   return spec.preprocess === "mnist-digit" ? mnistDigit(data, spec, limits) : stretch(data, spec, limits);
 }
 
-async function detectFormat(data: Uint8Array, limits: ImageLimits): Promise<string> {
-  try {
-    const meta = await sharp(data, { limitInputPixels: limits.maxPixels }).metadata();
-    return meta.format ?? "unknown";
-  } catch (error) {
-    throw new ImageDecodeError(`is not a decodable image (${FORMAT_NAMES}): ${messageOf(error)}`);
+/**
+ * Refuses, before any pixel is decoded, what the server does not accept: a format that is not on the
+ * list (identified from the magic bytes by our own code, so that no other format reaches libvips and
+ * the interpreters behind some of its loaders), and a declared size beyond the limits (read from the
+ * header, so that a decompression bomb is refused without allocating its bitmap). libvips then reads
+ * the header itself (sharp's metadata() decodes no pixels) and must agree on the format and the limits;
+ * limitInputPixels stays on every decode as a last line of defence.
+ */
+async function admitImage(data: Uint8Array, limits: ImageLimits): Promise<void> {
+  const accepted = acceptedNames(limits);
+  const header = readImageHeader(data);
+  if (header.format === "unknown") {
+    throw new ImageDecodeError(`is not an image in an accepted format; send ${accepted}`);
   }
+  if (header.format === "other")
+    throw new ImageDecodeError(`is ${header.name}, which is not supported; send ${accepted}`);
+  const name = FORMAT_NAMES[header.format];
+  if (!limits.formats.includes(header.format)) {
+    throw new ImageDecodeError(`is ${name}, which is not supported; send ${accepted}`);
+  }
+  if ("problem" in header) throw new ImageDecodeError(`is not a readable ${name} image: ${header.problem}`);
+  checkSize(header.width, header.height, `its ${name} header`, limits);
+
+  let meta: { format?: string; width?: number; height?: number };
+  try {
+    meta = await sharp(data, { limitInputPixels: limits.maxPixels }).metadata();
+  } catch (error) {
+    throw new ImageDecodeError(`could not be decoded as ${name}: ${messageOf(error)}`);
+  }
+  if (meta.format !== header.format) {
+    throw new ImageDecodeError(`could not be decoded: it starts like ${name}, but libvips reads it as ${meta.format}`);
+  }
+  checkSize(meta.width ?? 0, meta.height ?? 0, `libvips's reading of its ${name} header`, limits);
+}
+
+function checkSize(width: number, height: number, source: string, limits: ImageLimits): void {
+  const size = `${width} x ${height} pixels (from ${source})`;
+  if (width === 0 || height === 0) throw new ImageDecodeError(`is ${size}: an empty image`);
+  if (width > limits.maxSide || height > limits.maxSide) {
+    throw new ImageDecodeError(
+      `is ${size}, beyond the ${limits.maxSide} pixels a side this server accepts (--max-image-side)`,
+    );
+  }
+  if (width * height > limits.maxPixels) {
+    throw new ImageDecodeError(
+      `is ${size} = ${width * height} pixels, beyond the ${limits.maxPixels} this server accepts (--max-image-pixels)`,
+    );
+  }
+}
+
+/** "PNG, JPEG, WebP, GIF or TIFF (--image-formats)", from the server's list. */
+function acceptedNames(limits: ImageLimits): string {
+  const names = limits.formats.map((f) => FORMAT_NAMES[f]);
+  const list = names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names.at(-1)}` : (names[0] ?? "nothing");
+  return `${list} (--image-formats)`;
 }
 
 /** First frame/page, EXIF orientation applied, transparency flattened onto white paper. */

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
+import { tolerantClassifyDecoding } from "./requestDecoding.ts";
 
 export const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
 export const CTM_PROTO = "ctm/v1/ctm.proto";
@@ -37,7 +38,7 @@ export function loadProtocol(): Protocol {
     ctm: { v1: { CtmService: grpc.ServiceClientConstructor } };
   };
   const CtmClient = grpcObject.ctm.v1.CtmService;
-  loaded = { packageDefinition, ctmService: CtmClient.service, CtmClient };
+  loaded = { packageDefinition, ctmService: tolerantClassifyDecoding(CtmClient.service), CtmClient };
   return loaded;
 }
 

@@ -2,6 +2,7 @@
  * ClassifyRequest (as decoded by proto-loader) -> the engine's ClassifyJob. Only shape is checked
  * here; bounds that depend on the model are the engine's to check.
  */
+import type * as grpc from "@grpc/grpc-js";
 import type { ClassifyJob } from "../engine/modelEngine.ts";
 import type { ModelInput } from "../engine/modelInput.ts";
 import { invalidArgument } from "../engine/serverError.ts";
@@ -14,7 +15,45 @@ export interface DecodedClassify {
   includeTrace: boolean;
 }
 
-export function decodeClassifyRequest(request: ClassifyRequestMessage): DecodedClassify {
+/** Marks a request body that is not a valid protobuf message; see tolerantClassifyDecoding. */
+const UNDECODABLE = Symbol("undecodable request");
+
+interface UndecodableRequest {
+  [UNDECODABLE]: { bytes: number; reason: string };
+}
+
+/**
+ * The service definition with Classify and ClassifyStream decoding tolerantly: grpc-js answers a body
+ * that fails to deserialize with INTERNAL ("Error deserializing request"), which would blame the
+ * server for a client's bytes. The tolerant deserializer hands such a body to the handler as a marker
+ * instead, and decodeClassifyRequest refuses it with INVALID_ARGUMENT.
+ */
+export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
+  for (const name of ["Classify", "ClassifyStream"]) {
+    const method = service[name];
+    if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
+    const deserialize = method.requestDeserialize;
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return deserialize(bytes);
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          return { [UNDECODABLE]: { bytes: bytes.length, reason } } satisfies UndecodableRequest;
+        }
+      },
+    };
+  }
+  return wrapped as grpc.ServiceDefinition;
+}
+
+export function decodeClassifyRequest(request: ClassifyRequestMessage | UndecodableRequest): DecodedClassify {
+  if (UNDECODABLE in request) {
+    const { bytes, reason } = request[UNDECODABLE];
+    throw invalidArgument(`the request (${bytes} bytes) is not a valid ctm.v1.ClassifyRequest message: ${reason}`);
+  }
   const policy = request.halt_policy ?? {};
   return {
     model: request.model ?? "",
