@@ -14,8 +14,10 @@ import { ModelRegistry } from "./engine/modelRegistry.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
+import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
+import { serverCredentials } from "./transport/serverCredentials.ts";
 
 export interface StartOptions {
   /** Defaults to pino on stdout at config.logLevel. */
@@ -42,20 +44,32 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const registry = new ModelRegistry();
   const metrics = new ServerMetrics();
   const health = new HealthImplementation({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
+  // Secrets and certificates are read before anything binds: a bad file fails the start, naming it.
+  const credentials = serverCredentials(config.tls);
+  const tokens = TokenTable.load(config.auth);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.limits.maxMessageBytes,
     "grpc.max_concurrent_streams": config.limits.maxConcurrentStreams,
+    interceptors: tokens ? [authInterceptor(tokens)] : [],
   });
   server.addService(protocol.ctmService, createCtmService(registry, metrics, log));
   health.addToServer(server);
   new ReflectionService(protocol.packageDefinition).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${config.host}:${config.port}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+    server.bindAsync(`${config.host}:${config.port}`, credentials, (error, bound) =>
       error ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`)) : resolve(bound),
     );
   });
-  log.info({ host: config.host, port }, "gRPC listening; loading models");
+  log.info(
+    {
+      host: config.host,
+      port,
+      tls: config.tls ? (config.tls.clientCa ? "mutual" : "server") : "off",
+      authTokens: tokens?.size ?? 0,
+    },
+    "gRPC listening; loading models",
+  );
 
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   const closeAll = async () => {

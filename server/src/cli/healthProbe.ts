@@ -3,11 +3,17 @@
  * The container HEALTHCHECK runs it (Kubernetes probes speak gRPC health natively and need no client).
  *
  *   node --import tsx server/src/cli/healthProbe.ts [--service <name>] [--timeout-ms <n>]
+ *        [--tls-ca <pem> [--tls-cert <pem> --tls-key <pem>] [--server-name <name>]]
+ *
+ * Health needs no bearer token (see transport/authentication.ts), but a TLS port needs a TLS client:
+ * the probe uses one when the server's CTM_TLS_CERT is set, trusting --tls-ca, and presents
+ * --tls-cert/--tls-key when the server asks for client certificates.
  *
  * The address comes from the server's own configuration (CTM_HOST, CTM_PORT and the rest of the
  * environment, read by config.ts), so the probe always asks the port the server in the same container
  * was told to bind. A wildcard bind address is asked through loopback.
  */
+import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
@@ -17,6 +23,11 @@ const USAGE = `Usage: node --import tsx server/src/cli/healthProbe.ts [options]
 
   --service <name>      service to ask about ("" is the whole server; default "")
   --timeout-ms <n>      give up after n milliseconds (default 3000)
+  --tls-ca <pem>        CA that signed the server's certificate (needed when the server uses TLS)
+  --tls-cert <pem>      client certificate, for a server with --tls-client-ca (mutual TLS)
+  --tls-key <pem>       private key of --tls-cert
+  --server-name <name>  name to check the server certificate against (default: the certificate's
+                        address, 127.0.0.1 for a wildcard bind)
 
 The address is the server's: CTM_HOST and CTM_PORT as the server reads them.
 Exit status: 0 SERVING, 1 anything else (NOT_SERVING, unreachable, timeout), 2 bad usage.`;
@@ -41,15 +52,22 @@ export function probeAddress(host: string, port: number): string {
 }
 
 /** One grpc.health.v1.Health/Check call; resolves to the status, or to the error's text. */
-export function checkHealth(address: string, serviceName: string, timeoutMs: number): Promise<string> {
+export function checkHealth(
+  address: string,
+  serviceName: string,
+  timeoutMs: number,
+  credentials = grpc.credentials.createInsecure(),
+  channelOptions: grpc.ChannelOptions = {},
+): Promise<string> {
   const Health = grpc.makeGenericClientConstructor(
     healthService as unknown as grpc.ServiceDefinition,
     "Health",
   ) as unknown as new (
     address: string,
     credentials: grpc.ChannelCredentials,
+    options: grpc.ChannelOptions,
   ) => HealthClient;
-  const client = new Health(address, grpc.credentials.createInsecure());
+  const client = new Health(address, credentials, channelOptions);
   return new Promise((resolve) => {
     client.Check({ service: serviceName }, { deadline: Date.now() + timeoutMs }, (error, response) => {
       client.close();
@@ -58,8 +76,18 @@ export function checkHealth(address: string, serviceName: string, timeoutMs: num
   });
 }
 
-function parseArgs(argv: readonly string[]): { service: string; timeoutMs: number } | "help" {
-  const options = { service: "", timeoutMs: 3000 };
+interface ProbeOptions {
+  service: string;
+  timeoutMs: number;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  serverName?: string;
+}
+
+function parseArgs(argv: readonly string[]): ProbeOptions | "help" {
+  const options: ProbeOptions = { service: "", timeoutMs: 3000 };
+  const files = { "--tls-ca": "tlsCa", "--tls-cert": "tlsCert", "--tls-key": "tlsKey" } as const;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = argv[i + 1];
@@ -67,6 +95,9 @@ function parseArgs(argv: readonly string[]): { service: string; timeoutMs: numbe
     if (arg === "--service" && value !== undefined) options.service = value;
     else if (arg === "--timeout-ms" && value !== undefined && /^\d+$/.test(value) && Number(value) > 0)
       options.timeoutMs = Number(value);
+    else if (arg !== undefined && arg in files && value !== undefined)
+      options[files[arg as keyof typeof files]] = value;
+    else if (arg === "--server-name" && value !== undefined) options.serverName = value;
     else throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}${value === undefined ? "" : ` ${value}`}`);
     i++;
   }
@@ -76,6 +107,7 @@ function parseArgs(argv: readonly string[]): { service: string; timeoutMs: numbe
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseArgs>;
   let address: string;
+  let credentials: grpc.ChannelCredentials;
   try {
     options = parseArgs(process.argv.slice(2));
     const config = parseConfig([], process.env);
@@ -84,15 +116,38 @@ async function main(): Promise<number> {
       return 0;
     }
     address = probeAddress(config.host, config.port);
+    credentials = probeCredentials(options, config.tls !== null);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`healthProbe: ${error.message}\n\n${USAGE}`);
     return 2;
   }
-  const status = await checkHealth(address, options.service, options.timeoutMs);
+  const channelOptions = options.serverName ? { "grpc.ssl_target_name_override": options.serverName } : {};
+  const status = await checkHealth(address, options.service, options.timeoutMs, credentials, channelOptions);
   const what = options.service === "" ? "server" : options.service;
   console.log(`${what} at ${address}: ${status}`);
   return status === "SERVING" ? 0 : 1;
+}
+
+/** Plaintext for a plaintext server; TLS (with a client certificate if given) for a TLS one. */
+function probeCredentials(options: ProbeOptions, serverUsesTls: boolean): grpc.ChannelCredentials {
+  if (!serverUsesTls && !options.tlsCa) return grpc.credentials.createInsecure();
+  if (!options.tlsCa) throw new ConfigError("the server uses TLS (CTM_TLS_CERT is set): give --tls-ca");
+  if (Boolean(options.tlsCert) !== Boolean(options.tlsKey))
+    throw new ConfigError("--tls-cert and --tls-key go together");
+  const read = (flag: string, path: string | undefined) => {
+    if (!path) return null;
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new ConfigError(`${flag}: cannot read ${path}: ${(error as Error).message}`);
+    }
+  };
+  return grpc.credentials.createSsl(
+    read("--tls-ca", options.tlsCa),
+    read("--tls-key", options.tlsKey),
+    read("--tls-cert", options.tlsCert),
+  );
 }
 
 // Run as a program, not when a test imports checkHealth.

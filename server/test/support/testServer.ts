@@ -136,10 +136,9 @@ type UnaryMethod<Req, Res> = (request: Req, options: grpc.CallOptions, callback:
 export class CtmTestClient {
   readonly raw: grpc.Client & Record<string, unknown>;
 
-  constructor(address: string) {
+  constructor(address: string, credentials = grpc.credentials.createInsecure()) {
     const { CtmClient } = loadProtocol();
-    this.raw = new CtmClient(address, grpc.credentials.createInsecure()) as unknown as grpc.Client &
-      Record<string, unknown>;
+    this.raw = new CtmClient(address, credentials) as unknown as grpc.Client & Record<string, unknown>;
   }
 
   private unary<Req, Res>(method: string, request: Req, options: grpc.CallOptions = {}): Promise<Res> {
