@@ -9,13 +9,13 @@ import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { ServerConfig } from "./config.ts";
-import { ModelEngine } from "./engine/modelEngine.ts";
+import { loadModels } from "./engine/modelLoading.ts";
 import { ModelRegistry } from "./engine/modelRegistry.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
-import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
+import { modelHealthService } from "./transport/modelHealth.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
 
@@ -72,6 +72,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   );
 
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  /** Per-model health services (transport/modelHealth.ts), turned NOT_SERVING with the rest on shutdown. */
+  const modelServices: string[] = [];
   const closeAll = async () => {
     await Promise.all(registry.all().map((engine) => engine.close()));
     server.forceShutdown();
@@ -83,7 +85,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       log.info({ host: config.metrics.host, port: metricsServer.port }, "metrics at /metrics");
     }
     await options.onListening?.(port);
-    const definitions = discoverModelFolders(config.modelsDir).map(loadModelFolder);
     const engineOptions = {
       workers: config.workers,
       workerNice: config.workerNice,
@@ -97,16 +98,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       },
       session: { provider: config.provider, threads: config.threads },
     };
-    await Promise.all(
-      definitions.map(async (definition) => {
-        const engine = await ModelEngine.start(definition, engineOptions, log, metrics.engine);
-        registry.add(engine);
-        const { name, version } = definition.manifest;
-        log.info(
-          { model: name, version, dir: definition.dir, threads: config.threads, provider: engine.provider },
-          "model loaded",
-        );
-      }),
+    await loadModels(
+      registry,
+      { modelsDir: config.modelsDir, onModelError: config.onModelError, engine: engineOptions },
+      log,
+      metrics.engine,
+      (name, ready) => {
+        modelServices.push(modelHealthService(name));
+        health.setStatus(modelHealthService(name), ready ? "SERVING" : "NOT_SERVING");
+      },
     );
   } catch (error) {
     await closeAll();
@@ -115,7 +115,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   registry.markLoaded();
   health.setStatus("", "SERVING");
   health.setStatus(CTM_SERVICE, "SERVING");
-  log.info({ port, models: registry.all().map((e) => e.name) }, "serving");
+  log.info(
+    { port, models: registry.all().map((e) => e.name), failed: registry.failed().map((f) => f.name) },
+    "serving",
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.graceMs) => {
@@ -123,6 +126,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       log.info({ graceMs }, "shutting down: draining in-flight requests");
       health.setStatus("", "NOT_SERVING");
       health.setStatus(CTM_SERVICE, "NOT_SERVING");
+      for (const service of modelServices) health.setStatus(service, "NOT_SERVING");
       await Promise.all(registry.all().map((engine) => engine.drain(graceMs)));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);

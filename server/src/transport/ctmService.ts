@@ -144,7 +144,7 @@ export function createCtmService(
       callback: grpc.sendUnaryData<ListModelsResponseMessage>,
     ) {
       const started = performance.now();
-      callback(null, { models: registry.all().map(encodeModelInfo) });
+      callback(null, { models: registry.listed().map(encodeModelInfo) });
       record("", "ListModels", grpcStatus.OK, started);
     },
 
@@ -155,7 +155,7 @@ export function createCtmService(
       const started = performance.now();
       const { name = "", version = 0 } = call.request;
       try {
-        callback(null, encodeModelInfo(registry.get(name, version, "name")));
+        callback(null, encodeModelInfo(registry.find(name, version, "name")));
         record(name, "GetModel", grpcStatus.OK, started);
       } catch (error) {
         const status = toStatus(error, log, { method: "GetModel", model: name });

@@ -157,4 +157,8 @@ export interface ModelInfoMessage {
   } | null;
   default_policy: HaltPolicyMessage;
   provider: string;
+  state: ModelStateName;
+  load_error: string;
 }
+
+export type ModelStateName = "MODEL_STATE_UNSPECIFIED" | "MODEL_STATE_READY" | "MODEL_STATE_FAILED";

@@ -1,7 +1,9 @@
 /** Engine results -> ctm.v1 messages. */
 import type { HaltPolicy, HaltReason } from "../engine/haltPolicy.ts";
 import type { InferenceResult, ModelEngine, TickReport } from "../engine/modelEngine.ts";
+import type { FailedModel, ListedModel } from "../engine/modelRegistry.ts";
 import type { Prediction } from "../engine/prediction.ts";
+import type { ModelDefinition } from "../model/modelFolder.ts";
 import type {
   ClassifyResponseMessage,
   HaltPolicyMessage,
@@ -66,8 +68,57 @@ export function encodeResult(
   };
 }
 
-export function encodeModelInfo(engine: ModelEngine): ModelInfoMessage {
-  const { manifest, calibration } = engine.definition;
+/**
+ * A model as ListModels and GetModel describe it: a loaded engine, or a registry entry that is either
+ * that or a model that failed to load (then with its load error, and whatever its manifest said).
+ */
+export function encodeModelInfo(model: ModelEngine | ListedModel): ModelInfoMessage {
+  if (!("ready" in model)) return encodeModelInfo({ ready: true, engine: model });
+  if (!model.ready) return encodeFailedModel(model.failed);
+  const { engine } = model;
+  return {
+    ...encodeDefinition(engine.definition, engine.defaultPolicy),
+    provider: engine.provider,
+    state: "MODEL_STATE_READY",
+  };
+}
+
+function encodeFailedModel(failed: FailedModel): ModelInfoMessage {
+  const base = failed.definition
+    ? encodeDefinition(failed.definition, undefined)
+    : {
+        ...EMPTY_INFO,
+        input: { ...EMPTY_INFO.input },
+      };
+  return {
+    ...base,
+    name: failed.name,
+    version: failed.version,
+    provider: "",
+    state: "MODEL_STATE_FAILED",
+    load_error: failed.reason,
+  };
+}
+
+const EMPTY_INFO: ModelInfoMessage = {
+  name: "",
+  version: 0,
+  task: "",
+  description: "",
+  input: { kind: "", shape: [], dtype: "", image: null, allowed_values: [] },
+  output_shape: [],
+  labels: [],
+  trained_ticks: 0,
+  max_ticks: 0,
+  calibration: null,
+  default_policy: {},
+  provider: "",
+  state: "MODEL_STATE_UNSPECIFIED",
+  load_error: "",
+};
+
+function encodeDefinition(definition: ModelDefinition, defaultPolicy: HaltPolicy | undefined): ModelInfoMessage {
+  const { manifest, calibration } = definition;
   const { image } = manifest.input;
   return {
     name: manifest.name,
@@ -113,7 +164,9 @@ export function encodeModelInfo(engine: ModelEngine): ModelInfoMessage {
           })),
         }
       : null,
-    default_policy: encodePolicy(engine.defaultPolicy),
-    provider: engine.provider,
+    default_policy: defaultPolicy ? encodePolicy(defaultPolicy) : {},
+    provider: "",
+    state: "MODEL_STATE_UNSPECIFIED",
+    load_error: "",
   };
 }
