@@ -5,13 +5,17 @@
  *      in-process loop over the same ONNX graphs;
  *   2. throughput with many concurrent callers (a separate load-generator process): tick-level
  *      batching (--max-batch 64) against the same server with --max-batch 1;
- *   3. grpc.health.v1 Check latency, probed from this process, while the batching server is saturated.
+ *   3. grpc.health.v1 Check latency, probed from this process, while the batching server is saturated
+ *      (and, for reference, the same probe against the idle server: the floor on this machine).
  *
  * Every request runs every tick (min_ticks = max_ticks), so each one costs the same. Measurements
  * alternate in rounds so that a change in background load hits both sides of a comparison alike.
  *
  *   npm run bench -- [--rounds 3] [--requests 30] [--seconds 6] [--callers 64] [--threads N]
  *                    [--worker-nice N] [--out out/bench.json]
+ *
+ * --threads and --worker-nice go to both servers; without them the servers use their defaults. The
+ * bare loop always gets the intra-op thread count the servers run with.
  */
 import { execFile } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -23,6 +27,7 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import * as hdr from "hdr-histogram-js";
+import { parseConfig } from "../src/config.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
 import { openBareLoop } from "./bareLoop.ts";
@@ -43,9 +48,18 @@ const ROUNDS = option("rounds", 3);
 const REQUESTS = option("requests", 30);
 const SECONDS = option("seconds", 6);
 const CALLERS = option("callers", 64);
-const THREADS = option("threads", availableParallelism());
+/** Passed to both servers when given; otherwise they use their defaults, and so does the bare loop. */
+const THREADS_FLAG = process.argv.includes("--threads") ? ["--threads", String(option("threads", 1))] : [];
 /** Passed to both servers; -1 leaves the server's default. */
 const WORKER_NICE = option("worker-nice", -1, -1);
+const SERVER_FLAGS = ["--provider", "cpu", ...THREADS_FLAG];
+if (WORKER_NICE >= 0) SERVER_FLAGS.push("--worker-nice", String(WORKER_NICE));
+// What the servers will run with, resolved as they resolve it (they inherit this environment), so
+// that the bare loop gets the same intra-op thread count.
+const serverConfig = parseConfig(SERVER_FLAGS, process.env);
+if (serverConfig === "help") throw new Error("the server flags asked for help. This is a bug.");
+const THREADS = serverConfig.threads;
+const NICENESS = serverConfig.workerNice;
 
 // ---------------------------------------------------------------- inputs
 const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
@@ -167,12 +181,10 @@ async function main() {
   mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(REQUEST_FILE, serialize(request));
   console.error(
-    `model ${manifest.name}/${manifest.version}, ${ticks} ticks per request; ${machine.cores} cores (${machine.cpu}); load ${machine.loadAverageAtStart}`,
+    `model ${manifest.name}/${manifest.version}, ${ticks} ticks per request; ${machine.cores} cores (${machine.cpu}); load ${machine.loadAverageAtStart}; ${THREADS} intra-op thread(s), worker nice ${NICENESS}`,
   );
-  const threads = ["--provider", "cpu", "--threads", String(THREADS)];
-  if (WORKER_NICE >= 0) threads.push("--worker-nice", String(WORKER_NICE));
-  const batched = await startServerProcess(REPO, [...threads, "--max-batch", "64", "--max-queue", "1024"]);
-  const unbatched = await startServerProcess(REPO, [...threads, "--max-batch", "1", "--max-queue", "1024"]);
+  const batched = await startServerProcess(REPO, [...SERVER_FLAGS, "--max-batch", "64", "--max-queue", "1024"]);
+  const unbatched = await startServerProcess(REPO, [...SERVER_FLAGS, "--max-batch", "1", "--max-queue", "1024"]);
   const bare = await openBareLoop(model, THREADS);
   const client = ctmClient(batched.port);
 
@@ -194,11 +206,10 @@ async function main() {
   const unbatchedRps: number[] = [];
   const batchedGraphMs: number[] = [];
   const unbatchedGraphMs: number[] = [];
-  const health = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 60_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
+  const histogram = () =>
+    hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const health = histogram();
+  const idleHealth = histogram();
   for (let round = 1; round <= ROUNDS; round++) {
     console.error(`round ${round}/${ROUNDS}`);
     bareMs.push(...(await timed(REQUESTS, () => bare.run(input, ticks))));
@@ -221,6 +232,12 @@ async function main() {
     );
 
     const prober = healthClient(batched.port);
+    for (let i = 0; i < REQUESTS * 3; i++) {
+      const t0 = performance.now();
+      await prober.check();
+      idleHealth.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     let probing = true;
     const probes = (async () => {
       while (probing) {
@@ -257,7 +274,9 @@ async function main() {
       secondsPerRound: SECONDS,
       callers: CALLERS,
       threads: THREADS,
-      workerNice: WORKER_NICE >= 0 ? WORKER_NICE : "server default",
+      threadsSource: THREADS_FLAG.length > 0 ? "--threads" : "server default",
+      workerNice: NICENESS,
+      workerNiceSource: WORKER_NICE >= 0 ? "--worker-nice" : "server default",
     },
     latency: {
       bareMs: { p50: percentile(bareMs, 50), p90: percentile(bareMs, 90), mean: mean(bareMs) },
@@ -286,6 +305,12 @@ async function main() {
       p50: health.getValueAtPercentile(50) / 1000,
       p99: health.getValueAtPercentile(99) / 1000,
       max: health.maxValue / 1000,
+      idle: {
+        count: idleHealth.totalCount,
+        p50: idleHealth.getValueAtPercentile(50) / 1000,
+        p99: idleHealth.getValueAtPercentile(99) / 1000,
+        max: idleHealth.maxValue / 1000,
+      },
     },
   };
   writeFileSync(OUT, `${JSON.stringify(results, null, 2)}\n`);
@@ -302,7 +327,8 @@ async function main() {
 | 2. throughput, ${CALLERS} callers, --max-batch 1 | ${throughput.unbatchedRps.toFixed(1)} req/s | |
 | 2. speed-up from tick-level batching | ${throughput.speedup.toFixed(2)}x | >= 4x |
 | 2. onnxruntime time per answered request, --max-batch 64 / 1 | ${ms(throughput.graphMsPerRequest.batched)} / ${ms(throughput.graphMsPerRequest.unbatched)} (${throughput.graphSaving.toFixed(2)}x less) | |
-| 3. health Check while saturated (p50 / p99 / max, ${healthMs.count} checks) | ${ms(healthMs.p50)} / ${ms(healthMs.p99)} / ${ms(healthMs.max)} | p99 < 5 ms |`);
+| 3. health Check while saturated (p50 / p99 / max, ${healthMs.count} checks) | ${ms(healthMs.p50)} / ${ms(healthMs.p99)} / ${ms(healthMs.max)} | p99 < 5 ms |
+| 3. health Check on the idle server (p50 / p99 / max, ${healthMs.idle.count} checks) | ${ms(healthMs.idle.p50)} / ${ms(healthMs.idle.p99)} / ${ms(healthMs.idle.max)} | |`);
   console.error(`results written to ${OUT}`);
 }
 

@@ -11,8 +11,10 @@
  * ticks past the last one handed to gRPC, not at the end of its run.
  *
  * Runs inside a worker thread (see schedulerWorker.ts): the graph runs are synchronous, and this loop
- * must never stall the gRPC event loop. It yields to its own event loop between steps so that
- * admissions, credits and cancellations posted by the main thread arrive at the next boundary.
+ * must never stall the gRPC event loop. Admissions, credits and cancellations posted by the main
+ * thread are taken at every boundary: from `inbox`, which hands over whatever has arrived without
+ * waiting, or, without one, by yielding a turn of this thread's event loop (a turn per tick cost a
+ * lone request about 3% of its time on a 2-core machine).
  */
 import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
@@ -69,6 +71,8 @@ export class Scheduler {
     private readonly layout: OutputLayout,
     private readonly emit: (step: StepMessage) => void,
     private readonly now: () => number = Date.now,
+    /** Delivers the messages that have arrived, synchronously (see the class comment). */
+    private readonly inbox?: () => void,
   ) {
     this.width = layout.shape.reduce((a, b) => a * b, 1);
   }
@@ -109,7 +113,8 @@ export class Scheduler {
         continue;
       }
       await this.step();
-      await nextTurn();
+      if (this.inbox) this.inbox();
+      else await nextTurn();
     }
   }
 

@@ -2,7 +2,7 @@
  * Worker-thread entry: one CtmBatch (one encoder and one tick session) driven by one Scheduler. The
  * main thread admits, credits and cancels requests by message and gets StepMessages back.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { CtmBatch } from "../runtime/ctmBatch.ts";
 import { Scheduler, transferablesOf } from "./scheduler.ts";
 import { lowerThreadPriority } from "./threadPriority.ts";
@@ -22,13 +22,24 @@ try {
   post({ type: "failed", message: error instanceof Error ? error.message : String(error) });
   process.exit(1);
 }
-const scheduler = new Scheduler(batch, model.manifest.output, (step) => post(step, transferablesOf(step)));
-port.on("message", (message: ToWorker) => {
-  if (message.type === "admit") scheduler.admit(message);
-  else if (message.type === "cancel") scheduler.cancel(message.id);
-  else if (message.type === "credit") for (const [id, tick] of message.credits) scheduler.credit(id, tick);
-  else scheduler.stop();
-});
+function deliver(messages: ToWorker[]): void {
+  for (const message of messages) {
+    if (message.type === "admit") scheduler.admit(message);
+    else if (message.type === "cancel") scheduler.cancel(message.id);
+    else if (message.type === "credit") for (const [id, tick] of message.credits) scheduler.credit(id, tick);
+    else scheduler.stop();
+  }
+}
+const scheduler = new Scheduler(
+  batch,
+  model.manifest.output,
+  (step) => post(step, transferablesOf(step)),
+  Date.now,
+  () => {
+    for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) deliver(next.message);
+  },
+);
+port.on("message", deliver);
 post({ type: "ready", provider: batch.provider, fallbackReason: batch.fallbackReason });
 await scheduler.run();
 await batch.close();

@@ -1,6 +1,7 @@
 /**
  * Messages between a model engine (main thread) and its scheduler workers. Float32Arrays travel as
- * transferred buffers, never copied.
+ * transferred buffers, never copied. The main thread sends arrays of ToWorker messages (everything
+ * it had for the worker in one event-loop task); the worker sends one FromWorker per postMessage.
  */
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { SessionSettings } from "../runtime/executionProvider.ts";

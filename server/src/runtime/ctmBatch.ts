@@ -74,6 +74,11 @@ export class CtmBatch {
    * change builds none (building them, with onnxruntime's checks, cost as much as a small tick).
    */
   private readonly views = new WeakMap<Float32Array, { rows: number; tensor: ort.Tensor }>();
+  /**
+   * The last tick run's feeds and fetches while the rows stay the same: the next run needs only the
+   * state entries swapped, so a steady tick builds neither records nor tensors.
+   */
+  private runArgs: { feeds: Record<string, ort.Tensor>; fetches: Record<string, ort.Tensor> } | undefined;
 
   private constructor(
     private readonly manifest: Manifest,
@@ -188,25 +193,20 @@ export class CtmBatch {
 
   /** One batched run of the tick graph over every row that is not parked. */
   async tick(): Promise<TickRun> {
-    this.applyChanges();
+    if (this.applyChanges()) this.runArgs = undefined;
     const n = this.ids.length;
     if (n === 0) throw new Error("tick() on an empty batch. This is a bug.");
-    const feeds: Record<string, ort.Tensor> = {};
-    const fetches: Record<string, ort.Tensor> = {};
-    const rows = (buffer: Float32Array, rowSize: number, shape: readonly number[]) =>
-      this.view(buffer, n, rowSize, shape);
-    for (const f of this.feeds) {
-      feeds[f.name] = rows(f.current, f.rowSize, f.shape);
-      if (f.next && f.output) fetches[f.output] = rows(f.next, f.rowSize, f.shape);
-    }
-    const { logits, certainty, probabilities } = this.outputs;
-    for (const o of [logits, certainty, probabilities]) fetches[o.name] = rows(o.buffer, o.rowSize, o.shape);
+    this.runArgs ??= this.buildRunArgs(n);
+    const { feeds, fetches } = this.runArgs;
     const started = performance.now();
     await this.sessions.tick.run(feeds, fetches);
     const runMs = performance.now() - started;
     for (const f of this.feeds) {
-      if (f.next) [f.current, f.next] = [f.next, f.current];
+      if (!f.next || !f.output) continue;
+      [f.current, f.next] = [f.next, f.current];
+      [feeds[f.name], fetches[f.output]] = [fetches[f.output] as ort.Tensor, feeds[f.name] as ort.Tensor];
     }
+    const { logits, certainty, probabilities } = this.outputs;
     return {
       ids: [...this.ids],
       logits: logits.buffer.subarray(0, n * logits.rowSize),
@@ -220,9 +220,24 @@ export class CtmBatch {
     await Promise.all([this.sessions.encoder.release(), this.sessions.tick.release()]);
   }
 
-  /** Leaving and parking rows go, resumed and new rows come; each moved row is copied once. */
-  private applyChanges(): void {
+  private buildRunArgs(n: number): NonNullable<CtmBatch["runArgs"]> {
+    const feeds: Record<string, ort.Tensor> = {};
+    const fetches: Record<string, ort.Tensor> = {};
+    for (const f of this.feeds) {
+      feeds[f.name] = this.view(f.current, n, f.rowSize, f.shape);
+      if (f.next && f.output) fetches[f.output] = this.view(f.next, n, f.rowSize, f.shape);
+    }
+    for (const o of Object.values(this.outputs)) fetches[o.name] = this.view(o.buffer, n, o.rowSize, o.shape);
+    return { feeds, fetches };
+  }
+
+  /**
+   * Leaving and parking rows go, resumed and new rows come; each moved row is copied once. Returns
+   * whether the rows changed.
+   */
+  private applyChanges(): boolean {
     const { leaving, parking } = this;
+    if (leaving.size === 0 && parking.size === 0 && this.resuming.size === 0 && this.pending.length === 0) return false;
     if (leaving.size > 0 || parking.size > 0) {
       // From the highest index down, so that the last row, moved into each hole, always stays.
       const going = this.ids.flatMap((id, row) => (leaving.has(id) || parking.has(id) ? [row] : [])).reverse();
@@ -261,6 +276,7 @@ export class CtmBatch {
     leaving.clear();
     parking.clear();
     this.resuming.clear();
+    return true;
   }
 
   private view(buffer: Float32Array, n: number, rowSize: number, shape: readonly number[]): ort.Tensor {
@@ -281,6 +297,7 @@ export class CtmBatch {
   /** Twice the room: a rare full copy, after which the batch fits again. */
   private grow(): void {
     this.capacity *= 2;
+    this.runArgs = undefined;
     const used = this.ids.length;
     for (const f of this.feeds) {
       const current = new Float32Array(this.capacity * f.rowSize);
