@@ -138,6 +138,7 @@ export class ModelEngine {
       trainedTicks: manifest.ticks.trained,
       maxTicks: options.maxTicks > 0 ? Math.min(manifest.ticks.max, options.maxTicks) : manifest.ticks.max,
       calibration,
+      serverMaxTicks: options.maxTicks,
     };
     this.defaultPolicy = defaultHaltPolicy(this.limits);
   }
