@@ -342,6 +342,7 @@ export class ModelEngine {
       model: this.definition,
       session: this.options.session,
       niceness: this.options.workerNice,
+      warmUpRows: this.options.maxBatch,
     };
     let thread: SchedulerThread;
     try {

@@ -12,12 +12,13 @@ const port = parentPort;
 if (!port) throw new Error("schedulerWorker.ts must run in a worker thread. This is a bug.");
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-const { model, session, niceness } = workerData as WorkerData;
+const { model, session, niceness, warmUpRows } = workerData as WorkerData;
 // Before the sessions exist, so that their intra-op threads inherit it.
 if (niceness > 0) lowerThreadPriority(niceness);
 let batch: CtmBatch;
 try {
   batch = await CtmBatch.open(model, session);
+  await batch.warmUp(warmUpRows);
 } catch (error) {
   post({ type: "failed", message: error instanceof Error ? error.message : String(error) });
   process.exit(1);

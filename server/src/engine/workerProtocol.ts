@@ -12,6 +12,8 @@ export interface WorkerData {
   session: SessionSettings;
   /** Nice steps below the event loop for this thread and its intra-op threads. */
   niceness: number;
+  /** Rows of the warm-up run before the worker reports ready: the engine's max-batch. */
+  warmUpRows: number;
 }
 
 // ---------------------------------------------------------------- main -> worker

@@ -171,6 +171,23 @@ export class CtmBatch {
     return runMs;
   }
 
+  /**
+   * Runs `rows` blank rows through both graphs once and drops them, as Triton's model warm-up does.
+   * onnxruntime's CPU arena keeps the largest intermediate tensors it has needed and the batch's
+   * buffers grow by doubling, so without this the server's memory creeps up in steps of several MiB
+   * whenever a larger batch than ever before happens to form (the soak in docs/reliability.md saw it),
+   * and the request that forms it pays for the growth. Warmed up to max-batch, memory is at its
+   * working size before the first request.
+   */
+  async warmUp(rows: number): Promise<void> {
+    if (this.ids.length > 0 || this.pending.length > 0) throw new Error("warmUp() on a batch in use. This is a bug.");
+    const ids = Array.from({ length: rows }, (_, i) => -1 - i);
+    await this.join(ids, new Float32Array(rows * product(this.manifest.input.shape)));
+    await this.tick();
+    this.leave(ids);
+    if (this.applyChanges()) this.runArgs = undefined;
+  }
+
   /** These rows leave before the next tick, parked or not. */
   leave(ids: Iterable<number>): void {
     for (const id of ids) this.leaving.add(id);
