@@ -7,9 +7,9 @@
  */
 import { availableParallelism } from "node:os";
 import { LOG_LEVELS, type LogLevel } from "./logger.ts";
-import { PROVIDER_CHOICES, type ProviderChoice } from "./runtime/executionProvider.ts";
 // Raster formats only: vector and document formats (SVG, PDF) would run interpreters on the input.
 import { RASTER_FORMATS, type RasterFormat } from "./runtime/imageHeader.ts";
+import { PROVIDER_CHOICES, type ProviderChoice } from "./runtime/providerChoice.ts";
 
 export interface ServerConfig {
   host: string;

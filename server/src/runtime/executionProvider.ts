@@ -6,9 +6,7 @@
  * retries on the CPU, keeping the reason for the log.
  */
 import * as ort from "onnxruntime-node";
-
-export type ProviderChoice = "auto" | "cpu" | "cuda";
-export const PROVIDER_CHOICES: readonly ProviderChoice[] = ["auto", "cpu", "cuda"];
+import type { ProviderChoice } from "./providerChoice.ts";
 
 export interface SessionSettings {
   provider: ProviderChoice;
