@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { type ServerProcess, startServerProcess } from "../../server/bench/serverProcess.ts";
 import { CtmConnection } from "./connection.ts";
 import { arrivalSchedule, seededRandom } from "./openLoop.ts";
+import type { TlsOptions } from "./options.ts";
 import { loadSamples } from "./samples.ts";
 import { EXPECTED, KINDS, type Kind, type MixFractions, type Outcome, pickKind, send } from "./soakMix.ts";
 
@@ -28,6 +29,11 @@ const USAGE = `usage: npm run soak -- --minutes N [options]
   --rate R             requests per second, Poisson arrivals (default 40)
   --address HOST:PORT  a running server (default: start one on a free port, CPU provider)
   --metrics-url URL    its /metrics, for its RSS (default with --address: none, memory not reported)
+  --tls-ca FILE        with --address: connect with TLS, trusting this PEM CA
+  --tls-cert FILE      with --tls-key: present this client certificate (mutual TLS)
+  --tls-key FILE       its private key
+  --tls-server-name N  the name to check the server certificate against
+  --token TOKEN        with --address: send "authorization: Bearer TOKEN" (default $CTM_TOKEN)
   --samples PATH       model folder or labels.json (default models/mnist-ctm/1)
   --model NAME         default: the server's only model
   --cancel F           share of requests cancelled mid-call by the client (default 0.08)
@@ -48,6 +54,8 @@ interface SoakOptions {
   minutes: number;
   rate: number;
   address: string | undefined;
+  tls: TlsOptions | null;
+  token: string | undefined;
   metricsUrl: string | undefined;
   samples: string;
   model: string | undefined;
@@ -69,6 +77,11 @@ function parseOptions(argv: string[]): SoakOptions | "help" {
       rate: { type: "string" },
       address: { type: "string" },
       "metrics-url": { type: "string" },
+      "tls-ca": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-server-name": { type: "string" },
+      token: { type: "string" },
       samples: { type: "string" },
       model: { type: "string" },
       cancel: { type: "string" },
@@ -106,10 +119,28 @@ function parseOptions(argv: string[]): SoakOptions | "help" {
     cancel: number("cancel", values.cancel, 0.08, 0, 0.5),
     bad: number("bad", values.bad, 0.08, 0, 0.5),
   };
+  const anyTls = values["tls-ca"] !== undefined || values["tls-cert"] !== undefined;
+  const token = values.token ?? (process.env.CTM_TOKEN || undefined);
+  // The server the soak starts itself is plaintext and open; security options are for --address.
+  if ((anyTls || token !== undefined) && values.address === undefined)
+    throw new UsageError("--tls-* and --token need --address: the server the soak starts has neither");
+  if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined))
+    throw new UsageError("--tls-cert and --tls-key go together");
+  if (values["tls-server-name"] !== undefined && !anyTls)
+    throw new UsageError("--tls-server-name needs TLS: give --tls-ca or --tls-cert/--tls-key");
   return {
     minutes,
     rate: number("rate", values.rate, 40, 0.1),
     address: values.address,
+    tls: anyTls
+      ? {
+          ca: values["tls-ca"],
+          cert: values["tls-cert"],
+          key: values["tls-key"],
+          serverName: values["tls-server-name"],
+        }
+      : null,
+    token,
     metricsUrl: values["metrics-url"],
     samples: values.samples ?? join(REPO, "models", "mnist-ctm", "1"),
     model: values.model,
@@ -257,7 +288,7 @@ async function soak(options: SoakOptions): Promise<boolean> {
     address = `127.0.0.1:${server.port}`;
     metricsUrl = `http://127.0.0.1:${server.metricsPort}/metrics`;
   }
-  const connection = CtmConnection.open({ address, tls: null, token: undefined, connections: 2 });
+  const connection = CtmConnection.open({ address, tls: options.tls, token: options.token, connections: 2 });
   try {
     const info = await connection.pickModel(options.model, new Date(Date.now() + 10_000));
     const { samples } = loadSamples(options.samples);

@@ -88,6 +88,31 @@ describe("npm run soak", () => {
     assert.equal(sent, result.completed);
   });
 
+  it("soaks a server behind mutual TLS and a bearer token", async () => {
+    const tls = (name: string) => join(REPO, "server", "test", "fixtures", "tls", name);
+    const token = "soak-token-0123456789abcdef";
+    const t = await startTestServer({
+      tls: { cert: tls("server.pem"), key: tls("server.key"), clientCa: tls("ca.pem") },
+      auth: { tokens: [token], tokensFile: null },
+    });
+    try {
+      const out = join(mkdtempSync(join(tmpdir(), "ctm-soak-")), "soak.json");
+      const secured = ["--address", `localhost:${t.server.port}`, "--tls-ca", tls("ca.pem")];
+      secured.push("--tls-cert", tls("client.pem"), "--tls-key", tls("client.key"));
+      const run = ["--minutes", "0.05", "--rate", "20", "--report-s", "1", "--out", out];
+      const { code, stdout } = await runSoak([...secured, ...run, "--token", token]);
+      assert.equal(code, 0, stdout);
+      const result = JSON.parse(readFileSync(out, "utf8")) as SoakResult;
+      assert.equal(result.unexpectedCount, 0);
+      assert.ok((result.byKind["good-unary"].OK ?? 0) + (result.byKind["good-stream"].OK ?? 0) > 0);
+      // Without the token the server lets nothing in, and the soak says so and fails.
+      const refused = await runSoak([...secured, ...run]);
+      assert.notEqual(refused.code, 0);
+    } finally {
+      await t.close();
+    }
+  });
+
   it("fails when good requests are refused", async () => {
     // One batch slot and no queue: at this rate most good requests get RESOURCE_EXHAUSTED.
     const t = await startTestServer({ maxBatch: 1, maxQueue: 0 });

@@ -259,7 +259,7 @@ describe("a scheduler worker that dies", () => {
         for (const { stream } of streams) stream.once("data", () => resolve());
       });
       // Not Worker.terminate(): landing inside a graph run, it aborts the whole process (onnxruntime-node
-      // 1.30 throws a C++ exception out of the interrupted run; docs/reliability-faults.md). A message
+      // 1.30 throws a C++ exception out of the interrupted run; docs/reliability.md, Faults). A message
       // the worker cannot handle kills it the way a bug would: an uncaught exception, between runs.
       const died = new Promise((resolve) => killed.once("exit", resolve));
       killed.postMessage({ type: "credit", credits: 0 });
