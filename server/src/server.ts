@@ -10,7 +10,7 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { ServerConfig } from "./config.ts";
 import { loadModels } from "./engine/modelLoading.ts";
-import { ModelRegistry } from "./engine/modelRegistry.ts";
+import { ModelRegistry, nameOf } from "./engine/modelRegistry.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
@@ -72,8 +72,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   );
 
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
-  /** Per-model health services (transport/modelHealth.ts), turned NOT_SERVING with the rest on shutdown. */
-  const modelServices: string[] = [];
   const closeAll = async () => {
     await Promise.all(registry.all().map((engine) => engine.close()));
     server.forceShutdown();
@@ -103,16 +101,14 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       { modelsDir: config.modelsDir, onModelError: config.onModelError, engine: engineOptions },
       log,
       metrics.engine,
-      (name, ready) => {
-        modelServices.push(modelHealthService(name));
-        health.setStatus(modelHealthService(name), ready ? "SERVING" : "NOT_SERVING");
-      },
     );
   } catch (error) {
     await closeAll();
     throw error;
   }
   registry.markLoaded();
+  for (const model of registry.listed())
+    health.setStatus(modelHealthService(nameOf(model)), model.ready ? "SERVING" : "NOT_SERVING");
   health.setStatus("", "SERVING");
   health.setStatus(CTM_SERVICE, "SERVING");
   log.info(
@@ -126,7 +122,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       log.info({ graceMs }, "shutting down: draining in-flight requests");
       health.setStatus("", "NOT_SERVING");
       health.setStatus(CTM_SERVICE, "NOT_SERVING");
-      for (const service of modelServices) health.setStatus(service, "NOT_SERVING");
+      for (const model of registry.listed()) health.setStatus(modelHealthService(nameOf(model)), "NOT_SERVING");
       await Promise.all(registry.all().map((engine) => engine.drain(graceMs)));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);

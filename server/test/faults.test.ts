@@ -209,7 +209,7 @@ describe("--on-model-error skip", () => {
     const modelsDir = modelsWithBrokenCopy("broken", truncate("tick.onnx"), false);
     await assert.rejects(
       startServer(testConfig({ modelsDir, metrics: null, onModelError: "skip" }), { logger: createLogger("silent") }),
-      /^Error: no model in \S+ could be loaded: broken\/1: \S+broken\/1\/tick\.onnx is not a valid ONNX model/,
+      /^Error: no model in \S+ could be loaded: broken\/1: model broken: worker 0 could not start: \S+broken\/1\/tick\.onnx is not a valid ONNX model/,
     );
   });
 });

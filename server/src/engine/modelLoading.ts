@@ -3,13 +3,11 @@
  * `exit` fails the start with the first error, `skip` records the model as failed (listed, not ready,
  * its calls UNAVAILABLE with the error) and serves the others.
  *
- * In three passes, so that the common mistakes cost nothing: every manifest is parsed, then every
- * graph is checked against its manifest (graphContract.ts), and only then do workers start. A broken
- * folder under `exit` therefore stops the server before any worker thread exists.
+ * Every manifest is parsed before any worker starts, so a broken manifest under `exit` costs no thread;
+ * each worker then checks its graphs against the manifest as it opens them (runtime/graphContract.ts).
  */
 import type { ModelErrorPolicy } from "../config.ts";
 import { discoverModelFolders, loadModelFolder, type ModelDefinition } from "../model/modelFolder.ts";
-import { checkGraphContract } from "../runtime/graphContract.ts";
 import { type EngineLog, type EngineObserver, type EngineOptions, ModelEngine } from "./modelEngine.ts";
 import type { FailedModel, ModelRegistry } from "./modelRegistry.ts";
 
@@ -18,9 +16,6 @@ export interface ModelLoadingOptions {
   onModelError: ModelErrorPolicy;
   engine: EngineOptions;
 }
-
-/** Told as each model's fate is known: true once it serves, false when it failed to load. */
-export type ModelStateListener = (name: string, ready: boolean) => void;
 
 /**
  * Fills `registry`. Throws when the models folder is unusable, when a model fails under `exit`, and
@@ -32,13 +27,11 @@ export async function loadModels(
   options: ModelLoadingOptions,
   log: EngineLog,
   observer: EngineObserver | undefined,
-  onState: ModelStateListener,
 ): Promise<void> {
   const fail = (dir: string, definition: ModelDefinition | undefined, error: unknown) => {
     if (options.onModelError === "exit") throw error;
     const failed = failedModel(dir, definition, error);
     registry.addFailure(failed);
-    onState(failed.name, false);
     log.error(
       { model: failed.name, version: failed.version, dir, err: error },
       `model ${failed.name} failed to load and is not served (--on-model-error skip): ${failed.reason}`,
@@ -53,26 +46,16 @@ export async function loadModels(
       fail(dir, undefined, error);
     }
   }
-  const checked: ModelDefinition[] = [];
-  for (const definition of parsed) {
-    try {
-      await checkGraphContract(definition);
-      checked.push(definition);
-    } catch (error) {
-      fail(definition.dir, definition, error);
-    }
-  }
   // Settled, not raced: under `exit` every engine that did start must reach the registry to be closed.
   const started = await Promise.allSettled(
-    checked.map((definition) => ModelEngine.start(definition, options.engine, log, observer)),
+    parsed.map((definition) => ModelEngine.start(definition, options.engine, log, observer)),
   );
   const errors: unknown[] = [];
   started.forEach((outcome, i) => {
-    const definition = checked[i] as ModelDefinition;
+    const definition = parsed[i] as ModelDefinition;
     if (outcome.status === "fulfilled") {
       const engine = outcome.value;
       registry.add(engine);
-      onState(engine.name, true);
       const { name, version } = definition.manifest;
       log.info(
         {

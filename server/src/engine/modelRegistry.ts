@@ -96,6 +96,7 @@ export class ModelRegistry {
   }
 }
 
-function nameOf(model: ListedModel): string {
+/** The name of a listed model, loaded or failed. */
+export function nameOf(model: ListedModel): string {
   return model.ready ? model.engine.name : model.failed.name;
 }

@@ -16,6 +16,7 @@ import * as ort from "onnxruntime-node";
 import type { Manifest } from "../model/manifest.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import { type OpenedSessions, openSessions, type SessionSettings } from "./executionProvider.ts";
+import { checkGraphContract } from "./graphContract.ts";
 
 /**
  * One tick's outputs for every row, batch-major, in the order of `ids`. The arrays are views into the
@@ -114,30 +115,16 @@ export class CtmBatch {
     };
   }
 
-  /** Opens the model's sessions and checks that the graphs have the names the manifest promises. */
+  /** Opens the model's sessions and checks that the graphs keep the manifest's contract (graphContract.ts). */
   static async open(model: ModelDefinition, settings: SessionSettings): Promise<CtmBatch> {
     const sessions = await openSessions(model.encoderPath, model.tickPath, settings);
-    const { manifest } = model;
     try {
-      for (const [graph, session, spec] of [
-        ["encoder", sessions.encoder, manifest.graphs.encoder],
-        ["tick", sessions.tick, manifest.graphs.tick],
-      ] as const) {
-        const has = (names: readonly string[], name: string, side: string) => {
-          if (!names.includes(name)) {
-            throw new Error(
-              `${model.dir}: manifest graphs.${graph}.${side} lists "${name}" but ${spec.file} has ${side} [${names.join(", ")}]`,
-            );
-          }
-        };
-        for (const t of spec.inputs) has(session.inputNames, t.name, "inputs");
-        for (const t of spec.outputs) has(session.outputNames, t.name, "outputs");
-      }
+      checkGraphContract(model, sessions);
     } catch (error) {
       await Promise.all([sessions.encoder.release(), sessions.tick.release()]);
       throw error;
     }
-    return new CtmBatch(manifest, sessions);
+    return new CtmBatch(model.manifest, sessions);
   }
 
   get provider(): OpenedSessions["provider"] {

@@ -51,12 +51,25 @@ async function open(encoderPath: string, tickPath: string, provider: "cpu" | "cu
     // the gRPC event loop needs, and a tick run is too short for the wake-up latency to matter.
     extra: { session: { intra_op: { allow_spinning: "0" } } },
   };
-  const encoder = await ort.InferenceSession.create(encoderPath, options);
+  const encoder = await create(encoderPath, options);
   try {
-    return { encoder, tick: await ort.InferenceSession.create(tickPath, options) };
+    return { encoder, tick: await create(tickPath, options) };
   } catch (error) {
     await encoder.release();
     throw error;
+  }
+}
+
+async function create(path: string, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(path, options);
+  } catch (error) {
+    // onnxruntime says "Load model from <path> failed:<reason>" for a file it cannot parse; put the path
+    // first and say what it means. Other errors (a provider that cannot load) pass unchanged.
+    const message = error instanceof Error ? error.message : String(error);
+    const unreadable = /^Load model from .* failed:\s*(.*)$/s.exec(message);
+    if (!unreadable) throw error;
+    throw new Error(`${path} is not a valid ONNX model: ${(unreadable[1] ?? "").trim()}`);
   }
 }
 

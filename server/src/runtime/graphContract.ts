@@ -2,13 +2,12 @@
  * The contract between a manifest and its ONNX graphs: every tensor the manifest lists exists in the
  * graph with the same element type and shape, and the graph needs no input the manifest does not list.
  *
- * Checked once per model at start-up, on the main thread, before any worker opens a session: a graph
- * that is corrupt, or that was exported with other names or widths than its manifest says, then fails
- * the start (or, with --on-model-error skip, marks that one model not ready) with the file and the
- * tensor named, instead of failing inside a worker at the first request with an onnxruntime message
- * about a buffer size.
+ * Checked by every worker on the sessions it opens (CtmBatch.open), before it reports ready: a graph
+ * that was exported with other names or widths than its manifest says then fails the start (or, with
+ * --on-model-error skip, marks that one model not ready) with the file and the tensor named, instead of
+ * failing at the first request with an onnxruntime message about a buffer size.
  */
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import { type Dim, type GraphSpec, type GraphTensor, MANIFEST_FILE } from "../model/manifest.ts";
 import { type ModelDefinition, ModelFolderError } from "../model/modelFolder.ts";
 
@@ -19,43 +18,22 @@ export interface GraphSignature {
 }
 
 /** Throws a ModelFolderError naming the graph file and every way it breaks the manifest's contract. */
-export async function checkGraphContract(model: ModelDefinition): Promise<void> {
+export function checkGraphContract(
+  model: ModelDefinition,
+  sessions: { encoder: ort.InferenceSession; tick: ort.InferenceSession },
+): void {
   const { encoder, tick } = model.manifest.graphs;
-  for (const [path, spec, field] of [
-    [model.encoderPath, encoder, "graphs.encoder"],
-    [model.tickPath, tick, "graphs.tick"],
+  for (const [path, session, spec, field] of [
+    [model.encoderPath, sessions.encoder, encoder, "graphs.encoder"],
+    [model.tickPath, sessions.tick, tick, "graphs.tick"],
   ] as const) {
-    const problems = contractProblems(await readGraphSignature(path), spec);
+    const problems = contractProblems({ inputs: session.inputMetadata, outputs: session.outputMetadata }, spec);
     if (problems.length > 0) {
       throw new ModelFolderError(
         `${path} does not match ${field} in ${model.dir}/${MANIFEST_FILE}: ${problems.join("; ")}`,
       );
     }
   }
-}
-
-/**
- * Opens the graph just long enough to read its signature. Optimisation is off: it only slows the load,
- * and the signature is the file's own.
- */
-export async function readGraphSignature(path: string): Promise<GraphSignature> {
-  let session: ort.InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(path, {
-      executionProviders: ["cpu"],
-      graphOptimizationLevel: "disabled",
-      intraOpNumThreads: 1,
-      interOpNumThreads: 1,
-    });
-  } catch (error) {
-    // onnxruntime says "Load model from <path> failed:<reason>"; the path is ours to put first.
-    const message = error instanceof Error ? error.message : String(error);
-    const reason = message.replace(/^Load model from .* failed:\s*/s, "").trim();
-    throw new ModelFolderError(`${path} is not a valid ONNX model: ${reason}`);
-  }
-  const signature = { inputs: [...session.inputMetadata], outputs: [...session.outputMetadata] };
-  await session.release();
-  return signature;
 }
 
 /** Every way `graph` differs from what `spec` promises; empty when it keeps the contract. */
