@@ -8,6 +8,10 @@
  *   3. grpc.health.v1 Check latency, probed from this process, while the batching server is saturated
  *      (and, for reference, the same probe against the idle server: the floor on this machine).
  *
+ * Both 1 and 3 are also measured against a control, the thinnest gRPC server over the same graphs
+ * (thinServer.ts: the bare loop on its event loop, nothing else), in its own process: what gRPC on
+ * this machine costs any grpc-js server, so that the real server's own share can be told apart.
+ *
  * Every request runs every tick (min_ticks = max_ticks), so each one costs the same. Measurements
  * alternate in rounds so that a change in background load hits both sides of a comparison alike.
  *
@@ -169,6 +173,13 @@ async function graphMsPerRequest(metricsPort: number, load: () => Promise<number
   return [rps, graph / (after.requests - before.requests)];
 }
 
+const summary = (h: hdr.Histogram) => ({
+  count: h.totalCount,
+  p50: h.getValueAtPercentile(50) / 1000,
+  p99: h.getValueAtPercentile(99) / 1000,
+  max: h.maxValue / 1000,
+});
+
 // ---------------------------------------------------------------- run
 async function main() {
   const machine = {
@@ -185,21 +196,26 @@ async function main() {
   );
   const batched = await startServerProcess(REPO, [...SERVER_FLAGS, "--max-batch", "64", "--max-queue", "1024"]);
   const unbatched = await startServerProcess(REPO, [...SERVER_FLAGS, "--max-batch", "1", "--max-queue", "1024"]);
+  const thin = await startServerProcess(REPO, ["--threads", String(THREADS)], "server/bench/thinServer.ts");
   const bare = await openBareLoop(model, THREADS);
   const client = ctmClient(batched.port);
+  const thinClient = ctmClient(thin.port);
 
   // Warm-up: first runs allocate arenas and JIT the hot paths on both sides.
   await timed(10, () => bare.run(input, ticks));
-  await timed(10, async () => {
-    const t0 = performance.now();
-    await client.classify();
-    return performance.now() - t0;
-  });
+  for (const c of [client, thinClient]) {
+    await timed(10, async () => {
+      const t0 = performance.now();
+      await c.classify();
+      return performance.now() - t0;
+    });
+  }
   await saturate(batched.port, CALLERS, 1);
   await saturate(unbatched.port, CALLERS, 1);
 
   const bareMs: number[] = [];
   const serverMs: number[] = [];
+  const thinMs: number[] = [];
   const rpcMs: number[] = [];
   const inside = { handler: 0, tickRuns: 0, encoderRuns: 0 };
   const batchedRps: number[] = [];
@@ -210,6 +226,8 @@ async function main() {
     hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   const health = histogram();
   const idleHealth = histogram();
+  const thinHealth = histogram();
+  const thinIdleHealth = histogram();
   for (let round = 1; round <= ROUNDS; round++) {
     console.error(`round ${round}/${ROUNDS}`);
     bareMs.push(...(await timed(REQUESTS, () => bare.run(input, ticks))));
@@ -223,6 +241,13 @@ async function main() {
     );
     const after = await serverTimes(batched.metricsPort);
     for (const key of Object.keys(inside) as (keyof typeof inside)[]) inside[key] += after[key] - before[key];
+    thinMs.push(
+      ...(await timed(REQUESTS, async () => {
+        const t0 = performance.now();
+        await thinClient.classify();
+        return performance.now() - t0;
+      })),
+    );
     rpcMs.push(
       ...(await timed(REQUESTS, async () => {
         const t0 = performance.now();
@@ -231,20 +256,24 @@ async function main() {
       })),
     );
 
+    // The real server's and the control's health alternate, one probe every 5 ms.
     const prober = healthClient(batched.port);
-    for (let i = 0; i < REQUESTS * 3; i++) {
+    const thinProber = healthClient(thin.port);
+    const probe = async (check: () => Promise<void>, into: hdr.Histogram) => {
       const t0 = performance.now();
-      await prober.check();
-      idleHealth.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+      await check();
+      into.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
       await new Promise((resolve) => setTimeout(resolve, 5));
+    };
+    for (let i = 0; i < REQUESTS * 3; i++) {
+      await probe(prober.check, idleHealth);
+      await probe(thinProber.check, thinIdleHealth);
     }
     let probing = true;
     const probes = (async () => {
       while (probing) {
-        const t0 = performance.now();
-        await prober.check();
-        health.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        await probe(prober.check, health);
+        await probe(thinProber.check, thinHealth);
       }
     })();
     const [rps, graphMs] = await graphMsPerRequest(batched.metricsPort, () => saturate(batched.port, CALLERS, SECONDS));
@@ -253,6 +282,7 @@ async function main() {
     probing = false;
     await probes;
     prober.close();
+    thinProber.close();
     const [rps1, graphMs1] = await graphMsPerRequest(unbatched.metricsPort, () =>
       saturate(unbatched.port, CALLERS, SECONDS),
     );
@@ -260,8 +290,9 @@ async function main() {
     unbatchedGraphMs.push(graphMs1);
   }
   client.close();
+  thinClient.close();
   await bare.close();
-  await Promise.all([batched.stop(), unbatched.stop()]);
+  await Promise.all([batched.stop(), unbatched.stop(), thin.stop()]);
 
   const results = {
     date: new Date().toISOString(),
@@ -283,6 +314,12 @@ async function main() {
       serverMs: { p50: percentile(serverMs, 50), p90: percentile(serverMs, 90), mean: mean(serverMs) },
       overheadP50: percentile(serverMs, 50) / percentile(bareMs, 50) - 1,
       overheadMean: mean(serverMs) / mean(bareMs) - 1,
+      // The control: the thinnest grpc-js server over the same graphs (thinServer.ts).
+      thinServerMs: { p50: percentile(thinMs, 50), p90: percentile(thinMs, 90), mean: mean(thinMs) },
+      thinOverheadP50: percentile(thinMs, 50) / percentile(bareMs, 50) - 1,
+      /** The 25% target in milliseconds, and what the server adds beyond the control. */
+      budgetMs: 0.25 * percentile(bareMs, 50),
+      beyondThinP50Ms: percentile(serverMs, 50) - percentile(thinMs, 50),
       // Per request, as the server measured it: the handler from receipt to answer, and inside it
       // the graph runs (the rest is worker hand-offs and the scheduler).
       getModelRoundTripMs: { p50: percentile(rpcMs, 50), mean: mean(rpcMs) },
@@ -301,6 +338,7 @@ async function main() {
       graphSaving: mean(unbatchedGraphMs) / mean(batchedGraphMs),
     },
     healthMs: {
+      thin: { saturated: summary(thinHealth), idle: summary(thinIdleHealth) },
       count: health.totalCount,
       p50: health.getValueAtPercentile(50) / 1000,
       p99: health.getValueAtPercentile(99) / 1000,
@@ -321,6 +359,8 @@ async function main() {
 | 1. single request, ${ticks} ticks: bare in-process loop (p50 / mean) | ${ms(latency.bareMs.p50)} / ${ms(latency.bareMs.mean)} | |
 | 1. single request, ${ticks} ticks: server over gRPC (p50 / mean) | ${ms(latency.serverMs.p50)} / ${ms(latency.serverMs.mean)} | |
 | 1. overhead of the server (p50 / mean) | ${(100 * latency.overheadP50).toFixed(1)}% / ${(100 * latency.overheadMean).toFixed(1)}% | <= 25% |
+| 1. control: thinnest grpc-js server over the same graphs (p50 / mean), its overhead (p50) | ${ms(latency.thinServerMs.p50)} / ${ms(latency.thinServerMs.mean)}, ${(100 * latency.thinOverheadP50).toFixed(1)}% | |
+| 1. the 25% budget; what the server adds beyond the control (p50) | ${ms(latency.budgetMs)}; ${ms(latency.beyondThinP50Ms)} | |
 | 1. a gRPC round trip that computes nothing (GetModel, p50 / mean) | ${ms(latency.getModelRoundTripMs.p50)} / ${ms(latency.getModelRoundTripMs.mean)} | |
 | 1. inside the server, per request (mean): handler / tick runs / encoder run | ${ms(latency.serverSideMs.handler)} / ${ms(latency.serverSideMs.tickRuns)} / ${ms(latency.serverSideMs.encoderRuns)} | |
 | 2. throughput, ${CALLERS} callers, --max-batch 64 | ${throughput.batchedRps.toFixed(1)} req/s (${(throughput.batchedRps * ticks).toFixed(0)} request-ticks/s) | |
@@ -328,7 +368,8 @@ async function main() {
 | 2. speed-up from tick-level batching | ${throughput.speedup.toFixed(2)}x | >= 4x |
 | 2. onnxruntime time per answered request, --max-batch 64 / 1 | ${ms(throughput.graphMsPerRequest.batched)} / ${ms(throughput.graphMsPerRequest.unbatched)} (${throughput.graphSaving.toFixed(2)}x less) | |
 | 3. health Check while saturated (p50 / p99 / max, ${healthMs.count} checks) | ${ms(healthMs.p50)} / ${ms(healthMs.p99)} / ${ms(healthMs.max)} | p99 < 5 ms |
-| 3. health Check on the idle server (p50 / p99 / max, ${healthMs.idle.count} checks) | ${ms(healthMs.idle.p50)} / ${ms(healthMs.idle.p99)} / ${ms(healthMs.idle.max)} | |`);
+| 3. health Check on the idle server (p50 / p99 / max, ${healthMs.idle.count} checks) | ${ms(healthMs.idle.p50)} / ${ms(healthMs.idle.p99)} / ${ms(healthMs.idle.max)} | |
+| 3. control's health Check meanwhile, while saturated / idle (p50 / p99) | ${ms(healthMs.thin.saturated.p50)} / ${ms(healthMs.thin.saturated.p99)}; ${ms(healthMs.thin.idle.p50)} / ${ms(healthMs.thin.idle.p99)} | |`);
   console.error(`results written to ${OUT}`);
 }
 

@@ -23,22 +23,19 @@ function freePort(): Promise<number> {
   });
 }
 
-export async function startServerProcess(repo: string, flags: string[]): Promise<ServerProcess> {
+/**
+ * Starts server/src/main.ts, or `script` when given: another server that takes the same flags (or
+ * ignores them) and logs {"msg": "serving", "port": P} on stdout the same way (thinServer.ts).
+ */
+export async function startServerProcess(
+  repo: string,
+  flags: string[],
+  script = "server/src/main.ts",
+): Promise<ServerProcess> {
   const metrics = await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      "server/src/main.ts",
-      "--port",
-      "0",
-      "--metrics-port",
-      String(metrics),
-      "--log-level",
-      "info",
-      ...flags,
-    ],
+    ["--import", "tsx", script, "--port", "0", "--metrics-port", String(metrics), "--log-level", "info", ...flags],
     { cwd: repo, stdio: ["ignore", "pipe", "inherit"] },
   );
   // Never leave a server behind, whatever happens to the benchmark.

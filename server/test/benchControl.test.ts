@@ -1,0 +1,52 @@
+/**
+ * The benchmark's control (server/bench/thinServer.ts) must do the same work as the server it is
+ * compared with, or benchmarks 1 and 3 compare nothing: over real gRPC, its answer for every golden
+ * input is the export's last-tick prediction, and its health service answers.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
+import { type ServerProcess, startServerProcess } from "../bench/serverProcess.ts";
+import { CtmTestClient, type GoldenCase, REPO, readModelJson, tensorRequest } from "./support/testServer.ts";
+
+describe("benchmark control: the thinnest server over the same graphs", () => {
+  const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
+  let thin: ServerProcess;
+  let client: CtmTestClient;
+
+  before(async () => {
+    thin = await startServerProcess(REPO, ["--threads", "1"], "server/bench/thinServer.ts");
+    client = new CtmTestClient(`127.0.0.1:${thin.port}`);
+  });
+  after(async () => {
+    client?.close();
+    await thin?.stop();
+  });
+
+  it("answers every golden input with the export's last-tick prediction", async () => {
+    assert.ok(golden.cases.length > 0);
+    for (const [i, case_] of golden.cases.entries()) {
+      const response = await client.classify(tensorRequest(case_, { max_ticks: golden.ticks }));
+      const last = case_.probabilities[golden.ticks - 1] as number[];
+      const expected = last.indexOf(Math.max(...last));
+      const [top] = response.top_k;
+      assert.equal(response.ticks_used, golden.ticks, `case ${i}`);
+      assert.equal(top?.index, expected, `case ${i}: top class`);
+      assert.ok(Math.abs((top?.probability ?? Number.NaN) - (last[expected] as number)) <= 1e-4, `case ${i}`);
+    }
+  });
+
+  it("answers grpc.health.v1 Check with SERVING", async () => {
+    const Health = grpc.makeGenericClientConstructor(healthService, "Health");
+    const health = new Health(`127.0.0.1:${thin.port}`, grpc.credentials.createInsecure());
+    const response = await new Promise<{ status: string }>((resolve, reject) =>
+      (health as unknown as { check: (r: object, cb: (e: Error | null, r: { status: string }) => void) => void }).check(
+        { service: "" },
+        (error, reply) => (error ? reject(error) : resolve(reply)),
+      ),
+    );
+    health.close();
+    assert.equal(response.status, "SERVING");
+  });
+});
