@@ -231,23 +231,20 @@ async function main() {
   for (let round = 1; round <= ROUNDS; round++) {
     console.error(`round ${round}/${ROUNDS}`);
     bareMs.push(...(await timed(REQUESTS, () => bare.run(input, ticks))));
+    // The server and its control alternate request by request.
     const before = await serverTimes(batched.metricsPort);
-    serverMs.push(
-      ...(await timed(REQUESTS, async () => {
+    for (let i = 0; i < REQUESTS; i++) {
+      for (const [c, into] of [
+        [client, serverMs],
+        [thinClient, thinMs],
+      ] as const) {
         const t0 = performance.now();
-        await client.classify();
-        return performance.now() - t0;
-      })),
-    );
+        await c.classify();
+        into.push(performance.now() - t0);
+      }
+    }
     const after = await serverTimes(batched.metricsPort);
     for (const key of Object.keys(inside) as (keyof typeof inside)[]) inside[key] += after[key] - before[key];
-    thinMs.push(
-      ...(await timed(REQUESTS, async () => {
-        const t0 = performance.now();
-        await thinClient.classify();
-        return performance.now() - t0;
-      })),
-    );
     rpcMs.push(
       ...(await timed(REQUESTS, async () => {
         const t0 = performance.now();
