@@ -52,6 +52,7 @@ const ROUNDS = option("rounds", 3);
 const REQUESTS = option("requests", 30);
 const SECONDS = option("seconds", 6);
 const CALLERS = option("callers", 64);
+const WARM_UP_SECONDS = 4;
 /** Passed to both servers when given; otherwise they use their defaults, and so does the bare loop. */
 const THREADS_FLAG = process.argv.includes("--threads") ? ["--threads", String(option("threads", 1))] : [];
 /** Passed to both servers; -1 leaves the server's default. */
@@ -210,8 +211,10 @@ async function main() {
       return performance.now() - t0;
     });
   }
-  await saturate(batched.port, CALLERS, 1);
-  await saturate(unbatched.port, CALLERS, 1);
+  // A second of load was not enough: the first measured round still ran 25% slower than the next two
+  // (out/bench.json's perRound, 2026-11-29), on both servers.
+  await saturate(batched.port, CALLERS, WARM_UP_SECONDS);
+  await saturate(unbatched.port, CALLERS, WARM_UP_SECONDS);
 
   const bareMs: number[] = [];
   const serverMs: number[] = [];
