@@ -30,6 +30,11 @@ export interface ServerConfig {
   metrics: { host: string; port: number } | null;
   /** How long shutdown waits for in-flight requests before cancelling them. */
   graceMs: number;
+  /**
+   * A client connection older than this (give or take 10%) is asked to go away, and its calls in flight
+   * get `graceMs` to finish, so that long-lived clients re-resolve and reach new replicas; 0: never.
+   */
+  maxConnectionAgeMs: number;
   logLevel: LogLevel;
   /** null: plaintext. Paths of PEM files; clientCa set: clients must present a certificate it signed. */
   tls: { cert: string; key: string; clientCa: string | null } | null;
@@ -71,6 +76,7 @@ export type ConfigKey =
   | "metricsHost"
   | "metricsPort"
   | "graceMs"
+  | "maxConnectionAgeMs"
   | "logLevel"
   | "tlsCert"
   | "tlsKey"
@@ -167,6 +173,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_GRACE_MS",
     default: "10000",
     description: "on SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled",
+  },
+  {
+    key: "maxConnectionAgeMs",
+    flag: "--max-connection-age-ms",
+    env: "CTM_MAX_CONNECTION_AGE_MS",
+    default: "0",
+    description:
+      "close each client connection after this long, give or take 10% (HTTP/2 GOAWAY; its calls in flight get --grace-ms to finish), so that clients re-resolve and spread over new replicas (0: never)",
   },
   {
     key: "logLevel",
@@ -343,6 +357,7 @@ export function parseConfig(
     maxQueue: integer("maxQueue", 0, 1_000_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
     graceMs: integer("graceMs", 0, 3_600_000),
+    maxConnectionAgeMs: integer("maxConnectionAgeMs", 0, 86_400_000),
     logLevel: choice("logLevel", LOG_LEVELS),
     tls: tlsOf(),
     auth: {

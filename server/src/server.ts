@@ -50,6 +50,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.limits.maxMessageBytes,
     "grpc.max_concurrent_streams": config.limits.maxConcurrentStreams,
+    // grpc-js's default is no limit; it adds the +/-10% jitter so that replicas' clients do not all
+    // reconnect at once.
+    ...(config.maxConnectionAgeMs > 0 && {
+      "grpc.max_connection_age_ms": config.maxConnectionAgeMs,
+      "grpc.max_connection_age_grace_ms": config.graceMs,
+    }),
     interceptors: tokens ? [authInterceptor(tokens)] : [],
   });
   server.addService(protocol.ctmService, createCtmService(registry, metrics, log));

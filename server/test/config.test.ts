@@ -21,6 +21,7 @@ describe("server configuration", () => {
       maxQueue: 256,
       metrics: { host: "127.0.0.1", port: 9464 },
       graceMs: 10000,
+      maxConnectionAgeMs: 0,
       logLevel: "info",
       tls: null,
       auth: { tokens: [], tokensFile: null },
@@ -128,6 +129,11 @@ describe("server configuration", () => {
       [["--workers", "0"], {}, /--workers must be an integer in \[1, 64\], got "0"/],
       [["--worker-nice", "20"], {}, /--worker-nice must be an integer in \[0, 19\], got "20"/],
       [["--grace-ms", "soon"], {}, /--grace-ms must be an integer/],
+      [
+        [],
+        { CTM_MAX_CONNECTION_AGE_MS: "5m" },
+        /CTM_MAX_CONNECTION_AGE_MS must be an integer in \[0, 86400000\], got "5m"/,
+      ],
       [
         [],
         { CTM_LOG_LEVEL: "loud" },

@@ -81,6 +81,7 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     maxQueue: 256,
     metrics: { host: "127.0.0.1", port: 0 },
     graceMs: 2000,
+    maxConnectionAgeMs: 0,
     logLevel: "info",
     tls: null,
     auth: { tokens: [], tokensFile: null },

@@ -1,0 +1,51 @@
+/**
+ * --max-connection-age-ms: the server asks a connection to go away once it is that old, so that a
+ * long-lived client re-resolves and reaches replicas added since it connected (docs/deploy.md, "Load
+ * balancing"). Checked on the client's channel: it leaves READY with the limit and stays READY without.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { connectivityState } from "@grpc/grpc-js";
+import {
+  type GoldenCase,
+  readModelJson,
+  startTestServer,
+  type TestServer,
+  tensorRequest,
+} from "./support/testServer.ts";
+
+/** Resolves true when the channel leaves its current state within `ms`, false when it does not. */
+function leavesStateWithin(server: TestServer, ms: number): Promise<boolean> {
+  const channel = server.client.raw.getChannel();
+  const state = channel.getConnectivityState(false);
+  assert.equal(state, connectivityState.READY, "the channel is connected before the wait");
+  return new Promise((resolve) => channel.watchConnectivityState(state, Date.now() + ms, (error) => resolve(!error)));
+}
+
+describe("--max-connection-age-ms", () => {
+  const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
+  const request = tensorRequest(golden);
+  let aged: TestServer;
+  let ageless: TestServer;
+
+  before(async () => {
+    [aged, ageless] = await Promise.all([startTestServer({ maxConnectionAgeMs: 300 }), startTestServer()]);
+  });
+  after(async () => {
+    await Promise.all([aged?.close(), ageless?.close()]);
+  });
+
+  it("closes a connection once it is older than the limit; the client reconnects and calls succeed", async () => {
+    const first = await aged.client.classify(request);
+    assert.equal(first.top_k[0]?.index, golden.label);
+    // 300 ms + at most 10% jitter; the 3 s bound only keeps a broken server from hanging the test.
+    assert.equal(await leavesStateWithin(aged, 3000), true, "the server closed the connection");
+    const second = await aged.client.classify(request);
+    assert.equal(second.top_k[0]?.index, golden.label);
+  });
+
+  it("keeps connections open without it (the default, 0)", async () => {
+    await ageless.client.classify(request);
+    assert.equal(await leavesStateWithin(ageless, 1000), false, "the connection stayed open");
+  });
+});
