@@ -148,6 +148,12 @@ test("the Service is headless over the Deployment's pods on the grpc port, for c
   assert.equal(port.targetPort, "grpc");
   assert.equal(port.port, config.port, "clients dial the same port the pods listen on (no virtual IP remaps it)");
   assert.equal(port.appProtocol, "grpc");
+  // Long-lived clients learn of pods added since they connected only when they reconnect.
+  assert.ok(config.maxConnectionAgeMs > 0, "the server must close old connections so clients re-resolve");
+  assert.ok(
+    config.maxConnectionAgeMs >= 60_000,
+    `a connection age of ${config.maxConnectionAgeMs} ms would reconnect every client far too often`,
+  );
 });
 
 test("the HorizontalPodAutoscaler scales the Deployment on CPU against its request, and the PodDisruptionBudget covers its pods", () => {
