@@ -460,9 +460,15 @@ try {
     process.exitCode = (await soak(options)) ? 0 : 1;
   }
 } catch (error) {
-  if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+  // A gRPC error's code is a number; only node:util's parseArgs errors have string codes.
+  const code = (error as { code?: unknown }).code;
+  if (error instanceof UsageError || (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS"))) {
     process.stderr.write(`soak: ${(error as Error).message}\n${USAGE}\n`);
     process.exitCode = 2;
+  } else if (typeof code === "number" && error instanceof Error) {
+    // A gRPC status is the server's (or the network's) answer, not a bug here: its message says it all.
+    process.stderr.write(`soak: ${error.message}\n`);
+    process.exitCode = 1;
   } else {
     process.stderr.write(`soak: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exitCode = 1;

@@ -12,16 +12,20 @@ import { describe, it } from "node:test";
 import { REPO, startTestServer } from "../../server/test/support/testServer.ts";
 import { EXPECTED, type Kind } from "../src/soakMix.ts";
 
-function runSoak(args: string[]): Promise<{ code: number | null; stdout: string }> {
+function runSoak(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", "loadtest/src/soak.ts", ...args], {
     cwd: REPO,
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
+  let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => {
     stdout += chunk.toString();
   });
-  return new Promise((resolve) => child.on("exit", (code) => resolve({ code, stdout })));
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
 }
 
 interface SoakResult {
@@ -107,7 +111,9 @@ describe("npm run soak", () => {
       assert.ok((result.byKind["good-unary"].OK ?? 0) + (result.byKind["good-stream"].OK ?? 0) > 0);
       // Without the token the server lets nothing in, and the soak says so and fails.
       const refused = await runSoak([...secured, ...run]);
-      assert.notEqual(refused.code, 0);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /^soak: 16 UNAUTHENTICATED: /m);
+      assert.doesNotMatch(refused.stderr, /\n\s+at /, "a refusal is the server's answer, not a crash: no stack");
     } finally {
       await t.close();
     }
