@@ -5,9 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import { type ServerProcess, startServerProcess } from "../bench/serverProcess.ts";
+import { healthOf } from "./support/healthClient.ts";
 import { CtmTestClient, type GoldenCase, REPO, readModelJson, tensorRequest } from "./support/testServer.ts";
 
 describe("benchmark control: the thinnest server over the same graphs", () => {
@@ -38,15 +37,6 @@ describe("benchmark control: the thinnest server over the same graphs", () => {
   });
 
   it("answers grpc.health.v1 Check with SERVING", async () => {
-    const Health = grpc.makeGenericClientConstructor(healthService, "Health");
-    const health = new Health(`127.0.0.1:${thin.port}`, grpc.credentials.createInsecure());
-    const response = await new Promise<{ status: string }>((resolve, reject) =>
-      (health as unknown as { check: (r: object, cb: (e: Error | null, r: { status: string }) => void) => void }).check(
-        { service: "" },
-        (error, reply) => (error ? reject(error) : resolve(reply)),
-      ),
-    );
-    health.close();
-    assert.equal(response.status, "SERVING");
+    assert.deepEqual(await healthOf(`127.0.0.1:${thin.port}`), ["SERVING"]);
   });
 });

@@ -13,11 +13,11 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import { createLogger } from "../src/logger.ts";
 import { startServer } from "../src/server.ts";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
 import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import { healthOf } from "./support/healthClient.ts";
 import {
   failure,
   type GoldenCase,
@@ -71,23 +71,6 @@ function startFails(modelsDir: string): Promise<unknown> {
     },
     (error: unknown) => error,
   );
-}
-
-type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
-const HealthClient = grpc.makeGenericClientConstructor(healthService, "Health");
-
-function healthOf(address: string, services: string[]): Promise<ServingStatus[]> {
-  const client = new HealthClient(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    check(r: { service: string }, cb: (e: grpc.ServiceError | null, r: { status: ServingStatus }) => void): void;
-  };
-  return Promise.all(
-    services.map(
-      (service) =>
-        new Promise<ServingStatus>((resolve, reject) =>
-          client.check({ service }, (error, response) => (error ? reject(error) : resolve(response.status))),
-        ),
-    ),
-  ).finally(() => client.close());
 }
 
 describe("a model graph that is corrupt or does not match its manifest", () => {

@@ -13,7 +13,6 @@ import { after, before, describe, it, type TestContext } from "node:test";
 import { crc32 } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
-import { service as healthService } from "grpc-health-check";
 import sharp from "sharp";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import {
@@ -23,6 +22,7 @@ import {
   type ModelInfoMessage,
   type TickUpdateMessage,
 } from "../src/transport/protocol.ts";
+import { healthOf } from "./support/healthClient.ts";
 import { MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
 /** How long each of the three properties runs (ms); with start-up and the final checks, about 20 s. */
@@ -348,21 +348,7 @@ describe("fuzzing the Classify API", () => {
   it("still serves: health SERVING and a known digit classified correctly", async (context) => {
     context.diagnostic(`${cases} fuzz requests in all: ${JSON.stringify(Object.fromEntries(tally))}`);
     assert.ok(!tally.has("INTERNAL") && !tally.has("UNKNOWN"));
-    const Health = grpc.makeGenericClientConstructor(healthService, "Health");
-    const health = new Health(t.address, grpc.credentials.createInsecure()) as unknown as {
-      check(request: { service: string }, callback: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
-      close(): void;
-    };
-    try {
-      for (const service of ["", "ctm.v1.CtmService"]) {
-        const status = await new Promise<string>((resolve, reject) =>
-          health.check({ service }, (error, response) => (error ? reject(error) : resolve(response.status))),
-        );
-        assert.equal(status, "SERVING", service);
-      }
-    } finally {
-      health.close();
-    }
+    assert.deepEqual(await healthOf(t.address, ["", "ctm.v1.CtmService"]), ["SERVING", "SERVING"]);
     for (const { data } of images.slice(0, 5)) {
       const response = await t.client.classify({ model: MODEL_NAME, image: { data } });
       assert.equal(response.top_k[0]?.index, known.label);

@@ -9,28 +9,11 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { service as healthService } from "grpc-health-check";
 import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
+import { checkHealth, healthClient, type ServingStatus } from "./support/healthClient.ts";
 import { type GoldenCase, readModelJson, startTestServer, tensorRequest } from "./support/testServer.ts";
 
-type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
-type HealthClient = grpc.Client & {
-  check(
-    request: { service: string },
-    callback: (error: grpc.ServiceError | null, response: { status: ServingStatus }) => void,
-  ): void;
-  watch(request: { service: string }): grpc.ClientReadableStream<{ status: ServingStatus }>;
-};
-
-const HealthClient = grpc.makeGenericClientConstructor(healthService, "Health");
-const healthClient = (port: number) =>
-  new HealthClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as HealthClient;
-
-function check(client: HealthClient, service: string): Promise<ServingStatus> {
-  return new Promise((resolve, reject) =>
-    client.check({ service }, (error, response) => (error ? reject(error) : resolve(response.status))),
-  );
-}
+const local = (port: number) => healthClient(`127.0.0.1:${port}`);
 
 const fullRequest = (): ClassifyRequestMessage => {
   const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
@@ -44,18 +27,18 @@ describe("health", () => {
       {},
       {
         onListening: async (port) => {
-          const client = healthClient(port);
-          whileLoading = [await check(client, ""), await check(client, "ctm.v1.CtmService")];
+          const client = local(port);
+          whileLoading = [await checkHealth(client, ""), await checkHealth(client, "ctm.v1.CtmService")];
           client.close();
         },
       },
     );
     try {
       assert.deepEqual(whileLoading, ["NOT_SERVING", "NOT_SERVING"]);
-      const client = healthClient(t.server.port);
-      assert.equal(await check(client, ""), "SERVING");
-      assert.equal(await check(client, "ctm.v1.CtmService"), "SERVING");
-      const unknown = await check(client, "no.such.Service").then(
+      const client = local(t.server.port);
+      assert.equal(await checkHealth(client, ""), "SERVING");
+      assert.equal(await checkHealth(client, "ctm.v1.CtmService"), "SERVING");
+      const unknown = await checkHealth(client, "no.such.Service").then(
         () => undefined,
         (error: grpc.ServiceError) => error.code,
       );
@@ -68,7 +51,7 @@ describe("health", () => {
 
   it("turns NOT_SERVING when draining, lets in-flight requests finish and refuses new ones", async () => {
     const t = await startTestServer({ graceMs: 30_000 });
-    const client = healthClient(t.server.port);
+    const client = local(t.server.port);
     const watch = client.watch({ service: "" });
     const seen: ServingStatus[] = [];
     const notServing = new Promise<void>((resolve) =>

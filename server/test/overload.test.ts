@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/protocol.ts";
+import { healthOf } from "./support/healthClient.ts";
 import {
   MODEL_NAME,
   metricValue,
@@ -92,19 +92,7 @@ describe("overload", () => {
   });
 
   it("serves normally afterwards: health SERVING, a full batch admitted and answered", async () => {
-    const Health = grpc.makeGenericClientConstructor(healthService, "Health");
-    const health = new Health(t.address, grpc.credentials.createInsecure()) as unknown as {
-      check(request: { service: string }, callback: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
-      close(): void;
-    };
-    try {
-      const status = await new Promise<string>((resolve, reject) =>
-        health.check({ service: "" }, (error, response) => (error ? reject(error) : resolve(response.status))),
-      );
-      assert.equal(status, "SERVING");
-    } finally {
-      health.close();
-    }
+    assert.deepEqual(await healthOf(t.address), ["SERVING"]);
     const again = await Promise.all(Array.from({ length: MAX_BATCH + MAX_QUEUE }, () => t.client.classify(request)));
     for (const response of again) assert.equal(response.top_k[0]?.index, sample.label);
     const plain = await t.client.classify({ model: MODEL_NAME, image: { data: sample.png } });

@@ -11,11 +11,11 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import { createLogger } from "../src/logger.ts";
 import { startServer } from "../src/server.ts";
 import { TokenTable } from "../src/transport/authentication.ts";
 import type { ClassifyResponseMessage } from "../src/transport/protocol.ts";
+import { healthOf } from "./support/healthClient.ts";
 import {
   CtmTestClient,
   failure,
@@ -35,25 +35,6 @@ const MUTUAL_TLS = { ...SERVER_TLS, clientCa: fixture("ca.pem") };
 
 const sample = () => samples()[0] as NonNullable<ReturnType<typeof samples>[number]>;
 const imageRequest = (model = MODEL_NAME) => ({ model, image: { data: sample().png } });
-
-type HealthClient = grpc.Client & {
-  check(
-    request: { service: string },
-    metadata: grpc.Metadata,
-    callback: grpc.requestCallback<{ status: string }>,
-  ): void;
-};
-const HealthClient = grpc.makeGenericClientConstructor(healthService, "Health");
-
-function healthStatus(address: string, credentials: grpc.ChannelCredentials): Promise<string> {
-  const client = new HealthClient(address, credentials) as unknown as HealthClient;
-  return new Promise<string>((resolve, reject) =>
-    client.check({ service: "" }, new grpc.Metadata(), (error, response) => {
-      client.close();
-      return error ? reject(error) : resolve(response?.status ?? "");
-    }),
-  );
-}
 
 /** One Classify call through a fresh channel, with optional call metadata. */
 async function classifyWith(
@@ -123,7 +104,7 @@ describe("mutual TLS", () => {
   it("serves a client whose certificate its client CA signed, health included", async () => {
     const response = await classifyWith(localhost(t), withClientCert());
     assert.equal(response.top_k?.[0]?.index, sample().label);
-    assert.equal(await healthStatus(localhost(t), withClientCert()), "SERVING");
+    assert.deepEqual(await healthOf(localhost(t), [""], withClientCert()), ["SERVING"]);
     assert.ok(t.logs.some((line) => line.tls === "mutual"));
   });
 
@@ -252,7 +233,7 @@ describe("bearer tokens", () => {
   });
 
   it("keeps health and metrics open to probes, and reflection behind the token", async () => {
-    assert.equal(await healthStatus(address, insecure), "SERVING");
+    assert.deepEqual(await healthOf(address, [""], insecure), ["SERVING"]);
     assert.match(await t.metrics(), /ctm_requests_total/);
 
     const client = new grpc.Client(address, insecure);

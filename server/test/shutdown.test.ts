@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
 import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import { checkHealth, healthClient } from "./support/healthClient.ts";
 import {
   type CtmTestClient,
   failure,
@@ -50,25 +50,13 @@ function watchStream(client: CtmTestClient, request: ClassifyRequestMessage): Wa
   return { messages, status, started };
 }
 
-type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
-type HealthClient = grpc.Client & {
-  check(r: { service: string }, cb: (e: grpc.ServiceError | null, r: { status: ServingStatus }) => void): void;
-};
-const HealthClient = grpc.makeGenericClientConstructor(healthService, "Health");
-
-function check(client: HealthClient, service: string): Promise<ServingStatus> {
-  return new Promise((resolve, reject) =>
-    client.check({ service }, (error, response) => (error ? reject(error) : resolve(response.status))),
-  );
-}
-
 const ticksOf = (messages: TickUpdateMessage[]) => messages.map((m) => m.tick);
 const oneToN = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 describe("graceful shutdown of streams", () => {
   it("lets in-flight streams finish every tick with OK, refuses new calls and reads NOT_SERVING meanwhile", async () => {
     const t = await startTestServer({ graceMs: 30_000 });
-    const health = new HealthClient(t.address, grpc.credentials.createInsecure()) as unknown as HealthClient;
+    const health = healthClient(t.address);
     const streams = Array.from({ length: 24 }, (_, i) => watchStream(t.client, fullRequest(i)));
     await Promise.all(streams.map((s) => s.started));
 
@@ -77,8 +65,8 @@ describe("graceful shutdown of streams", () => {
     const [refusedStream, refusedUnary, serverHealth, modelHealth] = await Promise.all([
       watchStream(t.client, fullRequest(0)).status,
       failure(t.client.classify(fullRequest(0))),
-      check(health, ""),
-      check(health, modelHealthService(MODEL_NAME)),
+      checkHealth(health, ""),
+      checkHealth(health, modelHealthService(MODEL_NAME)),
     ]);
     for (const refused of [refusedStream, refusedUnary]) {
       assert.equal(refused.code, grpc.status.UNAVAILABLE);
