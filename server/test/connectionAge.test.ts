@@ -44,6 +44,51 @@ describe("--max-connection-age-ms", () => {
     assert.equal(second.top_k[0]?.index, golden.label);
   });
 
+  it("loses no call while connections are recycled under load: calls in flight finish on the old one", async () => {
+    // Four callers for about a second against connections that live 100 ms: GOAWAYs keep arriving
+    // while calls are in flight, and each must still succeed.
+    const churning = await startTestServer({ maxConnectionAgeMs: 100 });
+    try {
+      let reconnects = 0;
+      let running = true;
+      const channel = churning.client.raw.getChannel();
+      const watching = (async () => {
+        while (running) {
+          const state = channel.getConnectivityState(true);
+          const changed = await new Promise<boolean>((resolve) =>
+            channel.watchConnectivityState(state, Date.now() + 200, (error) => resolve(!error)),
+          );
+          if (changed && state === connectivityState.READY) reconnects++;
+        }
+      })();
+      const until = Date.now() + 1000;
+      let answered: number[];
+      try {
+        answered = await Promise.all(
+          Array.from({ length: 4 }, async () => {
+            let n = 0;
+            while (Date.now() < until) {
+              const response = await churning.client.classify(request, { deadline: Date.now() + 10_000 });
+              assert.equal(response.top_k[0]?.index, golden.label);
+              n++;
+            }
+            return n;
+          }),
+        );
+      } finally {
+        running = false;
+        await watching;
+      }
+      assert.ok(reconnects >= 3, `the connection was recycled only ${reconnects} time(s)`);
+      assert.ok(
+        answered.every((n) => n > 0),
+        `every caller was answered: ${answered}`,
+      );
+    } finally {
+      await churning.close();
+    }
+  });
+
   it("keeps connections open without it (the default, 0)", async () => {
     await ageless.client.classify(request);
     assert.equal(await leavesStateWithin(ageless, 1000), false, "the connection stayed open");
