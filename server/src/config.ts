@@ -28,6 +28,8 @@ export interface ServerConfig {
   maxQueue: number;
   /** null: no metrics endpoint. */
   metrics: { host: string; port: number } | null;
+  /** null: no playground page (and no JSON + server-sent-events bridge) on its own HTTP port. */
+  http: { host: string; port: number } | null;
   /** How long shutdown waits for in-flight requests before cancelling them. */
   graceMs: number;
   /**
@@ -75,6 +77,7 @@ export type ConfigKey =
   | "maxQueue"
   | "metricsHost"
   | "metricsPort"
+  | "httpPort"
   | "graceMs"
   | "maxConnectionAgeMs"
   | "logLevel"
@@ -166,6 +169,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_METRICS_PORT",
     default: "9464",
     description: "port of the /metrics endpoint (0: disabled)",
+  },
+  {
+    key: "httpPort",
+    flag: "--http-port",
+    env: "CTM_HTTP_PORT",
+    default: "8080",
+    description:
+      "port of the browser playground and its JSON + server-sent-events API, on --host with the gRPC port's TLS and tokens (0: disabled)",
   },
   {
     key: "graceMs",
@@ -345,6 +356,17 @@ export function parseConfig(
       `${text("metricsPort").source} (${metricsPort}) must differ from ${text("port").source} (${port}) on the same host ${host}`,
     );
   }
+  const httpPort = integer("httpPort", 0, 65535);
+  for (const [other, used] of [
+    ["port", port],
+    ["metricsPort", metricsHost === host ? metricsPort : 0],
+  ] as const) {
+    if (httpPort !== 0 && httpPort === used) {
+      throw new ConfigError(
+        `${text("httpPort").source} (${httpPort}) must differ from ${text(other).source} (${used}) on the same host ${host}`,
+      );
+    }
+  }
   return {
     host,
     port,
@@ -356,6 +378,7 @@ export function parseConfig(
     maxBatch: integer("maxBatch", 1, 4096),
     maxQueue: integer("maxQueue", 0, 1_000_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
+    http: httpPort === 0 ? null : { host, port: httpPort },
     graceMs: integer("graceMs", 0, 3_600_000),
     maxConnectionAgeMs: integer("maxConnectionAgeMs", 0, 86_400_000),
     logLevel: choice("logLevel", LOG_LEVELS),

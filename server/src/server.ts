@@ -16,6 +16,7 @@ import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
+import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
 
@@ -30,6 +31,8 @@ export interface RunningServer {
   port: number;
   /** null when metrics are disabled. */
   metricsPort: number | null;
+  /** The playground's HTTP port; null when --http-port is 0. */
+  httpPort: number | null;
   registry: ModelRegistry;
   /** Drains (up to `graceMs`, default config.graceMs) and stops. Safe to call more than once. */
   shutdown(graceMs?: number): Promise<void>;
@@ -78,15 +81,29 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   );
 
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let playground: PlaygroundServer | undefined;
   const closeAll = async () => {
     await Promise.all(registry.all().map((engine) => engine.close()));
     server.forceShutdown();
+    await playground?.close();
     await new Promise<void>((resolve) => (metricsServer ? metricsServer.server.close(() => resolve()) : resolve()));
   };
   try {
     if (config.metrics) {
       metricsServer = await serveMetrics(metrics, config.metrics.host, config.metrics.port);
       log.info({ host: config.metrics.host, port: metricsServer.port }, "metrics at /metrics");
+    }
+    if (config.http) {
+      playground = await servePlayground(
+        { ...config.http, tls: config.tls, tokens, maxMessageBytes: config.limits.maxMessageBytes },
+        registry,
+        metrics,
+        log,
+      );
+      log.info(
+        { host: config.http.host, port: playground.port, url: playground.url },
+        `playground at ${playground.url}`,
+      );
     }
     await options.onListening?.(port);
     const engineOptions = {
@@ -142,5 +159,5 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     })();
     return stopping;
   };
-  return { port, metricsPort: metricsServer?.port ?? null, registry, shutdown };
+  return { port, metricsPort: metricsServer?.port ?? null, httpPort: playground?.port ?? null, registry, shutdown };
 }

@@ -11,7 +11,7 @@ import type { ClassifyRequestMessage } from "./protocol.ts";
 export interface DecodedClassify {
   model: string;
   version: number;
-  job: Omit<ClassifyJob, "streamTicks" | "pacedByReader">;
+  job: Omit<ClassifyJob, "streamTicks" | "pacedByReader" | "onInput">;
   includeTrace: boolean;
 }
 
@@ -69,6 +69,7 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
         deadlineMs: policy.deadline_ms,
       },
       topK: request.top_k ?? 0,
+      includeAttention: request.include_attention ?? false,
     },
     includeTrace: request.include_trace ?? false,
   };
