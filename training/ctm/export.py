@@ -4,7 +4,7 @@
     python -m ctm.export --reference ref.pt --task mnist --set heads=1 --out models/ref-ctm/1
 
 Writes encoder.onnx (input -> K, V, initial state), tick.onnx ((K, V, state) -> (state, logits,
-certainty, probabilities)), manifest.json, calibration.json (validation split), golden.json (PyTorch
+certainty, probabilities, attention)), manifest.json, calibration.json (validation split), golden.json (PyTorch
 per-tick outputs for the server's tests), samples/ (held-out test inputs) and checkpoint.pt.
 docs/models.md describes the format.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import tempfile
 import warnings
@@ -59,7 +60,8 @@ class EncoderGraph(nn.Module):
 
 
 class TickGraph(nn.Module):
-    """(K, V, *state) -> (*next state, logits, certainty, probabilities): `CTM.tick`, nothing else."""
+    """(K, V, *state) -> (*next state, logits, certainty, probabilities, attention): `CTM.tick`, plus
+    `CTM.attention_map` of the same state (B, heads, N), which a server copies only for callers who ask."""
 
     def __init__(self, model: CTM):
         super().__init__()
@@ -69,7 +71,8 @@ class TickGraph(nn.Module):
         next_state, logits, certainty = self.model.tick(k, v, TickState(*state))
         classes = self.model.config.output_shape[-1]
         probabilities = logits.unflatten(-1, (-1, classes)).softmax(-1).flatten(1)
-        return (*next_state, logits, certainty, probabilities)
+        attention = self.model.attention_map(k, TickState(*state))
+        return (*next_state, logits, certainty, probabilities, attention)
 
 
 def export_graphs(model: CTM, out: Path) -> None:
@@ -80,7 +83,7 @@ def export_graphs(model: CTM, out: Path) -> None:
         k, v, *state = EncoderGraph(model)(example)
     state_in = [f"{name}_in" for name in STATE_NAMES]
     state_out = [f"{name}_out" for name in STATE_NAMES]
-    tick_outputs = [*state_out, "logits", "certainty", "probabilities"]
+    tick_outputs = [*state_out, "logits", "certainty", "probabilities", "attention"]
     encoder_outputs = [*CONTEXT_NAMES, *STATE_NAMES]
 
     def dynamic(names: list[str]) -> dict[str, dict[int, str]]:
@@ -173,6 +176,7 @@ def build_manifest(
             for n in STATE_NAMES
         ],
         "outputs": {"logits": "logits", "certainty": "certainty", "probabilities": "probabilities"},
+        "attention": {"output": "attention", "token_grid": token_grid(config.input_shape, shapes["k"][1])},
         "opset": OPSET,
         "calibration": "calibration.json",
         "samples": "samples/labels.json",
@@ -180,6 +184,20 @@ def build_manifest(
         "architecture": config.to_dict(),
         "source": source,
     }
+
+
+def token_grid(input_shape: tuple[int, ...], tokens: int) -> list[int]:
+    """How the N input tokens lie over the input, for drawing attention on it.
+
+    An image's tokens are a feature map flattened row-major (the conv backbones): a grid with the
+    image's aspect ratio, [7, 7] for 28x28. Anything else is a sequence: [N].
+    """
+    if len(input_shape) == 3:
+        _, height, width = input_shape
+        rows = round(math.sqrt(tokens * height / width))
+        if rows > 0 and tokens % rows == 0 and rows * width == (tokens // rows) * height:
+            return [rows, tokens // rows]
+    return [tokens]
 
 
 def export_model(
