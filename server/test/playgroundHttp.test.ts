@@ -1,0 +1,221 @@
+/**
+ * The playground's HTTP port: the page and its assets (local only), and the JSON + server-sent-events
+ * bridge, which must give what gRPC gives for the same request: the same ticks, the same errors in the
+ * same words, the same token rules, counted in the same metrics.
+ */
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { status } from "@grpc/grpc-js";
+import { PLAYGROUND_DIR } from "../src/transport/playgroundHttp.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import {
+  failure,
+  MODEL_NAME,
+  metricValue,
+  modelDir,
+  samples,
+  startTestServer,
+  type TestServer,
+} from "./support/testServer.ts";
+
+interface ServerSentEvent {
+  event: string;
+  data: unknown;
+}
+
+function parseEvents(text: string): ServerSentEvent[] {
+  return text
+    .split("\n\n")
+    .filter((block) => block.trim() !== "")
+    .map((block) => {
+      const lines = block.split("\n");
+      const event = (lines.find((l) => l.startsWith("event: ")) ?? "event: message").slice(7);
+      const data = lines
+        .filter((l) => l.startsWith("data: "))
+        .map((l) => l.slice(6))
+        .join("");
+      return { event, data: JSON.parse(data) };
+    });
+}
+
+describe("playground over HTTP", () => {
+  let t: TestServer;
+  let base: string;
+  const three = samples().find((s) => s.label === 3);
+  before(async () => {
+    t = await startTestServer({ http: { host: "127.0.0.1", port: 0 } });
+    base = `http://127.0.0.1:${t.server.httpPort}`;
+  });
+  after(() => t.close());
+
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${base}/api/classify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+
+  it("serves the page and its assets, none of which loads anything from elsewhere", async () => {
+    for (const path of ["/", "/playground.js", "/playground.css"]) {
+      const response = await fetch(`${base}${path}`);
+      assert.equal(response.status, 200, path);
+      assert.match(response.headers.get("content-security-policy") ?? "", /default-src 'self'/);
+    }
+    for (const file of readdirSync(PLAYGROUND_DIR)) {
+      const text = readFileSync(join(PLAYGROUND_DIR, file), "utf8");
+      assert.doesNotMatch(text, /(src|href)=["']?(https?:)?\/\//i, `${file} links to another origin`);
+      assert.doesNotMatch(text, /(import|fetch)\(?\s*["']https?:/i, `${file} loads from another origin`);
+    }
+    const missing = await fetch(`${base}/../../package.json`);
+    assert.equal(missing.status, 404);
+  });
+
+  it("lists the models with their samples and attention shape, and serves a sample", async () => {
+    const { models } = (await (await fetch(`${base}/api/models`)).json()) as {
+      models: { name: string; attention_shape: number[]; samples: { file: string; label: number }[] }[];
+    };
+    const model = models.find((m) => m.name === MODEL_NAME);
+    assert.ok(model && model.samples.length > 0);
+    assert.deepEqual(model.attention_shape, [4, 7, 7]);
+    const first = model.samples[0] as { file: string };
+    const png = await fetch(`${base}/api/models/${MODEL_NAME}/samples/${first.file}`);
+    assert.equal(png.headers.get("content-type"), "image/png");
+    assert.deepEqual(Buffer.from(await png.arrayBuffer()), readFileSync(join(modelDir(), "samples", first.file)));
+    const outside = await fetch(`${base}/api/models/${MODEL_NAME}/samples/..%2Fmanifest.json`);
+    assert.equal(outside.status, 404);
+    assert.match(((await outside.json()) as { message: string }).message, /has no sample/);
+  });
+
+  it("streams the same ticks as gRPC for the same image, the preprocessed input first", async () => {
+    assert.ok(three, "the shipped model has a sample of a 3");
+    const policy = { certainty_threshold: 0.9 };
+    const response = await post({
+      model: MODEL_NAME,
+      image: { data: three.png.toString("base64") },
+      halt_policy: policy,
+      include_attention: true,
+    });
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const events = parseEvents(await response.text());
+    const [input, ...rest] = events as [ServerSentEvent, ...ServerSentEvent[]];
+    assert.equal(input.event, "input");
+    const prepared = input.data as { shape: number[]; values: number[] };
+    assert.deepEqual(prepared.shape, [1, 28, 28]);
+    assert.equal(prepared.values.length, 784);
+    const ticks = rest.map((e) => {
+      assert.equal(e.event, "tick");
+      return e.data as TickUpdateMessage;
+    });
+    const request: ClassifyRequestMessage = {
+      model: MODEL_NAME,
+      image: { data: three.png },
+      halt_policy: policy,
+      include_attention: true,
+    };
+    const grpcTicks = await t.client.collect(request);
+    assert.equal(ticks.length, grpcTicks.length);
+    ticks.forEach((tick, i) => {
+      const other = grpcTicks[i] as TickUpdateMessage;
+      assert.equal(tick.tick, other.tick);
+      tick.logits.forEach((v, j) => assert.ok(Math.abs(v - (other.logits[j] as number)) < 1e-4));
+      tick.attention.forEach((v, j) => assert.ok(Math.abs(v - (other.attention[j] as number)) < 1e-4));
+      assert.deepEqual(tick.attention_shape, [4, 7, 7]);
+    });
+    const last = ticks.at(-1) as TickUpdateMessage;
+    assert.equal(last.final, true);
+    assert.equal(last.result?.top_k[0]?.label, "3");
+    assert.equal(last.result?.halt_reason, (grpcTicks.at(-1) as TickUpdateMessage).halt_reason);
+    const metrics = await t.metrics();
+    assert.ok(metricValue(metrics, "ctm_requests_total", { method: "HttpClassifyStream", status: "OK" }) >= 1);
+  });
+
+  it("refuses what gRPC refuses, in gRPC's words, with a matching HTTP status", async () => {
+    const png = (three as { png: Buffer }).png;
+    const cases: [ClassifyRequestMessage, object, number][] = [
+      [
+        { model: MODEL_NAME, image: { data: png }, halt_policy: { certainty_threshold: 1.5 } },
+        { model: MODEL_NAME, image: { data: png.toString("base64") }, halt_policy: { certainty_threshold: 1.5 } },
+        400,
+      ],
+      [{ model: "nope", image: { data: png } }, { model: "nope", image: { data: png.toString("base64") } }, 404],
+      [
+        { model: MODEL_NAME, image: { data: Buffer.from("not an image") } },
+        { model: MODEL_NAME, image: { data: Buffer.from("not an image").toString("base64") } },
+        400,
+      ],
+      [
+        { model: MODEL_NAME, image: { data: png }, halt_policy: { max_ticks: 999 } },
+        { model: MODEL_NAME, image: { data: png.toString("base64") }, halt_policy: { max_ticks: 999 } },
+        400,
+      ],
+    ];
+    for (const [grpcRequest, json, httpStatus] of cases) {
+      const grpcError = await failure(t.client.collect(grpcRequest));
+      const response = await post(json);
+      assert.equal(response.status, httpStatus, grpcError.details);
+      const body = (await response.json()) as { code: string; message: string };
+      assert.deepEqual(body, { code: status[grpcError.code], message: grpcError.details });
+    }
+  });
+
+  it("names the field of a JSON body of the wrong shape", async () => {
+    const cases: [string | object, RegExp][] = [
+      ["{not json", /^the request body is not valid JSON/],
+      [[1], /^the request body must be a JSON object, got an array/],
+      [{ model: 7 }, /^model must be a string, got 7/],
+      [
+        { model: MODEL_NAME, halt_policy: { min_ticks: -1 } },
+        /^halt_policy\.min_ticks must be an integer in \[0, 4294967295\], got -1/,
+      ],
+      [{ model: MODEL_NAME, image: { data: "***" } }, /^image\.data must be base64/],
+      [{ model: MODEL_NAME, halt_policy: { threshold: 0.5 } }, /^halt_policy has unknown field "threshold"/],
+    ];
+    for (const [body, message] of cases) {
+      const response = await post(body);
+      assert.equal(response.status, 400, JSON.stringify(body));
+      const error = (await response.json()) as { code: string; message: string };
+      assert.equal(error.code, "INVALID_ARGUMENT");
+      assert.match(error.message, message);
+    }
+  });
+});
+
+describe("playground over HTTP with bearer tokens", () => {
+  const all = "a".repeat(24);
+  const other = "b".repeat(24);
+  let t: TestServer;
+  let base: string;
+  before(async () => {
+    const file = join(tmpdir(), `ctm-playground-tokens-${process.pid}`);
+    writeFileSync(file, `${all}\n${other} some-other-model\n`);
+    t = await startTestServer({ http: { host: "127.0.0.1", port: 0 }, auth: { tokens: [], tokensFile: file } });
+    base = `http://127.0.0.1:${t.server.httpPort}`;
+  });
+  after(() => t.close());
+
+  it("serves the page to anyone, and the API only with a token granted the model", async () => {
+    assert.equal((await fetch(`${base}/`)).status, 200);
+    const png = (samples()[0] as { png: Buffer }).png.toString("base64");
+    const call = (token?: string) =>
+      fetch(`${base}/api/classify`, {
+        method: "POST",
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        body: JSON.stringify({ model: MODEL_NAME, image: { data: png } }),
+      });
+    const none = await call();
+    assert.equal(none.status, 401);
+    assert.equal(((await none.json()) as { code: string }).code, "UNAUTHENTICATED");
+    assert.equal((await fetch(`${base}/api/models`)).status, 401);
+    assert.equal((await call("c".repeat(24))).status, 401);
+    const denied = await call(other);
+    assert.equal(denied.status, 403);
+    assert.match(((await denied.json()) as { message: string }).message, /may not call model "mnist-ctm"/);
+    const allowed = await call(all);
+    assert.equal(allowed.status, 200);
+    assert.ok(parseEvents(await allowed.text()).some((e) => (e.data as TickUpdateMessage).final));
+  });
+});
