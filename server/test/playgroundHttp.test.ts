@@ -121,8 +121,8 @@ describe("playground over HTTP", () => {
     ticks.forEach((tick, i) => {
       const other = grpcTicks[i] as TickUpdateMessage;
       assert.equal(tick.tick, other.tick);
-      tick.logits.forEach((v, j) => assert.ok(Math.abs(v - (other.logits[j] as number)) < 1e-4));
-      tick.attention.forEach((v, j) => assert.ok(Math.abs(v - (other.attention[j] as number)) < 1e-4));
+      for (const [j, v] of tick.logits.entries()) assert.ok(Math.abs(v - (other.logits[j] as number)) < 1e-4);
+      for (const [j, v] of tick.attention.entries()) assert.ok(Math.abs(v - (other.attention[j] as number)) < 1e-4);
       assert.deepEqual(tick.attention_shape, [4, 7, 7]);
     });
     const last = ticks.at(-1) as TickUpdateMessage;
