@@ -11,7 +11,7 @@ const COLORS = [
   "#a29bfe",
   "#ffd32a",
   "#1dd1a1",
-  "#c8d6e5",
+  "#e056fd",
   "#ff7f50",
   "#7bed9f",
 ];
@@ -284,6 +284,7 @@ let following = true;
 slider.addEventListener("input", () => {
   following = Number(slider.value) === Number(slider.max);
   drawHeatmap();
+  drawChart();
 });
 $("head").addEventListener("change", () => drawHeatmap());
 
@@ -430,14 +431,15 @@ function drawChart() {
   // The threshold the run halts at: the request's, or, once known, the one the server used.
   const threshold = run?.final?.threshold_used ?? run?.threshold;
   if (threshold !== undefined) {
-    g.strokeStyle = "#ff6b6b";
+    g.strokeStyle = "#ff2d2d";
+    g.lineWidth = 2;
     g.setLineDash([6, 4]);
     g.beginPath();
     g.moveTo(pad.left, y(threshold));
     g.lineTo(W - pad.right, y(threshold));
     g.stroke();
     g.setLineDash([]);
-    legend.push(["threshold", "#ff6b6b"]);
+    legend.push(["threshold", "#ff2d2d"]);
   }
   if (ticks.length === 0) return setLegend(legend);
   const single = ticks[0].positions.length === 0;
@@ -457,6 +459,16 @@ function drawChart() {
       );
       legend.push([`p(${classes[c] ?? c})`, color]);
     }
+  }
+  // The tick the heatmap shows, when the slider replays an earlier one.
+  const replayed = Number(slider.value);
+  if (replayed < ticks.length) {
+    g.strokeStyle = "#777";
+    g.lineWidth = 1;
+    g.beginPath();
+    g.moveTo(x(replayed), pad.top);
+    g.lineTo(x(replayed), H - pad.bottom);
+    g.stroke();
   }
   line(
     g,
