@@ -5,9 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import * as https from "node:https";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
 import { PLAYGROUND_DIR } from "../src/transport/playgroundHttp.ts";
 import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
@@ -217,5 +220,82 @@ describe("playground over HTTP with bearer tokens", () => {
     const allowed = await call(all);
     assert.equal(allowed.status, 200);
     assert.ok(parseEvents(await allowed.text()).some((e) => (e.data as TickUpdateMessage).final));
+  });
+});
+
+describe("playground over HTTP: a browser that goes away", () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ http: { host: "127.0.0.1", port: 0 } });
+  });
+  after(() => t.close());
+
+  it("cancels the request: the engine drops it and it is counted CANCELLED", async () => {
+    const png = (samples()[0] as { png: Buffer }).png.toString("base64");
+    // min_ticks = max_ticks = 15 keeps it running long past the first tick the client reads.
+    const body = JSON.stringify({
+      model: MODEL_NAME,
+      image: { data: png },
+      halt_policy: { certainty_threshold: 1, min_ticks: 15, max_ticks: 15 },
+    });
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request(
+        { host: "127.0.0.1", port: t.server.httpPort, path: "/api/classify", method: "POST" },
+        (res) => {
+          res.on("data", (chunk: Buffer) => {
+            if (chunk.toString().includes("event: tick")) {
+              req.destroy();
+              resolve();
+            }
+          });
+        },
+      );
+      req.on("error", (error) => (req.destroyed ? undefined : reject(error)));
+      req.end(body);
+    });
+    const cancelled = { method: "HttpClassifyStream", status: "CANCELLED" };
+    for (let i = 0; i < 100 && metricValue(await t.metrics(), "ctm_requests_total", cancelled) === 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(metricValue(await t.metrics(), "ctm_requests_total", cancelled), 1);
+    assert.equal(
+      metricValue(await t.metrics(), "ctm_requests_total", { method: "HttpClassifyStream", status: "OK" }),
+      0,
+    );
+  });
+});
+
+describe("playground over HTTP with mutual TLS", () => {
+  const fixture = (name: string) => join(dirname(fileURLToPath(import.meta.url)), "fixtures", "tls", name);
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({
+      http: { host: "127.0.0.1", port: 0 },
+      tls: { cert: fixture("server.pem"), key: fixture("server.key"), clientCa: fixture("ca.pem") },
+    });
+  });
+  after(() => t.close());
+
+  const get = (options: https.RequestOptions) =>
+    new Promise<number>((resolve, reject) => {
+      https
+        .get({ host: "localhost", port: t.server.httpPort, path: "/api/models", ...options }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+        .on("error", reject);
+    });
+
+  it("speaks only HTTPS, to clients with a certificate the client CA signed", async () => {
+    const ca = readFileSync(fixture("ca.pem"));
+    assert.equal(
+      await get({ ca, cert: readFileSync(fixture("client.pem")), key: readFileSync(fixture("client.key")) }),
+      200,
+    );
+    await assert.rejects(get({ ca }), "no client certificate");
+    await assert.rejects(
+      get({ ca, cert: readFileSync(fixture("rogue-client.pem")), key: readFileSync(fixture("rogue-client.key")) }),
+      "a certificate another CA signed",
+    );
+    await assert.rejects(fetch(`http://127.0.0.1:${t.server.httpPort}/api/models`), "plaintext");
   });
 });
