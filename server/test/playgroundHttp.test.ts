@@ -90,6 +90,8 @@ describe("playground over HTTP", () => {
     const outside = await fetch(`${base}/api/models/${MODEL_NAME}/samples/..%2Fmanifest.json`);
     assert.equal(outside.status, 404);
     assert.match(((await outside.json()) as { message: string }).message, /has no sample/);
+    const malformed = await fetch(`${base}/api/models/${MODEL_NAME}/samples/%E0%A4%A`);
+    assert.equal(malformed.status, 400);
   });
 
   it("streams the same ticks as gRPC for the same image, the preprocessed input first", async () => {

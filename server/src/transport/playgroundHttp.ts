@@ -135,7 +135,7 @@ export async function servePlayground(
     }
     const sample = /^\/api\/models\/([^/]+)\/samples\/([^/]+)$/.exec(path);
     if (sample && req.method === "GET") {
-      const [name, file] = [decodeURIComponent(sample[1] as string), decodeURIComponent(sample[2] as string)];
+      const [name, file] = [pathPart(sample[1] as string), pathPart(sample[2] as string)];
       grant.check(name, "model");
       const { definition } = registry.get(name, 0);
       const listed = sampleList(definition.dir, definition.manifest.samples).find((s) => s.file === file);
@@ -323,9 +323,23 @@ function sampleList(dir: string, labelsFile: string | undefined): { file: string
   try {
     const list = JSON.parse(readFileSync(resolve(dir, labelsFile), "utf8")) as { file: string; label: number }[];
     // Only plain file names: a listed path must not lead out of the samples folder.
-    return list.filter((s) => /^[\w.-]+$/.test(s.file)).map(({ file, label }) => ({ file, label }));
+    return list
+      .filter((s) => typeof s.file === "string" && /^[\w.-]+$/.test(s.file))
+      .map(({ file, label }) => ({ file, label }));
   } catch {
     return [];
+  }
+}
+
+/** A URL path segment, decoded; a malformed escape is the client's mistake, not a server error. */
+function pathPart(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ServerError(
+      "INVALID_ARGUMENT",
+      `the URL path segment ${JSON.stringify(segment)} is not valid percent-encoding`,
+    );
   }
 }
 
