@@ -345,20 +345,24 @@ function drawHeatmap() {
   const run = state.run;
   const image = state.model?.input.image;
   const input = run?.input;
-  // The preprocessed input, in grey, as the model saw it.
+  // The preprocessed input as the model saw it: grey, or in colour for 3 channels; a sequence as a strip.
   let [rows, cols] = [1, 1];
   if (input) {
     const shape = input.shape;
     [rows, cols] = shape.length === 3 ? [shape[1], shape[2]] : [1, shape.at(-1)];
     const pixels = g.createImageData(cols, rows);
     const plane = rows * cols;
+    const level = (channel, i) => {
+      const value = input.values[channel * plane + i];
+      const v = image ? value * image.std[channel] + image.mean[channel] : value > 0 ? 1 : 0.15;
+      return Math.max(0, Math.min(255, Math.round(v * 255)));
+    };
     for (let i = 0; i < plane; i++) {
-      let v;
-      if (image) v = input.values[i] * image.std[0] + image.mean[0];
-      else v = input.values[i] > 0 ? 1 : 0.15;
-      const grey = Math.max(0, Math.min(255, Math.round(v * 255)));
-      pixels.data.set([grey, grey, grey, 255], i * 4);
+      const rgb =
+        image?.channels === 3 ? [level(0, i), level(1, i), level(2, i)] : [level(0, i), level(0, i), level(0, i)];
+      pixels.data.set([...rgb, 255], i * 4);
     }
+    state.inputPixels = { rows, cols, data: pixels.data };
     const scratch = new OffscreenCanvas(cols, rows);
     scratch.getContext("2d").putImageData(pixels, 0, 0);
     g.imageSmoothingEnabled = false;
@@ -367,6 +371,7 @@ function drawHeatmap() {
   const tick = run?.ticks[Number(slider.value) - 1];
   $("tick-label").textContent = tick ? `${tick.tick}${tick.final ? " (halted)" : ""}` : "–";
   $("positions").textContent = tick?.positions.length ? tick.positions.map((p) => p.label).join(" ") : "";
+  if (tick && input) drawRoute(g, tick, rows, cols);
   if (!tick?.attention_shape.length) return;
   const [heads, ...grid] = tick.attention_shape;
   const [gh, gw] = grid.length === 2 ? grid : [1, grid[0]];
@@ -388,6 +393,38 @@ function drawHeatmap() {
       g.fillRect(c * cw, r * ch, cw, ch);
     }
   }
+}
+
+const MOVES = { up: [0, -1], down: [0, 1], left: [-1, 0], right: [1, 0], wait: [0, 0] };
+
+/**
+ * A maze model's answer ([route length, 5] over up/down/left/right/wait, as the reference CTM's maze
+ * task encodes a route) drawn over the maze as it stands at this tick: from the reddest pixel (the
+ * start, red in the reference's maze images), one pixel per move, until the first wait.
+ */
+function drawRoute(g, tick, rows, cols) {
+  const labels = state.model?.labels ?? [];
+  if (!tick.positions.length || labels.length !== 5 || !labels.every((l) => l in MOVES)) return;
+  const { data } = state.inputPixels;
+  let [start, best] = [0, Number.NEGATIVE_INFINITY];
+  for (let i = 0; i < rows * cols; i++) {
+    const redness = data[i * 4] - (data[i * 4 + 1] + data[i * 4 + 2]) / 2;
+    if (redness > best) [start, best] = [i, redness];
+  }
+  const [cw, ch] = [heatmap.width / cols, (heatmap.height * rows) / Math.max(rows, cols) / rows];
+  let [x, y] = [start % cols, Math.floor(start / cols)];
+  g.strokeStyle = "#00e5ff";
+  g.lineWidth = Math.max(2, cw / 2);
+  g.lineCap = "round";
+  g.beginPath();
+  g.moveTo((x + 0.5) * cw, (y + 0.5) * ch);
+  for (const p of tick.positions) {
+    if (p.label === "wait") break;
+    const [dx, dy] = MOVES[p.label];
+    [x, y] = [x + dx, y + dy];
+    g.lineTo((x + 0.5) * cw, (y + 0.5) * ch);
+  }
+  g.stroke();
 }
 
 const chart = $("chart");
