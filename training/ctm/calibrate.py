@@ -249,7 +249,7 @@ def read_unlabeled(folder: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, 
     batch = np.concatenate(inputs)
     provenance = {
         "kind": "unlabeled",
-        "dir": str(folder),
+        "dir": str(folder.resolve()),
         "count": int(len(batch)),
         "files": len(files),
         "sha256": digest.hexdigest(),
