@@ -361,6 +361,10 @@ describe("npm run loadtest against a real server", () => {
       targeted.points.map((p) => [p.threshold, p.ok]),
       [[certified.threshold, 4]],
     );
+    assert.match(
+      readFileSync(join(targetOut, RESULT_FILES.markdown), "utf8"),
+      /Requests sent target_accuracy 0\.95 \(confidence 0\.9\), which the server ran at threshold [0-9.]+ \(guarantee met\)/,
+    );
   });
 
   it("writes the table as CSV and Markdown", () => {
