@@ -86,9 +86,7 @@ export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits
   ].filter(([, value]) => value !== undefined);
   if (chosen.length > 1) {
     const fields = chosen.map(([field, value]) => `${field} (${value})`);
-    throw invalidArgument(
-      `set at most one of ${fields.length === 2 ? fields.join(" and ") : `${fields.slice(0, -1).join(", ")} and ${fields.at(-1)}`}`,
-    );
+    throw invalidArgument(`set at most one of ${fields.slice(0, -1).join(", ")} and ${fields.at(-1)}`);
   }
   if (certaintyThreshold !== undefined) {
     policy.threshold = unitInterval("halt_policy.certainty_threshold", certaintyThreshold);
