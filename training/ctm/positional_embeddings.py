@@ -30,7 +30,8 @@ def _scaled_coordinates(height: int, width: int, like: Tensor) -> Tensor:
 
 def _half_turn(steps: int, like: Tensor) -> tuple[Tensor, Tensor]:
     """cos and sin of `steps` angles evenly spaced from 0 to 180 degrees (float32, like the reference)."""
-    theta = torch.deg2rad(torch.linspace(0, 180, steps, device=like.device))
+    # x * (pi / 180) is torch.deg2rad, which the ONNX exporter does not know.
+    theta = torch.linspace(0, 180, steps, device=like.device) * (math.pi / 180)
     return torch.cos(theta), torch.sin(theta)
 
 
