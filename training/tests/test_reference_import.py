@@ -3,8 +3,10 @@ onnxruntime matches our PyTorch model at every tick; unsafe pickles are refused;
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from ctm.losses import dual_index_loss
 from ctm.manifest import validate_manifest
 from ctm.model import CTM
 from ctm.onnx_runner import OnnxCTM
+from ctm.safe_load import load_reference_file
 from tests.reference_layouts import (
     reference_args,
     reference_state,
@@ -199,6 +202,32 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_global_outside_the_allow_list_needs_the_unsafe_opt_in(tmp_path):
+    state, args = cifar_checkpoint()
+    payload = training_checkpoint(state, args)
+    payload["started"] = datetime.date(2026, 12, 1)  # harmless, but not something export needs
+    assert "its pickle names datetime.date, which is not on the allow-list" in refused(tmp_path, payload)
+    out = export(tmp_path, payload, "--unsafe-pickle")
+    assert json.loads((out / "manifest.json").read_text())["source"]["architecture_from"] == "args"
+
+
+def test_numpy_1_checkpoints_load_with_the_same_allow_list(tmp_path):
+    """numpy 1.x pickles its arrays as numpy.core.multiarray.*, numpy 2 as numpy._core.multiarray.*."""
+    torch.save({"model_state_dict": {"w": torch.ones(2)}, "h": [np.float64(0.5), np.arange(3.0)]}, tmp_path / "a.pt")
+    written_by_numpy_1 = tmp_path / "b.pt"
+    with zipfile.ZipFile(tmp_path / "a.pt") as src, zipfile.ZipFile(written_by_numpy_1, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(info.filename, data)
+    assert "numpy.core.multiarray._reconstruct" in torch.serialization.get_unsafe_globals_in_checkpoint(
+        written_by_numpy_1
+    )
+    loaded = load_reference_file(written_by_numpy_1)
+    assert loaded["h"][0] == 0.5 and loaded["h"][1].tolist() == [0.0, 1.0, 2.0]
+
+
 def test_swapped_keys_are_caught(tmp_path):
     state, args = cifar_checkpoint()
     state["q_proj.weight"], state["kv_proj.0.weight"] = state["kv_proj.0.weight"], state["q_proj.weight"]
@@ -258,3 +287,23 @@ def _labels(tmp_path: Path, count: int) -> Path:
     path = tmp_path / "three.json"
     path.write_text(json.dumps([f"l{i}" for i in range(count)]))
     return path
+
+
+def test_a_failure_mid_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    import ctm.export
+
+    def fail_halfway(model, out):
+        (out / "encoder.onnx").write_text("half written")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ctm.export, "export_graphs", fail_halfway)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export(tmp_path, training_checkpoint(*cifar_checkpoint()))
+    assert not (tmp_path / "models").exists()  # no staging folder, no out, no parents it created
+    existing = tmp_path / "models" / "imported" / "1"
+    existing.mkdir(parents=True)
+    (existing / "manifest.json").write_text("{}")
+    with pytest.raises(RuntimeError, match="disk full"):
+        export(tmp_path, training_checkpoint(*cifar_checkpoint()), "--force")
+    assert sorted(p.name for p in existing.parent.iterdir()) == ["1"]  # the old folder, untouched
+    assert (existing / "manifest.json").read_text() == "{}"
