@@ -260,3 +260,56 @@ def tutorial_state(a: argparse.Namespace, seed: int = 0) -> dict[str, torch.Tens
         )
         renamed[key] = value
     return renamed
+
+
+def export_server_fixtures(root: str) -> None:
+    """Reference-layout CIFAR-10 and maze models exported to ROOT/models, and for each an RGB PNG with
+    PyTorch's per-tick outputs on it in ROOT/cases (for the server's tests, which send it over gRPC)."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ctm.checkpoint import load_checkpoint, model_from_checkpoint
+    from ctm.export import main as export_main
+
+    small = dict(d_model=32, d_input=16, heads=2, iterations=4, memory_length=4, memory_hidden_dims=3,
+                 n_synch_out=8, n_synch_action=6, synapse_depth=2)  # fmt: skip
+    cases = {
+        "cifar10-ref": reference_args("image_classification", **small, backbone_type="resnet18-1"),
+        "maze-ref": reference_args(
+            "mazes",
+            **small,
+            backbone_type="resnet18-1",
+            maze_route_length=6,
+            dataset="mazes-small",
+            positional_embedding_type="custom-rotational",
+        ),  # fmt: skip
+    }
+    root_path = Path(root)
+    (root_path / "cases").mkdir(parents=True, exist_ok=True)
+    for seed, (name, args) in enumerate(cases.items()):
+        checkpoint = root_path / "cases" / f"{name}.pt"
+        torch.save(training_checkpoint(reference_state(args, 3, seed), args), checkpoint)
+        out = root_path / "models" / name / "1"
+        export_main(["--reference", str(checkpoint), "--out", str(out)])
+        manifest = json.loads((out / "manifest.json").read_text())
+        image = manifest["input"]["image"]
+        rng = np.random.default_rng(seed)
+        pixels = rng.integers(0, 256, (image["height"], image["width"], 3), dtype=np.uint8)
+        Image.fromarray(pixels, mode="RGB").save(root_path / "cases" / f"{name}.png")
+        mean = torch.tensor(image["normalize"]["mean"]).view(3, 1, 1)
+        std = torch.tensor(image["normalize"]["std"]).view(3, 1, 1)
+        x = ((torch.from_numpy(pixels).permute(2, 0, 1).float() / 255 - mean) / std).unsqueeze(0)
+        model = model_from_checkpoint(load_checkpoint(out / "checkpoint.pt")).eval()
+        with torch.no_grad():
+            logits, certainty = model(x)
+        case = {"png": f"{name}.png", "logits": logits[0].T.tolist(), "certainty": certainty[0].tolist()}
+        (root_path / "cases" / f"{name}.json").write_text(json.dumps(case))
+        checkpoint.unlink()
+
+
+if __name__ == "__main__":
+    import sys
+
+    export_server_fixtures(sys.argv[1])
