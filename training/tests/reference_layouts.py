@@ -263,8 +263,12 @@ def tutorial_state(a: argparse.Namespace, seed: int = 0) -> dict[str, torch.Tens
 
 
 def export_server_fixtures(root: str) -> None:
-    """Reference-layout CIFAR-10 and maze models exported to ROOT/models, and for each an RGB PNG with
-    PyTorch's per-tick outputs on it in ROOT/cases (for the server's tests, which send it over gRPC)."""
+    """Reference-layout CIFAR-10 and maze training checkpoints (random weights) in ROOT/cases, exported
+    to ROOT/models, and for each an RGB PNG with PyTorch's per-tick outputs on it in ROOT/cases (for
+    the server's tests, which send it over gRPC; and for trying `--reference` without a reference run).
+
+        node scripts/py.mjs -m tests.reference_layouts /tmp/ctm-ref
+    """
     import json
     from pathlib import Path
 
@@ -306,7 +310,6 @@ def export_server_fixtures(root: str) -> None:
             logits, certainty = model(x)
         case = {"png": f"{name}.png", "logits": logits[0].T.tolist(), "certainty": certainty[0].tolist()}
         (root_path / "cases" / f"{name}.json").write_text(json.dumps(case))
-        checkpoint.unlink()
 
 
 if __name__ == "__main__":
