@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     out: Path = args.out
+    if args.checkpoint and (args.set or args.task or args.labels or args.unsafe_pickle):
+        raise SystemExit("error: --set, --task, --labels and --unsafe-pickle are for --reference only")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise SystemExit(f"{out} exists and is not empty; pass --force to replace it")
     try:

@@ -22,6 +22,7 @@ from ctm.losses import dual_index_loss
 from ctm.manifest import validate_manifest
 from ctm.model import CTM
 from ctm.onnx_runner import OnnxCTM
+from ctm.reference import import_reference
 from ctm.safe_load import load_reference_file
 from tests.reference_layouts import (
     reference_args,
@@ -207,8 +208,8 @@ def test_a_global_outside_the_allow_list_needs_the_unsafe_opt_in(tmp_path):
     payload = training_checkpoint(state, args)
     payload["started"] = datetime.date(2026, 12, 1)  # harmless, but not something export needs
     assert "its pickle names datetime.date, which is not on the allow-list" in refused(tmp_path, payload)
-    out = export(tmp_path, payload, "--unsafe-pickle")
-    assert json.loads((out / "manifest.json").read_text())["source"]["architecture_from"] == "args"
+    imported = import_reference(tmp_path / "checkpoint.pt", unsafe=True)  # what --unsafe-pickle does
+    assert imported.source["architecture_from"] == "args" and imported.model.config.backbone == "resnet18-1"
 
 
 def test_numpy_1_checkpoints_load_with_the_same_allow_list(tmp_path):
@@ -226,6 +227,11 @@ def test_numpy_1_checkpoints_load_with_the_same_allow_list(tmp_path):
     )
     loaded = load_reference_file(written_by_numpy_1)
     assert loaded["h"][0] == 0.5 and loaded["h"][1].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_flags_for_reference_imports_are_refused_with_our_own_checkpoints(tmp_path):
+    with pytest.raises(SystemExit, match="for --reference only"):
+        export_main(["--checkpoint", "x.pt", "--set", "heads=2", "--out", str(tmp_path / "m" / "1")])
 
 
 def test_swapped_keys_are_caught(tmp_path):
