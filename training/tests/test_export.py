@@ -125,6 +125,14 @@ def test_manifest_validates(exported):
         (lambda m: m["input"]["image"].pop("normalize"), "manifest field input.image: 'normalize' is a required"),
         (lambda m: m["graphs"]["tick"].update(file="../x.onnx"), "manifest field graphs.tick.file"),
         (lambda m: m.update(calibration="missing.json"), "manifest field calibration: file 'missing.json' not found"),
+        (
+            lambda m: m["input"]["image"].update(preprocess="center-crop"),
+            "manifest field input.image: 'resize_shorter' is a required property",
+        ),
+        (
+            lambda m: m["input"]["image"].update(preprocess="center-crop", resize_shorter=20),
+            "manifest field input.image.resize_shorter: 20 is smaller than the crop 28x28",
+        ),
     ],
 )
 def test_manifest_errors_name_the_field(exported, mutate, message):
