@@ -22,7 +22,7 @@ from ctm.losses import dual_index_loss
 from ctm.manifest import validate_manifest
 from ctm.model import CTM
 from ctm.onnx_runner import OnnxCTM
-from ctm.reference import import_reference
+from ctm.reference import import_reference, normalise_layout
 from ctm.safe_load import load_reference_file
 from tests.reference_layouts import (
     reference_args,
@@ -313,3 +313,11 @@ def test_a_failure_mid_export_leaves_nothing_behind(tmp_path, monkeypatch):
         export(tmp_path, training_checkpoint(*cifar_checkpoint()), "--force")
     assert sorted(p.name for p in existing.parent.iterdir()) == ["1"]  # the old folder, untouched
     assert (existing / "manifest.json").read_text() == "{}"
+
+
+def test_ddp_and_torch_compile_prefixes_are_dropped():
+    state = {"module.start_trace": torch.ones(1), "module.backbone._orig_mod.conv1.weight": torch.ones(1),
+             "synapses._orig_mod.first_projection.0.weight": torch.ones(1)}  # fmt: skip
+    renamed, layout = normalise_layout(state)
+    assert sorted(renamed) == ["backbone.conv1.weight", "start_trace", "synapses.first_projection.0.weight"]
+    assert layout == "reference"
