@@ -314,7 +314,10 @@ function drawSummary() {
   const result = run?.final;
   if (last) {
     const best = last.top_k[0] ?? last.positions[0];
-    const answer = result ? (result.top_k[0]?.label ?? result.positions.map((p) => p.label).join("")) : best?.label;
+    const answer = result
+      ? (result.top_k[0]?.label ??
+        result.positions.map((p) => p.label).join(result.positions.every((p) => p.label.length === 1) ? "" : " "))
+      : best?.label;
     rows.push(["answer", answer ?? "–", "answer"]);
     rows.push(["certainty", (result?.certainty ?? last.certainty).toFixed(3)]);
     rows.push(["ticks used", String(result?.ticks_used ?? last.tick)]);
@@ -371,8 +374,12 @@ function drawHeatmap() {
   const tick = run?.ticks[Number(slider.value) - 1];
   $("tick-label").textContent = tick ? `${tick.tick}${tick.final ? " (halted)" : ""}` : "–";
   $("positions").textContent = tick?.positions.length ? tick.positions.map((p) => p.label).join(" ") : "";
+  if (tick?.attention_shape.length) drawAttention(g, tick, rows, cols);
+  // Over the attention, so that the route keeps its colour.
   if (tick && input) drawRoute(g, tick, rows, cols);
-  if (!tick?.attention_shape.length) return;
+}
+
+function drawAttention(g, tick, rows, cols) {
   const [heads, ...grid] = tick.attention_shape;
   const [gh, gw] = grid.length === 2 ? grid : [1, grid[0]];
   const cells = gh * gw;
@@ -424,6 +431,11 @@ function drawRoute(g, tick, rows, cols) {
     [x, y] = [x + dx, y + dy];
     g.lineTo((x + 0.5) * cw, (y + 0.5) * ch);
   }
+  g.stroke();
+  // The start, so that a route that begins with a wait still shows where it would go from.
+  g.lineWidth = 2;
+  g.beginPath();
+  g.arc(((start % cols) + 0.5) * cw, (Math.floor(start / cols) + 0.5) * ch, Math.max(4, cw), 0, 2 * Math.PI);
   g.stroke();
 }
 

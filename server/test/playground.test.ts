@@ -5,7 +5,9 @@
  * screenshot goes to out/playground.png. Skipped, saying so, where Chromium is not installed.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Chromium, findChromium, type Page } from "./support/headlessChromium.ts";
@@ -141,5 +143,53 @@ describe("the playground in headless Chromium", { skip }, () => {
     const shown = await page.evaluate<string>(`document.getElementById("error").textContent`);
     assert.equal(shown, "INVALID_ARGUMENT: halt_policy.certainty_threshold must be in (0, 1], got 1.5");
     await page.evaluate(`document.getElementById("threshold").value = "0.9"`);
+  });
+});
+
+describe("the playground in headless Chromium, with a maze model", { skip }, () => {
+  const root = mkdtempSync(join(tmpdir(), "ctm-reference-"));
+  let t: TestServer;
+  let browser: Chromium;
+  let page: Page;
+  before(async () => {
+    // A reference-layout maze solver (random weights: the route means nothing, but it has one) and an
+    // RGB image for it, as server/test/referenceModels.test.ts uses them.
+    execFileSync(process.execPath, ["scripts/py.mjs", "-m", "tests.reference_layouts", root], {
+      cwd: REPO,
+      stdio: "pipe",
+    });
+    t = await startTestServer({ modelsDir: join(root, "models"), http: { host: "127.0.0.1", port: 0 } });
+    browser = Chromium.launch(chromium as string);
+    page = await browser.newPage(1280, 1040);
+    await page.navigate(`http://127.0.0.1:${t.server.httpPort}/`);
+    await page.waitFor("window.playground?.model?.name", "the model list");
+  });
+  after(async () => {
+    await browser?.close();
+    await t?.close();
+  });
+
+  it("picks an image file, and draws the route over the maze and the attention at every tick", async () => {
+    await page.evaluate(
+      `(() => { const s = document.getElementById("model"); s.value = "maze-ref"; s.dispatchEvent(new Event("change")); })()`,
+    );
+    const { root: documentNode } = (await page.send("DOM.getDocument")) as { root: { nodeId: number } };
+    const { nodeId } = await page.send("DOM.querySelector", { nodeId: documentNode.nodeId, selector: "#file" });
+    await page.send("DOM.setFileInputFiles", { nodeId, files: [join(root, "cases", "maze-ref.png")] });
+    await page.waitFor("window.playground.image", "the chosen file to load");
+    await page.evaluate(`document.getElementById("think").click()`);
+    await page.waitFor("window.playground.run?.done", "the run to finish", 60_000);
+    const run = await page.evaluate<{ error: unknown; positions: number; shape: number[] }>(
+      `({ error: window.playground.error, positions: window.playground.run.final?.positions.length, shape: window.playground.run.ticks[0]?.attention_shape })`,
+    );
+    assert.equal(run.error, undefined);
+    assert.equal(run.positions, 6, "a route of 6 moves");
+    assert.equal(run.shape.length, 3, "attention over a 2-D token grid");
+    assert.ok((await countPixels(page, "heatmap", "r < 40 && g > 200 && b > 230")) > 20, "the route, in cyan");
+    assert.match(
+      await page.evaluate<string>(`document.getElementById("positions").textContent`),
+      /^((up|down|left|right|wait) ?){6}$/,
+    );
+    writeFileSync(join(REPO, "out", "playground-maze.png"), await page.screenshot());
   });
 });
