@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import tempfile
 import warnings
@@ -173,7 +172,7 @@ def build_manifest(
             for n in STATE_NAMES
         ],
         "outputs": {"logits": "logits", "certainty": "certainty", "probabilities": "probabilities"},
-        "attention": {"output": "attention", "token_grid": token_grid(config.input_shape, shapes["k"][1])},
+        "attention": {"output": "attention", "token_grid": token_grid(model)},
         "opset": OPSET,
         "calibration": "calibration.json",
         "samples": "samples/labels.json",
@@ -186,18 +185,13 @@ def build_manifest(
     return manifest
 
 
-def token_grid(input_shape: tuple[int, ...], tokens: int) -> list[int]:
-    """How the N input tokens lie over the input, for drawing attention on it.
-
-    An image's tokens are a feature map flattened row-major (the conv backbones): a grid with the
-    image's aspect ratio, [7, 7] for 28x28. Anything else is a sequence: [N].
-    """
-    if len(input_shape) == 3:
-        _, height, width = input_shape
-        rows = round(math.sqrt(tokens * height / width))
-        if rows > 0 and tokens % rows == 0 and rows * width == (tokens // rows) * height:
-            return [rows, tokens // rows]
-    return [tokens]
+def token_grid(model: CTM) -> list[int]:
+    """How the N input tokens lie over the input, for drawing attention on it: the spatial shape of the
+    backbone's feature map, whose cells `CTM.tokens` flattens row-major ([7, 7] for MNIST, [L] for a
+    sequence)."""
+    with torch.no_grad():
+        features = model.backbone(model.initial_rgb(torch.zeros(2, *model.config.input_shape)))
+    return list(features.shape[2:])
 
 
 def export_model(
