@@ -12,8 +12,9 @@ import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
+import { CLASSIFY_REQUEST_FIELDS, HALT_POLICY_FIELDS } from "../src/transport/jsonRequest.ts";
 import { PLAYGROUND_DIR } from "../src/transport/playgroundHttp.ts";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import { type ClassifyRequestMessage, loadProtocol, type TickUpdateMessage } from "../src/transport/protocol.ts";
 import {
   failure,
   MODEL_NAME,
@@ -165,6 +166,13 @@ describe("playground over HTTP", () => {
       const body = (await response.json()) as { code: string; message: string };
       assert.deepEqual(body, { code: status[grpcError.code], message: grpcError.details });
     }
+  });
+
+  it("takes exactly the fields of the proto's ClassifyRequest and HaltPolicy", () => {
+    const fieldsOf = (type: string) =>
+      (loadProtocol().packageDefinition[type] as { type: { field: { name: string }[] } }).type.field.map((f) => f.name);
+    assert.deepEqual([...CLASSIFY_REQUEST_FIELDS].sort(), fieldsOf("ctm.v1.ClassifyRequest").sort());
+    assert.deepEqual([...HALT_POLICY_FIELDS].sort(), fieldsOf("ctm.v1.HaltPolicy").sort());
   });
 
   it("names the field of a JSON body of the wrong shape", async () => {

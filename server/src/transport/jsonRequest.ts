@@ -8,20 +8,33 @@ import { invalidArgument } from "../engine/serverError.ts";
 import type { ClassifyRequestMessage, HaltPolicyMessage } from "./protocol.ts";
 
 const UINT32_MAX = 0xffff_ffff;
+
+/** The fields of ctm.v1.ClassifyRequest and HaltPolicy a body may set (a test holds them to the proto). */
+export const CLASSIFY_REQUEST_FIELDS = [
+  "model",
+  "version",
+  "image",
+  "tensor",
+  "halt_policy",
+  "top_k",
+  "include_trace",
+  "include_attention",
+] as const;
+export const HALT_POLICY_FIELDS = [
+  "certainty_threshold",
+  "target_accuracy",
+  "min_ticks",
+  "max_ticks",
+  "patience",
+  "deadline_ms",
+  "target_consistency",
+  "target_confidence",
+] as const;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export function classifyRequestFromJson(body: unknown): ClassifyRequestMessage {
   const root = object(body, "the request body");
-  known(root, "the request body", [
-    "model",
-    "version",
-    "image",
-    "tensor",
-    "halt_policy",
-    "top_k",
-    "include_trace",
-    "include_attention",
-  ]);
+  known(root, "the request body", CLASSIFY_REQUEST_FIELDS);
   const request: ClassifyRequestMessage = {
     model: optional(root, "model", string) ?? "",
     version: optional(root, "version", uint32) ?? 0,
@@ -53,20 +66,16 @@ export function classifyRequestFromJson(body: unknown): ClassifyRequestMessage {
 
 function haltPolicy(value: unknown): HaltPolicyMessage {
   const policy = object(value, "halt_policy");
-  known(policy, "halt_policy", [
-    "certainty_threshold",
-    "target_accuracy",
-    "min_ticks",
-    "max_ticks",
-    "patience",
-    "deadline_ms",
-  ]);
+  known(policy, "halt_policy", HALT_POLICY_FIELDS);
   const at = "halt_policy.";
   const message: HaltPolicyMessage = {
     min_ticks: optional(policy, "min_ticks", uint32, at) ?? 0,
     max_ticks: optional(policy, "max_ticks", uint32, at) ?? 0,
     patience: optional(policy, "patience", uint32, at) ?? 0,
     deadline_ms: optional(policy, "deadline_ms", uint32, at) ?? 0,
+    // Plain proto3 doubles, as gRPC decodes them: absent is 0, which means not set.
+    target_consistency: optional(policy, "target_consistency", number, at) ?? 0,
+    target_confidence: optional(policy, "target_confidence", number, at) ?? 0,
   };
   // proto3 `optional`: absent and null both mean unset, as proto-loader hands them to the decoder.
   const threshold = optional(policy, "certainty_threshold", number, at);
