@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
+import fc from "fast-check";
 import { CLASSIFY_REQUEST_FIELDS, HALT_POLICY_FIELDS } from "../src/transport/jsonRequest.ts";
 import { PLAYGROUND_DIR } from "../src/transport/playgroundHttp.ts";
 import { type ClassifyRequestMessage, loadProtocol, type TickUpdateMessage } from "../src/transport/protocol.ts";
@@ -194,6 +195,88 @@ describe("playground over HTTP", () => {
       assert.equal(error.code, "INVALID_ARGUMENT");
       assert.match(error.message, message);
     }
+  });
+});
+
+describe("playground over HTTP: hostile JSON", () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ http: { host: "127.0.0.1", port: 0 } });
+  });
+  after(() => t.close());
+
+  it("answers random bodies with a refusal that names what is wrong, or a run; never INTERNAL", async (context) => {
+    const png = (samples()[0] as { png: Buffer }).png.toString("base64");
+    const anyJson = fc.jsonValue({ maxDepth: 3 });
+    const field = <T>(arbitrary: fc.Arbitrary<T>) =>
+      fc.oneof({ arbitrary, weight: 6 }, { arbitrary: anyJson, weight: 1 });
+    // Mostly the right shape with wrong values, so that the checks past the JSON types are reached too.
+    const body = fc.oneof(
+      { arbitrary: anyJson, weight: 1 },
+      {
+        weight: 3,
+        arbitrary: fc.record(
+          {
+            model: field(fc.constantFrom(MODEL_NAME, MODEL_NAME, MODEL_NAME, "", "nope")),
+            version: field(fc.constantFrom(0, 1, 2, -1, 1.5, 2 ** 32)),
+            image: field(fc.record({ data: field(fc.constantFrom(png, png, png, "", "AAAA", "%%%")) })),
+            halt_policy: field(
+              fc.record(
+                {
+                  certainty_threshold: field(fc.oneof(fc.constantFrom(0.5, 0.9, 1), fc.double())),
+                  target_accuracy: field(fc.oneof(fc.constantFrom(0.9, 0.99), fc.double())),
+                  min_ticks: field(fc.integer({ min: -5, max: 40 })),
+                  max_ticks: field(fc.integer({ min: -5, max: 40 })),
+                },
+                { requiredKeys: [] },
+              ),
+            ),
+            top_k: field(fc.integer({ min: -2, max: 12 })),
+            include_attention: field(fc.boolean()),
+          },
+          { requiredKeys: ["model", "image"] },
+        ),
+      },
+      // Both inputs at once, or a tensor of any shape.
+      {
+        weight: 1,
+        arbitrary: fc.record(
+          {
+            model: fc.constant(MODEL_NAME),
+            image: fc.constant({ data: png }),
+            tensor: fc.record({ shape: anyJson, values: anyJson }),
+          },
+          { requiredKeys: ["model", "tensor"] },
+        ),
+      },
+    );
+    const seen = new Map<string, number>();
+    await fc.assert(
+      fc.asyncProperty(body, async (value) => {
+        const response = await fetch(`http://127.0.0.1:${t.server.httpPort}/api/classify`, {
+          method: "POST",
+          body: JSON.stringify(value),
+        });
+        const text = await response.text();
+        const what = `${JSON.stringify(value).slice(0, 200)} -> ${response.status} ${text.slice(0, 200)}`;
+        if (response.status === 200) {
+          seen.set("OK", (seen.get("OK") ?? 0) + 1);
+          assert.ok(
+            parseEvents(text).some((e) => e.event === "tick" && (e.data as TickUpdateMessage).final),
+            what,
+          );
+          return;
+        }
+        const error = JSON.parse(text) as { code: string; message: string };
+        seen.set(error.code, (seen.get(error.code) ?? 0) + 1);
+        assert.ok([400, 404].includes(response.status), what);
+        assert.ok(["INVALID_ARGUMENT", "NOT_FOUND"].includes(error.code), what);
+        assert.ok(error.message.length > 0, what);
+      }),
+      { numRuns: 100_000, interruptAfterTimeLimit: 4000, markInterruptAsFailure: false, endOnFailure: true },
+    );
+    context.diagnostic([...seen].map(([code, n]) => `${code} ${n}`).join(", "));
+    assert.ok((seen.get("OK") ?? 0) > 0 && (seen.get("INVALID_ARGUMENT") ?? 0) > 0, "both runs and refusals");
   });
 });
 
