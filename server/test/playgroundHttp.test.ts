@@ -24,6 +24,7 @@ import {
   samples,
   startTestServer,
   type TestServer,
+  testConfig,
 } from "./support/testServer.ts";
 
 interface ServerSentEvent {
@@ -195,6 +196,30 @@ describe("playground over HTTP", () => {
       assert.equal(error.code, "INVALID_ARGUMENT");
       assert.match(error.message, message);
     }
+  });
+});
+
+describe("playground over HTTP: body size", () => {
+  let t: TestServer;
+  before(async () => {
+    const limits = { ...testConfig().limits, maxMessageBytes: 4096 };
+    t = await startTestServer({ http: { host: "127.0.0.1", port: 0 }, limits });
+  });
+  after(() => t.close());
+
+  it("refuses a body beyond --max-message-bytes plus base64's third with RESOURCE_EXHAUSTED, and keeps serving", async () => {
+    const url = `http://127.0.0.1:${t.server.httpPort}/api/classify`;
+    const big = JSON.stringify({ model: MODEL_NAME, image: { data: "A".repeat(200_000) } });
+    const response = await fetch(url, { method: "POST", body: big });
+    assert.equal(response.status, 429);
+    assert.deepEqual(await response.json(), {
+      code: "RESOURCE_EXHAUSTED",
+      message: `the request body must be at most ${Math.ceil((4096 * 4) / 3) + 65536} bytes (--max-message-bytes, plus base64's third)`,
+    });
+    const png = (samples()[0] as { png: Buffer }).png.toString("base64");
+    const ok = await fetch(url, { method: "POST", body: JSON.stringify({ model: MODEL_NAME, image: { data: png } }) });
+    assert.equal(ok.status, 200);
+    await ok.text();
   });
 });
 
