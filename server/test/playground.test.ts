@@ -136,6 +136,22 @@ describe("the playground in headless Chromium", { skip }, () => {
     writeFileSync(join(REPO, "out", "playground-replay.png"), await page.screenshot());
   });
 
+  it("draws with a finger too", async () => {
+    await page.evaluate(`document.getElementById("clear").click()`);
+    assert.equal(await countPixels(page, "draw", "r > 200"), 0, "cleared");
+    const box = await page.evaluate<{ x: number; y: number; width: number }>(
+      `(() => { const r = document.getElementById("draw").getBoundingClientRect(); return { x: r.x, y: r.y, width: r.width }; })()`,
+    );
+    const scale = box.width / 280;
+    const line = along([
+      [140, 40],
+      [140, 240],
+    ]);
+    await page.touchStroke(line.map(([x, y]) => [box.x + x * scale, box.y + y * scale] as [number, number]));
+    assert.ok(await page.evaluate<boolean>("window.playground.inked"));
+    assert.ok((await countPixels(page, "draw", "r > 200")) > 2000, "a vertical stroke, drawn by touch");
+  });
+
   it("shows a refused request as the server words it", async () => {
     await page.evaluate(`document.getElementById("threshold").value = "1.5"`);
     await page.evaluate(`document.getElementById("think").click()`);

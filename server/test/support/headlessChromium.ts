@@ -203,6 +203,19 @@ export class Page {
     await mouse("mouseReleased", points[points.length - 1] as [number, number]);
   }
 
+  /** The same stroke with a finger (touch events, as a phone sends them). */
+  async touchStroke(points: readonly [number, number][]): Promise<void> {
+    const [first, ...rest] = points;
+    if (!first) return;
+    await this.send("Emulation.setTouchEmulationEnabled", { enabled: true, maxTouchPoints: 1 });
+    const touch = (type: string, at?: [number, number]) =>
+      this.send("Input.dispatchTouchEvent", { type, touchPoints: at ? [{ x: at[0], y: at[1] }] : [] });
+    await touch("touchStart", first);
+    for (const point of rest) await touch("touchMove", point);
+    await touch("touchEnd");
+    await this.send("Emulation.setTouchEmulationEnabled", { enabled: false });
+  }
+
   async screenshot(): Promise<Buffer> {
     const { data } = await this.send("Page.captureScreenshot", { format: "png" });
     return Buffer.from(data as string, "base64");
