@@ -163,11 +163,12 @@ describe("the playground in headless Chromium", { skip }, () => {
 });
 
 describe("the playground in headless Chromium, with a maze model", { skip }, () => {
-  const root = mkdtempSync(join(tmpdir(), "ctm-reference-"));
+  let root: string;
   let t: TestServer;
   let browser: Chromium;
   let page: Page;
   before(async () => {
+    root = mkdtempSync(join(tmpdir(), "ctm-reference-"));
     // A reference-layout maze solver (random weights: the route means nothing, but it has one) and an
     // RGB image for it, as server/test/referenceModels.test.ts uses them.
     execFileSync(process.execPath, ["scripts/py.mjs", "-m", "tests.reference_layouts", root], {
