@@ -248,7 +248,8 @@ async function run(options: Options): Promise<void> {
       top_k: options.plot && model.output_shape.length === 1 ? classes : options.topK,
       include_trace: !options.stream,
     };
-    const threshold = options.policy.certainty_threshold ?? model.default_policy.certainty_threshold ?? 0.9;
+    // 0 means "not set" (the server default) for both, as in the contract.
+    const threshold = options.policy.certainty_threshold || model.default_policy.certainty_threshold || 0.9;
     const print = (line: string) => process.stdout.write(`${line}\n`);
     if (!options.json) {
       print(`${model.name}/${model.version}  ${options.file}  (${options.stream ? "streaming" : "unary"})`);

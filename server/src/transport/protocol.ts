@@ -55,7 +55,9 @@ export type HaltReasonName =
   | "HALT_REASON_DEADLINE";
 
 export interface HaltPolicyMessage {
+  /** 0: not set. */
   certainty_threshold?: number;
+  /** 0: not set. */
   target_accuracy?: number;
   min_ticks?: number;
   max_ticks?: number;

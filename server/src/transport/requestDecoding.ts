@@ -61,8 +61,8 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
     job: {
       input: decodeInput(request),
       policy: {
-        certaintyThreshold: policy.certainty_threshold ?? undefined,
-        targetAccuracy: policy.target_accuracy ?? undefined,
+        certaintyThreshold: unlessZero(policy.certainty_threshold),
+        targetAccuracy: unlessZero(policy.target_accuracy),
         minTicks: policy.min_ticks,
         maxTicks: policy.max_ticks,
         patience: policy.patience,
@@ -72,6 +72,15 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
     },
     includeTrace: request.include_trace ?? false,
   };
+}
+
+/**
+ * Both fields are meaningful only in (0, 1], so the contract spends 0 on "not set" rather than mark
+ * them `optional`, which protoparse-based tools such as ghz cannot read. Any other value, NaN and
+ * negatives included, goes on to the engine's bounds check.
+ */
+function unlessZero(value: number | undefined): number | undefined {
+  return value === 0 ? undefined : value;
 }
 
 function decodeInput(request: ClassifyRequestMessage): ModelInput {
