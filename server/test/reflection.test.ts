@@ -2,8 +2,8 @@
  * Server reflection, checked the way tools built on protoc's descriptors read it (grpcurl, ghz,
  * grpc_health_probe, Postman, grpcio's reflection client): every service the server lists is described
  * by files whose map entries are named "<Field>Entry", whose type names are fully qualified and resolve
- * within the file and its dependencies, whose proto3 `optional` fields keep their flag and whose
- * options survive. protobuf-go refuses a file that breaks the first rule, which made
+ * within the file and its dependencies, whose fields carry protoc's JSON names, whose proto3 `optional`
+ * fields keep their flag and whose options survive. protobuf-go refuses a file that breaks the first rule, which made
  * grpc.health.v1.Health unusable from grpcurl. The descriptors are decoded here with protobufjs's
  * descriptor codec, independently of the server's own code; grpcurl itself runs too when it is installed.
  */
@@ -18,11 +18,12 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor/index.js";
-import { mapEntryName } from "../src/transport/reflectionDescriptors.ts";
-import { startTestServer, type TestServer } from "./support/testServer.ts";
+import { jsonName, mapEntryName } from "../src/transport/reflectionDescriptors.ts";
+import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
 interface Field {
   name: string;
+  jsonName?: string;
   number: number;
   label: string;
   type: string;
@@ -69,6 +70,20 @@ function protocMapEntryName(field: string): string {
   return `${name}Entry`;
 }
 
+/** protoc's ToJsonName: "top_k" -> "topK". */
+function protocJsonName(field: string): string {
+  let name = "";
+  let capitalise = false;
+  for (const c of field) {
+    if (c === "_") capitalise = true;
+    else {
+      name += capitalise ? c.toUpperCase() : c;
+      capitalise = false;
+    }
+  }
+  return name;
+}
+
 /** What protoc would not have written, in the files of one reflection response. */
 function protocViolations(files: File[]): string[] {
   const problems: string[] = [];
@@ -102,6 +117,8 @@ function protocViolations(files: File[]): string[] {
       const fields = message.field ?? [];
       for (const field of fields) {
         const where = `${name}.${field.name}`;
+        if (field.jsonName !== protocJsonName(field.name))
+          problems.push(`${where}: json_name is ${field.jsonName}, protoc writes ${protocJsonName(field.name)}`);
         if (field.typeName) resolve(where, field.typeName);
         const type = field.typeName ? visible.get(field.typeName) : undefined;
         if (type?.options?.mapEntry) {
@@ -206,7 +223,7 @@ describe("server reflection", () => {
   });
 
   for (const service of SERVICES) {
-    it(`describes ${service} as protoc would: map entries, full type names, proto3 optional, imports`, () => {
+    it(`describes ${service} as protoc would: map entries, full type names, JSON names, proto3 optional, imports`, () => {
       const files = described(service);
       assert.ok(files.length > 0);
       assert.deepEqual(protocViolations(files), []);
@@ -234,9 +251,11 @@ describe("server reflection", () => {
     assert.equal(reflectionV1?.options?.goPackage, "google.golang.org/grpc/reflection/grpc_reflection_v1");
   });
 
-  it("writes map entry names the way protoc does", () => {
-    for (const field of ["statuses", "foo_bar", "foo__bar", "foo_1bar", "x"])
+  it("writes map entry and JSON names the way protoc does", () => {
+    for (const field of ["statuses", "foo_bar", "foo__bar", "foo_1bar", "x", "p50_ticks", "_x", "x_"]) {
       assert.equal(mapEntryName(field), protocMapEntryName(field), field);
+      assert.equal(jsonName(field), protocJsonName(field), field);
+    }
   });
 
   const grpcurl = join(homedir(), "go", "bin", "grpcurl");
@@ -244,7 +263,7 @@ describe("server reflection", () => {
     skip: !existsSync(grpcurl) && `${grpcurl} is not installed`,
   }, async () => {
     const run = (...args: string[]) =>
-      promisify(execFile)(grpcurl, ["-plaintext", ...args], { encoding: "utf8", timeout: 30_000 });
+      promisify(execFile)(grpcurl, ["-plaintext", ...args], { cwd: REPO, encoding: "utf8", timeout: 30_000 });
     const listed = await run(t.address, "list");
     assert.deepEqual(listed.stdout.trim().split("\n").sort(), SERVICES);
     for (const service of SERVICES) await run(t.address, "describe", service);
@@ -253,6 +272,20 @@ describe("server reflection", () => {
     const list = await run(t.address, "grpc.health.v1.Health/List");
     assert.equal(JSON.parse(list.stdout).statuses["ctm.v1.CtmService"].status, "SERVING");
     const model = await run("-d", '{"name": "mnist-ctm"}', t.address, "ctm.v1.CtmService/GetModel");
+    // JSON names as protoc writes them, so grpcurl prints topK and trainedTicks whether it read the
+    // contract through reflection or from the .proto file.
     assert.equal(JSON.parse(model.stdout).name, "mnist-ctm");
+    assert.equal(typeof JSON.parse(model.stdout).trainedTicks, "number");
+    const fromFile = await run(
+      "-import-path",
+      "proto",
+      "-proto",
+      "ctm/v1/ctm.proto",
+      "-d",
+      '{"name": "mnist-ctm"}',
+      t.address,
+      "ctm.v1.CtmService/GetModel",
+    );
+    assert.deepEqual(Object.keys(JSON.parse(model.stdout)), Object.keys(JSON.parse(fromFile.stdout)));
   });
 });

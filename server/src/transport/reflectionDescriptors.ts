@@ -10,7 +10,9 @@
  *   - type names are relative to their scope ("HaltPolicy") instead of fully qualified
  *     (".ctm.v1.HaltPolicy"), and a file lists no dependencies for the types it uses from another;
  *   - a proto3 `optional` field loses its proto3_optional flag, so its synthetic oneof reads as a
- *     real one, and field options come back as empty messages.
+ *     real one, and field options come back as empty messages;
+ *   - fields carry no json_name, which protoc fills in ("top_k" -> "topK"): grpcurl then printed
+ *     `top_k` through reflection but `topK` from the .proto file (and from servers built on protoc).
  * This module rewrites the descriptors into protoc's form; nothing else about them changes.
  */
 import * as protoLoader from "@grpc/proto-loader";
@@ -38,6 +40,7 @@ interface MessageDescriptor {
 
 interface FieldDescriptor {
   name: string;
+  jsonName?: string;
   label?: string;
   type?: string;
   typeName?: string;
@@ -72,7 +75,7 @@ export function protocFileDescriptors(packageDefinition: protoLoader.PackageDefi
       if (!files.has(file.name)) files.set(file.name, file);
     }
   }
-  for (const file of files.values()) for (const message of file.messageType ?? []) nameMapEntries(message);
+  for (const file of files.values()) for (const message of file.messageType ?? []) protocFields(message);
   const definedIn = indexTypes(files.values());
   for (const file of files.values()) qualifyTypeNames(file, definedIn);
   return [...files.values()].map((file) => fileDescriptorProto.serialize(file));
@@ -80,11 +83,15 @@ export function protocFileDescriptors(packageDefinition: protoLoader.PackageDefi
 
 /** protoc's name for the entry message of map field `fieldName`: "statuses" -> "StatusesEntry". */
 export function mapEntryName(fieldName: string): string {
-  const camel = fieldName.replace(/(?:^|_)([a-z]?)/g, (_, letter: string) => letter.toUpperCase());
-  return `${camel}Entry`;
+  return `${jsonName(`_${fieldName}`)}Entry`;
 }
 
-function nameMapEntries(message: MessageDescriptor): void {
+/** protoc's json_name of field `name`: "top_k" -> "topK", "p50_ticks" -> "p50Ticks". */
+export function jsonName(name: string): string {
+  return name.replace(/_+(.?)/g, (_, next: string) => next.toUpperCase());
+}
+
+function protocFields(message: MessageDescriptor): void {
   const nested = message.nestedType ?? [];
   for (const field of message.field ?? []) {
     const entry = nested.find((type) => type.options?.mapEntry && type.name === field.typeName);
@@ -98,9 +105,10 @@ function nameMapEntries(message: MessageDescriptor): void {
     // protobufjs turns `optional x` into a oneof named "_x" holding x alone, as protoc does, but drops the flag.
     if (oneof?.name === `_${field.name}` && alone) field.proto3Optional = true;
     if (field.options && Object.keys(field.options).length === 0) delete field.options;
+    field.jsonName = jsonName(field.name);
   }
   moveSyntheticOneofsLast(message);
-  for (const type of nested) nameMapEntries(type);
+  for (const type of nested) protocFields(type);
 }
 
 /** protoc (and protobuf-go's check of it) wants every synthetic oneof after the real ones. */
