@@ -9,16 +9,16 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { homedir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor/index.js";
-import { jsonName, mapEntryName } from "../src/transport/reflectionDescriptors.ts";
+import { jsonName, mapEntryName, protocFileDescriptors } from "../src/transport/reflectionDescriptors.ts";
 import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
 interface Field {
@@ -249,6 +249,50 @@ describe("server reflection", () => {
     assert.equal(health?.options?.javaPackage, "io.grpc.health.v1");
     const [reflectionV1] = described("grpc.reflection.v1.ServerReflection");
     assert.equal(reflectionV1?.options?.goPackage, "google.golang.org/grpc/reflection/grpc_reflection_v1");
+  });
+
+  it("rewrites proto3 optional fields, oneofs and nested maps the way protoc writes them", () => {
+    // None of the served files has an `optional` field today; a contract that gains one must still
+    // reflect correctly, so this runs the rewrite over one that has.
+    const dir = mkdtempSync(join(tmpdir(), "ctm-reflection-"));
+    writeFileSync(
+      join(dir, "sample.proto"),
+      `syntax = "proto3";
+package sample.v1;
+message Outer {
+  optional double level = 3;
+  oneof choice { string a = 1; int32 b = 2; }
+  message Inner { map<string, Outer> by_name = 1; }
+  Inner inner = 4;
+  optional Inner maybe_inner = 5;
+}`,
+    );
+    const definition = protoLoader.loadSync("sample.proto", { includeDirs: [dir], keepCase: true });
+    rmSync(dir, { recursive: true, force: true });
+    const files = protocFileDescriptors(definition).map(
+      (bytes) =>
+        descriptor.FileDescriptorProto.toObject(descriptor.FileDescriptorProto.decode(bytes), {
+          enums: String,
+        }) as File,
+    );
+    assert.deepEqual(protocViolations(files), []);
+    const outer = files[0]?.messageType?.[0];
+    assert.deepEqual(
+      outer?.oneofDecl?.map((o) => o.name),
+      ["choice", "_level", "_maybe_inner"],
+    );
+    assert.deepEqual(
+      outer?.field?.map((f) => [f.name, f.proto3Optional ?? false, f.oneofIndex]),
+      [
+        ["level", true, 1],
+        ["a", false, 0],
+        ["b", false, 0],
+        ["inner", false, undefined],
+        ["maybe_inner", true, 2],
+      ],
+    );
+    const inner = outer?.nestedType?.find((m) => m.name === "Inner");
+    assert.equal(inner?.field?.[0]?.typeName, ".sample.v1.Outer.Inner.ByNameEntry");
   });
 
   it("writes map entry and JSON names the way protoc does", () => {
