@@ -111,7 +111,7 @@ function protocFields(message: MessageDescriptor): void {
   for (const type of nested) protocFields(type);
 }
 
-/** protoc (and protobuf-go's check of it) wants every synthetic oneof after the real ones. */
+/** protobuf-go refuses a real oneof declared after a synthetic one ("must be declared before synthetic oneofs"). */
 function moveSyntheticOneofsLast(message: MessageDescriptor): void {
   const oneofs = message.oneofDecl ?? [];
   const fields = message.field ?? [];
