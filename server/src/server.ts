@@ -6,7 +6,6 @@
  * period to finish what is in flight, and only then does the gRPC server close.
  */
 import * as grpc from "@grpc/grpc-js";
-import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { ServerConfig } from "./config.ts";
 import { loadModels } from "./engine/modelLoading.ts";
@@ -17,6 +16,7 @@ import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
+import { addReflectionService } from "./transport/reflectionService.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
 
 export interface StartOptions {
@@ -60,7 +60,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   });
   server.addService(protocol.ctmService, createCtmService(registry, metrics, log));
   health.addToServer(server);
-  new ReflectionService(protocol.packageDefinition).addToServer(server);
+  addReflectionService(server);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, bound) =>
