@@ -167,16 +167,16 @@ export class Scheduler {
       if (this.incoming.length > 0) await this.join(run);
       if (this.pace() > 0) ticks = await this.tick(run, finished);
     } catch (error) {
-      // A failed graph run leaves no trustworthy state: every request in the batch fails and the
-      // batch starts empty, so later requests are unaffected.
+      // A failed graph run leaves no trustworthy state: every request in the batch (those joining
+      // included: join() made them active) fails and the batch starts empty. Requests admitted while
+      // the run was in flight are still in `incoming`, were never part of it, and join at the next
+      // boundary.
       const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-      for (const request of [...this.active.values(), ...this.incoming]) {
-        const ticksUsed = "tracker" in request ? request.tracker.ticksDone : 0;
-        finished.push({ id: request.id, outcome: "failed", ticksUsed, message });
+      for (const request of this.active.values()) {
+        finished.push({ id: request.id, outcome: "failed", ticksUsed: request.tracker.ticksDone, message });
       }
-      this.batch.leave([...this.active.keys(), ...this.incoming.map((r) => r.id)]);
+      this.batch.leave([...this.active.keys()]);
       this.active.clear();
-      this.incoming = [];
     }
     if (run.batchSize > 0 || run.joined > 0) this.runs.push(run);
     this.report(ticks, finished);
