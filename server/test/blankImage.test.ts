@@ -10,7 +10,7 @@ import sharp from "sharp";
 import { digitPhoto } from "./support/digitPhoto.ts";
 import { failure, MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
-const plain = (channels: 3 | 4, background: sharp.Color) =>
+const plain = (channels: 3 | 4, background: string | { r: number; g: number; b: number; alpha: number }) =>
   sharp({ create: { width: 64, height: 48, channels, background } })
     .png()
     .toBuffer();

@@ -164,7 +164,7 @@ export class Scheduler {
     const run: StepRun = { batchSize: 0, joined: 0, encodeMs: 0, tickMs: 0 };
     let ticks: TickRows | undefined;
     try {
-      if (this.incoming.length > 0) await this.join(run);
+      if (this.incoming.length > 0) await this.join(run, finished);
       if (this.pace() > 0) ticks = await this.tick(run, finished);
     } catch (error) {
       // A failed graph run leaves no trustworthy state: every request in the batch (those joining
@@ -192,11 +192,18 @@ export class Scheduler {
     this.reportedAt = now;
   }
 
-  private async join(run: StepRun): Promise<void> {
+  private async join(run: StepRun, finished: Finished[]): Promise<void> {
     // Take the newcomers before awaiting: admissions that arrive during the encoder run wait for the
     // next boundary instead of slipping into this one unencoded.
-    const joining = this.incoming;
+    const now = this.now();
+    const joining: AdmitMessage[] = [];
+    for (const r of this.incoming) {
+      // Its deadline passed on the way here: an answer from no ticks would be a guess.
+      if (now >= r.deadlineAt) finished.push({ id: r.id, outcome: "expired", ticksUsed: 0 });
+      else joining.push(r);
+    }
     this.incoming = [];
+    if (joining.length === 0) return;
     for (const r of joining) {
       this.active.set(r.id, {
         id: r.id,
