@@ -308,7 +308,7 @@ export class ModelEngine {
     for (const request of [...this.requests.values()])
       this.settle(request, "cancelled", new ServerError("UNAVAILABLE", "the server is shutting down"));
     this.queue = [];
-    // A worker still starting stops itself once it is up (startWorker checks `closed`).
+    // A worker still starting stops itself once it is up (openWorker checks `closed`).
     await Promise.allSettled([...this.starting]);
     await Promise.all(this.slots.map((thread) => thread.stop()));
     this.slots.length = 0;
@@ -454,25 +454,33 @@ export class ModelEngine {
   /** Starts worker `index` and gives it a slot; one that comes up after close() is stopped instead. */
   private async startWorker(index: number): Promise<void> {
     if (this.closed) return;
+    // Tracked to the end, stop included, so that close() returns only once no thread of ours is left.
+    const starting = this.openWorker(index);
+    this.starting.add(starting);
+    try {
+      await starting;
+    } finally {
+      this.starting.delete(starting);
+    }
+  }
+
+  private async openWorker(index: number): Promise<void> {
     const data: WorkerData = {
       model: this.definition,
       session: this.options.session,
       niceness: this.options.workerNice,
       warmUpRows: this.options.maxBatch,
     };
-    const starting = SchedulerThread.start(index, data, {
-      step: (t, step) => this.onStep(t, step),
-      error: (t, error) => this.log.error({ model: this.name, worker: t.index, err: error }, "scheduler worker failed"),
-      exit: (t, code) => this.onWorkerExit(t, code),
-    });
-    this.starting.add(starting);
     let thread: SchedulerThread;
     try {
-      thread = await starting;
+      thread = await SchedulerThread.start(index, data, {
+        step: (t, step) => this.onStep(t, step),
+        error: (t, error) =>
+          this.log.error({ model: this.name, worker: t.index, err: error }, "scheduler worker failed"),
+        exit: (t, code) => this.onWorkerExit(t, code),
+      });
     } catch (error) {
       throw new Error(`model ${this.name}: ${error instanceof Error ? error.message : String(error)}`);
-    } finally {
-      this.starting.delete(starting);
     }
     if (this.closed) {
       await thread.stop();
