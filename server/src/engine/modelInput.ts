@@ -30,8 +30,7 @@ export async function prepareInput(
     return await preprocessImage(input.data, spec.image, limits);
   } catch (error) {
     if (error instanceof ImageDecodeError) throw invalidArgument(`input.image.data ${error.message}`);
-    if (error instanceof BlankImageError)
-      throw invalidArgument(`input.image.data: the image has no ink: ${error.message}`);
+    if (error instanceof BlankImageError) throw invalidArgument(`input.image.data has no ink: ${error.message}`);
     throw error;
   }
 }
