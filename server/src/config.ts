@@ -26,6 +26,11 @@ export interface ServerConfig {
   maxBatch: number;
   /** Most requests waiting for a batch slot (per model) before RESOURCE_EXHAUSTED. */
   maxQueue: number;
+  /**
+   * How long a stream may wait for its client to take a message (HTTP/2 flow control) before it
+   * ends with DEADLINE_EXCEEDED; meanwhile its request is parked and holds no batch slot.
+   */
+  streamWriteIdleMs: number;
   /** null: no metrics endpoint. */
   metrics: { host: string; port: number } | null;
   /** How long shutdown waits for in-flight requests before cancelling them. */
@@ -73,6 +78,7 @@ export type ConfigKey =
   | "workerNice"
   | "maxBatch"
   | "maxQueue"
+  | "streamWriteIdleMs"
   | "metricsHost"
   | "metricsPort"
   | "graceMs"
@@ -152,6 +158,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_MAX_QUEUE",
     default: "256",
     description: "most requests waiting for a batch slot per model; beyond it: RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "streamWriteIdleMs",
+    flag: "--stream-write-idle-ms",
+    env: "CTM_STREAM_WRITE_IDLE_MS",
+    default: "30000",
+    description:
+      "how long a ClassifyStream may wait for its client to take a message before it ends with DEADLINE_EXCEEDED (its request is parked meanwhile and holds no batch slot)",
   },
   {
     key: "metricsHost",
@@ -355,6 +369,7 @@ export function parseConfig(
     workerNice: integer("workerNice", 0, 19),
     maxBatch: integer("maxBatch", 1, 4096),
     maxQueue: integer("maxQueue", 0, 1_000_000),
+    streamWriteIdleMs: integer("streamWriteIdleMs", 1, 3_600_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
     graceMs: integer("graceMs", 0, 3_600_000),
     maxConnectionAgeMs: integer("maxConnectionAgeMs", 0, 86_400_000),

@@ -58,7 +58,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     }),
     interceptors: tokens ? [authInterceptor(tokens)] : [],
   });
-  server.addService(protocol.ctmService, createCtmService(registry, metrics, log));
+  server.addService(
+    protocol.ctmService,
+    createCtmService(registry, metrics, log, { streamWriteIdleMs: config.streamWriteIdleMs }),
+  );
   health.addToServer(server);
   addReflectionService(server);
 
@@ -113,8 +116,18 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     throw error;
   }
   registry.markLoaded();
+  let stopping: Promise<void> | undefined;
   for (const model of registry.listed())
-    health.setStatus(modelHealthService(nameOf(model)), model.ready ? "SERVING" : "NOT_SERVING");
+    health.setStatus(
+      modelHealthService(nameOf(model)),
+      model.ready && !model.engine.failure ? "SERVING" : "NOT_SERVING",
+    );
+  // A model whose workers die and cannot be restarted reads NOT_SERVING until a restart succeeds.
+  for (const engine of registry.all()) {
+    engine.onFailureChange((failure) => {
+      if (!stopping) health.setStatus(modelHealthService(engine.name), failure ? "NOT_SERVING" : "SERVING");
+    });
+  }
   health.setStatus("", "SERVING");
   health.setStatus(CTM_SERVICE, "SERVING");
   log.info(
@@ -122,7 +135,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     "serving",
   );
 
-  let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.graceMs) => {
     stopping ??= (async () => {
       log.info({ graceMs }, "shutting down: draining in-flight requests");

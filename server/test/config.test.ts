@@ -19,6 +19,7 @@ describe("server configuration", () => {
       workerNice: 5,
       maxBatch: 64,
       maxQueue: 256,
+      streamWriteIdleMs: 30000,
       metrics: { host: "127.0.0.1", port: 9464 },
       graceMs: 10000,
       maxConnectionAgeMs: 0,
@@ -74,6 +75,7 @@ describe("server configuration", () => {
       workerNice: ["0", 0],
       maxBatch: ["16", 16],
       maxQueue: ["0", 0],
+      streamWriteIdleMs: ["1500", 1500],
       graceMs: ["500", 500],
       logLevel: ["debug", "debug"],
     };

@@ -4,6 +4,7 @@
  * letting a NaN through would poison the batch's shared graph run for nobody's benefit.
  */
 import type { ImageInput, InputSpec } from "../model/manifest.ts";
+import { BlankImageError } from "../runtime/blankImage.ts";
 import { ImageDecodeError, type ImageLimits, preprocessImage } from "../runtime/imagePreprocess.ts";
 import { invalidArgument } from "./serverError.ts";
 
@@ -29,6 +30,7 @@ export async function prepareInput(
     return await preprocessImage(input.data, spec.image, limits);
   } catch (error) {
     if (error instanceof ImageDecodeError) throw invalidArgument(`input.image.data ${error.message}`);
+    if (error instanceof BlankImageError) throw invalidArgument(`input.image.data has no ink: ${error.message}`);
     throw error;
   }
 }

@@ -79,6 +79,7 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     workerNice: 5,
     maxBatch: 64,
     maxQueue: 256,
+    streamWriteIdleMs: defaults.streamWriteIdleMs,
     metrics: { host: "127.0.0.1", port: 0 },
     graceMs: 2000,
     maxConnectionAgeMs: 0,
