@@ -270,7 +270,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_MAX_MESSAGE_BYTES",
     default: "",
     description:
-      "largest request message the server reads; larger ones: RESOURCE_EXHAUSTED (default: derived from the served models, --max-image-bytes for an image model or --max-tensor-values x 4, plus 64 KiB for the other fields)",
+      "largest request message the server reads; larger ones: RESOURCE_EXHAUSTED (default: derived from the served models, the larger of --max-image-bytes if any takes images and --max-tensor-values x 4, plus 64 KiB for the other fields)",
   },
   {
     key: "maxImageBytes",
