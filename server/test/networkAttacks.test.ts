@@ -1,6 +1,6 @@
 /**
  * Attacks below gRPC, from a raw HTTP/2 client on loopback (support/http2Attack.ts): connections that
- * nghttp2 ends with its own GOAWAY, and a burst of streams before the SETTINGS ACK. What the server
+ * nghttp2 ends with its own GOAWAY, and a burst of streams beyond the advertised limit. What the server
  * does about each is in docs/reliability.md, "Network attacks".
  */
 import assert from "node:assert/strict";
@@ -61,7 +61,7 @@ describe("connections that nghttp2 ended with its own GOAWAY", () => {
     try {
       const baseline = serverSockets(server.server.port);
       const codes = await badConnections(server.server.port, PER_KIND);
-      // FRAME_SIZE_ERROR, PROTOCOL_ERROR, COMPRESSION_ERROR: the server's HTTP/2 layer did end them.
+      // FRAME_SIZE_ERROR, INTERNAL_ERROR, COMPRESSION_ERROR: the server's HTTP/2 layer did end them.
       for (const code of [6, 2, 9]) assert.ok(codes.has(code), `a GOAWAY with code ${code} among ${[...codes]}`);
       // Each is gone after one ping interval plus its timeout; 10 s only keeps a broken build from hanging.
       const cleared = await eventually(() => serverSockets(server.server.port) <= baseline, 10_000);
@@ -100,7 +100,7 @@ describe("connections that nghttp2 ended with its own GOAWAY", () => {
   });
 });
 
-describe("1,000 streams before the SETTINGS ACK", () => {
+describe("1,000 streams opened at once, beyond --max-concurrent-streams (256)", () => {
   let server: TestServer;
   before(async () => {
     server = await startTestServer();
@@ -109,7 +109,7 @@ describe("1,000 streams before the SETTINGS ACK", () => {
     await server?.close();
   });
 
-  it("serves the first --max-concurrent-streams (256) and refuses the rest with REFUSED_STREAM; the connection stays", async () => {
+  it("before the client ACKs the SETTINGS: serves the first 256 and refuses the rest with REFUSED_STREAM; the connection stays", async () => {
     const opens = Array.from({ length: 1000 }, (_, i) =>
       Buffer.concat([
         frame(FRAME.HEADERS, FLAG.END_HEADERS, 2 * i + 1, grpcHeaders(HEALTH_CHECK)),
@@ -130,6 +130,31 @@ describe("1,000 streams before the SETTINGS ACK", () => {
       false,
       "no GOAWAY",
     );
+    await freshClientIsServed(server);
+  });
+
+  it("after the client has ACKed the limit, ends its connection with GOAWAY INTERNAL_ERROR; other clients are served", async () => {
+    // Node's own check of the acknowledged limit (src/node_http2.cc, OnBeginHeadersCallback) rejects
+    // the excess and, past its tolerance, fails the session: the protocol allows a peer that breaks
+    // a limit it acknowledged to be cut off, and a gRPC client never does (it queues).
+    const burst = Buffer.concat([
+      frame(FRAME.SETTINGS, FLAG.ACK, 0),
+      ...Array.from({ length: 1000 }, (_, i) =>
+        Buffer.concat([
+          frame(FRAME.HEADERS, FLAG.END_HEADERS, 2 * i + 1, grpcHeaders(HEALTH_CHECK)),
+          frame(FRAME.DATA, FLAG.END_STREAM, 2 * i + 1, EMPTY_MESSAGE),
+        ]),
+      ),
+    ]);
+    const frames = await attack(server.server.port, Buffer.concat([PREFACE, frame(FRAME.SETTINGS, 0, 0)]), {
+      afterSettings: burst,
+      lingerMs: 1500,
+      limitMs: 5000,
+    });
+    const goaway = frames.find((f) => f.type === FRAME.GOAWAY);
+    assert.equal(goaway?.payload.readUInt32BE(4), 2, "GOAWAY INTERNAL_ERROR");
+    const opened = frames.filter((f) => f.type === FRAME.HEADERS && !(f.flags & FLAG.END_STREAM)).length;
+    assert.equal(opened, 256, "calls that got response headers");
     await freshClientIsServed(server);
   });
 });

@@ -50,7 +50,7 @@ export const EMPTY_MESSAGE = Buffer.from([0, 0, 0, 0, 0]);
 export const BAD_OPENINGS: Record<string, Buffer> = {
   // A SETTINGS payload must be a multiple of 6 bytes: FRAME_SIZE_ERROR.
   "SETTINGS of 5 bytes": Buffer.concat([PREFACE, frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(5))]),
-  // HEADERS must be on a stream: PROTOCOL_ERROR.
+  // HEADERS must be on a stream: GOAWAY INTERNAL_ERROR (and this one Node does close).
   "HEADERS on stream 0": Buffer.concat([
     PREFACE,
     frame(FRAME.SETTINGS, 0, 0),
@@ -62,7 +62,7 @@ export const BAD_OPENINGS: Record<string, Buffer> = {
     frame(FRAME.SETTINGS, 0, 0),
     frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x0f])),
   ]),
-  // Open and cancel streams faster than nghttp2 allows (CVE-2023-44487): its own GOAWAY.
+  // Open and cancel streams faster than nghttp2 allows (CVE-2023-44487): GOAWAY INTERNAL_ERROR at the 1,001st.
   "Rapid Reset": Buffer.concat([
     PREFACE,
     frame(FRAME.SETTINGS, 0, 0),
@@ -84,13 +84,18 @@ export interface Received {
 }
 
 /**
- * Connects, writes `bytes`, and after `lingerMs` half-closes (or, with `destroy`, drops) the
- * connection, collecting the frames the server sent. Resolves when the socket closes or `limitMs` passes.
+ * Connects, writes `bytes` (and `afterSettings` once the server's SETTINGS frame has arrived), and
+ * after `lingerMs` half-closes the connection, collecting the frames the server sent. Resolves when
+ * the socket closes or `limitMs` passes.
  */
 export function attack(
   port: number,
   bytes: Buffer,
-  { lingerMs = 20, limitMs = 2000 }: { lingerMs?: number; limitMs?: number } = {},
+  {
+    lingerMs = 20,
+    limitMs = 2000,
+    afterSettings,
+  }: { lingerMs?: number; limitMs?: number; afterSettings?: Buffer } = {},
 ): Promise<Received[]> {
   return new Promise((resolve) => {
     const frames: Received[] = [];
@@ -110,13 +115,18 @@ export function attack(
       while (buffered.length >= 9) {
         const length = buffered.readUIntBE(0, 3);
         if (buffered.length < 9 + length) break;
-        frames.push({
+        const received = {
           type: buffered[3] as number,
           flags: buffered[4] as number,
           stream: buffered.readUInt32BE(5),
           payload: buffered.subarray(9, 9 + length),
-        });
+        };
+        frames.push(received);
         buffered = buffered.subarray(9 + length);
+        if (afterSettings && received.type === FRAME.SETTINGS && !(received.flags & FLAG.ACK)) {
+          socket.write(afterSettings);
+          afterSettings = undefined;
+        }
       }
     });
     socket.on("error", () => {});
