@@ -84,22 +84,41 @@ describe("memory across concurrent calls", () => {
         classifyRequestBytes(MODEL_NAME, { image: Buffer.alloc(15 * 2 ** 20) }), // within the old 16 MiB
         classifyRequestBytes(MODEL_NAME, { image: Buffer.alloc(2 ** 20 - 4096) }), // within --max-image-bytes
       ].map(gzipMessage);
+      const started = performance.now();
+      let landed = false;
       const flood = Promise.all(
         Array.from({ length: CALLS }, (_, i) => rawCall(session, CLASSIFY, kinds[i % kinds.length] as Buffer)),
-      );
-      // Health is asked while the flood lands; a generous deadline, not a timing assertion.
-      const during = await Promise.race([
-        checkHealth(health),
-        new Promise<string>((resolve) => setTimeout(() => resolve("no answer within 20 s"), 20_000)),
-      ]);
+      ).finally(() => {
+        landed = true;
+      });
+      // Health is asked again and again while the flood lands; each answer gets a generous deadline,
+      // and the times are reported, not asserted.
+      const during: string[] = [];
+      const waits: number[] = [];
+      do {
+        const asked = performance.now();
+        during.push(
+          await Promise.race([
+            checkHealth(health),
+            new Promise<string>((resolve) => setTimeout(() => resolve("no answer within 20 s"), 20_000)),
+          ]),
+        );
+        waits.push(performance.now() - asked);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      } while (!landed);
       const results = await flood;
+      const floodSeconds = (performance.now() - started) / 1000;
       const grown = peakRssMiB(pid) - before;
       const tally = new Map<number, number>();
       for (const r of results) tally.set(r.status, (tally.get(r.status) ?? 0) + 1);
       t.diagnostic(
         `peak RSS ${before.toFixed(0)} -> ${(before + grown).toFixed(0)} MiB; statuses ${JSON.stringify([...tally])}`,
       );
-      assert.equal(during, "SERVING", "health during the flood");
+      waits.sort((a, b) => a - b);
+      t.diagnostic(
+        `flood answered in ${floodSeconds.toFixed(1)} s; ${waits.length} health checks during it, p50 ${waits[Math.floor(waits.length / 2)]?.toFixed(1)} ms, max ${waits.at(-1)?.toFixed(1)} ms`,
+      );
+      assert.deepEqual(new Set(during), new Set(["SERVING"]), "health during the flood");
       assert.ok(grown < PEAK_GROWTH_BOUND_MIB, `peak resident memory grew by ${grown.toFixed(0)} MiB`);
       // Every call got an answer, none of them INTERNAL: the size limits and the bound said no, by name.
       const codes = results.map((r) => r.status);
