@@ -6,8 +6,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import fc from "fast-check";
 import { parseConfig, type RequestLimits, type ServerConfig } from "../src/config.ts";
 import { MAX_DETAILS_CHARS } from "../src/transport/errorPolicy.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
 import { OTHER_FIELDS_BYTES, weighClassifyRequest } from "../src/transport/requestSize.ts";
 import { classifyRequestBytes } from "./support/http2Attack.ts";
 import {
@@ -29,6 +31,34 @@ const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as
 const INPUT_VALUES = golden.input.length; // 784 for the shipped 28 x 28 model
 
 describe("weighing a ClassifyRequest before decoding it", () => {
+  it("agrees with the decoder on any request protobufjs writes", () => {
+    const classify = loadProtocol().ctmService.Classify as grpc.MethodDefinition<ClassifyRequestMessage, unknown>;
+    const request = fc.record(
+      {
+        model: fc.string({ maxLength: 40 }),
+        version: fc.nat(),
+        input: fc.oneof(
+          fc.uint8Array({ maxLength: 3000 }).map((data) => ({ image: { data } })),
+          fc
+            .record({ shape: fc.array(fc.nat(), { maxLength: 6 }), values: fc.array(fc.float(), { maxLength: 3000 }) })
+            .map((tensor) => ({ tensor })),
+        ),
+        halt_policy: fc.record({ certainty_threshold: fc.double(), max_ticks: fc.nat() }, { requiredKeys: [] }),
+        top_k: fc.nat(),
+      },
+      { requiredKeys: ["input"] },
+    );
+    fc.assert(
+      fc.property(request, ({ input, ...rest }) => {
+        const body = classify.requestSerialize({ ...rest, ...input });
+        const weight = weighClassifyRequest(body);
+        assert.equal(weight.imageBytes, "image" in input ? input.image.data.length : 0);
+        assert.equal(weight.tensorValues, "tensor" in input ? input.tensor.values.length : 0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("reads the image length and the tensor's value count, packed or not, from the framing", () => {
     assert.deepEqual(weighClassifyRequest(classifyRequestBytes("m", { image: Buffer.alloc(1000) })), {
       imageBytes: 1000,
