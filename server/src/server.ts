@@ -12,11 +12,15 @@ import { loadModels } from "./engine/modelLoading.ts";
 import { ModelRegistry, nameOf } from "./engine/modelRegistry.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
+import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
+import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { addReflectionService } from "./transport/reflectionService.ts";
+import { sizedClassifyDecoding } from "./transport/requestDecoding.ts";
+import { deriveRequestSizeLimits, type ServedInput } from "./transport/requestSize.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
 
 export interface StartOptions {
@@ -47,19 +51,31 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // Secrets and certificates are read before anything binds: a bad file fails the start, naming it.
   const credentials = serverCredentials(config.tls);
   const tokens = TokenTable.load(config.auth);
+  // The message limits follow from the models' manifests, read (not loaded) before the port binds.
+  const sizes = deriveRequestSizeLimits(config.limits, servedInputs(config.modelsDir));
+  const inflight = new InflightBytes(config.limits.maxInflightBytes);
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": config.limits.maxMessageBytes,
+    "grpc.max_receive_message_length": sizes.maxMessageBytes,
     "grpc.max_concurrent_streams": config.limits.maxConcurrentStreams,
+    // Node stops reading a connection once nghttp2 has ended it with its own GOAWAY (a protocol
+    // error, the Rapid Reset limit) and tells no one, so its socket would stay open for good; an
+    // unanswered keepalive ping or the idle timeout is what closes it (docs/reliability.md).
+    ...(config.keepaliveMs > 0 && {
+      "grpc.keepalive_time_ms": config.keepaliveMs,
+      "grpc.keepalive_timeout_ms": config.keepaliveTimeoutMs,
+    }),
+    ...(config.maxConnectionIdleMs > 0 && { "grpc.max_connection_idle_ms": config.maxConnectionIdleMs }),
     // grpc-js's default is no limit; it adds the +/-10% jitter so that replicas' clients do not all
     // reconnect at once.
     ...(config.maxConnectionAgeMs > 0 && {
       "grpc.max_connection_age_ms": config.maxConnectionAgeMs,
       "grpc.max_connection_age_grace_ms": config.graceMs,
     }),
-    interceptors: tokens ? [authInterceptor(tokens)] : [],
+    // The token check runs first, so that only authenticated calls count against the in-flight bound.
+    interceptors: [...(tokens ? [authInterceptor(tokens)] : []), inflightInterceptor(inflight)],
   });
   server.addService(
-    protocol.ctmService,
+    sizedClassifyDecoding(protocol.ctmService, sizes),
     createCtmService(registry, metrics, log, { streamWriteIdleMs: config.streamWriteIdleMs }),
   );
   health.addToServer(server);
@@ -76,6 +92,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       port,
       tls: config.tls ? (config.tls.clientCa ? "mutual" : "server") : "off",
       authTokens: tokens?.size ?? 0,
+      maxMessageBytes: sizes.maxMessageBytes,
+      maxTensorValues: sizes.maxTensorValues,
+      derivedLimits: sizes.derived,
     },
     "gRPC listening; loading models",
   );
@@ -155,4 +174,25 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     return stopping;
   };
   return { port, metricsPort: metricsServer?.port ?? null, registry, shutdown };
+}
+
+/**
+ * The inputs of the models that will be served, from their manifests alone. A folder that cannot be
+ * read is left out here: loading it reports the error (or stops the start) with the details.
+ */
+function servedInputs(modelsDir: string): ServedInput[] {
+  let folders: string[];
+  try {
+    folders = discoverModelFolders(modelsDir);
+  } catch {
+    return [];
+  }
+  return folders.flatMap((dir) => {
+    try {
+      const { input } = loadModelFolder(dir).manifest;
+      return [{ kind: input.kind, shape: input.shape }];
+    } catch {
+      return [];
+    }
+  });
 }

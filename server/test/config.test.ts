@@ -23,11 +23,19 @@ describe("server configuration", () => {
       metrics: { host: "127.0.0.1", port: 9464 },
       graceMs: 10000,
       maxConnectionAgeMs: 0,
+      // On by default: nothing else closes a connection that nghttp2 has ended (docs/reliability.md).
+      keepaliveMs: 20000,
+      keepaliveTimeoutMs: 10000,
+      maxConnectionIdleMs: 300000,
       logLevel: "info",
       tls: null,
       auth: { tokens: [], tokensFile: null },
       limits: {
-        maxMessageBytes: 16 * 1024 * 1024,
+        // 0: derived from the served models when the server starts (transport/requestSize.ts).
+        maxMessageBytes: 0,
+        maxImageBytes: 1024 * 1024,
+        maxTensorValues: 0,
+        maxInflightBytes: 128 * 1024 * 1024,
         maxImagePixels: 50_000_000,
         maxImageSide: 16384,
         imageFormats: ["png", "jpeg", "webp", "gif", "tiff"],
@@ -51,11 +59,18 @@ describe("server configuration", () => {
         " PNG, jpeg,png ",
         "--max-ticks",
         "5",
+        "--max-image-bytes",
+        "100000",
+        "--max-tensor-values",
+        "784",
       ],
-      { CTM_MAX_CONCURRENT_STREAMS: "8" },
+      { CTM_MAX_CONCURRENT_STREAMS: "8", CTM_MAX_INFLIGHT_BYTES: "1048576" },
     ).limits;
     assert.deepEqual(limits, {
       maxMessageBytes: 65536,
+      maxImageBytes: 100_000,
+      maxTensorValues: 784,
+      maxInflightBytes: 1_048_576,
       maxImagePixels: 1_000_000,
       maxImageSide: 2048,
       imageFormats: ["png", "jpeg"],
@@ -77,6 +92,9 @@ describe("server configuration", () => {
       maxQueue: ["0", 0],
       streamWriteIdleMs: ["1500", 1500],
       graceMs: ["500", 500],
+      keepaliveMs: ["0", 0],
+      keepaliveTimeoutMs: ["500", 500],
+      maxConnectionIdleMs: ["60000", 60000],
       logLevel: ["debug", "debug"],
     };
     for (const option of CONFIG_OPTIONS) {

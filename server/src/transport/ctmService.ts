@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import type { ModelEngine } from "../engine/modelEngine.ts";
-import type { ModelRegistry } from "../engine/modelRegistry.ts";
+import { type ModelRegistry, nameOf } from "../engine/modelRegistry.ts";
 import { ServerError } from "../engine/serverError.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
@@ -65,8 +65,10 @@ export function createCtmService(
   }
 
   function record(model: string, method: string, code: grpcStatus, started: number): void {
+    // A name the client made up is not a label: each would be a new series, held for good.
+    const served = registry.listed().some((listed) => nameOf(listed) === model);
     metrics.requestFinished(
-      model || "(none)",
+      model === "" ? "(none)" : served ? model : "(unknown)",
       method,
       grpcStatus[code] ?? String(code),
       (performance.now() - started) / 1000,
