@@ -167,19 +167,19 @@ export class Scheduler {
     const run: StepRun = { batchSize: 0, joined: 0, encodeMs: 0, tickMs: 0 };
     let ticks: TickRows | undefined;
     try {
-      if (this.incoming.length > 0) await this.join(run);
+      if (this.incoming.length > 0) await this.join(run, finished);
       if (this.pace() > 0) ticks = await this.tick(run, finished);
     } catch (error) {
-      // A failed graph run leaves no trustworthy state: every request in the batch fails and the
-      // batch starts empty, so later requests are unaffected.
+      // A failed graph run leaves no trustworthy state: every request in the batch (those joining
+      // included: join() made them active) fails and the batch starts empty. Requests admitted while
+      // the run was in flight are still in `incoming`, were never part of it, and join at the next
+      // boundary.
       const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-      for (const request of [...this.active.values(), ...this.incoming]) {
-        const ticksUsed = "tracker" in request ? request.tracker.ticksDone : 0;
-        finished.push({ id: request.id, outcome: "failed", ticksUsed, message });
+      for (const request of this.active.values()) {
+        finished.push({ id: request.id, outcome: "failed", ticksUsed: request.tracker.ticksDone, message });
       }
-      this.batch.leave([...this.active.keys(), ...this.incoming.map((r) => r.id)]);
+      this.batch.leave([...this.active.keys()]);
       this.active.clear();
-      this.incoming = [];
     }
     if (run.batchSize > 0 || run.joined > 0) this.runs.push(run);
     this.report(ticks, finished);
@@ -195,11 +195,18 @@ export class Scheduler {
     this.reportedAt = now;
   }
 
-  private async join(run: StepRun): Promise<void> {
+  private async join(run: StepRun, finished: Finished[]): Promise<void> {
     // Take the newcomers before awaiting: admissions that arrive during the encoder run wait for the
     // next boundary instead of slipping into this one unencoded.
-    const joining = this.incoming;
+    const now = this.now();
+    const joining: AdmitMessage[] = [];
+    for (const r of this.incoming) {
+      // Its deadline passed on the way here: an answer from no ticks would be a guess.
+      if (now >= r.deadlineAt) finished.push({ id: r.id, outcome: "expired", ticksUsed: 0 });
+      else joining.push(r);
+    }
     this.incoming = [];
+    if (joining.length === 0) return;
     for (const r of joining) {
       this.active.set(r.id, {
         id: r.id,

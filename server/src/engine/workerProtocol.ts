@@ -67,6 +67,8 @@ export type Finished =
       probabilities: Float32Array;
     }
   | { id: number; outcome: "cancelled"; ticksUsed: number }
+  /** Its halt_policy deadline had passed before its first tick: nothing was run. */
+  | { id: number; outcome: "expired"; ticksUsed: 0 }
   | { id: number; outcome: "failed"; ticksUsed: number; message: string };
 
 /** One tick boundary's graph runs, for metrics. */

@@ -11,6 +11,7 @@
  */
 import sharp, { type Sharp } from "sharp";
 import type { ImageInput } from "../model/manifest.ts";
+import { BlankImageError, noInkReason } from "./blankImage.ts";
 import { FORMAT_NAMES, type RasterFormat, readImageHeader } from "./imageHeader.ts";
 
 /** The input bytes are not an image this server accepts; the message says why. */
@@ -138,6 +139,8 @@ async function mnistDigit(data: Uint8Array, spec: ImageInput, limits: ImageLimit
   const ink = inkOnBlack(pixels, width, height);
   const canvas = new Uint8Array(spec.width * spec.height);
   const box = bounds(ink, width, height);
+  // No stroke at all: refused (blankImage.ts), since the model would answer a blank canvas confidently.
+  if (!box) throw new BlankImageError(noInkReason(pixels));
   if (box) {
     const side = Math.max(1, Math.round((Math.min(spec.width, spec.height) * 20) / 28));
     const scale = side / Math.max(box.width, box.height);

@@ -15,6 +15,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import type { ServerConfig } from "../config.ts";
+import { echo } from "../engine/serverError.ts";
 import { CTM_SERVICE } from "./protocol.ts";
 
 /** Health checks never need a token. */
@@ -134,7 +135,7 @@ export function authInterceptor(table: TokenTable): grpc.ServerInterceptor {
               const field = method.path.endsWith("/GetModel") ? "name" : "model";
               return refuse(
                 grpc.status.PERMISSION_DENIED,
-                `this bearer token may not call model ${JSON.stringify(model)} (request field ${field}); it is granted: ${[...grant.models].join(", ")}`,
+                `this bearer token may not call model ${echo(model)} (request field ${field}); it is granted: ${[...grant.models].join(", ")}`,
               );
             }
             nextMessage(message);

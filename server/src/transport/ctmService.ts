@@ -7,7 +7,8 @@ import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import type { ModelEngine } from "../engine/modelEngine.ts";
-import type { ModelRegistry } from "../engine/modelRegistry.ts";
+import { type ModelRegistry, nameOf } from "../engine/modelRegistry.ts";
+import { ServerError } from "../engine/serverError.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import { toStatus } from "./errorPolicy.ts";
@@ -23,10 +24,16 @@ import { encodeModelInfo, encodeResult, encodeTick } from "./responseEncoding.ts
 
 type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
 
+export interface CtmServiceOptions {
+  /** How long a stream may wait for its client to take a message before it ends (--stream-write-idle-ms). */
+  streamWriteIdleMs: number;
+}
+
 export function createCtmService(
   registry: ModelRegistry,
   metrics: ServerMetrics,
   log: Logger,
+  options: CtmServiceOptions,
 ): grpc.UntypedServiceImplementation {
   /** Aborts when the client cancels or the call's deadline passes. */
   function abortSignalOf(call: Call): { signal: AbortSignal; throwIfGone: () => void; dispose: () => void } {
@@ -58,8 +65,10 @@ export function createCtmService(
   }
 
   function record(model: string, method: string, code: grpcStatus, started: number): void {
+    // A name the client made up is not a label: each would be a new series, held for good.
+    const served = registry.listed().some((listed) => nameOf(listed) === model);
     metrics.requestFinished(
-      model || "(none)",
+      model === "" ? "(none)" : served ? model : "(unknown)",
       method,
       grpcStatus[code] ?? String(code),
       (performance.now() - started) / 1000,
@@ -128,10 +137,14 @@ export function createCtmService(
       const failure = await runClassify(
         call,
         "ClassifyStream",
-        async (_engine, tick) => {
+        async (engine, tick) => {
           if (!tick) throw new Error("a streamed request produced an event without a tick. This is a bug.");
-          // Respect backpressure: a slow reader pauses this handler, not the whole server.
-          if (!call.write(tick)) await drained(call);
+          // Respect backpressure: a slow reader pauses this handler, not the whole server (its request
+          // is parked meanwhile and holds no batch slot); one that takes nothing for too long is ended.
+          if (!call.write(tick))
+            await drained(call, options.streamWriteIdleMs, (details) =>
+              log.warn({ method: "ClassifyStream", model: engine.name }, details),
+            );
         },
         true,
       );
@@ -166,16 +179,36 @@ export function createCtmService(
   };
 }
 
-/** Resolves on 'drain', or when the call ends first (a cancelled call never drains). */
-function drained(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
+/**
+ * Resolves on 'drain', or when the call ends first (a cancelled call never drains); rejects with
+ * DEADLINE_EXCEEDED when neither happens within `idleMs`: a client that stops reading would otherwise
+ * hold its request (and its HTTP/2 stream) for as long as its connection lives. DEADLINE_EXCEEDED
+ * rather than RESOURCE_EXHAUSTED: what ran out is time, and retrying at once would not help a client
+ * that does not read. The status reaches the client behind the messages it has not read yet.
+ */
+function drained(
+  call: grpc.ServerWritableStream<unknown, unknown>,
+  idleMs: number,
+  onIdle: (details: string) => void,
+): Promise<void> {
   if (call.cancelled || call.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
+  return new Promise((resolve, reject) => {
+    const finish = () => {
+      clearTimeout(timer);
       call.removeListener("drain", done);
       call.removeListener("cancelled", done);
       call.removeListener("close", done);
+    };
+    const done = () => {
+      finish();
       resolve();
     };
+    const timer = setTimeout(() => {
+      finish();
+      const details = `the client took no message for ${idleMs} ms (--stream-write-idle-ms); the stream was ended to free its place in the batch`;
+      onIdle(details);
+      reject(new ServerError("DEADLINE_EXCEEDED", details));
+    }, idleMs);
     call.once("drain", done);
     call.once("cancelled", done);
     call.once("close", done);

@@ -5,8 +5,9 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { ClassifyJob } from "../engine/modelEngine.ts";
 import type { ModelInput } from "../engine/modelInput.ts";
-import { invalidArgument } from "../engine/serverError.ts";
+import { invalidArgument, type ServerError } from "../engine/serverError.ts";
 import type { ClassifyRequestMessage } from "./protocol.ts";
+import { oversizeRequest, type RequestSizeLimits, weighClassifyRequest } from "./requestSize.ts";
 
 export interface DecodedClassify {
   model: string;
@@ -20,6 +21,50 @@ const UNDECODABLE = Symbol("undecodable request");
 
 interface UndecodableRequest {
   [UNDECODABLE]: { bytes: number; reason: string };
+}
+
+/** Marks a request refused from its size alone, before it was decoded; see sizedClassifyDecoding. */
+const REFUSED = Symbol("refused request");
+
+interface RefusedRequest {
+  [REFUSED]: ServerError;
+}
+
+/** The size of the message body a decoded request came from, for in-flight accounting. */
+export const MESSAGE_BYTES = Symbol("message bytes");
+
+/** The body size a decoded ClassifyRequest came from; undefined for any other message. */
+export function messageBytesOf(message: unknown): number | undefined {
+  return typeof message === "object" && message !== null && MESSAGE_BYTES in message
+    ? (message as { [MESSAGE_BYTES]: number })[MESSAGE_BYTES]
+    : undefined;
+}
+
+/**
+ * Classify and ClassifyStream reading the image and tensor lengths from the body before decoding it:
+ * one beyond its limit is handed to the handler as a refusal (RESOURCE_EXHAUSTED naming the flag),
+ * never decoded. A decoded request carries its body size under MESSAGE_BYTES.
+ */
+export function sizedClassifyDecoding(
+  service: grpc.ServiceDefinition,
+  limits: RequestSizeLimits,
+): grpc.ServiceDefinition {
+  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
+  for (const name of ["Classify", "ClassifyStream"]) {
+    const method = service[name];
+    if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
+    const deserialize = method.requestDeserialize;
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        const refusal = oversizeRequest(weighClassifyRequest(bytes), limits);
+        if (refusal) return { [REFUSED]: refusal } satisfies RefusedRequest;
+        const decoded = deserialize(bytes) as object;
+        return Object.assign(decoded, { [MESSAGE_BYTES]: bytes.length });
+      },
+    };
+  }
+  return wrapped as grpc.ServiceDefinition;
 }
 
 /**
@@ -49,7 +94,10 @@ export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.
   return wrapped as grpc.ServiceDefinition;
 }
 
-export function decodeClassifyRequest(request: ClassifyRequestMessage | UndecodableRequest): DecodedClassify {
+export function decodeClassifyRequest(
+  request: ClassifyRequestMessage | UndecodableRequest | RefusedRequest,
+): DecodedClassify {
+  if (REFUSED in request) throw request[REFUSED];
   if (UNDECODABLE in request) {
     const { bytes, reason } = request[UNDECODABLE];
     throw invalidArgument(`the request (${bytes} bytes) is not a valid ctm.v1.ClassifyRequest message: ${reason}`);
@@ -61,10 +109,10 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
     job: {
       input: decodeInput(request),
       policy: {
-        certaintyThreshold: policy.certainty_threshold ?? undefined,
-        targetAccuracy: policy.target_accuracy ?? undefined,
-        targetConsistency: unsetIfZero(policy.target_consistency),
-        targetConfidence: unsetIfZero(policy.target_confidence),
+        certaintyThreshold: unlessZero(policy.certainty_threshold),
+        targetAccuracy: unlessZero(policy.target_accuracy),
+        targetConsistency: unlessZero(policy.target_consistency),
+        targetConfidence: unlessZero(policy.target_confidence),
         minTicks: policy.min_ticks,
         maxTicks: policy.max_ticks,
         patience: policy.patience,
@@ -77,8 +125,12 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
   };
 }
 
-/** Plain proto3 scalars cannot be absent: 0 is "not set". NaN and negatives stay, for validation to refuse. */
-function unsetIfZero(value: number | undefined): number | undefined {
+/**
+ * The halt policy's fractions are meaningful only in (0, 1], so the contract spends 0 on "not set"
+ * rather than mark them `optional`, which protoparse-based tools such as ghz cannot read. Any other
+ * value, NaN and negatives included, goes on to the engine's bounds check.
+ */
+function unlessZero(value: number | undefined): number | undefined {
   return value === 0 ? undefined : value;
 }
 

@@ -131,10 +131,13 @@ export function encodeModelInfo(model: ModelEngine | ListedModel): ModelInfoMess
   if (!("ready" in model)) return encodeModelInfo({ ready: true, engine: model });
   if (!model.ready) return encodeFailedModel(model.failed);
   const { engine } = model;
+  // Loaded, but its workers died and cannot be restarted for now: FAILED with the cause, until one is.
+  const { failure } = engine;
   return {
     ...encodeDefinition(engine.definition, engine.defaultPolicy),
     provider: engine.provider,
-    state: "MODEL_STATE_READY",
+    state: failure ? "MODEL_STATE_FAILED" : "MODEL_STATE_READY",
+    load_error: failure ?? "",
   };
 }
 
