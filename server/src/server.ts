@@ -117,7 +117,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     }
     if (config.http) {
       playground = await servePlayground(
-        { ...config.http, tls: config.tls, tokens, maxMessageBytes: config.limits.maxMessageBytes },
+        { ...config.http, tls: config.tls, tokens, sizes, inflight, streamWriteIdleMs: config.streamWriteIdleMs },
         registry,
         metrics,
         log,

@@ -18,9 +18,11 @@ import { PLAYGROUND_DIR } from "../src/transport/playgroundHttp.ts";
 import { type ClassifyRequestMessage, loadProtocol, type TickUpdateMessage } from "../src/transport/protocol.ts";
 import {
   failure,
+  type GoldenCase,
   MODEL_NAME,
   metricValue,
   modelDir,
+  readModelJson,
   samples,
   startTestServer,
   type TestServer,
@@ -30,6 +32,10 @@ import {
 interface ServerSentEvent {
   event: string;
   data: unknown;
+}
+
+function post(url: string, body: unknown): Promise<Response> {
+  return fetch(url, { method: "POST", body: JSON.stringify(body) });
 }
 
 function parseEvents(text: string): ServerSentEvent[] {
@@ -199,27 +205,58 @@ describe("playground over HTTP", () => {
   });
 });
 
-describe("playground over HTTP: body size", () => {
+describe("playground over HTTP: request size", () => {
   let t: TestServer;
   before(async () => {
-    const limits = { ...testConfig().limits, maxMessageBytes: 4096 };
+    // Smaller than the shipped samples, so that an image is refused for its size alone.
+    const limits = { ...testConfig().limits, maxImageBytes: 200 };
     t = await startTestServer({ http: { host: "127.0.0.1", port: 0 }, limits });
   });
   after(() => t.close());
 
-  it("refuses a body beyond --max-message-bytes plus base64's third with RESOURCE_EXHAUSTED, and keeps serving", async () => {
+  it("refuses an image beyond --max-image-bytes as gRPC does, and a body beyond the JSON limit", async () => {
     const url = `http://127.0.0.1:${t.server.httpPort}/api/classify`;
-    const big = JSON.stringify({ model: MODEL_NAME, image: { data: "A".repeat(200_000) } });
-    const response = await fetch(url, { method: "POST", body: big });
+    const png = (samples()[0] as { png: Buffer }).png;
+    assert.ok(png.length > 200);
+    const grpcError = await failure(t.client.collect({ model: MODEL_NAME, image: { data: png } }));
+    const response = await post(url, { model: MODEL_NAME, image: { data: png.toString("base64") } });
     assert.equal(response.status, 429);
-    assert.deepEqual(await response.json(), {
-      code: "RESOURCE_EXHAUSTED",
-      message: `the request body must be at most ${Math.ceil((4096 * 4) / 3) + 65536} bytes (--max-message-bytes, plus base64's third)`,
-    });
-    const png = (samples()[0] as { png: Buffer }).png.toString("base64");
-    const ok = await fetch(url, { method: "POST", body: JSON.stringify({ model: MODEL_NAME, image: { data: png } }) });
+    assert.deepEqual(await response.json(), { code: "RESOURCE_EXHAUSTED", message: grpcError.details });
+    assert.match(grpcError.details, /--max-image-bytes/);
+
+    const big = await post(url, { model: MODEL_NAME, image: { data: "A".repeat(2_000_000) } });
+    assert.equal(big.status, 429);
+    const error = (await big.json()) as { code: string; message: string };
+    assert.equal(error.code, "RESOURCE_EXHAUSTED");
+    assert.match(error.message, /^the request body must be at most \d+ bytes \(gRPC's message limit/);
+    // A tensor still fits, and runs.
+    const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
+    const ok = await post(url, { model: MODEL_NAME, tensor: { shape: golden.input_shape, values: golden.input } });
     assert.equal(ok.status, 200);
-    await ok.text();
+    assert.ok(parseEvents(await ok.text()).some((e) => (e.data as TickUpdateMessage).final));
+  });
+});
+
+describe("playground over HTTP: the in-flight bound", () => {
+  let t: TestServer;
+  before(async () => {
+    const limits = { ...testConfig().limits, maxInflightBytes: 1024 };
+    t = await startTestServer({ http: { host: "127.0.0.1", port: 0 }, limits });
+  });
+  after(() => t.close());
+
+  it("counts a body against --max-inflight-bytes, as gRPC counts a message", async () => {
+    const png = (samples()[0] as { png: Buffer }).png.toString("base64");
+    const body = JSON.stringify({ model: MODEL_NAME, image: { data: png.repeat(4) } });
+    assert.ok(body.length > 1024);
+    const response = await fetch(`http://127.0.0.1:${t.server.httpPort}/api/classify`, { method: "POST", body });
+    assert.equal(response.status, 429);
+    const error = (await response.json()) as { code: string; message: string };
+    assert.equal(error.code, "RESOURCE_EXHAUSTED");
+    assert.equal(
+      error.message,
+      `the server holds 0 bytes of requests in progress; this ${body.length}-byte request would pass the 1024 it allows (--max-inflight-bytes); retry shortly`,
+    );
   });
 });
 

@@ -23,14 +23,16 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import type { ServerConfig } from "../config.ts";
-import type { ModelRegistry } from "../engine/modelRegistry.ts";
+import { type ModelRegistry, nameOf } from "../engine/modelRegistry.ts";
 import { ServerError } from "../engine/serverError.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import type { TokenTable } from "./authentication.ts";
 import { type CallStatus, toStatus } from "./errorPolicy.ts";
+import { type InflightBytes, inflightRefusal } from "./inflightBytes.ts";
 import { classifyRequestFromJson } from "./jsonRequest.ts";
 import { decodeClassifyRequest } from "./requestDecoding.ts";
+import { OTHER_FIELDS_BYTES, oversizeRequest, type RequestSizeLimits } from "./requestSize.ts";
 import { encodeModelInfo, encodeResult, encodeTick } from "./responseEncoding.ts";
 
 export const PLAYGROUND_DIR = fileURLToPath(new URL("../../playground", import.meta.url));
@@ -69,8 +71,12 @@ export interface PlaygroundOptions {
   port: number;
   tls: ServerConfig["tls"];
   tokens: TokenTable | null;
-  /** The gRPC limit on a request message; a JSON body may be a third larger (base64). */
-  maxMessageBytes: number;
+  /** gRPC's limits on a request (derived from the served models where not set). */
+  sizes: RequestSizeLimits;
+  /** The bound on request bytes held by calls in progress, shared with the gRPC port. */
+  inflight: InflightBytes;
+  /** How long a stream may wait for its client to take an event (--stream-write-idle-ms). */
+  streamWriteIdleMs: number;
 }
 
 export interface PlaygroundServer {
@@ -85,7 +91,14 @@ export async function servePlayground(
   metrics: ServerMetrics,
   log: Logger,
 ): Promise<PlaygroundServer> {
-  const maxBodyBytes = Math.ceil((options.maxMessageBytes * 4) / 3) + 64 * 1024;
+  // The JSON of the largest request gRPC would take: an image grows by base64's third, and a float
+  // written as JSON text takes up to 24 characters.
+  const { sizes } = options;
+  const maxBodyBytes =
+    Math.max(Math.ceil((sizes.maxMessageBytes * 4) / 3), sizes.maxTensorValues * 24) + OTHER_FIELDS_BYTES;
+  /** The model label of a request's metrics: a name the client made up would add a series for good. */
+  const label = (model: string) =>
+    model === "" ? "(none)" : registry.listed().some((listed) => nameOf(listed) === model) ? model : "(unknown)";
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     route(req, res).catch((error: unknown) => {
       const status = statusOf(error, log, { transport: "http", path: req.url });
@@ -158,10 +171,20 @@ export async function servePlayground(
     });
     let model = "";
     let sent = false;
+    let held = 0;
     try {
-      const message = classifyRequestFromJson(await readJson(req, maxBodyBytes));
+      const body = await readBody(req, maxBodyBytes);
+      // Counted with gRPC's requests against the one bound, from receipt until the call ends.
+      if (!options.inflight.tryTake(body.length)) throw inflightRefusal(options.inflight, body.length);
+      held = body.length;
+      const message = classifyRequestFromJson(parseJson(body));
       model = message.model ?? "";
       grant.check(model, "model");
+      const refusal = oversizeRequest(
+        { imageBytes: message.image?.data?.length ?? 0, tensorValues: message.tensor?.values?.length ?? 0 },
+        sizes,
+      );
+      if (refusal) throw refusal;
       const decoded = decodeClassifyRequest(message);
       const engine = registry.get(decoded.model, decoded.version);
       model = engine.name;
@@ -179,16 +202,16 @@ export async function servePlayground(
         const result = event.result ? encodeResult(engine, event.result, []) : undefined;
         if (event.tick) {
           start();
-          if (!write("tick", encodeTick(event.tick, result))) await drained(res);
+          if (!write("tick", encodeTick(event.tick, result))) await drained(res, options.streamWriteIdleMs);
         }
       }
       controller.signal.throwIfAborted();
-      metrics.requestFinished(model || "(none)", METHOD, "OK", (performance.now() - started) / 1000);
+      metrics.requestFinished(label(model), METHOD, "OK", (performance.now() - started) / 1000);
       res.end();
     } catch (error) {
       const status = statusOf(error, log, { method: METHOD, model });
       metrics.requestFinished(
-        model || "(none)",
+        label(model),
         METHOD,
         grpcStatus[status.code] ?? String(status.code),
         (performance.now() - started) / 1000,
@@ -199,6 +222,8 @@ export async function servePlayground(
         write("error", errorBody(status));
         res.end();
       }
+    } finally {
+      options.inflight.give(held);
     }
 
     function start(): void {
@@ -291,12 +316,12 @@ function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
   res.end(text);
 }
 
-async function readJson(req: http.IncomingMessage, maxBytes: number): Promise<unknown> {
+async function readBody(req: http.IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? Number.NaN);
   const tooLarge = () =>
     new ServerError(
       "RESOURCE_EXHAUSTED",
-      `the request body must be at most ${maxBytes} bytes (--max-message-bytes, plus base64's third)`,
+      `the request body must be at most ${maxBytes} bytes (gRPC's message limit, --max-message-bytes, written as JSON)`,
     );
   if (declared > maxBytes) throw tooLarge();
   const chunks: Buffer[] = [];
@@ -306,8 +331,12 @@ async function readJson(req: http.IncomingMessage, maxBytes: number): Promise<un
     if (size > maxBytes) throw tooLarge();
     chunks.push(chunk);
   }
+  return Buffer.concat(chunks);
+}
+
+function parseJson(body: Buffer): unknown {
   try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    return JSON.parse(body.toString("utf8"));
   } catch (error) {
     throw new ServerError("INVALID_ARGUMENT", `the request body is not valid JSON: ${(error as Error).message}`);
   }
@@ -350,15 +379,29 @@ function imageType(file: string): string {
   return "application/octet-stream";
 }
 
-/** Resolves on 'drain', or when the response closes first. */
-function drained(res: http.ServerResponse): Promise<void> {
+/**
+ * Resolves on 'drain', or when the response closes first; rejects with DEADLINE_EXCEEDED, as a gRPC
+ * stream does, when the browser takes nothing for `idleMs` (its request is parked meanwhile).
+ */
+function drained(res: http.ServerResponse, idleMs: number): Promise<void> {
   if (res.destroyed) return Promise.resolve();
-  return new Promise((done) => {
+  return new Promise((done, fail) => {
     const finish = () => {
+      clearTimeout(timer);
       res.removeListener("drain", finish);
       res.removeListener("close", finish);
       done();
     };
+    const timer = setTimeout(() => {
+      res.removeListener("drain", finish);
+      res.removeListener("close", finish);
+      fail(
+        new ServerError(
+          "DEADLINE_EXCEEDED",
+          `the client took no message for ${idleMs} ms (--stream-write-idle-ms); the stream was ended to free its place in the batch`,
+        ),
+      );
+    }, idleMs);
     res.once("drain", finish);
     res.once("close", finish);
   });
