@@ -1,5 +1,6 @@
 /**
- * Wires one server together: gRPC (CtmService, grpc.health.v1, reflection), the models, metrics.
+ * Wires one server together: gRPC (CtmService, the Open Inference Protocol's GRPCInferenceService,
+ * grpc.health.v1, reflection), the models, metrics.
  *
  * Start-up binds first and loads the models second, so that health answers NOT_SERVING while they
  * load. Shutdown reverses it: health turns NOT_SERVING, the engines stop admitting and get the grace
@@ -7,7 +8,6 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
 import type { ServerConfig } from "./config.ts";
 import { loadModels } from "./engine/modelLoading.ts";
 import { ModelRegistry, nameOf } from "./engine/modelRegistry.ts";
@@ -15,9 +15,12 @@ import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
+import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
+import { createInferenceService } from "./transport/inferenceService.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
+import { ServingHealth } from "./transport/servingHealth.ts";
 
 export interface StartOptions {
   /** Defaults to pino on stdout at config.logLevel. */
@@ -43,7 +46,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const protocol = loadProtocol();
   const registry = new ModelRegistry();
   const metrics = new ServerMetrics();
-  const health = new HealthImplementation({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
+  const inference = loadInferenceProtocol();
+  const health = new ServingHealth({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
   // Secrets and certificates are read before anything binds: a bad file fails the start, naming it.
   const credentials = serverCredentials(config.tls);
   const tokens = TokenTable.load(config.auth);
@@ -59,8 +63,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     interceptors: tokens ? [authInterceptor(tokens)] : [],
   });
   server.addService(protocol.ctmService, createCtmService(registry, metrics, log));
+  server.addService(
+    inference.inferenceService,
+    createInferenceService(registry, health, metrics, log, { maxBatch: config.maxBatch }),
+  );
   health.addToServer(server);
-  new ReflectionService(protocol.packageDefinition).addToServer(server);
+  new ReflectionService({ ...protocol.packageDefinition, ...inference.packageDefinition }).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, bound) =>

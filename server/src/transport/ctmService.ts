@@ -10,6 +10,7 @@ import type { ModelEngine } from "../engine/modelEngine.ts";
 import type { ModelRegistry } from "../engine/modelRegistry.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
+import { abortSignalOf, drained } from "./callLifetime.ts";
 import { toStatus } from "./errorPolicy.ts";
 import type {
   ClassifyRequestMessage,
@@ -28,35 +29,6 @@ export function createCtmService(
   metrics: ServerMetrics,
   log: Logger,
 ): grpc.UntypedServiceImplementation {
-  /** Aborts when the client cancels or the call's deadline passes. */
-  function abortSignalOf(call: Call): { signal: AbortSignal; throwIfGone: () => void; dispose: () => void } {
-    const controller = new AbortController();
-    const deadline = call.getDeadline();
-    const deadlineAt = deadline instanceof Date ? deadline.getTime() : deadline;
-    const expire = () => controller.abort(new DOMException("the call's deadline passed", "TimeoutError"));
-    // grpc-js ends a call whose deadline passed as if it were cancelled; tell the two apart here.
-    const onCancel = () =>
-      Date.now() >= deadlineAt
-        ? expire()
-        : controller.abort(new DOMException("the client cancelled the call", "AbortError"));
-    call.on("cancelled", onCancel);
-    if (call.cancelled) onCancel();
-    // grpc-js answers DEADLINE_EXCEEDED by itself but need not tell the handler, so keep a timer too.
-    const timer = Number.isFinite(deadlineAt) ? setTimeout(expire, Math.max(0, deadlineAt - Date.now())) : undefined;
-    return {
-      signal: controller.signal,
-      // grpc-js may mark a call cancelled before its 'cancelled' event fires.
-      throwIfGone: () => {
-        if (call.cancelled || ("destroyed" in call && call.destroyed)) onCancel();
-        controller.signal.throwIfAborted();
-      },
-      dispose: () => {
-        clearTimeout(timer);
-        call.removeListener("cancelled", onCancel);
-      },
-    };
-  }
-
   function record(model: string, method: string, code: grpcStatus, started: number): void {
     metrics.requestFinished(
       model || "(none)",
@@ -164,20 +136,4 @@ export function createCtmService(
       }
     },
   };
-}
-
-/** Resolves on 'drain', or when the call ends first (a cancelled call never drains). */
-function drained(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
-  if (call.cancelled || call.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      call.removeListener("drain", done);
-      call.removeListener("cancelled", done);
-      call.removeListener("close", done);
-      resolve();
-    };
-    call.once("drain", done);
-    call.once("cancelled", done);
-    call.once("close", done);
-  });
 }

@@ -13,7 +13,8 @@ export const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url
 export const CTM_PROTO = "ctm/v1/ctm.proto";
 export const CTM_SERVICE = "ctm.v1.CtmService";
 
-const LOADER_OPTIONS: protoLoader.Options = {
+/** How every proto of this server is loaded (the message shapes below assume it). */
+export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
   longs: Number,
   enums: String,

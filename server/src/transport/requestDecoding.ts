@@ -29,8 +29,13 @@ interface UndecodableRequest {
  * instead, and decodeClassifyRequest refuses it with INVALID_ARGUMENT.
  */
 export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return tolerantDecoding(service, ["Classify", "ClassifyStream"]);
+}
+
+/** `service` with `methods` decoding tolerantly (see tolerantClassifyDecoding); throwIfUndecodable refuses. */
+export function tolerantDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
   const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
-  for (const name of ["Classify", "ClassifyStream"]) {
+  for (const name of methods) {
     const method = service[name];
     if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
     const deserialize = method.requestDeserialize;
@@ -49,11 +54,19 @@ export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.
   return wrapped as grpc.ServiceDefinition;
 }
 
-export function decodeClassifyRequest(request: ClassifyRequestMessage | UndecodableRequest): DecodedClassify {
+/** INVALID_ARGUMENT for a body that tolerantDecoding could not decode as a `messageType`. */
+export function throwIfUndecodable<T extends object>(
+  request: T | UndecodableRequest,
+  messageType: string,
+): asserts request is T {
   if (UNDECODABLE in request) {
     const { bytes, reason } = request[UNDECODABLE];
-    throw invalidArgument(`the request (${bytes} bytes) is not a valid ctm.v1.ClassifyRequest message: ${reason}`);
+    throw invalidArgument(`the request (${bytes} bytes) is not a valid ${messageType} message: ${reason}`);
   }
+}
+
+export function decodeClassifyRequest(request: ClassifyRequestMessage | UndecodableRequest): DecodedClassify {
+  throwIfUndecodable(request, "ctm.v1.ClassifyRequest");
   const policy = request.halt_policy ?? {};
   return {
     model: request.model ?? "",
