@@ -396,6 +396,15 @@ def test_requested_outputs_and_classification(client, samples):
     assert [float(p) for p, _, _ in top] == sorted((float(p) for p, _, _ in top), reverse=True)
 
 
+def test_numbers_as_strings(client, golden):
+    """perf_analyzer's --request-parameter has no floating-point type; a number in a string is read."""
+    result = client.infer(
+        MODEL, [tensor_input(golden_rows(golden, 0))], parameters={"certainty_threshold": "1.0", "max_ticks": "3"}
+    )
+    assert result.as_numpy("ticks_used").tolist() == [3]
+    assert result.get_response().parameters["threshold_used"].double_param == 1.0
+
+
 def test_contents_instead_of_raw(server, golden):
     """The protocol's other encoding, typed contents, as the raw stub sends it."""
     with grpc.insecure_channel(server.address) as channel:
@@ -450,7 +459,7 @@ def test_contents_instead_of_raw(server, golden):
         (
             lambda: [tensor_input(np.zeros((1, 1, 28, 28)))],
             {"max_ticks": "ten"},
-            r"^parameters\.max_ticks must be a number \(double_param or int64_param\), got string_param \"ten\"$",
+            r"^parameters\.max_ticks must be a number \(double_param, int64_param, or a string_param holding one\), got string_param \"ten\"$",
         ),
         (
             lambda: [tensor_input(np.zeros((1, 1, 28, 28)))],

@@ -111,9 +111,14 @@ function numberParameter(key: string, parameter: InferParameterMessage): number 
   if (choice === "double_param" || choice === "int64_param" || choice === "uint64_param") {
     return Number(parameter[choice]);
   }
+  // A number written as a string too: perf_analyzer's --request-parameter has no floating-point type.
+  const text = parameter.string_param ?? "";
+  if (choice === "string_param" && /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(text)) return Number(text);
   const given = choice ? `${choice} ${JSON.stringify(parameter[choice])}` : "no value";
   const field = key.startsWith("outputs[") ? key : `parameters.${key}`;
-  throw invalidArgument(`${field} must be a number (double_param or int64_param), got ${given}`);
+  throw invalidArgument(
+    `${field} must be a number (double_param, int64_param, or a string_param holding one), got ${given}`,
+  );
 }
 
 function decodeOutputs(requested: NonNullable<ModelInferRequestMessage["outputs"]>): {
