@@ -2,11 +2,11 @@
  * Triton's perf_analyzer, fetched into out/perf-analyzer/ once and reused.
  *
  * PyPI's `perf-analyzer` is a placeholder (0.1.0, `hello()`); the binary ships inside the
- * `tritonclient` wheels (data/bin/perf_analyzer) up to 2.64. Those from 2.52 on are built against
- * glibc 2.38 and do not run on Debian 12 (glibc 2.36), so 2.51.0 is the newest that runs here. It
- * links two libraries no wheel of its own brings: libcudart.so.12 (PyPI nvidia-cuda-runtime-cu12,
- * though nothing here runs on a GPU) and libb64.so.0d (Debian's libb64-0d, fetched with
- * `apt-get download` and unpacked, not installed). Everything goes into a temporary virtual
+ * `tritonclient` wheels (data/bin/perf_analyzer; 2.60 still has it, 2.65 not). Those from 2.52 on
+ * are built against glibc 2.38 and do not run on Debian 12 (glibc 2.36), so 2.51.0 is the newest
+ * that runs here. It links two libraries no wheel of its own brings: libcudart.so.12 (PyPI
+ * nvidia-cuda-runtime-cu12, though nothing here runs on a GPU) and libb64.so.0d (Debian's libb64-0d,
+ * fetched with `apt-get download` and unpacked, not installed). Everything goes into a virtual
  * environment and folder of its own, never the project's .venv.
  */
 import { execFileSync } from "node:child_process";
