@@ -598,16 +598,35 @@ def test_metrics_count_v2_calls(server, client, golden):
         )
 
 
-def test_tokens_guard_inference_but_not_health():
-    secured = start_server(env={"CTM_AUTH_TOKENS": TOKEN})
+def test_a_body_that_is_not_a_request_is_invalid_argument(server):
+    """grpc would call it INTERNAL ("Error deserializing request"), blaming the server for the client's bytes."""
+    with grpc.insecure_channel(server.address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as raised:
+            infer(b"\xff\xff\xff\xff")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith("the request (4 bytes) is not a valid inference.ModelInferRequest message")
+
+
+def test_tokens_guard_inference_but_not_health(tmp_path):
+    limited = "limited-token-0123456789"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN}\n{limited} some-other-model\n")
+    secured = start_server("--auth-tokens-file", str(tokens))
     try:
         with triton.InferenceServerClient(secured.address) as c:
-            assert c.is_server_ready() and c.is_model_ready(MODEL)
+            assert c.is_server_live() and c.is_server_ready() and c.is_model_ready(MODEL)
             error = refusal(lambda: c.get_model_metadata(MODEL))
             assert error.status() == "StatusCode.UNAUTHENTICATED"
             zeros = [tensor_input(np.zeros((1, 1, 28, 28)))]
             error = refusal(lambda: c.infer(MODEL, zeros, headers={"authorization": "Bearer wrong-token-0123456789"}))
             assert error.status() == "StatusCode.UNAUTHENTICATED"
+            error = refusal(lambda: c.infer(MODEL, zeros, headers={"authorization": f"Bearer {limited}"}))
+            assert error.status() == "StatusCode.PERMISSION_DENIED"
+            assert error.message() == (
+                'this bearer token may not call model "mnist-ctm" (request field model_name); '
+                "it is granted: some-other-model"
+            )
             result = c.infer(MODEL, zeros, headers={"authorization": f"Bearer {TOKEN}"})
             assert result.as_numpy("ticks_used")[0] >= 1
     finally:
