@@ -48,6 +48,7 @@ function modelsWithBrokenCopy(): string {
 type Unary<Req, Res> = (request: Req, callback: (error: grpc.ServiceError | null, response: Res) => void) => void;
 
 interface InferenceClient extends grpc.Client {
+  ModelMetadata: Unary<{ name: string }, { name: string }>;
   ServerLive: Unary<object, { live: boolean }>;
   ServerReady: Unary<object, { ready: boolean }>;
   ModelReady: Unary<{ name: string; version?: string }, { ready: boolean }>;
@@ -130,6 +131,18 @@ describe("Open Inference Protocol health", () => {
       assertAgree(serving, "serving");
       assert.deepEqual(serving.v2, { live: true, ready: true, good: true, broken: false });
       assert.equal(serving.health.broken, "NOT_SERVING");
+      const { InferenceClient } = loadInferenceProtocol();
+      const client = new InferenceClient(t.address, grpc.credentials.createInsecure()) as unknown as InferenceClient;
+      const refused = await call(client.ModelMetadata, client, { name: BROKEN }).then(
+        () => undefined,
+        (error: grpc.ServiceError) => error,
+      );
+      client.close();
+      assert.equal(refused?.code, grpc.status.UNAVAILABLE);
+      assert.match(
+        refused?.details ?? "",
+        /^model "mnist-broken" version 1 failed to load and is not serving: .*tick\.onnx/,
+      );
 
       // Requests that run every tick, one at a time (--max-batch 1), keep the server draining while
       // both views are read; were it to stop first, the snapshot would fail, not pass.

@@ -492,18 +492,6 @@ def test_wrong_datatype(client):
     assert error.message() == 'inputs[0].datatype must be FP32 for input "input", got "FP64"'
 
 
-def test_client_deadline_is_deadline_exceeded(client, golden):
-    error = refusal(
-        lambda: client.infer(
-            MODEL,
-            [tensor_input(golden_rows(golden, 0, 1, 2))],
-            parameters={"certainty_threshold": 1.0, "min_ticks": 15},
-            client_timeout=0.001,
-        )
-    )
-    assert error.status() == "StatusCode.DEADLINE_EXCEEDED"
-
-
 # ------------------------------------------------------------------ ModelStreamInfer
 
 
