@@ -105,4 +105,17 @@ describe("npm run classify", () => {
     assert.equal(failed?.code, 2);
     assert.match(failed?.stderr ?? "", /Usage: npm run classify/);
   });
+
+  it("asks for a guaranteed target and says whether the guarantee was met", async () => {
+    const met = await classify(file, "--target-accuracy", "0.95", "--target-confidence", "0.9");
+    assert.match(
+      met.stdout,
+      /guarantee met: accuracy >= 0\.95 with confidence 0\.9 \(certified on \d+ calibration items; error <= 0\.\d{4}\)/,
+    );
+    const notMet = await classify(file, "--target-consistency", "0.9999");
+    assert.match(
+      notMet.stdout,
+      /guarantee NOT met: consistency >= 0\.9999 with confidence 0\.95: no threshold certifies/,
+    );
+  });
 });

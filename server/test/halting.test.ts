@@ -24,7 +24,9 @@ interface Expected {
 /** The rule from the proto, over a full trace. */
 function expected(
   trace: TickUpdateMessage[],
-  policy: Required<Omit<HaltPolicyMessage, "target_accuracy" | "deadline_ms">>,
+  policy: Required<
+    Omit<HaltPolicyMessage, "target_accuracy" | "target_consistency" | "target_confidence" | "deadline_ms">
+  >,
 ): Expected {
   const top = (t: number) => trace[t - 1]?.top_k[0]?.index;
   const mostCertain = (t: number) => {
@@ -127,16 +129,23 @@ describe("halting", () => {
     }
   });
 
-  it("resolves a target accuracy through the calibration and reports the threshold used", async () => {
-    const points = model.calibration?.thresholds ?? [];
-    assert.ok(points.length > 0, "the shipped model has a calibration");
-    for (const target of [...new Set(points.map((p) => p.accuracy))].slice(0, 4)) {
-      const threshold = Math.min(...points.filter((p) => p.accuracy >= target).map((p) => p.threshold));
+  it("resolves a target accuracy to the threshold its calibration certifies and reports the threshold used", async () => {
+    const certified = (model.calibration?.certified ?? []).filter(
+      (p) => p.kind === "accuracy" && p.confidence === 0.95,
+    );
+    assert.ok(certified.length >= 4, "the shipped model's calibration certifies accuracy targets at 0.95");
+    for (const point of certified.filter((_, i) => i % 4 === 0)) {
       for (const input of inputs.slice(0, 2)) {
-        const policy = { certainty_threshold: threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
-        const response = await check(input, { target_accuracy: target }, expected(input.trace, policy));
-        assert.equal(response.threshold_used, threshold);
-        assert.equal(response.applied_policy.target_accuracy, target);
+        const policy = {
+          certainty_threshold: point.threshold,
+          min_ticks: 1,
+          max_ticks: model.trained_ticks,
+          patience: 0,
+        };
+        const response = await check(input, { target_accuracy: point.target }, expected(input.trace, policy));
+        assert.equal(response.threshold_used, point.threshold);
+        assert.equal(response.applied_policy.target_accuracy, point.target);
+        assert.equal(response.guarantee?.met, true);
       }
     }
   });

@@ -90,6 +90,12 @@ def validate_manifest(manifest: dict[str, Any], folder: Path | None = None) -> N
         expected = [image["channels"], image["height"], image["width"]]
         if manifest["input"]["shape"] != expected:
             raise ManifestError(f"manifest field input.shape: {manifest['input']['shape']} != image CHW {expected}")
+        shorter = image.get("resize_shorter")
+        if shorter is not None and shorter < max(image["height"], image["width"]):
+            raise ManifestError(
+                f"manifest field input.image.resize_shorter: {shorter} is smaller than the crop "
+                f"{image['height']}x{image['width']}; it must be >= {max(image['height'], image['width'])}"
+            )
         for key in ("mean", "std"):
             if len(image["normalize"][key]) != image["channels"]:
                 raise ManifestError(f"manifest field input.image.normalize.{key}: needs {image['channels']} values")

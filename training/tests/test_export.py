@@ -1,6 +1,5 @@
 """ONNX export: onnxruntime matches PyTorch at every tick; the model folder is complete and valid."""
 
-import argparse
 import copy
 import json
 import os
@@ -10,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctm.checkpoint import load_checkpoint, model_from_checkpoint, model_from_reference
-from ctm.config import CTMConfig
+from ctm.checkpoint import load_checkpoint, model_from_checkpoint
 from ctm.export import export_graphs, export_model
 from ctm.export import main as export_main
 from ctm.manifest import ManifestError, validate_manifest
@@ -60,16 +58,18 @@ def test_reference_layout_checkpoint_exports_with_parity(tmp_path):
     config = small_config(heads=1)
     state = reference_state_dict(config)
     checkpoint = tmp_path / "their_ctm.pt"
-    torch.save({"model_state_dict": state, "args": argparse.Namespace(heads=1)}, checkpoint)  # as reference scripts do
+    torch.save(state, checkpoint)  # a bare state_dict: heads and ticks must be given
     out = tmp_path / "models" / "their-ctm" / "1"
     export_main(
-        ["--reference", str(checkpoint), "--allow-pickle", "--task", "mnist", "--set", "heads=1",
+        ["--reference", str(checkpoint), "--task", "mnist", "--set", "heads=1",
          "--set", f"iterations={config.iterations}", "--out", str(out), "--samples", "3"]
     )  # fmt: skip
     manifest = json.loads((out / "manifest.json").read_text())
     validate_manifest(manifest, out)
     assert manifest["name"] == "their-ctm" and manifest["source"]["format"] == "reference"
-    model = model_from_reference(state, CTMConfig(heads=1, iterations=config.iterations))
+    model = model_from_checkpoint(load_checkpoint(out / "checkpoint.pt"))
+    assert model.config == config.replace(index_seed=0)
+    torch.testing.assert_close(model.state_dict()["q_proj.weight"], state["q_proj.weight"])
     assert_parity(model, out)
 
 
@@ -125,6 +125,14 @@ def test_manifest_validates(exported):
         (lambda m: m["input"]["image"].pop("normalize"), "manifest field input.image: 'normalize' is a required"),
         (lambda m: m["graphs"]["tick"].update(file="../x.onnx"), "manifest field graphs.tick.file"),
         (lambda m: m.update(calibration="missing.json"), "manifest field calibration: file 'missing.json' not found"),
+        (
+            lambda m: m["input"]["image"].update(preprocess="center-crop"),
+            "manifest field input.image: 'resize_shorter' is a required property",
+        ),
+        (
+            lambda m: m["input"]["image"].update(preprocess="center-crop", resize_shorter=20),
+            "manifest field input.image.resize_shorter: 20 is smaller than the crop 28x28",
+        ),
     ],
 )
 def test_manifest_errors_name_the_field(exported, mutate, message):

@@ -11,6 +11,7 @@ import * as grpc from "@grpc/grpc-js";
 import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
+  type GuaranteeMessage,
   type HaltPolicyMessage,
   type ListModelsResponseMessage,
   loadProtocol,
@@ -26,7 +27,10 @@ const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
   --address <host:port>   server (default $CTM_ADDRESS or 127.0.0.1:50051)
   --model <name>          model to ask (default: the only loaded model)
   --threshold <t>         certainty threshold in (0, 1] (server default 0.9)
-  --target-accuracy <a>   instead of a threshold: the accuracy wanted, in (0, 1]
+  --target-accuracy <a>   instead of a threshold: the accuracy wanted, in (0, 1], certified by the
+                          model's calibration (the answer says whether the guarantee was met)
+  --target-consistency <c>  instead: agreement wanted with the answer after all ticks, in (0, 1]
+  --target-confidence <p> confidence of that guarantee (server default 0.95)
   --min-ticks <n>         never halt before this tick
   --max-ticks <n>         never run more ticks than this
   --patience <n>          halt when the top class has been the same for n ticks
@@ -90,6 +94,12 @@ function parseArgs(argv: string[]): Options | "help" {
         break;
       case "--target-accuracy":
         options.policy.target_accuracy = number(arg, value(), false);
+        break;
+      case "--target-consistency":
+        options.policy.target_consistency = number(arg, value(), false);
+        break;
+      case "--target-confidence":
+        options.policy.target_confidence = number(arg, value(), false);
         break;
       case "--min-ticks":
         options.policy.min_ticks = number(arg, value(), true);
@@ -198,7 +208,16 @@ function summary(result: ClassifyResponseMessage): string {
   return [
     `answer: ${answer}, certainty ${result.certainty.toFixed(3)}, from tick ${result.answer_tick}`,
     `halted after ${result.ticks_used} tick(s): ${REASONS[result.halt_reason] ?? result.halt_reason} (threshold ${result.threshold_used.toFixed(3)})`,
+    ...(result.guarantee ? [guaranteeLine(result.guarantee)] : []),
   ].join("\n");
+}
+
+function guaranteeLine(g: GuaranteeMessage): string {
+  const promise = `${g.kind} >= ${g.target} with confidence ${g.confidence}`;
+  if (g.met) {
+    return `guarantee met: ${promise} (certified on ${g.calibration_count} calibration items; ${g.kind === "accuracy" ? "error" : "disagreement"} <= ${g.risk_bound.toFixed(4)})`;
+  }
+  return `guarantee NOT met: ${promise}: ${g.note}`;
 }
 
 async function plot(

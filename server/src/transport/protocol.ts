@@ -58,6 +58,9 @@ export interface HaltPolicyMessage {
   max_ticks?: number;
   patience?: number;
   deadline_ms?: number;
+  /** Plain proto3 doubles: 0 means not set. */
+  target_consistency?: number;
+  target_confidence?: number;
 }
 
 export interface ClassifyRequestMessage {
@@ -97,6 +100,38 @@ export interface ClassifyResponseMessage {
   applied_policy: HaltPolicyMessage;
   trace: TickUpdateMessage[];
   logits: number[];
+  guarantee: GuaranteeMessage | null;
+}
+
+export interface GuaranteeMessage {
+  kind: string;
+  target: number;
+  confidence: number;
+  met: boolean;
+  threshold: number;
+  calibration_count: number;
+  risk_bound: number;
+  certified_target: number;
+  certified_confidence: number;
+  note: string;
+}
+
+export interface CertifiedTargetMessage {
+  kind: string;
+  target: number;
+  confidence: number;
+  threshold: number;
+  risk_bound: number;
+  mean_ticks: number;
+}
+
+export interface CalibrationDataMessage {
+  kind: string;
+  split: string;
+  dir: string;
+  sha256: string;
+  date: string;
+  count: number;
 }
 
 export interface TickUpdateMessage {
@@ -155,6 +190,11 @@ export interface ModelInfoMessage {
     accuracy_most_certain: number;
     accuracy_last_tick: number;
     thresholds: CalibrationPointMessage[];
+    schema_version: number;
+    file: string;
+    certified: CertifiedTargetMessage[];
+    accuracy_data: CalibrationDataMessage | null;
+    consistency_data: CalibrationDataMessage | null;
   } | null;
   default_policy: HaltPolicyMessage;
   provider: string;

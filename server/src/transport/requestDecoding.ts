@@ -76,6 +76,8 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
       policy: {
         certaintyThreshold: policy.certainty_threshold ?? undefined,
         targetAccuracy: policy.target_accuracy ?? undefined,
+        targetConsistency: unsetIfZero(policy.target_consistency),
+        targetConfidence: unsetIfZero(policy.target_confidence),
         minTicks: policy.min_ticks,
         maxTicks: policy.max_ticks,
         patience: policy.patience,
@@ -85,6 +87,11 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
     },
     includeTrace: request.include_trace ?? false,
   };
+}
+
+/** Plain proto3 scalars cannot be absent: 0 is "not set". NaN and negatives stay, for validation to refuse. */
+function unsetIfZero(value: number | undefined): number | undefined {
+  return value === 0 ? undefined : value;
 }
 
 function decodeInput(request: ClassifyRequestMessage): ModelInput {
