@@ -396,6 +396,26 @@ def test_requested_outputs_and_classification(client, samples):
     assert [float(p) for p, _, _ in top] == sorted((float(p) for p, _, _ in top), reverse=True)
 
 
+def test_target_accuracy_and_its_guarantee(client, samples):
+    """A target is resolved through the calibration exactly as for ctm.v1, and says what it promises."""
+    result = client.infer(MODEL, [image_input([samples[0][0]])], parameters={"target_accuracy": 0.97})
+    parameters = result.get_response().parameters
+    assert parameters["target_accuracy"].double_param == 0.97
+    assert parameters["target_confidence"].double_param == 0.95  # the default
+    assert 0 < parameters["threshold_used"].double_param <= 1
+    assert parameters["guarantee_kind"].string_param == "accuracy"
+    assert parameters["guarantee_met"].bool_param == (parameters["guarantee_note"].string_param == "")
+    error = refusal(
+        lambda: client.infer(
+            MODEL, [image_input([samples[0][0]])], parameters={"target_accuracy": 0.97, "certainty_threshold": 0.9}
+        )
+    )
+    assert error.status() == "StatusCode.INVALID_ARGUMENT"
+    assert error.message() == (
+        "set at most one of parameters.certainty_threshold (0.9) and parameters.target_accuracy (0.97)"
+    )
+
+
 def test_numbers_as_strings(client, golden):
     """perf_analyzer's --request-parameter has no floating-point type; a number in a string is read."""
     result = client.infer(
@@ -464,7 +484,7 @@ def test_contents_instead_of_raw(server, golden):
         (
             lambda: [tensor_input(np.zeros((1, 1, 28, 28)))],
             {"temperature": 0.5},
-            r"^parameters\.temperature is not a parameter this server reads; the halt policy is set by certainty_threshold, target_accuracy, min_ticks, max_ticks, patience, deadline_ms$",
+            r"^parameters\.temperature is not a parameter this server reads; the halt policy is set by certainty_threshold, target_accuracy, target_consistency, target_confidence, min_ticks, max_ticks, patience, deadline_ms$",
         ),
         (lambda: [image_input([b"not an image"])], {}, r"^inputs\[0\] \(\"image\"\) row 0 is not an image"),
     ],

@@ -43,6 +43,8 @@ export type OutputName = (typeof OUTPUT_NAMES)[number];
 const POLICY_PARAMETERS = {
   certainty_threshold: "certaintyThreshold",
   target_accuracy: "targetAccuracy",
+  target_consistency: "targetConsistency",
+  target_confidence: "targetConfidence",
   min_ticks: "minTicks",
   max_ticks: "maxTicks",
   patience: "patience",

@@ -3,7 +3,8 @@
  * little-endian tensors, as Triton sends them and tritonclient's as_numpy reads them, plus scalar
  * response parameters), model metadata and model configuration derived from the manifest.
  */
-import type { HaltPolicy } from "../engine/haltPolicy.ts";
+import { type GuaranteePlan, guaranteeOutcome } from "../engine/haltGuarantee.ts";
+import type { HaltPolicy, HaltReason } from "../engine/haltPolicy.ts";
 import type { InferenceResult, ModelEngine } from "../engine/modelEngine.ts";
 import { type Prediction, positionsOf } from "../engine/prediction.ts";
 import { IMAGE_INPUT, OUTPUT_NAMES, type OutputName, TENSOR_INPUT } from "./inferenceDecoding.ts";
@@ -115,12 +116,28 @@ function responseParameters(rows: RowView[], finished: boolean, final: boolean |
   if (rows.length !== 1 || !first) return parameters;
   parameters.tick = int64(first.tick);
   parameters.certainty = double(first.certainty);
-  if (first.result) {
-    parameters.answer_tick = int64(first.result.answerTick);
-    parameters.ticks_used = int64(first.result.ticksUsed);
-    parameters.halt_reason = string(first.result.reason);
+  const { result } = first;
+  if (result) {
+    parameters.answer_tick = int64(result.answerTick);
+    parameters.ticks_used = int64(result.ticksUsed);
+    parameters.halt_reason = string(result.reason);
+    if (result.policy.guarantee) Object.assign(parameters, guaranteeParameters(result.policy.guarantee, result.reason));
   }
   return parameters;
+}
+
+/** What ctm.v1's `guarantee` says, flattened: whether this answer carries the calibrated promise. */
+function guaranteeParameters(plan: GuaranteePlan, reason: HaltReason): ParameterMap {
+  const outcome = guaranteeOutcome(plan, reason);
+  return {
+    guarantee_kind: string(outcome.kind),
+    guarantee_target: double(outcome.target),
+    guarantee_confidence: double(outcome.confidence),
+    guarantee_met: boolean(outcome.met),
+    guarantee_risk_bound: double(outcome.riskBound),
+    guarantee_calibration_count: int64(outcome.calibrationCount),
+    guarantee_note: string(outcome.note),
+  };
 }
 
 function policyParameters(policy: HaltPolicy): ParameterMap {
@@ -132,6 +149,8 @@ function policyParameters(policy: HaltPolicy): ParameterMap {
     deadline_ms: int64(policy.deadlineMs),
   };
   if (policy.targetAccuracy !== undefined) parameters.target_accuracy = double(policy.targetAccuracy);
+  if (policy.targetConsistency !== undefined) parameters.target_consistency = double(policy.targetConsistency);
+  if (policy.targetConfidence !== undefined) parameters.target_confidence = double(policy.targetConfidence);
   return parameters;
 }
 
