@@ -31,7 +31,7 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no
 
 # ---------------------------------------------------------------- + the CUDA execution provider
 FROM deps AS deps-cuda
-# The opposite of .npmrc's `onnxruntime-node-install=skip`: fetch libonnxruntime_providers_cuda.so and
+# What .npmrc's `ignore-scripts=true` keeps other installs from doing: fetch libonnxruntime_providers_cuda.so and
 # its companions (NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0) into onnxruntime-node's bin/.
 RUN node node_modules/onnxruntime-node/script/install.js --onnxruntime-node-install=cuda12 \
   && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so

@@ -7,7 +7,6 @@
  * period to finish what is in flight, and only then does the gRPC server close.
  */
 import * as grpc from "@grpc/grpc-js";
-import { ReflectionService } from "@grpc/reflection";
 import type { ServerConfig } from "./config.ts";
 import { loadModels } from "./engine/modelLoading.ts";
 import { ModelRegistry, nameOf } from "./engine/modelRegistry.ts";
@@ -19,6 +18,7 @@ import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
 import { createInferenceService } from "./transport/inferenceService.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
+import { addReflectionService } from "./transport/reflectionService.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
 import { ServingHealth } from "./transport/servingHealth.ts";
 
@@ -68,7 +68,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     createInferenceService(registry, health, metrics, log, { maxBatch: config.maxBatch }),
   );
   health.addToServer(server);
-  new ReflectionService({ ...protocol.packageDefinition, ...inference.packageDefinition }).addToServer(server);
+  addReflectionService(server);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, bound) =>

@@ -142,12 +142,6 @@ describe("malformed requests", () => {
         Status.INVALID_ARGUMENT,
         /^halt_policy\.certainty_threshold must be in \(0, 1\], got 1\.5$/,
       ],
-      [
-        "threshold 0",
-        image(png, { halt_policy: { certainty_threshold: 0 } }),
-        Status.INVALID_ARGUMENT,
-        /^halt_policy\.certainty_threshold must be in \(0, 1\], got 0$/,
-      ],
       ["threshold -1", image(png, { halt_policy: { certainty_threshold: -1 } }), Status.INVALID_ARGUMENT, /got -1$/],
       [
         "target accuracy 2",

@@ -1,18 +1,16 @@
 /**
  * The Open Inference Protocol's health (ServerLive, ServerReady, ModelReady) agrees with
  * grpc.health.v1 in every state a server goes through: loading, serving, with a model that failed to
- * load (--on-model-error skip), and draining. Reflection lists inference.GRPCInferenceService.
+ * load (--on-model-error skip), and draining. (reflection.test.ts checks that reflection describes it.)
  * (Inference itself is driven by the real tritonclient: training/tests/test_open_inference_protocol.py.)
  */
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { INFERENCE_SERVICE, loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
+import { loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
 import { CTM_SERVICE } from "../src/transport/protocol.ts";
 import { healthOf, type ServingStatus } from "./support/healthClient.ts";
@@ -183,50 +181,6 @@ describe("Open Inference Protocol health", () => {
       );
     } finally {
       client.close();
-      await t.close();
-    }
-  });
-});
-
-describe("reflection", () => {
-  it("lists inference.GRPCInferenceService and describes its messages", async () => {
-    const t = await startTestServer();
-    try {
-      const require = createRequire(import.meta.url);
-      const protoDir = join(require.resolve("@grpc/reflection/package.json"), "..", "build", "proto");
-      const definition = protoLoader.loadSync("grpc/reflection/v1/reflection.proto", {
-        includeDirs: [protoDir],
-        keepCase: true,
-      });
-      const reflection = grpc.loadPackageDefinition(definition) as unknown as {
-        grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
-      };
-      const client = new reflection.grpc.reflection.v1.ServerReflection(t.address, grpc.credentials.createInsecure());
-      const stream = (
-        client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, Record<string, unknown>> }
-      ).ServerReflectionInfo();
-      const responses: Record<string, unknown>[] = [];
-      const done = new Promise<void>((resolve, reject) => {
-        stream.on("data", (response: Record<string, unknown>) => {
-          responses.push(response);
-          if (responses.length === 2) stream.end();
-        });
-        stream.on("end", resolve);
-        stream.on("error", reject);
-      });
-      stream.write({ list_services: "" });
-      stream.write({ file_containing_symbol: INFERENCE_SERVICE });
-      await done;
-      client.close();
-      const [listed, described] = responses as [Record<string, unknown>, Record<string, unknown>];
-      const services = (listed.list_services_response as { service: { name: string }[] }).service.map((s) => s.name);
-      for (const name of [INFERENCE_SERVICE, CTM_SERVICE, "grpc.health.v1.Health"])
-        assert.ok(services.includes(name), `${name} in ${services}`);
-      const files = (described.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto;
-      const text = Buffer.concat(files).toString("latin1");
-      for (const name of ["ModelStreamInfer", "raw_input_contents", "InferTensorContents"])
-        assert.ok(text.includes(name), `the descriptor mentions ${name}`);
-    } finally {
       await t.close();
     }
   });

@@ -258,6 +258,16 @@ def read_unlabeled(folder: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, 
     return batch, provenance
 
 
+def calibrate_split(runner, split, name: str) -> dict[str, Any]:
+    """The calibration of an exported model on a labelled split: accuracy and consistency, certified."""
+    targets = split.targets.numpy().reshape(len(split.targets), 1, -1)
+    out = model_outputs(runner, split.inputs.numpy())
+    correct = (out["predictions"] == targets).mean(-1)
+    agreement = agreement_with_full_run(out["certainty"], out["predictions"])
+    data = {"kind": "labeled", "split": name, "count": int(len(correct))}
+    return {"split": name, **calibrate(out["certainty"], correct, agreement=agreement, data=data)}
+
+
 def calibrate_unlabeled(model: Path, folder: Path, runner=None) -> Path:
     """Writes calibration-N.json beside the model: the newest calibration with consistency recalibrated.
 
@@ -323,13 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path}")
         return None
     task = get_task(runner.manifest["task"])
-    split = task.split(runner.config, args.split)
-    targets = split.targets.numpy().reshape(len(split.targets), 1, -1)
-    out = model_outputs(runner, split.inputs.numpy())
-    correct = (out["predictions"] == targets).mean(-1)
-    agreement = agreement_with_full_run(out["certainty"], out["predictions"])
-    data = {"kind": "labeled", "split": args.split, "count": int(len(correct))}
-    result = {"split": args.split, **calibrate(out["certainty"], correct, agreement=agreement, data=data)}
+    result = calibrate_split(runner, task.split(runner.config, args.split), args.split)
     if args.write:
         if args.split != "validation":
             raise SystemExit("--write only rewrites the validation calibration")

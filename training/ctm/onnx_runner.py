@@ -48,17 +48,3 @@ class OnnxCTM:
             for key in per_tick:
                 per_tick[key].append(out[m["outputs"][key]])
         return {key: np.stack(values, 1) for key, values in per_tick.items()}
-
-    def certainty_and_correct(
-        self, inputs: np.ndarray, targets: np.ndarray, batch: int = 256
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Certainty (N, T) and per-tick fraction of positions right (N, T) over a data set."""
-        classes = self.config.output_shape[-1]
-        certainty, correct = [], []
-        for start in range(0, len(inputs), batch):
-            out = self.run(inputs[start : start + batch])
-            logits = out["logits"].reshape(*out["logits"].shape[:2], -1, classes)  # (B, T, P, C)
-            target = targets[start : start + batch].reshape(len(logits), 1, -1)
-            correct.append((logits.argmax(-1) == target).mean(-1))
-            certainty.append(out["certainty"])
-        return np.concatenate(certainty), np.concatenate(correct)

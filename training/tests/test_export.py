@@ -113,6 +113,13 @@ def test_manifest_validates(exported):
     }
 
 
+def test_export_calibrates_accuracy_and_consistency(exported):
+    # Without consistency in a fresh export's calibration, target_consistency is refused on it.
+    folder, _ = exported
+    guarantees = json.loads((folder / "calibration.json").read_text())["guarantees"]
+    assert set(guarantees) >= {"accuracy", "consistency"}
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

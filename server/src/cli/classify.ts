@@ -267,12 +267,19 @@ async function run(options: Options): Promise<void> {
       top_k: options.plot && model.output_shape.length === 1 ? classes : options.topK,
       include_trace: !options.stream,
     };
-    const threshold = options.policy.certainty_threshold ?? model.default_policy.certainty_threshold ?? 0.9;
+    // 0 means "not set" (the server default) for both, as in the contract.
+    const threshold = options.policy.certainty_threshold || model.default_policy.certainty_threshold || 0.9;
     const print = (line: string) => process.stdout.write(`${line}\n`);
-    if (!options.json) {
-      print(`${model.name}/${model.version}  ${options.file}  (${options.stream ? "streaming" : "unary"})`);
-      print(`tick  ${(model.output_shape.length === 1 ? "top-1    p" : "per-position").padEnd(14)}  certainty`);
-    }
+    // The table's header waits for the first row, so that a refused call prints the error alone.
+    let headed = options.json;
+    const row = (line: string) => {
+      if (!headed) {
+        print(`${model.name}/${model.version}  ${options.file}  (${options.stream ? "streaming" : "unary"})`);
+        print(`tick  ${(model.output_shape.length === 1 ? "top-1    p" : "per-position").padEnd(14)}  certainty`);
+        headed = true;
+      }
+      print(line);
+    };
 
     const trace: TickUpdateMessage[] = [];
     let result: ClassifyResponseMessage | undefined;
@@ -285,7 +292,7 @@ async function run(options: Options): Promise<void> {
       )(request, { deadline });
       for await (const update of call as AsyncIterable<TickUpdateMessage>) {
         trace.push(update);
-        print(options.json ? json(update) : tableRow(update, threshold));
+        row(options.json ? json(update) : tableRow(update, threshold));
         if (update.final && update.result) result = update.result;
       }
     } else {
@@ -297,8 +304,7 @@ async function run(options: Options): Promise<void> {
       );
       trace.push(...response.trace);
       result = response;
-      for (const update of response.trace)
-        print(options.json ? json(update) : tableRow(update, response.threshold_used));
+      for (const update of response.trace) row(options.json ? json(update) : tableRow(update, response.threshold_used));
       if (options.json) print(json({ ...response, trace: undefined }));
     }
     if (!result) throw new Error("the server ended the call without a final result");

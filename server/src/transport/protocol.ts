@@ -13,7 +13,13 @@ export const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url
 export const CTM_PROTO = "ctm/v1/ctm.proto";
 export const CTM_SERVICE = "ctm.v1.CtmService";
 
-/** How every proto of this server is loaded (the message shapes below assume it). */
+/** The files of the contract: ours and the standard health service. */
+export const CONTRACT_FILES = [CTM_PROTO, healthProtoPath];
+
+/**
+ * How every proto of this server is loaded (the message shapes below assume it). keepCase matters
+ * beyond decoding: protobufjs renames fields in the descriptors it builds without it.
+ */
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
   longs: Number,
@@ -34,7 +40,7 @@ let loaded: Protocol | undefined;
 
 export function loadProtocol(): Protocol {
   if (loaded) return loaded;
-  const packageDefinition = protoLoader.loadSync([CTM_PROTO, healthProtoPath], LOADER_OPTIONS);
+  const packageDefinition = protoLoader.loadSync(CONTRACT_FILES, LOADER_OPTIONS);
   const grpcObject = grpc.loadPackageDefinition(packageDefinition) as unknown as {
     ctm: { v1: { CtmService: grpc.ServiceClientConstructor } };
   };
@@ -52,7 +58,9 @@ export type HaltReasonName =
   | "HALT_REASON_DEADLINE";
 
 export interface HaltPolicyMessage {
+  /** 0: not set. */
   certainty_threshold?: number;
+  /** 0: not set. */
   target_accuracy?: number;
   min_ticks?: number;
   max_ticks?: number;

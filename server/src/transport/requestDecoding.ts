@@ -74,10 +74,10 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
     job: {
       input: decodeInput(request),
       policy: {
-        certaintyThreshold: policy.certainty_threshold ?? undefined,
-        targetAccuracy: policy.target_accuracy ?? undefined,
-        targetConsistency: unsetIfZero(policy.target_consistency),
-        targetConfidence: unsetIfZero(policy.target_confidence),
+        certaintyThreshold: unlessZero(policy.certainty_threshold),
+        targetAccuracy: unlessZero(policy.target_accuracy),
+        targetConsistency: unlessZero(policy.target_consistency),
+        targetConfidence: unlessZero(policy.target_confidence),
         minTicks: policy.min_ticks,
         maxTicks: policy.max_ticks,
         patience: policy.patience,
@@ -89,8 +89,12 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
   };
 }
 
-/** Plain proto3 scalars cannot be absent: 0 is "not set". NaN and negatives stay, for validation to refuse. */
-function unsetIfZero(value: number | undefined): number | undefined {
+/**
+ * The halt policy's fractions are meaningful only in (0, 1], so the contract spends 0 on "not set"
+ * rather than mark them `optional`, which protoparse-based tools such as ghz cannot read. Any other
+ * value, NaN and negatives included, goes on to the engine's bounds check.
+ */
+function unlessZero(value: number | undefined): number | undefined {
   return value === 0 ? undefined : value;
 }
 
