@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import type { LoadtestResult } from "../../loadtest/src/loadtestResult.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
 import { perfAnalyzer } from "./perfAnalyzerTool.ts";
@@ -25,14 +25,45 @@ import { startServerProcess } from "./serverProcess.ts";
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const run = promisify(execFile);
 
-function flag(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at >= 0 ? (process.argv[at + 1] ?? fallback) : fallback;
+const USAGE = `Usage: npm run bench:oip -- [options]
+
+Triton's perf_analyzer (Open Inference Protocol) beside npm run loadtest (ctm.v1), point by point.
+
+  --concurrency <list>  closed-loop concurrency points (default 1,4,16)
+  --seconds <s>         seconds per measurement window (default 5)
+  --threshold <t>       certainty threshold of every request (default 0.9)
+  --out <file>          results JSON (default out/bench-oip.json)
+  --help                this text`;
+
+// Parsed before anything starts, so that --help and a mistyped option answer at once.
+let parsed: ReturnType<typeof parseOptions>;
+function parseOptions() {
+  return parseArgs({
+    args: process.argv.slice(2),
+    strict: true,
+    options: {
+      concurrency: { type: "string", default: "1,4,16" },
+      seconds: { type: "string", default: "5" },
+      threshold: { type: "string", default: "0.9" },
+      out: { type: "string", default: "out/bench-oip.json" },
+      help: { type: "boolean", default: false },
+    },
+  }).values;
 }
-const CONCURRENCY = flag("concurrency", "1,4,16").split(",").map(Number);
-const SECONDS = Number(flag("seconds", "5"));
-const THRESHOLD = Number(flag("threshold", "0.9"));
-const OUT = resolve(REPO, flag("out", "out/bench-oip.json"));
+try {
+  parsed = parseOptions();
+} catch (error) {
+  console.error(`${(error as Error).message}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (parsed.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const CONCURRENCY = parsed.concurrency.split(",").map(Number);
+const SECONDS = Number(parsed.seconds);
+const THRESHOLD = Number(parsed.threshold);
+const OUT = resolve(REPO, parsed.out);
 if (CONCURRENCY.some((c) => !Number.isInteger(c) || c < 1)) throw new Error("--concurrency needs integers >= 1");
 if (!(SECONDS > 0)) throw new Error("--seconds needs a number > 0");
 if (!(THRESHOLD > 0 && THRESHOLD <= 1)) throw new Error("--threshold must be in (0, 1]");
