@@ -1,12 +1,12 @@
 /**
- * Wires one server together: gRPC (CtmService, grpc.health.v1, reflection), the models, metrics.
+ * Wires one server together: gRPC (CtmService, the Open Inference Protocol's GRPCInferenceService,
+ * grpc.health.v1, reflection), the models, metrics.
  *
  * Start-up binds first and loads the models second, so that health answers NOT_SERVING while they
  * load. Shutdown reverses it: health turns NOT_SERVING, the engines stop admitting and get the grace
  * period to finish what is in flight, and only then does the gRPC server close.
  */
 import * as grpc from "@grpc/grpc-js";
-import { HealthImplementation } from "grpc-health-check";
 import type { ServerConfig } from "./config.ts";
 import { loadModels } from "./engine/modelLoading.ts";
 import { ModelRegistry, nameOf } from "./engine/modelRegistry.ts";
@@ -15,6 +15,8 @@ import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
+import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
+import { createInferenceService } from "./transport/inferenceService.ts";
 import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
 import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
@@ -23,6 +25,7 @@ import { addReflectionService } from "./transport/reflectionService.ts";
 import { sizedClassifyDecoding } from "./transport/requestDecoding.ts";
 import { deriveRequestSizeLimits, type ServedInput } from "./transport/requestSize.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
+import { ServingHealth } from "./transport/servingHealth.ts";
 
 export interface StartOptions {
   /** Defaults to pino on stdout at config.logLevel. */
@@ -50,7 +53,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const protocol = loadProtocol();
   const registry = new ModelRegistry();
   const metrics = new ServerMetrics();
-  const health = new HealthImplementation({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
+  const inference = loadInferenceProtocol();
+  const health = new ServingHealth({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
   // Secrets and certificates are read before anything binds: a bad file fails the start, naming it.
   const credentials = serverCredentials(config.tls);
   const tokens = TokenTable.load(config.auth);
@@ -80,6 +84,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   server.addService(
     sizedClassifyDecoding(protocol.ctmService, sizes),
     createCtmService(registry, metrics, log, { streamWriteIdleMs: config.streamWriteIdleMs }),
+  );
+  server.addService(
+    inference.inferenceService,
+    createInferenceService(registry, health, metrics, log, {
+      maxBatch: config.maxBatch,
+      streamWriteIdleMs: config.streamWriteIdleMs,
+    }),
   );
   health.addToServer(server);
   addReflectionService(server);

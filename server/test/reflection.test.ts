@@ -54,6 +54,7 @@ const SERVICES = [
   "grpc.health.v1.Health",
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",
+  "inference.GRPCInferenceService",
 ];
 
 /** protoc's MapEntryName, written out separately from the server's: "foo_bar" -> "FooBarEntry". */
@@ -331,5 +332,17 @@ message Outer {
       "ctm.v1.CtmService/GetModel",
     );
     assert.deepEqual(Object.keys(JSON.parse(model.stdout)), Object.keys(JSON.parse(fromFile.stdout)));
+    const ready = await run(t.address, "inference.GRPCInferenceService/ServerReady");
+    assert.deepEqual(JSON.parse(ready.stdout), { ready: true });
+    const metadata = await run(
+      "-d",
+      '{"name": "mnist-ctm"}',
+      t.address,
+      "inference.GRPCInferenceService/ModelMetadata",
+    );
+    assert.deepEqual(
+      JSON.parse(metadata.stdout).inputs.map((i: { name: string }) => i.name),
+      ["input", "image"],
+    );
   });
 });

@@ -18,6 +18,7 @@ const ANSWER_HELP: Record<string, RegExp> = {
   start: /--max-batch/,
   classify: /--threshold/,
   bench: /--rounds/,
+  "bench:oip": /--concurrency/,
   loadtest: /compare/,
   soak: /--minutes/,
   health: /--service/,

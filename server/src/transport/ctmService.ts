@@ -7,10 +7,10 @@ import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import type { ModelEngine } from "../engine/modelEngine.ts";
-import { type ModelRegistry, nameOf } from "../engine/modelRegistry.ts";
-import { ServerError } from "../engine/serverError.ts";
+import type { ModelRegistry } from "../engine/modelRegistry.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
+import { abortSignalOf, drained } from "./callLifetime.ts";
 import { toStatus } from "./errorPolicy.ts";
 import type {
   ClassifyRequestMessage,
@@ -20,6 +20,7 @@ import type {
   TickUpdateMessage,
 } from "./protocol.ts";
 import { decodeClassifyRequest } from "./requestDecoding.ts";
+import { recordRequest } from "./requestMetrics.ts";
 import { encodeModelInfo, encodeResult, encodeTick } from "./responseEncoding.ts";
 
 type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
@@ -35,45 +36,8 @@ export function createCtmService(
   log: Logger,
   options: CtmServiceOptions,
 ): grpc.UntypedServiceImplementation {
-  /** Aborts when the client cancels or the call's deadline passes. */
-  function abortSignalOf(call: Call): { signal: AbortSignal; throwIfGone: () => void; dispose: () => void } {
-    const controller = new AbortController();
-    const deadline = call.getDeadline();
-    const deadlineAt = deadline instanceof Date ? deadline.getTime() : deadline;
-    const expire = () => controller.abort(new DOMException("the call's deadline passed", "TimeoutError"));
-    // grpc-js ends a call whose deadline passed as if it were cancelled; tell the two apart here.
-    const onCancel = () =>
-      Date.now() >= deadlineAt
-        ? expire()
-        : controller.abort(new DOMException("the client cancelled the call", "AbortError"));
-    call.on("cancelled", onCancel);
-    if (call.cancelled) onCancel();
-    // grpc-js answers DEADLINE_EXCEEDED by itself but need not tell the handler, so keep a timer too.
-    const timer = Number.isFinite(deadlineAt) ? setTimeout(expire, Math.max(0, deadlineAt - Date.now())) : undefined;
-    return {
-      signal: controller.signal,
-      // grpc-js may mark a call cancelled before its 'cancelled' event fires.
-      throwIfGone: () => {
-        if (call.cancelled || ("destroyed" in call && call.destroyed)) onCancel();
-        controller.signal.throwIfAborted();
-      },
-      dispose: () => {
-        clearTimeout(timer);
-        call.removeListener("cancelled", onCancel);
-      },
-    };
-  }
-
-  function record(model: string, method: string, code: grpcStatus, started: number): void {
-    // A name the client made up is not a label: each would be a new series, held for good.
-    const served = registry.listed().some((listed) => nameOf(listed) === model);
-    metrics.requestFinished(
-      model === "" ? "(none)" : served ? model : "(unknown)",
-      method,
-      grpcStatus[code] ?? String(code),
-      (performance.now() - started) / 1000,
-    );
-  }
+  const record = (model: string, method: string, code: grpcStatus, started: number) =>
+    recordRequest(registry, metrics, model, method, code, started);
 
   async function runClassify(
     call: Call,
@@ -177,40 +141,4 @@ export function createCtmService(
       }
     },
   };
-}
-
-/**
- * Resolves on 'drain', or when the call ends first (a cancelled call never drains); rejects with
- * DEADLINE_EXCEEDED when neither happens within `idleMs`: a client that stops reading would otherwise
- * hold its request (and its HTTP/2 stream) for as long as its connection lives. DEADLINE_EXCEEDED
- * rather than RESOURCE_EXHAUSTED: what ran out is time, and retrying at once would not help a client
- * that does not read. The status reaches the client behind the messages it has not read yet.
- */
-function drained(
-  call: grpc.ServerWritableStream<unknown, unknown>,
-  idleMs: number,
-  onIdle: (details: string) => void,
-): Promise<void> {
-  if (call.cancelled || call.destroyed) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const finish = () => {
-      clearTimeout(timer);
-      call.removeListener("drain", done);
-      call.removeListener("cancelled", done);
-      call.removeListener("close", done);
-    };
-    const done = () => {
-      finish();
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      finish();
-      const details = `the client took no message for ${idleMs} ms (--stream-write-idle-ms); the stream was ended to free its place in the batch`;
-      onIdle(details);
-      reject(new ServerError("DEADLINE_EXCEEDED", details));
-    }, idleMs);
-    call.once("drain", done);
-    call.once("cancelled", done);
-    call.once("close", done);
-  });
 }

@@ -16,7 +16,10 @@ export const CTM_SERVICE = "ctm.v1.CtmService";
 /** The files of the contract: ours and the standard health service. */
 export const CONTRACT_FILES = [CTM_PROTO, healthProtoPath];
 
-/** keepCase matters beyond decoding: protobufjs renames fields in the descriptors it builds without it. */
+/**
+ * How every proto of this server is loaded (the message shapes below assume it). keepCase matters
+ * beyond decoding: protobufjs renames fields in the descriptors it builds without it.
+ */
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
   longs: Number,

@@ -74,8 +74,13 @@ export function sizedClassifyDecoding(
  * instead, and decodeClassifyRequest refuses it with INVALID_ARGUMENT.
  */
 export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return tolerantDecoding(service, ["Classify", "ClassifyStream"]);
+}
+
+/** `service` with `methods` decoding tolerantly (see tolerantClassifyDecoding); throwIfUndecodable refuses. */
+export function tolerantDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
   const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
-  for (const name of ["Classify", "ClassifyStream"]) {
+  for (const name of methods) {
     const method = service[name];
     if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
     const deserialize = method.requestDeserialize;
@@ -94,14 +99,42 @@ export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.
   return wrapped as grpc.ServiceDefinition;
 }
 
+/** INVALID_ARGUMENT for a body that tolerantDecoding could not decode as a `messageType`. */
+export function throwIfUndecodable<T extends object>(
+  request: T | UndecodableRequest,
+  messageType: string,
+): asserts request is T {
+  if (UNDECODABLE in request) {
+    const { bytes, reason } = request[UNDECODABLE];
+    throw invalidArgument(`the request (${bytes} bytes) is not a valid ${messageType} message: ${reason}`);
+  }
+}
+
+/**
+ * `service` with `methods` tagging each decoded request with its body size (MESSAGE_BYTES), so that
+ * the in-flight bound counts them; for unary methods only, since a stream's messages are held until
+ * the call ends.
+ */
+export function weighedDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
+  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
+  for (const name of methods) {
+    const method = service[name];
+    if (!method) throw new Error(`the service has no ${name} method to weigh; this is a bug`);
+    const deserialize = method.requestDeserialize;
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) =>
+        Object.assign(deserialize(bytes) as object, { [MESSAGE_BYTES]: bytes.length }),
+    };
+  }
+  return wrapped as grpc.ServiceDefinition;
+}
+
 export function decodeClassifyRequest(
   request: ClassifyRequestMessage | UndecodableRequest | RefusedRequest,
 ): DecodedClassify {
   if (REFUSED in request) throw request[REFUSED];
-  if (UNDECODABLE in request) {
-    const { bytes, reason } = request[UNDECODABLE];
-    throw invalidArgument(`the request (${bytes} bytes) is not a valid ctm.v1.ClassifyRequest message: ${reason}`);
-  }
+  throwIfUndecodable(request, "ctm.v1.ClassifyRequest");
   const policy = request.halt_policy ?? {};
   return {
     model: request.model ?? "",
