@@ -238,7 +238,11 @@ export async function servePlayground(
 
   const port = await new Promise<number>((resolvePort, reject) => {
     server.once("error", (error) =>
-      reject(new Error(`cannot serve the playground on ${options.host}:${options.port}: ${error.message}`)),
+      reject(
+        new Error(
+          `cannot serve the playground on ${options.host}:${options.port}: ${error.message}; choose another --http-port, or 0 to turn it off`,
+        ),
+      ),
     );
     server.listen(options.port, options.host, () => resolvePort((server.address() as AddressInfo).port));
   });
