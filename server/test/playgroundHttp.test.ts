@@ -183,6 +183,16 @@ describe("playground over HTTP", () => {
     assert.deepEqual([...HALT_POLICY_FIELDS].sort(), fieldsOf("ctm.v1.HaltPolicy").sort());
   });
 
+  it("a second server on the same --http-port fails to start, naming the port and the flag", async () => {
+    const taken = t.server.httpPort as number;
+    await assert.rejects(
+      startTestServer({ http: { host: "127.0.0.1", port: taken } }),
+      new RegExp(
+        `cannot serve the playground on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE.*choose another --http-port, or 0`,
+      ),
+    );
+  });
+
   it("names the field of a JSON body of the wrong shape", async () => {
     const cases: [string | object, RegExp][] = [
       ["{not json", /^the request body is not valid JSON/],
