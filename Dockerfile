@@ -52,6 +52,7 @@ ENV NODE_ENV=production \
   CTM_HOST=0.0.0.0 \
   CTM_PORT=50051 \
   CTM_METRICS_PORT=9464 \
+  CTM_HTTP_PORT=0 \
   CTM_GRACE_MS=8000
 # uid 1000 is the unprivileged `ubuntu` user of Ubuntu 24.04 bases (older bases have no name for it,
 # which Node does not need); numeric so that Kubernetes' runAsNonRoot can check it. It owns nothing
@@ -81,6 +82,7 @@ ENV NODE_ENV=production \
   CTM_HOST=0.0.0.0 \
   CTM_PORT=50051 \
   CTM_METRICS_PORT=9464 \
+  CTM_HTTP_PORT=0 \
   CTM_PROVIDER=cpu \
   CTM_GRACE_MS=8000
 # uid 1000 is the base image's unprivileged `node` user; numeric so that Kubernetes' runAsNonRoot can

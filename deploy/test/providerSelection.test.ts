@@ -58,7 +58,19 @@ test("the server with --provider auto logs why CUDA was unavailable and serves o
   const start = async (provider: string) => {
     const args = ["--provider", provider, "--host", "127.0.0.1", "--port", String(await freePort())];
     const server = new ServerProcess(
-      [process.execPath, "--import", "tsx", "server/src/main.ts", ...args, "--metrics-port", "0", "--threads", "1"],
+      [
+        process.execPath,
+        "--import",
+        "tsx",
+        "server/src/main.ts",
+        ...args,
+        "--metrics-port",
+        "0",
+        "--http-port",
+        "0",
+        "--threads",
+        "1",
+      ],
       { cwd: REPO, env: { PATH: process.env.PATH } },
     );
     t.after(() => server.kill("SIGKILL"));

@@ -132,7 +132,18 @@ describe("npm run loadtest against a real server", () => {
 
   before(async () => {
     const config = parseConfig(
-      ["--port", "0", "--metrics-port", "0", "--provider", "cpu", "--models-dir", join(ROOT, "models")],
+      [
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--http-port",
+        "0",
+        "--provider",
+        "cpu",
+        "--models-dir",
+        join(ROOT, "models"),
+      ],
       {},
     ) as ServerConfig;
     server = await startServer(config, { logger: createLogger("silent") });

@@ -33,6 +33,8 @@ export interface ServerConfig {
   streamWriteIdleMs: number;
   /** null: no metrics endpoint. */
   metrics: { host: string; port: number } | null;
+  /** null: no playground page (and no JSON + server-sent-events bridge) on its own HTTP port. */
+  http: { host: string; port: number } | null;
   /** How long shutdown waits for in-flight requests before cancelling them. */
   graceMs: number;
   /**
@@ -96,6 +98,7 @@ export type ConfigKey =
   | "streamWriteIdleMs"
   | "metricsHost"
   | "metricsPort"
+  | "httpPort"
   | "graceMs"
   | "maxConnectionAgeMs"
   | "keepaliveMs"
@@ -201,6 +204,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_METRICS_PORT",
     default: "9464",
     description: "port of the /metrics endpoint (0: disabled)",
+  },
+  {
+    key: "httpPort",
+    flag: "--http-port",
+    env: "CTM_HTTP_PORT",
+    default: "8080",
+    description:
+      "port of the browser playground and its JSON + server-sent-events API, on --host with the gRPC port's TLS and tokens (0: disabled)",
   },
   {
     key: "graceMs",
@@ -428,6 +439,17 @@ export function parseConfig(
       `${text("metricsPort").source} (${metricsPort}) must differ from ${text("port").source} (${port}) on the same host ${host}`,
     );
   }
+  const httpPort = integer("httpPort", 0, 65535);
+  for (const [other, used] of [
+    ["port", port],
+    ["metricsPort", metricsHost === host ? metricsPort : 0],
+  ] as const) {
+    if (httpPort !== 0 && httpPort === used) {
+      throw new ConfigError(
+        `${text("httpPort").source} (${httpPort}) must differ from ${text(other).source} (${used}) on the same host ${host}`,
+      );
+    }
+  }
   return {
     host,
     port,
@@ -440,6 +462,7 @@ export function parseConfig(
     maxQueue: integer("maxQueue", 0, 1_000_000),
     streamWriteIdleMs: integer("streamWriteIdleMs", 1, 3_600_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
+    http: httpPort === 0 ? null : { host, port: httpPort },
     graceMs: integer("graceMs", 0, 3_600_000),
     maxConnectionAgeMs: integer("maxConnectionAgeMs", 0, 86_400_000),
     keepaliveMs: integer("keepaliveMs", 0, 86_400_000),

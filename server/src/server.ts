@@ -19,6 +19,7 @@ import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
 import { createInferenceService } from "./transport/inferenceService.ts";
 import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
+import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { addReflectionService } from "./transport/reflectionService.ts";
 import { sizedClassifyDecoding } from "./transport/requestDecoding.ts";
@@ -37,6 +38,8 @@ export interface RunningServer {
   port: number;
   /** null when metrics are disabled. */
   metricsPort: number | null;
+  /** The playground's HTTP port; null when --http-port is 0. */
+  httpPort: number | null;
   registry: ModelRegistry;
   /** Drains (up to `graceMs`, default config.graceMs) and stops. Safe to call more than once. */
   shutdown(graceMs?: number): Promise<void>;
@@ -111,15 +114,29 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   );
 
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let playground: PlaygroundServer | undefined;
   const closeAll = async () => {
     await Promise.all(registry.all().map((engine) => engine.close()));
     server.forceShutdown();
+    await playground?.close();
     await new Promise<void>((resolve) => (metricsServer ? metricsServer.server.close(() => resolve()) : resolve()));
   };
   try {
     if (config.metrics) {
       metricsServer = await serveMetrics(metrics, config.metrics.host, config.metrics.port);
       log.info({ host: config.metrics.host, port: metricsServer.port }, "metrics at /metrics");
+    }
+    if (config.http) {
+      playground = await servePlayground(
+        { ...config.http, tls: config.tls, tokens, sizes, inflight, streamWriteIdleMs: config.streamWriteIdleMs },
+        registry,
+        metrics,
+        log,
+      );
+      log.info(
+        { host: config.http.host, port: playground.port, url: playground.url },
+        `playground at ${playground.url}`,
+      );
     }
     await options.onListening?.(port);
     const engineOptions = {
@@ -184,7 +201,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     })();
     return stopping;
   };
-  return { port, metricsPort: metricsServer?.port ?? null, registry, shutdown };
+  return { port, metricsPort: metricsServer?.port ?? null, httpPort: playground?.port ?? null, registry, shutdown };
 }
 
 /**

@@ -21,6 +21,7 @@ describe("server configuration", () => {
       maxQueue: 256,
       streamWriteIdleMs: 30000,
       metrics: { host: "127.0.0.1", port: 9464 },
+      http: { host: "127.0.0.1", port: 8080 },
       graceMs: 10000,
       maxConnectionAgeMs: 0,
       // On by default: nothing else closes a connection that nghttp2 has ended (docs/reliability.md).
@@ -136,6 +137,21 @@ describe("server configuration", () => {
     assert.deepEqual(parse(["--host", "0.0.0.0", "--metrics-port", "9100"]).metrics, { host: "0.0.0.0", port: 9100 });
     assert.deepEqual(parse(["--metrics-host", "127.0.0.2"]).metrics, { host: "127.0.0.2", port: 9464 });
     assert.equal(parse(["--metrics-port", "0"]).metrics, null);
+  });
+
+  it("serves the playground on --http-port / CTM_HTTP_PORT (default 8080) on --host, with 0 disabling it", () => {
+    assert.deepEqual(parse([]).http, { host: "127.0.0.1", port: 8080 });
+    assert.deepEqual(parse(["--host", "0.0.0.0"], { CTM_HTTP_PORT: "8081" }).http, { host: "0.0.0.0", port: 8081 });
+    assert.equal(parse(["--http-port", "0"], { CTM_HTTP_PORT: "8081" }).http, null);
+    assert.throws(
+      () => parse(["--http-port", "50051"]),
+      /--http-port \(50051\) must differ from the default of --port \(50051\)/,
+    );
+    assert.throws(
+      () => parse([], { CTM_HTTP_PORT: "9464" }),
+      /CTM_HTTP_PORT \(9464\) must differ from the default of --metrics-port/,
+    );
+    assert.throws(() => parse(["--http-port", "70000"]), /--http-port must be an integer in \[0, 65535\], got "70000"/);
   });
 
   it("names the flag or variable and the bad value", () => {

@@ -32,7 +32,20 @@ function peakRssMiB(pid: number): number {
 async function spawnServer(extra: string[]): Promise<{ child: ChildProcessWithoutNullStreams; port: number }> {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", "server/src/main.ts", "--port", "0", "--metrics-port", "0", "--threads", "1", ...extra],
+    [
+      "--import",
+      "tsx",
+      "server/src/main.ts",
+      "--port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--http-port",
+      "0",
+      "--threads",
+      "1",
+      ...extra,
+    ],
     { cwd: REPO, env: { ...process.env, CTM_MODELS_DIR: testConfig().modelsDir, CTM_PROVIDER: "cpu" } },
   );
   child.stderr.resume();

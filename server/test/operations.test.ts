@@ -126,6 +126,8 @@ describe("start-up", () => {
         "0",
         "--metrics-port",
         "0",
+        "--http-port",
+        "0",
         "--provider",
         "cpu",
         "--threads",

@@ -31,6 +31,7 @@ const admission = (id: number, c: GoldenCase): AdmitMessage => ({
   policy: everyTick,
   deadlineAt: Number.POSITIVE_INFINITY,
   streamTicks: true,
+  attention: false,
   readAhead: 0,
 });
 

@@ -5,7 +5,7 @@
     python -m ctm.export --reference state_dict.pt --task imagenet --set heads=16 --set iterations=50 --out ...
 
 Writes encoder.onnx (input -> K, V, initial state), tick.onnx ((K, V, state) -> (state, logits,
-certainty, probabilities)), manifest.json, calibration.json (validation split), golden.json (PyTorch
+certainty, probabilities, attention)), manifest.json, calibration.json (validation split), golden.json (PyTorch
 per-tick outputs for the server's tests), samples/ (held-out test inputs) and checkpoint.pt.
 docs/models.md describes the format. A reference checkpoint (`--reference`) is read by `ctm.reference`;
 for the families we hold no data for (CIFAR, ImageNet, mazes) the folder has no calibration.json or
@@ -56,7 +56,8 @@ class EncoderGraph(nn.Module):
 
 
 class TickGraph(nn.Module):
-    """(K, V, *state) -> (*next state, logits, certainty, probabilities): `CTM.tick`, nothing else."""
+    """(K, V, *state) -> (*next state, logits, certainty, probabilities, attention): `CTM.tick`, plus
+    `CTM.attention_map` of the same state (B, heads, N), which a server copies only for callers who ask."""
 
     def __init__(self, model: CTM):
         super().__init__()
@@ -66,7 +67,8 @@ class TickGraph(nn.Module):
         next_state, logits, certainty = self.model.tick(k, v, TickState(*state))
         classes = self.model.config.output_shape[-1]
         probabilities = logits.unflatten(-1, (-1, classes)).softmax(-1).flatten(1)
-        return (*next_state, logits, certainty, probabilities)
+        attention = self.model.attention_map(k, TickState(*state))
+        return (*next_state, logits, certainty, probabilities, attention)
 
 
 def export_graphs(model: CTM, out: Path) -> None:
@@ -77,7 +79,7 @@ def export_graphs(model: CTM, out: Path) -> None:
         k, v, *state = EncoderGraph(model)(example)
     state_in = [f"{name}_in" for name in STATE_NAMES]
     state_out = [f"{name}_out" for name in STATE_NAMES]
-    tick_outputs = [*state_out, "logits", "certainty", "probabilities"]
+    tick_outputs = [*state_out, "logits", "certainty", "probabilities", "attention"]
     encoder_outputs = [*CONTEXT_NAMES, *STATE_NAMES]
 
     def dynamic(names: list[str]) -> dict[str, dict[int, str]]:
@@ -170,6 +172,7 @@ def build_manifest(
             for n in STATE_NAMES
         ],
         "outputs": {"logits": "logits", "certainty": "certainty", "probabilities": "probabilities"},
+        "attention": {"output": "attention", "token_grid": token_grid(model)},
         "opset": OPSET,
         "calibration": "calibration.json",
         "samples": "samples/labels.json",
@@ -180,6 +183,15 @@ def build_manifest(
     if task.split is None:  # no data: nothing to calibrate or sample; golden.json still holds the numerics
         del manifest["calibration"], manifest["samples"]
     return manifest
+
+
+def token_grid(model: CTM) -> list[int]:
+    """How the N input tokens lie over the input, for drawing attention on it: the spatial shape of the
+    backbone's feature map, whose cells `CTM.tokens` flattens row-major ([7, 7] for MNIST, [L] for a
+    sequence)."""
+    with torch.no_grad():
+        features = model.backbone(model.initial_rgb(torch.zeros(2, *model.config.input_shape)))
+    return list(features.shape[2:])
 
 
 def export_model(

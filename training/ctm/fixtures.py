@@ -24,9 +24,15 @@ from .tasks import Task
 
 @torch.no_grad()
 def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, Any]]:
-    """Per-tick logits, certainty and probabilities for a batch of raw-tensor inputs."""
+    """Per-tick logits, certainty, probabilities and attention (flattened heads x tokens) for a batch of
+    raw-tensor inputs."""
     model.eval()
     logits, certainty = model(inputs)  # (B, out, T), (B, T)
+    k, v = model.encode(inputs)
+    state, attention = model.initial_state(len(inputs)), []
+    for _ in range(model.config.iterations):
+        attention.append(model.attention_map(k, state).flatten(1))  # (B, heads * N)
+        state, _, _ = model.tick(k, v, state)
     classes = model.config.output_shape[-1]
     probabilities = logits.transpose(1, 2).unflatten(-1, (-1, classes)).softmax(-1).flatten(2)  # (B, T, out)
     return [
@@ -37,6 +43,7 @@ def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, A
             "logits": logits[i].T.tolist(),
             "certainty": certainty[i].tolist(),
             "probabilities": probabilities[i].tolist(),
+            "attention": [a[i].tolist() for a in attention],
         }
         for i in range(len(inputs))
     ]

@@ -84,6 +84,15 @@ def validate_manifest(manifest: dict[str, Any], folder: Path | None = None) -> N
         need(tick_out, outputs["probabilities"], "outputs.probabilities", "tick outputs"),
     )
     same_shape("outputs.certainty", [], need(tick_out, outputs["certainty"], "outputs.certainty", "tick outputs"))
+    if "attention" in manifest:
+        attention = manifest["attention"]
+        tensor = need(tick_out, attention["output"], "attention.output", "tick outputs")
+        tokens = math.prod(attention["token_grid"])
+        if len(tensor["shape"]) != 3 or tensor["shape"][2] != tokens:
+            raise ManifestError(
+                f"manifest field attention.token_grid: {attention['token_grid']} does not fit "
+                f"{tensor['name']!r} {tensor['shape']}, expected ['batch', heads, {tokens}]"
+            )
 
     image = manifest["input"].get("image")
     if image is not None:

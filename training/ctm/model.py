@@ -138,12 +138,32 @@ class CTM(nn.Module):
     def attend(self, query: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Multi-head attention of one query token over the input tokens (torch MHA semantics)."""
         d = self.config.d_input
+        weights = F.dropout(self.attention_weights(query, k), self.attention.dropout, self.training)
+        out = torch.matmul(weights, v).transpose(1, 2).reshape(query.shape[0], d)  # (B, d)
+        return self.attention.out_proj(out)
+
+    def attention_weights(self, query: Tensor, k: Tensor) -> Tensor:
+        """softmax(q K^T / sqrt(d_head)) of one query token over the input tokens: (B, h, 1, N)."""
+        d = self.config.d_input
         w, b = self.attention.in_proj_weight, self.attention.in_proj_bias
         q = self._split_heads(F.linear(query, w[:d], b[:d]).unsqueeze(1))  # (B, h, 1, dh)
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # (B, h, 1, N)
-        weights = F.dropout(scores.softmax(-1), self.attention.dropout, self.training)
-        out = torch.matmul(weights, v).transpose(1, 2).reshape(query.shape[0], d)  # (B, d)
-        return self.attention.out_proj(out)
+        return scores.softmax(-1)
+
+    def attention_map(self, k: Tensor, state: TickState) -> Tensor:
+        """Where `tick(k, v, state)` looks: its query's attention weights over the tokens, (B, h, N).
+
+        For visualisation, beside the tick rather than inside it, so that `tick` keeps its outputs. It
+        recomputes the tick's query from the same state (S_action, then q_proj); the export puts both
+        in one graph, where the shared subexpressions are computed once.
+        """
+        _, _, sync_action = sync_step(
+            state.sync_action_alpha,
+            state.sync_action_beta,
+            self._products(state.z, "action"),
+            decay_factor(self.decay_params_action),
+        )
+        return self.attention_weights(self.q_proj(sync_action), k).squeeze(2)
 
     # ---------------------------------------------------------------- all ticks
     def forward(self, x: Tensor, iterations: int | None = None) -> tuple[Tensor, Tensor]:

@@ -29,7 +29,8 @@ class OnnxCTM:
         self.tick_graph = ort.InferenceSession(str(self.folder / graphs["tick"]["file"]), options, providers=providers)
 
     def run(self, inputs: np.ndarray, ticks: int | None = None) -> dict[str, np.ndarray]:
-        """Per-tick outputs for a batch: logits (B, T, out), certainty (B, T), probabilities (B, T, out)."""
+        """Per-tick outputs for a batch: logits (B, T, out), certainty (B, T), probabilities (B, T, out),
+        and attention (B, T, heads, N) when the manifest declares it."""
         m = self.manifest
         encoded = dict(
             zip(
@@ -42,9 +43,12 @@ class OnnxCTM:
         state = {s["input"]: encoded[s["init"]] for s in m["state"]}
         names = [o["name"] for o in m["graphs"]["tick"]["outputs"]]
         per_tick: dict[str, list[np.ndarray]] = {"logits": [], "certainty": [], "probabilities": []}
+        names_of = dict(m["outputs"])
+        if "attention" in m:
+            per_tick["attention"], names_of["attention"] = [], m["attention"]["output"]
         for _ in range(ticks or m["ticks"]["max"]):
             out = dict(zip(names, self.tick_graph.run(None, {**context, **state}), strict=True))
             state = {s["input"]: out[s["output"]] for s in m["state"]}
             for key in per_tick:
-                per_tick[key].append(out[m["outputs"][key]])
+                per_tick[key].append(out[names_of[key]])
         return {key: np.stack(values, 1) for key, values in per_tick.items()}

@@ -35,6 +35,43 @@ def assert_parity(model: CTM, folder: Path, batch_sizes=(1, 5)) -> None:
         assert out["logits"].shape == (batch, model.config.iterations, model.config.out_dims)
         np.testing.assert_allclose(out["logits"], logits.permute(0, 2, 1).numpy(), atol=TOLERANCE, rtol=0)
         np.testing.assert_allclose(out["certainty"], certainty.numpy(), atol=TOLERANCE, rtol=0)
+        if "attention" in runner.manifest:
+            np.testing.assert_allclose(out["attention"], attention_maps(model, x).numpy(), atol=TOLERANCE, rtol=0)
+
+
+@torch.no_grad()
+def attention_maps(model: CTM, x: torch.Tensor) -> torch.Tensor:
+    """PyTorch's attention map at every tick: (B, T, heads, N)."""
+    k, v = model.encode(x)
+    state, maps = model.initial_state(len(x)), []
+    for _ in range(model.config.iterations):
+        maps.append(model.attention_map(k, state))
+        state, _, _ = model.tick(k, v, state)
+    return torch.stack(maps, 1)
+
+
+def test_attention_map_is_what_the_tick_attends_with():
+    model = CTM(small_config()).eval()
+    x = get_task("mnist").split(model.config, "validation").inputs[:3]
+    used = []
+    original = model.attention_weights
+
+    def recording(query, k):
+        weights = original(query, k)
+        used.append(weights.squeeze(2))
+        return weights
+
+    model.attention_weights = recording  # the instance attribute shadows the method for this model only
+    with torch.no_grad():
+        k, v = model.encode(x)
+        state = model.initial_state(3)
+        for _ in range(model.config.iterations):
+            expected = model.attention_map(k, state)
+            used.clear()
+            state, _, _ = model.tick(k, v, state)
+            assert len(used) == 1
+            torch.testing.assert_close(used[0], expected, atol=1e-6, rtol=0)
+            torch.testing.assert_close(expected.sum(-1), torch.ones(3, model.config.heads))
 
 
 def test_small_mnist_model_graphs_match_pytorch(tmp_path):
@@ -49,6 +86,7 @@ def test_parity_task_model_with_multi_position_output(tmp_path):
     model = CTM(config)
     manifest = export_model(model, task, tmp_path, "parity-tiny", 1, source={"format": "test"}, samples=4)
     assert manifest["output"]["shape"] == [16, 2] and manifest["input"]["kind"] == "tensor"
+    assert manifest["attention"] == {"output": "attention", "token_grid": [16]}
     assert_parity(model, tmp_path)
     samples = json.loads((tmp_path / "samples" / "labels.json").read_text())
     assert len(samples) == 4 and len(samples[0]["tensor"]) == 16 and len(samples[0]["label"]) == 16
@@ -95,7 +133,10 @@ def test_shipped_model_matches_its_checkpoint_and_is_valid():
     runner = OnnxCTM(folder)
     for case in golden["cases"]:
         x = np.asarray(case["input"], dtype=np.float32).reshape(1, *case["input_shape"])
-        np.testing.assert_allclose(runner.run(x)["logits"][0], case["logits"], atol=TOLERANCE, rtol=0)
+        out = runner.run(x)
+        np.testing.assert_allclose(out["logits"][0], case["logits"], atol=TOLERANCE, rtol=0)
+        attention = out["attention"][0].reshape(len(case["attention"]), -1)
+        np.testing.assert_allclose(attention, case["attention"], atol=TOLERANCE, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +149,7 @@ def exported(tmp_path_factory):
 def test_manifest_validates(exported):
     folder, manifest = exported
     validate_manifest(manifest, folder)
+    assert manifest["attention"] == {"output": "attention", "token_grid": [7, 7]}
     assert {"encoder.onnx", "tick.onnx", "calibration.json", "golden.json", "checkpoint.pt"} <= {
         p.name for p in folder.iterdir()
     }

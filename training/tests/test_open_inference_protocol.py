@@ -64,6 +64,8 @@ def start_server(*args: str, env: dict | None = None, metrics_port: int = 0) -> 
         "0",
         "--metrics-port",
         str(metrics_port),
+        "--http-port",
+        "0",
         "--models-dir",
         models,
         "--threads",

@@ -66,6 +66,8 @@ export interface ClassifyJob {
   policy: HaltPolicyRequest;
   /** 0: the default. */
   topK: number;
+  /** Every tick also reports the attention weights (TickReport.attention); the model must have them. */
+  includeAttention: boolean;
   /** Report every tick, not only the answer. */
   streamTicks: boolean;
   /**
@@ -73,6 +75,11 @@ export interface ClassifyJob {
    * streams, whose reader waits for the client. Off for readers that just collect a trace.
    */
   pacedByReader: boolean;
+  /**
+   * Called once with the preprocessed input, before it is queued (for a client that draws attention
+   * over it). The array is handed to a worker right after: copy what you keep.
+   */
+  onInput?: (input: Float32Array) => void;
 }
 
 export interface TickReport {
@@ -80,6 +87,8 @@ export interface TickReport {
   certainty: number;
   logits: Float32Array;
   prediction: Prediction;
+  /** Only for requests with includeAttention: weights row-major in `shape` ([heads, *token grid]). */
+  attention?: { weights: Float32Array; shape: readonly number[] };
 }
 
 export interface InferenceResult {
@@ -107,6 +116,7 @@ interface Request {
   policy: HaltPolicy;
   deadlineAt: number;
   streamTicks: boolean;
+  includeAttention: boolean;
   readAhead: number;
   topK: number;
   channel: EventChannel<InferenceEvent>;
@@ -213,6 +223,12 @@ export class ModelEngine {
     if (this.failed) throw new ServerError("UNAVAILABLE", this.failed);
     const policy = resolveHaltPolicy(job.policy, this.limits);
     const topK = resolveTopK(job.topK, this.definition.manifest.output, this.name);
+    if (job.includeAttention && !this.definition.manifest.attention) {
+      throw new ServerError(
+        "INVALID_ARGUMENT",
+        `include_attention: model ${this.name} was exported without an attention output (its manifest has no "attention"); re-export it with python -m ctm.export to get one`,
+      );
+    }
     const receivedAt = Date.now();
     this.reserve();
     let input: Float32Array;
@@ -231,6 +247,7 @@ export class ModelEngine {
         this.observer?.finished(this.name, "failed", undefined, 0);
         throw new ServerError("UNAVAILABLE", this.failed);
       }
+      job.onInput?.(input);
     } finally {
       this.preparing--;
       this.checkIdle();
@@ -241,6 +258,7 @@ export class ModelEngine {
       policy,
       deadlineAt: policy.deadlineMs > 0 ? receivedAt + policy.deadlineMs : Number.POSITIVE_INFINITY,
       streamTicks: job.streamTicks,
+      includeAttention: job.includeAttention,
       readAhead: job.streamTicks && job.pacedByReader ? READ_AHEAD_TICKS : 0,
       topK,
       channel: new EventChannel<InferenceEvent>(),
@@ -352,6 +370,7 @@ export class ModelEngine {
         policy: request.policy,
         deadlineAt: request.deadlineAt,
         streamTicks: request.streamTicks,
+        attention: request.includeAttention,
         readAhead: request.readAhead,
       };
       slot.post(message, [request.input.buffer as ArrayBuffer]);
@@ -499,8 +518,9 @@ export class ModelEngine {
 
   private onStep(slot: SchedulerThread, step: StepMessage): void {
     for (const run of step.runs) this.observer?.step(this.name, run);
-    const { output } = this.definition.manifest;
+    const { output, attention } = this.definition.manifest;
     const width = output.shape.reduce((a, b) => a * b, 1);
+    const attentionWidth = attention ? attention.shape.reduce((a, b) => a * b, 1) : 0;
     const finished = new Map(step.finished.map((done) => [done.id, done]));
     if (step.ticks) {
       const rows = step.ticks;
@@ -515,6 +535,12 @@ export class ModelEngine {
           logits: rows.logits.subarray(i * width, (i + 1) * width),
           prediction: describePrediction(probabilities, output, request.topK),
         };
+        if (request.includeAttention && rows.attention && attention) {
+          tick.attention = {
+            weights: rows.attention.subarray(i * attentionWidth, (i + 1) * attentionWidth),
+            shape: attention.shape,
+          };
+        }
         request.pushed = tick.tick;
         request.channel.push({ tick, result: done?.outcome === "halted" ? this.resultOf(request, done) : undefined });
         if (done?.outcome === "halted") request.channel.end();

@@ -36,6 +36,8 @@ export interface TickBatch {
     logits: Float32Array;
     certainty: Float32Array;
     probabilities: Float32Array;
+    /** [rows, heads x tokens], when the model has an attention output. */
+    attention?: Float32Array;
     runMs: number;
   }>;
 }
@@ -49,6 +51,7 @@ interface Active {
   id: number;
   tracker: HaltTracker<Answer>;
   streamTicks: boolean;
+  attention: boolean;
   /** 0: not paced. */
   readAhead: number;
   /** The last tick the reader has taken. */
@@ -209,6 +212,7 @@ export class Scheduler {
         id: r.id,
         tracker: new HaltTracker<Answer>(r.policy, r.deadlineAt),
         streamTicks: r.streamTicks,
+        attention: r.attention,
         readAhead: r.readAhead,
         taken: 0,
         parked: false,
@@ -277,8 +281,14 @@ export class Scheduler {
       logits: new Float32Array(rows.length * width),
       probabilities: new Float32Array(rows.length * width),
     };
+    const wanted = run.attention ? rows.filter((row) => this.active.get(run.ids[row] as number)?.attention) : [];
+    const attentionWidth = run.attention ? run.attention.length / run.ids.length : 0;
+    if (wanted.length > 0) out.attention = new Float32Array(rows.length * attentionWidth);
     rows.forEach((row, i) => {
       const id = run.ids[row] as number;
+      if (out.attention && run.attention && (this.active.get(id) as Active).attention) {
+        out.attention.set(run.attention.subarray(row * attentionWidth, (row + 1) * attentionWidth), i * attentionWidth);
+      }
       out.ids.push(id);
       out.ticks.push((this.active.get(id) as Active).tracker.ticksDone);
       out.certainty[i] = run.certainty[row] as number;
@@ -293,6 +303,7 @@ export class Scheduler {
 export function transferablesOf(step: StepMessage): ArrayBuffer[] {
   const buffers: ArrayBufferLike[] = [];
   if (step.ticks) buffers.push(step.ticks.certainty.buffer, step.ticks.logits.buffer, step.ticks.probabilities.buffer);
+  if (step.ticks?.attention) buffers.push(step.ticks.attention.buffer);
   for (const f of step.finished) {
     if (f.outcome === "halted" && f.logits.buffer !== f.probabilities.buffer)
       buffers.push(f.logits.buffer, f.probabilities.buffer);

@@ -96,6 +96,8 @@ export function createInferenceService(
       topK: engine.definition.manifest.output.labels.length,
       streamTicks,
       pacedByReader: streamTicks,
+      // The v2 protocol has no field for it; ctm.v1's include_attention is the way to ask.
+      includeAttention: false,
     };
   }
 

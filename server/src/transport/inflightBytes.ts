@@ -8,6 +8,7 @@
  * the others are a few bytes.
  */
 import * as grpc from "@grpc/grpc-js";
+import { ServerError } from "../engine/serverError.ts";
 import { messageBytesOf } from "./requestDecoding.ts";
 
 export class InflightBytes {
@@ -33,6 +34,14 @@ export class InflightBytes {
   }
 }
 
+/** The refusal of a request of `bytes` that does not fit (also the playground's HTTP port's). */
+export function inflightRefusal(inflight: InflightBytes, bytes: number): ServerError {
+  return new ServerError(
+    "RESOURCE_EXHAUSTED",
+    `the server holds ${inflight.bytes} bytes of requests in progress; this ${bytes}-byte request would pass the ${inflight.limit} it allows (--max-inflight-bytes); retry shortly`,
+  );
+}
+
 /** Counts each call's request message against `inflight` until the call ends. */
 export function inflightInterceptor(inflight: InflightBytes): grpc.ServerInterceptor {
   return (_method, call) => {
@@ -55,7 +64,7 @@ export function inflightInterceptor(inflight: InflightBytes): grpc.ServerInterce
               refused = true;
               return call.sendStatus({
                 code: grpc.status.RESOURCE_EXHAUSTED,
-                details: `the server holds ${inflight.bytes} bytes of requests in progress; this ${bytes}-byte request would pass the ${inflight.limit} it allows (--max-inflight-bytes); retry shortly`,
+                details: inflightRefusal(inflight, bytes).details,
               });
             }
             taken += bytes;

@@ -80,6 +80,7 @@ export interface ClassifyRequestMessage {
   halt_policy?: HaltPolicyMessage | null;
   top_k?: number;
   include_trace?: boolean;
+  include_attention?: boolean;
 }
 
 export interface ClassScoreMessage {
@@ -151,6 +152,9 @@ export interface TickUpdateMessage {
   final: boolean;
   halt_reason: HaltReasonName;
   result: ClassifyResponseMessage | null;
+  /** [heads, *token grid] row-major; empty unless the request set include_attention. */
+  attention: number[];
+  attention_shape: number[];
 }
 
 export interface ListModelsResponseMessage {

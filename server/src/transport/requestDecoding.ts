@@ -12,7 +12,7 @@ import { oversizeRequest, type RequestSizeLimits, weighClassifyRequest } from ".
 export interface DecodedClassify {
   model: string;
   version: number;
-  job: Omit<ClassifyJob, "streamTicks" | "pacedByReader">;
+  job: Omit<ClassifyJob, "streamTicks" | "pacedByReader" | "onInput">;
   includeTrace: boolean;
 }
 
@@ -152,6 +152,7 @@ export function decodeClassifyRequest(
         deadlineMs: policy.deadline_ms,
       },
       topK: request.top_k ?? 0,
+      includeAttention: request.include_attention ?? false,
     },
     includeTrace: request.include_trace ?? false,
   };

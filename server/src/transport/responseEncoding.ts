@@ -97,6 +97,8 @@ export function encodeTick(tick: TickReport, result?: ClassifyResponseMessage): 
     final: result !== undefined,
     halt_reason: result ? result.halt_reason : "HALT_REASON_UNSPECIFIED",
     result: result ?? null,
+    attention: tick.attention ? Array.from(tick.attention.weights) : [],
+    attention_shape: tick.attention ? [...tick.attention.shape] : [],
   };
 }
 

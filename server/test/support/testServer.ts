@@ -81,6 +81,7 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     maxQueue: 256,
     streamWriteIdleMs: defaults.streamWriteIdleMs,
     metrics: { host: "127.0.0.1", port: 0 },
+    http: null,
     graceMs: 2000,
     maxConnectionAgeMs: 0,
     keepaliveMs: defaults.keepaliveMs,
