@@ -21,6 +21,7 @@ import {
   samples,
   startTestServer,
   tensorRequest,
+  testConfig,
 } from "./support/testServer.ts";
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
@@ -34,7 +35,12 @@ type Outcome = "OK" | keyof typeof grpc.status;
 
 describe("request accounting", () => {
   it("counts every request once, and the two counters agree, whatever ended it", async () => {
-    const t = await startTestServer({ maxBatch: 2, workers: 1 });
+    // The 2000x2000 photo below is 3.4 MB, beyond the derived default --max-image-bytes (1 MiB).
+    const t = await startTestServer({
+      maxBatch: 2,
+      workers: 1,
+      limits: { ...testConfig().limits, maxImageBytes: 8 << 20 },
+    });
     const engine = () =>
       t.server.registry.get(MODEL_NAME, 0) as unknown as { slots: { worker: Worker }[]; preparing: number };
     const outcomes: Outcome[] = [];
@@ -68,8 +74,13 @@ describe("request accounting", () => {
       });
       for (let i = 0; i < 3; i++) {
         const { call, done } = cancellable({ model: MODEL_NAME, image: { data: photo } });
-        const tracked = track(done);
-        while (engine().preparing === 0) await new Promise((resolve) => setImmediate(resolve));
+        let settled = false;
+        const tracked = track(done).finally(() => {
+          settled = true;
+        });
+        // Bounded by the call itself: one refused before its decoding started would otherwise spin here.
+        while (engine().preparing === 0 && !settled) await new Promise((resolve) => setImmediate(resolve));
+        assert.ok(!settled, `the photo was answered before its decoding was seen: ${outcomes.at(-1)}`);
         call.cancel();
         await tracked;
         // The client knows at once; the server learns it when the decoding is done.

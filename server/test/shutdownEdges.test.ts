@@ -12,7 +12,15 @@ import { describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
 import { digitPhoto } from "./support/digitPhoto.ts";
-import { failure, MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+import {
+  failure,
+  MODEL_NAME,
+  type Sample,
+  samples,
+  startTestServer,
+  type TestServer,
+  testConfig,
+} from "./support/testServer.ts";
 
 interface EnginePrivates {
   slots: { worker: Worker }[];
@@ -21,6 +29,9 @@ interface EnginePrivates {
 const engineOf = (t: TestServer) => t.server.registry.get(MODEL_NAME, 0) as unknown as EnginePrivates;
 /** Threads of this process (Linux): the event loop's, libuv's and V8's, and every worker's with its onnxruntime threads. */
 const threads = () => readdirSync("/proc/self/task").length;
+
+/** The 2000x2000 photo is 3.4 MB, beyond the derived default --max-image-bytes (1 MiB). */
+const PHOTO_LIMITS = { limits: { ...testConfig().limits, maxImageBytes: 8 << 20 } };
 
 async function bigPhoto(): Promise<{ photo: Buffer; label: number }> {
   const sample = samples()[0] as Sample;
@@ -36,9 +47,14 @@ async function bigPhoto(): Promise<{ photo: Buffer; label: number }> {
 describe("shutdown with work in flight", () => {
   it("fails a request still decoding its image when the grace period ends, instead of answering it", async () => {
     const { photo } = await bigPhoto();
-    const t = await startTestServer();
-    const call = failure(t.client.classify({ model: MODEL_NAME, image: { data: photo } }));
-    while (engineOf(t).preparing === 0) await new Promise((resolve) => setImmediate(resolve));
+    const t = await startTestServer(PHOTO_LIMITS);
+    let settled = false;
+    const call = failure(t.client.classify({ model: MODEL_NAME, image: { data: photo } })).finally(() => {
+      settled = true;
+    });
+    // Bounded by the call itself: one refused before its decoding started would otherwise spin here.
+    while (engineOf(t).preparing === 0 && !settled) await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(!settled, "the photo was answered before its decoding was seen");
     await t.server.shutdown(0);
     const error = await call;
     assert.equal(error.code, grpc.status.UNAVAILABLE, error.details);
@@ -50,7 +66,7 @@ describe("shutdown with work in flight", () => {
     // A first server warms up the process's own pools (libuv, libvips), so that what is left after
     // the second is ours or nothing.
     const { photo, label } = await bigPhoto();
-    const warm = await startTestServer();
+    const warm = await startTestServer(PHOTO_LIMITS);
     assert.equal((await warm.client.classify({ model: MODEL_NAME, image: { data: photo } })).top_k[0]?.index, label);
     await warm.close();
     const baseline = threads();
