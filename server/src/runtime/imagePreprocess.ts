@@ -200,20 +200,25 @@ export function greyOnWhite(image: RawPixels): Grey {
   const n = width * height;
   if (channels === 1) return { pixels: data, width, height };
   const out = new Uint8Array(n);
-  const colours = channels >= 3;
   const alpha = channels === 2 || channels === 4;
+  // No closures in the per-pixel loop: tsx names every closure it creates, a call per pixel.
+  const flat = new Float64Array(3);
   for (let i = 0; i < n; i++) {
     const at = i * channels;
     const a = alpha ? (data[at + channels - 1] as number) / 255 : 1;
-    const flat = (v: number) => (alpha ? Math.round(v * a + 255 * (1 - a)) : v);
-    if (!colours) {
-      out[i] = flat(data[at] as number);
+    const colours = channels >= 3 ? 3 : 1;
+    for (let c = 0; c < colours; c++) {
+      const v = data[at + c] as number;
+      flat[c] = alpha ? Math.round(v * a + 255 * (1 - a)) : v;
+    }
+    if (colours === 1) {
+      out[i] = flat[0] as number;
       continue;
     }
     const y =
-      0.2126 * (LINEAR[flat(data[at] as number)] as number) +
-      0.7152 * (LINEAR[flat(data[at + 1] as number)] as number) +
-      0.0722 * (LINEAR[flat(data[at + 2] as number)] as number);
+      0.2126 * (LINEAR[flat[0] as number] as number) +
+      0.7152 * (LINEAR[flat[1] as number] as number) +
+      0.0722 * (LINEAR[flat[2] as number] as number);
     const encoded = y <= 0.0031308 ? 12.92 * y : 1.055 * y ** (1 / 2.4) - 0.055;
     out[i] = Math.round(255 * encoded);
   }
