@@ -32,8 +32,7 @@ export async function openSessions(
   tickPath: string,
   settings: SessionSettings,
 ): Promise<OpenedSessions> {
-  if (settings.provider === "cpu")
-    return { ...(await open(encoderPath, tickPath, "cpu", settings)), provider: "cpu" };
+  if (settings.provider === "cpu") return { ...(await open(encoderPath, tickPath, "cpu", settings)), provider: "cpu" };
   try {
     return { ...(await open(encoderPath, tickPath, "cuda", settings)), provider: "cuda" };
   } catch (error) {
