@@ -93,6 +93,23 @@ def validate_manifest(manifest: dict[str, Any], folder: Path | None = None) -> N
         for key in ("mean", "std"):
             if len(image["normalize"][key]) != image["channels"]:
                 raise ManifestError(f"manifest field input.image.normalize.{key}: needs {image['channels']} values")
+        # The server's rules (server/src/model/manifest.ts): resize_shorter belongs to center-crop only,
+        # and the crop must fit inside the resized image.
+        shorter = image.get("resize_shorter")
+        if image["preprocess"] == "center-crop":
+            if shorter is None:
+                raise ManifestError(
+                    'manifest field input.image.resize_shorter: required when preprocess is "center-crop"'
+                )
+            if shorter < max(image["height"], image["width"]):
+                raise ManifestError(
+                    f"manifest field input.image.resize_shorter: {shorter} < max(height, width) "
+                    f"= {max(image['height'], image['width'])}, nothing to crop from"
+                )
+        elif shorter is not None:
+            raise ManifestError(
+                f'manifest field input.image.resize_shorter: only for preprocess "center-crop", not "{image["preprocess"]}"'
+            )
     if manifest["ticks"]["max"] > manifest["ticks"]["trained"] * 4:
         raise ManifestError("manifest field ticks.max: more than 4x the trained ticks is outside what was tested")
 

@@ -125,6 +125,22 @@ def test_manifest_validates(exported):
         (lambda m: m["input"]["image"].pop("normalize"), "manifest field input.image: 'normalize' is a required"),
         (lambda m: m["graphs"]["tick"].update(file="../x.onnx"), "manifest field graphs.tick.file"),
         (lambda m: m.update(calibration="missing.json"), "manifest field calibration: file 'missing.json' not found"),
+        (
+            lambda m: m["input"]["image"].update(preprocess="center-crop"),
+            'manifest field input.image.resize_shorter: required when preprocess is "center-crop"',
+        ),
+        (
+            lambda m: m["input"]["image"].update(preprocess="center-crop", resize_shorter=27),
+            "manifest field input.image.resize_shorter: 27 < max\\(height, width\\) = 28",
+        ),
+        (
+            lambda m: m["input"]["image"].update(resize_shorter=32),
+            'manifest field input.image.resize_shorter: only for preprocess "center-crop", not "mnist-digit"',
+        ),
+        (
+            lambda m: m["input"]["image"].update(preprocess="crop"),
+            "manifest field input.image.preprocess: 'crop' is not",
+        ),
     ],
 )
 def test_manifest_errors_name_the_field(exported, mutate, message):
