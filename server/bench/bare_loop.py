@@ -3,13 +3,16 @@
 and every tick. npm run bench runs it beside the Node loop, so that a gap between the two bindings
 shows up in the same run (docs/benchmarks.md, target 3).
 
-    node scripts/py.mjs server/bench/bare_loop.py MODEL_DIR --threads N --requests R --ticks T
+    node scripts/py.mjs server/bench/bare_loop.py MODEL_DIR --threads N --requests R --ticks T [--serve]
 
 Prints {"ms": [...], "onnxruntime": version} on stdout: milliseconds per request, after 10 warm-up runs.
+With --serve it first prints {"onnxruntime": version}, then runs one request per line read from stdin
+and prints its milliseconds, so that the caller can alternate it with its own measurements.
 """
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +27,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--ticks", type=int, default=0)
     parser.add_argument("--spinning", choices=["0", "1"], default="0")
+    parser.add_argument("--serve", action="store_true")
     args = parser.parse_args()
 
     manifest = json.loads((args.model_dir / "manifest.json").read_text())
@@ -70,6 +74,11 @@ def main() -> None:
 
     for _ in range(10):
         once()
+    if args.serve:
+        print(json.dumps({"onnxruntime": ort.__version__}), flush=True)
+        for _ in sys.stdin:
+            print(once(), flush=True)
+        return
     ms = [once() for _ in range(args.requests)]
     print(json.dumps({"ms": ms, "onnxruntime": ort.__version__}))
 

@@ -21,11 +21,12 @@
  * --threads and --worker-nice go to both servers; without them the servers use their defaults. The
  * bare loops (Node and Python) always get the intra-op thread count the servers run with.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
@@ -34,7 +35,7 @@ import * as hdr from "hdr-histogram-js";
 import { parseConfig } from "../src/config.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
-import { openBareLoop } from "./bareLoop.ts";
+import { readServerCounters, type ServerCounters } from "./serverCounters.ts";
 import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -53,6 +54,8 @@ const REQUESTS = option("requests", 30);
 const SECONDS = option("seconds", 6);
 const CALLERS = option("callers", 64);
 const WARM_UP_SECONDS = 4;
+/** Each load runs in phases of about this many seconds, interleaved with the others. */
+const SLICE_SECONDS = 2;
 /** Passed to both servers when given; otherwise they use their defaults, and so does the bare loop. */
 const THREADS_FLAG = process.argv.includes("--threads") ? ["--threads", String(option("threads", 1))] : [];
 /** Passed to both servers; -1 leaves the server's default. */
@@ -161,58 +164,45 @@ async function timed(n: number, once: () => Promise<number>): Promise<number[]> 
   return out;
 }
 
-/** `callers` concurrent loops of Classify for `seconds`, from a separate process; requests per second. */
-async function saturate(port: number, seconds: number, file: string): Promise<number> {
+interface Phase {
+  file: string;
+  completed: number;
+  seconds: number;
+  errors: number;
+  counters: ServerCounters;
+}
+
+/**
+ * `CALLERS` concurrent loops of Classify from a separate process, in phases of `seconds` each, one per
+ * requests file in turn; what each phase completed and what the server's counters moved by in it.
+ */
+async function saturate(server: ServerProcess, phases: { file: string; seconds: number }[]): Promise<Phase[]> {
   const { stdout } = await run(
     process.execPath,
-    ["--import", "tsx", "server/bench/loadGenerator.ts", String(port), String(CALLERS), String(seconds), file],
+    [
+      "--import",
+      "tsx",
+      "server/bench/loadGenerator.ts",
+      String(server.port),
+      String(CALLERS),
+      String(server.metricsPort),
+      ...phases.map((p) => `${p.seconds}:${p.file}`),
+    ],
     { cwd: REPO, encoding: "utf8" },
   );
-  const result = JSON.parse(stdout) as { completed: number; seconds: number; errors: number };
-  if (result.errors > 0) throw new Error(`${result.errors} requests failed under load`);
-  return result.completed / result.seconds;
+  const results = JSON.parse(stdout) as Phase[];
+  const errors = sum(results.map((r) => r.errors));
+  if (errors > 0) throw new Error(`${errors} requests failed under load`);
+  return results;
 }
 
-/** The server's own counters (sums of its metrics), read from /metrics. */
-async function serverCounters(metricsPort: number) {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const total = (name: string, method?: string) =>
-    text
-      .split("\n")
-      .filter((line) => line.startsWith(`${name}{`) && (!method || line.includes(`method="${method}"`)))
-      .reduce((t, line) => t + Number(line.split(" ").pop()), 0);
-  return {
-    handlerMs: total("ctm_request_duration_seconds_sum", "Classify") * 1000,
-    requests: total("ctm_request_duration_seconds_count", "Classify"),
-    tickMs: total("ctm_tick_run_seconds_sum") * 1000,
-    tickRuns: total("ctm_tick_run_seconds_count"),
-    tickRows: total("ctm_tick_rows_total"),
-    encoderMs: total("ctm_encoder_run_seconds_sum") * 1000,
-    encoderRuns: total("ctm_encoder_run_seconds_count"),
-    ticksUsed: total("ctm_ticks_used_sum"),
-    finished: total("ctm_ticks_used_count"),
-  };
-}
-type Counters = Awaited<ReturnType<typeof serverCounters>>;
-const minus = (a: Counters, b: Counters) =>
-  Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - b[k as keyof Counters]])) as Counters;
-
-/** One load of `file`: answers per second and what the server's counters moved by meanwhile. */
-async function loadPoint(server: ServerProcess, file: string) {
-  const before = await serverCounters(server.metricsPort);
-  const rps = await saturate(server.port, SECONDS, file);
-  return { rps, counters: minus(await serverCounters(server.metricsPort), before) };
-}
-type LoadPoint = Awaited<ReturnType<typeof loadPoint>>;
-
-/** Several rounds of one load, pooled: throughput, ticks, batch sizes, graph time per answer. */
-function pooled(points: LoadPoint[]) {
-  const c = points.map((p) => p.counters);
-  const add = (key: keyof Counters) => sum(c.map((v) => v[key]));
+/** Every phase of one load, pooled: throughput, ticks, batch sizes, graph time per answer. */
+function pooled(phases: Phase[]) {
+  const add = (key: keyof ServerCounters) => sum(phases.map((p) => p.counters[key]));
   const finished = add("finished");
   return {
-    rps: mean(points.map((p) => p.rps)),
-    perRound: points.map((p) => Number(p.rps.toFixed(1))),
+    rps: sum(phases.map((p) => p.completed)) / sum(phases.map((p) => p.seconds)),
+    perPhase: phases.map((p) => Number((p.completed / p.seconds).toFixed(0))),
     meanTicks: add("ticksUsed") / finished,
     encoderRowsPerRun: add("encoderRuns") > 0 ? finished / add("encoderRuns") : 0,
     tickRowsPerRun: add("tickRows") / add("tickRuns"),
@@ -229,24 +219,34 @@ const summary = (h: hdr.Histogram) => ({
   max: h.maxValue / 1000,
 });
 
-/** The same graphs in Python onnxruntime, same threads, no spinning (bare_loop.py). */
-async function pythonBareLoop(requests: number): Promise<{ ms: number[]; onnxruntime: string }> {
-  const { stdout } = await run(
-    process.execPath,
-    [
-      "scripts/py.mjs",
-      "server/bench/bare_loop.py",
-      model.dir,
-      "--threads",
-      String(THREADS),
-      "--requests",
-      String(requests),
-      "--ticks",
-      String(ticks),
-    ],
-    { cwd: REPO, encoding: "utf8" },
-  );
-  return JSON.parse(stdout) as { ms: number[]; onnxruntime: string };
+/**
+ * A bare loop over the same graphs in a process of its own, kept running (bareLoopProcess.ts for
+ * Node, bare_loop.py for Python; same threads, no spinning): each `once()` runs one request there and
+ * resolves with the milliseconds it measured. Its own process keeps it apart from the gRPC clients
+ * that share this one's event loop.
+ */
+async function servedLoop(script: string[], flags: string[] = []) {
+  const args = [...script, model.dir, ...flags, "--threads", String(THREADS), "--ticks", String(ticks)];
+  const child = spawn(process.execPath, args, {
+    cwd: REPO,
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  process.once("exit", () => child.kill("SIGKILL"));
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
+  const next = async () => {
+    const line = await lines.next();
+    if (line.done) throw new Error(`the bare loop (${args.join(" ")}) exited`);
+    return line.value as string;
+  };
+  const { onnxruntime } = JSON.parse(await next()) as { onnxruntime: string };
+  return {
+    onnxruntime,
+    once: async () => {
+      child.stdin?.write("\n");
+      return Number(await next());
+    },
+    close: () => child.stdin?.end(),
+  };
 }
 
 // ---------------------------------------------------------------- run
@@ -276,12 +276,14 @@ async function main() {
   );
   const server = await startServerProcess(REPO, [...SERVER_FLAGS, "--max-batch", "64", "--max-queue", "1024"]);
   const thin = await startServerProcess(REPO, ["--threads", String(THREADS)], "server/bench/thinServer.ts");
-  const bare = await openBareLoop(model, THREADS);
+  const bare = await servedLoop(["--import", "tsx", "server/bench/bareLoopProcess.ts"]);
+  const batchLoop = await servedLoop(["--import", "tsx", "server/bench/bareLoopProcess.ts"], ["--batch"]);
+  const python = await servedLoop(["scripts/py.mjs", "server/bench/bare_loop.py"], ["--serve"]);
   const client = ctmClient(server.port);
   const thinClient = ctmClient(thin.port);
 
   // Warm-up: first runs allocate arenas and JIT the hot paths on both sides.
-  await timed(10, () => bare.run(input, ticks));
+
   for (const c of [client, thinClient]) {
     await timed(10, async () => {
       const t0 = performance.now();
@@ -291,18 +293,22 @@ async function main() {
   }
   // A second of load was not enough: the first measured round still ran 25% slower than the next two
   // (out/bench.json's perRound, 2026-11-29).
-  await saturate(server.port, WARM_UP_SECONDS, pngFile);
+  await saturate(server, [{ file: pngFile, seconds: WARM_UP_SECONDS }]);
 
   const bareMs: number[] = [];
+  const batchLoopMs: number[] = [];
   const pythonMs: number[] = [];
-  let pythonVersion = "";
+  const pythonVersion = python.onnxruntime;
   const serverMs: number[] = [];
   const thinMs: number[] = [];
   const rpcMs: number[] = [];
   const inside = { handlerMs: 0, tickMs: 0, encoderMs: 0 };
-  const tensorPoints: LoadPoint[] = [];
-  const pngPoints: LoadPoint[] = [];
-  const thresholdPoints = THRESHOLDS.map(() => [] as LoadPoint[]);
+  const loads = [
+    { name: "tensor", file: tensorFile },
+    { name: "png", file: pngFile },
+    ...THRESHOLDS.map((t, i) => ({ name: `threshold ${t}`, file: thresholdFiles[i] as string })),
+  ];
+  const phasesOf = new Map<string, Phase[]>(loads.map((l) => [l.file, []]));
   const histogram = () =>
     hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   const health = histogram();
@@ -311,13 +317,13 @@ async function main() {
   const thinIdleHealth = histogram();
   for (let round = 1; round <= ROUNDS; round++) {
     console.error(`round ${round}/${ROUNDS}`);
-    bareMs.push(...(await timed(REQUESTS, () => bare.run(input, ticks))));
-    const python = await pythonBareLoop(REQUESTS);
-    pythonMs.push(...python.ms);
-    pythonVersion = python.onnxruntime;
-    // The server and its control alternate request by request.
-    const before = await serverCounters(server.metricsPort);
+    // The bare loops, the server and its control alternate request by request; the server's
+    // counters over the same stretch say where its time went.
+    const before = await readServerCounters(server.metricsPort);
     for (let i = 0; i < REQUESTS; i++) {
+      bareMs.push(await bare.once());
+      batchLoopMs.push(await batchLoop.once());
+      pythonMs.push(await python.once());
       for (const [c, into] of [
         [client, serverMs],
         [thinClient, thinMs],
@@ -326,16 +332,12 @@ async function main() {
         await c.classify();
         into.push(performance.now() - t0);
       }
+      const t0 = performance.now();
+      await client.getModel();
+      rpcMs.push(performance.now() - t0);
     }
-    const after = await serverCounters(server.metricsPort);
+    const after = await readServerCounters(server.metricsPort);
     for (const key of Object.keys(inside) as (keyof typeof inside)[]) inside[key] += after[key] - before[key];
-    rpcMs.push(
-      ...(await timed(REQUESTS, async () => {
-        const t0 = performance.now();
-        await client.getModel();
-        return performance.now() - t0;
-      })),
-    );
 
     // The real server's and the control's health alternate, one probe every 5 ms.
     const prober = healthClient(server.port);
@@ -357,26 +359,33 @@ async function main() {
         await probe(thinProber.check, thinHealth);
       }
     })();
-    tensorPoints.push(await loadPoint(server, tensorFile));
+    // Every load in short phases, interleaved and rotated each round, so that background load on a
+    // shared machine hits them alike; the health probes run throughout.
+    const slices = Math.max(1, Math.round(SECONDS / SLICE_SECONDS));
+    const plan = Array.from({ length: slices }, (_, k) =>
+      loads.map((_, i) => loads[(i + k + round) % loads.length] as (typeof loads)[number]),
+    ).flat();
+    const phases = await saturate(
+      server,
+      plan.map((l) => ({ file: l.file, seconds: SECONDS / slices })),
+    );
+    for (const p of phases) phasesOf.get(p.file)?.push(p);
     probing = false;
     await probes;
     prober.close();
     thinProber.close();
-    pngPoints.push(await loadPoint(server, pngFile));
-    // Rotate the order of the thresholds, so that none always runs first after the tensor load.
-    for (let k = 0; k < THRESHOLDS.length; k++) {
-      const i = (k + round - 1) % THRESHOLDS.length;
-      (thresholdPoints[i] as LoadPoint[]).push(await loadPoint(server, thresholdFiles[i] as string));
-    }
   }
   client.close();
   thinClient.close();
-  await bare.close();
+  for (const loop of [bare, batchLoop, python]) loop.close();
   await Promise.all([server.stop(), thin.stop()]);
 
-  const tensor = pooled(tensorPoints);
-  const png = pooled(pngPoints);
-  const byThreshold = THRESHOLDS.map((t, i) => ({ threshold: t, ...pooled(thresholdPoints[i] as LoadPoint[]) }));
+  const tensor = pooled(phasesOf.get(tensorFile) as Phase[]);
+  const png = pooled(phasesOf.get(pngFile) as Phase[]);
+  const byThreshold = THRESHOLDS.map((t, i) => ({
+    threshold: t,
+    ...pooled(phasesOf.get(thresholdFiles[i] as string) as Phase[]),
+  }));
   const baseline = byThreshold[0] as (typeof byThreshold)[number];
   const payoff = byThreshold.slice(1).map((p) => {
     const achieved = p.rps / baseline.rps;
@@ -405,6 +414,7 @@ async function main() {
     payoff: { byThreshold, payoff, target: 0.9 },
     latency: {
       bareMs: { p50: p50(bareMs), p90: percentile(bareMs, 90), mean: mean(bareMs) },
+      batchLoopMs: { p50: p50(batchLoopMs), mean: mean(batchLoopMs) },
       pythonBareMs: {
         p50: p50(pythonMs),
         p90: percentile(pythonMs, 90),
@@ -438,12 +448,12 @@ async function main() {
 
   const { images, latency, healthMs } = results;
   const rows = [
-    `| 1. ${CALLERS} callers, raw tensor, ${ticks} ticks: answers/s (rounds) | ${tensor.rps.toFixed(0)} (${tensor.perRound.join(", ")}) | | |`,
-    `| 1. ${CALLERS} callers, PNG of the same digit, ${ticks} ticks: answers/s (rounds) | ${png.rps.toFixed(0)} (${png.perRound.join(", ")}) | | |`,
+    `| 1. ${CALLERS} callers, raw tensor, ${ticks} ticks: answers/s (phases) | ${tensor.rps.toFixed(0)} (${tensor.perPhase.join(", ")}) | | |`,
+    `| 1. ${CALLERS} callers, PNG of the same digit, ${ticks} ticks: answers/s (phases) | ${png.rps.toFixed(0)} (${png.perPhase.join(", ")}) | | |`,
     `| 1. PNG / raw tensor | ${(100 * images.ratio).toFixed(1)}% | >= 85% | ${met(images.ratio >= 0.85)} |`,
     ...byThreshold.map(
       (p) =>
-        `| 2. ${CALLERS} callers, ${pngs.length} sample PNGs, threshold ${p.threshold}: answers/s (rounds); mean ticks; rows per encoder / tick run; graph ms per answer (encoder + ticks) | ${p.rps.toFixed(0)} (${p.perRound.join(", ")}); ${p.meanTicks.toFixed(2)}; ${p.encoderRowsPerRun.toFixed(1)} / ${p.tickRowsPerRun.toFixed(1)}; ${ms(p.graphMsPerAnswer)} (${p.encoderMsPerAnswer.toFixed(3)} + ${p.tickMsPerAnswer.toFixed(3)}) | | |`,
+        `| 2. ${CALLERS} callers, ${pngs.length} sample PNGs, threshold ${p.threshold}: answers/s (phases); mean ticks; rows per encoder / tick run; graph ms per answer (encoder + ticks) | ${p.rps.toFixed(0)} (${p.perPhase.join(", ")}); ${p.meanTicks.toFixed(2)}; ${p.encoderRowsPerRun.toFixed(1)} / ${p.tickRowsPerRun.toFixed(1)}; ${ms(p.graphMsPerAnswer)} (${p.encoderMsPerAnswer.toFixed(3)} + ${p.tickMsPerAnswer.toFixed(3)}) | | |`,
     ),
     ...payoff.map(
       (p) =>
@@ -454,7 +464,8 @@ async function main() {
     `| 3. server p50 / (1.3 x (bare + round trip)) | ${x(latency.serverOverBudget)} | <= 1 | ${met(latency.serverOverBudget <= 1)} |`,
     `| 3. control (thinnest grpc-js server over the same graphs) p50 | ${ms(latency.thinServerMs.p50)} | | |`,
     `| 3. inside the server, per lone request (mean): handler / tick runs / encoder run | ${ms(latency.serverSideMs.handler)} / ${ms(latency.serverSideMs.tickRuns)} / ${ms(latency.serverSideMs.encoderRuns)} | | |`,
-    `| 3. bare loop p50: Node (onnxruntime-node) / Python (onnxruntime ${pythonVersion}) | ${ms(latency.bareMs.p50)} / ${ms(latency.pythonBareMs.p50)} = ${x(latency.nodeOverPython)} | <= 1.2x | ${met(latency.nodeOverPython <= 1.2)} |`,
+    `| 3. bare loop p50: Node (onnxruntime-node ${bare.onnxruntime.replace("node ", "")}) / Python (onnxruntime ${pythonVersion}) | ${ms(latency.bareMs.p50)} / ${ms(latency.pythonBareMs.p50)} = ${x(latency.nodeOverPython)} | <= 1.2x | ${met(latency.nodeOverPython <= 1.2)} |`,
+    `| 3. the same request as the server's worker runs it (CtmBatch, one row), p50 | ${ms(latency.batchLoopMs.p50)} | | |`,
     `| 4. health Check p99 while saturated: server / control (p50s; ${healthMs.saturated.count} checks each) | ${ms(healthMs.saturated.p99)} / ${ms(healthMs.thin.saturated.p99)} = ${x(healthMs.ratioP99)} (${ms(healthMs.saturated.p50)} / ${ms(healthMs.thin.saturated.p50)}) | <= 1.5x | ${met(healthMs.ratioP99 <= 1.5)} |`,
     `| 4. health Check p99 idle: server / control | ${ms(healthMs.idle.p99)} / ${ms(healthMs.thin.idle.p99)} | | |`,
   ];

@@ -55,7 +55,10 @@ console.log("| threads | spinning | rows | encoder run | encoder per row | tick 
 console.log("|---|---|---|---|---|---|---|");
 for (const [s, { threads, spinning }] of settings.entries()) {
   for (const [b, rows] of BATCH_SIZES.entries()) {
-    const { encoder, tick } = samples[s]?.[b] as { encoder: number[]; tick: number[] };
+    const { encoder, tick } = (samples[s] as { encoder: number[]; tick: number[] }[])[b] as {
+      encoder: number[];
+      tick: number[];
+    };
     const [e, t] = [median(encoder), median(tick)];
     console.log(
       `| ${threads} | ${spinning ? "on" : "off"} | ${rows} | ${e.toFixed(2)} ms | ${(e / rows).toFixed(3)} ms | ${t.toFixed(2)} ms | ${(t / rows).toFixed(3)} ms |`,

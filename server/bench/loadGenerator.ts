@@ -4,22 +4,33 @@
  * sends the next. Requests are serialised once (by bench.ts) and responses are not decoded, so the
  * generator spends its CPU on gRPC itself, not on protobuf.
  *
- *   node --import tsx server/bench/loadGenerator.ts <port> <callers> <seconds> <requests.bin>
+ * The load runs in phases, back to back, each with its own requests: a benchmark that compares loads
+ * interleaves them in short phases, so that background load on a shared machine hits them alike. With
+ * a metrics port, the server's counters are read at every phase boundary.
  *
- * requests.bin holds one or more serialised ClassifyRequests, each after its length (4 bytes, big
+ *   node --import tsx server/bench/loadGenerator.ts <port> <callers> <metrics port or 0> <seconds>:<requests.bin>...
+ *
+ * Each requests.bin holds one or more serialised ClassifyRequests, each after its length (4 bytes, big
  * endian); caller i starts at request i and takes them in turn.
  *
- * Prints {"completed": n, "seconds": s, "errors": e} on stdout.
+ * Prints [{"file", "completed", "seconds", "errors", "counters"}] on stdout, one entry per phase; a
+ * call counts for the phase in which it was sent.
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
+import { countersBetween, readServerCounters, type ServerCounters } from "./serverCounters.ts";
 
-const [port, callers, seconds, requestFile] = process.argv.slice(2);
-const requests: Buffer[] = [];
-const file = readFileSync(requestFile as string);
-for (let at = 0; at < file.length; at += 4 + file.readUInt32BE(at))
-  requests.push(file.subarray(at + 4, at + 4 + file.readUInt32BE(at)));
+const [port, callers, metricsPort, ...phaseArgs] = process.argv.slice(2);
+const phases = phaseArgs.map((arg) => {
+  const at = arg.indexOf(":");
+  const file = arg.slice(at + 1);
+  const bytes = readFileSync(file);
+  const requests: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i += 4 + bytes.readUInt32BE(i))
+    requests.push(bytes.subarray(i + 4, i + 4 + bytes.readUInt32BE(i)));
+  return { file, seconds: Number(arg.slice(0, at)), requests };
+});
 const identity = (buffer: Buffer) => buffer;
 const Client = grpc.makeGenericClientConstructor(
   {
@@ -48,23 +59,43 @@ const classify = (client: grpc.Client, request: Buffer) =>
     ),
   );
 
-const end = performance.now() + Number(seconds) * 1000;
-let completed = 0;
-let errors = 0;
-const started = performance.now();
-await Promise.all(
+const results = phases.map((p) => ({
+  file: p.file,
+  completed: 0,
+  errors: 0,
+  seconds: 0,
+  counters: undefined as ServerCounters | undefined,
+}));
+let phase = 0;
+let done = false;
+const counters = async () => (Number(metricsPort) > 0 ? readServerCounters(Number(metricsPort)) : undefined);
+const callersDone = Promise.all(
   Array.from({ length: Number(callers) }, async (_, i) => {
     const client = clients[i % clients.length] as grpc.Client;
-    for (let next = i; performance.now() < end; next++) {
+    for (let next = i; !done; next++) {
+      const mine = phase;
+      const { requests } = phases[mine] as (typeof phases)[number];
+      const result = results[mine] as (typeof results)[number];
       try {
         await classify(client, requests[next % requests.length] as Buffer);
-        completed++;
+        result.completed++;
       } catch {
-        errors++;
+        result.errors++;
       }
     }
   }),
 );
-const elapsed = (performance.now() - started) / 1000;
+let before = await counters();
+for (const [i, p] of phases.entries()) {
+  const started = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, p.seconds * 1000));
+  const after = await counters();
+  (results[i] as (typeof results)[number]).seconds = (performance.now() - started) / 1000;
+  if (before && after) (results[i] as (typeof results)[number]).counters = countersBetween(before, after);
+  before = after;
+  if (i + 1 < phases.length) phase = i + 1;
+  else done = true;
+}
+await callersDone;
 for (const client of clients) client.close();
-process.stdout.write(`${JSON.stringify({ completed, seconds: elapsed, errors })}\n`);
+process.stdout.write(`${JSON.stringify(results)}\n`);
