@@ -43,11 +43,11 @@ const servers = {
 async function saturate(port: number, seconds: number, file: string): Promise<number> {
   const { stdout } = await run(
     process.execPath,
-    ["--import", "tsx", "server/bench/loadGenerator.ts", String(port), String(CALLERS), String(seconds), file],
+    ["--import", "tsx", "server/bench/loadGenerator.ts", String(port), String(CALLERS), "0", `${seconds}:${file}`],
     { cwd: REPO, encoding: "utf8" },
   );
-  const result = JSON.parse(stdout) as { completed: number; seconds: number; errors: number };
-  if (result.errors > 0) throw new Error(`${result.errors} requests failed under load`);
+  const [result] = JSON.parse(stdout) as { completed: number; seconds: number; errors: number }[];
+  if (!result || result.errors > 0) throw new Error(`${result?.errors} requests failed under load`);
   return result.completed / result.seconds;
 }
 for (const server of Object.values(servers)) await saturate(server.port, 3, LOADS[1]?.file as string);
