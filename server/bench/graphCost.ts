@@ -14,7 +14,7 @@
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
+import { BATCH_SIZES, measureGraphCosts } from "./graphCostModel.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const flag = (name: string) => {
@@ -25,29 +25,20 @@ const repeats = flag("repeats") ?? 30;
 const cycles = flag("cycles") ?? 2;
 const threadCounts = flag("threads") ? [flag("threads") as number] : [1, 2];
 const spinnings = flag("spinning") === undefined ? [false, true] : [flag("spinning") === 1];
-const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64];
 
 const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
-const rowSize = model.manifest.input.shape.reduce((a, b) => a * b, 1);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
 const settings = threadCounts.flatMap((threads) => spinnings.map((spinning) => ({ threads, spinning })));
 const samples = settings.map(() => BATCH_SIZES.map(() => ({ encoder: [] as number[], tick: [] as number[] })));
 for (let cycle = 0; cycle < cycles; cycle++) {
   for (const [s, setting] of settings.entries()) {
-    const batch = await CtmBatch.open(model, { provider: "cpu", ...setting });
-    await batch.warmUp(Math.max(...BATCH_SIZES));
-    let next = 1;
-    for (const [b, rows] of BATCH_SIZES.entries()) {
-      const into = samples[s]?.[b] as { encoder: number[]; tick: number[] };
-      for (let r = 0; r < repeats; r++) {
-        const ids = Array.from({ length: rows }, () => next++);
-        into.encoder.push(await batch.join(ids, new Float32Array(rows * rowSize).fill(0.1)));
-        into.tick.push((await batch.tick()).runMs);
-        batch.leave(ids);
-      }
-    }
-    await batch.close();
+    const measured = await measureGraphCosts(model, setting, repeats);
+    measured.samples.forEach((m, b) => {
+      const into = (samples[s] as { encoder: number[]; tick: number[] }[])[b] as { encoder: number[]; tick: number[] };
+      into.encoder.push(...m.encoder);
+      into.tick.push(...m.tick);
+    });
   }
 }
 
