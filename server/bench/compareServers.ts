@@ -6,9 +6,11 @@
  *   git archive <commit> | tar -x -C /tmp/before && ln -s $PWD/node_modules /tmp/before/
  *   npm run bench                      # writes the request files used here (out/bench-*.bin)
  *   node --import tsx server/bench/compareServers.ts --before /tmp/before [--rounds 3] [--seconds 5]
+ *   node --import tsx server/bench/compareServers.ts --before-flags "--threads 1" --after-flags "--threads 2"
  *
- * Both servers run with the same flags (`npm start` defaults, --max-batch 64, --max-queue 1024) and
- * the same models (this checkout's). Prints answers/s per load, before and after, each round.
+ * Both servers run with `npm start`'s defaults, --max-batch 64 and --max-queue 1024, plus their own
+ * extra flags when given, on this checkout's models; without --before both are this checkout (to
+ * compare settings). Prints answers/s per load, before and after, each round.
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -22,9 +24,10 @@ const arg = (name: string) => {
   const at = process.argv.indexOf(`--${name}`);
   return at >= 0 ? process.argv[at + 1] : undefined;
 };
-const before = arg("before");
-if (!before || !existsSync(join(before, "server/src/main.ts")))
+const before = arg("before") ?? REPO;
+if (!existsSync(join(before, "server/src/main.ts")))
   throw new Error("--before must be a checkout with server/src/main.ts");
+const extra = (name: string) => (arg(name) ?? "").split(" ").filter(Boolean);
 const ROUNDS = Number(arg("rounds") ?? 3);
 const SECONDS = Number(arg("seconds") ?? 5);
 const CALLERS = Number(arg("callers") ?? 64);
@@ -37,8 +40,8 @@ for (const { file } of LOADS) if (!existsSync(file)) throw new Error(`${file} is
 const run = promisify(execFile);
 const flags = ["--provider", "cpu", "--max-batch", "64", "--max-queue", "1024", "--models-dir", join(REPO, "models")];
 const servers = {
-  before: await startServerProcess(resolve(before), flags),
-  after: await startServerProcess(REPO, flags),
+  before: await startServerProcess(resolve(before), [...flags, ...extra("before-flags")]),
+  after: await startServerProcess(REPO, [...flags, ...extra("after-flags")]),
 };
 async function saturate(port: number, seconds: number, file: string): Promise<number> {
   const { stdout } = await run(
