@@ -15,8 +15,11 @@ export interface ThresholdPayoff {
   /** The threshold this one is compared with: the highest measured under the same call and load. */
   baseline: number;
   point: PointResult;
-  /** throughput / the baseline's throughput. */
-  achieved: number;
+  /**
+   * throughput / the baseline's throughput; null for the open loop, whose throughput is the offered
+   * rate whatever the threshold (there the payoff shows in latency).
+   */
+  achieved: number | null;
   /** The baseline's graph time per answer / this one's; null without --metrics. */
   predicted: number | null;
 }
@@ -42,7 +45,10 @@ export function thresholdPayoffs(result: LoadtestResult): ThresholdPayoff[] {
           threshold: point.threshold,
           baseline: baseline.threshold,
           point,
-          achieved: baseline.throughputRps > 0 ? point.throughputRps / baseline.throughputRps : 0,
+          achieved:
+            point.load.kind === "open" || baseline.throughputRps <= 0
+              ? null
+              : point.throughputRps / baseline.throughputRps,
           predicted: baseGraph !== null && own !== null && own > 0 ? baseGraph / own : null,
         };
       });
@@ -81,7 +87,7 @@ export function thresholdComparisonTable(result: LoadtestResult): string {
       p.accuracy === null ? "-" : `${(100 * p.accuracy).toFixed(1)}%`,
       x(r.achieved),
       x(r.predicted),
-      r.predicted ? `${((100 * r.achieved) / r.predicted).toFixed(0)}%` : "-",
+      r.predicted && r.achieved !== null ? `${((100 * r.achieved) / r.predicted).toFixed(0)}%` : "-",
       g ? `${(g.encoderMs + g.tickMs).toFixed(3)} = ${g.encoderMs.toFixed(3)} + ${g.tickMs.toFixed(3)}` : "-",
       g ? `${g.encoderRows.toFixed(1)} / ${g.tickRows.toFixed(1)}` : "-",
     ];

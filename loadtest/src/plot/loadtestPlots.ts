@@ -185,7 +185,8 @@ function exitTickPlot(result: LoadtestResult): string {
 
 /** --compare-thresholds: throughput gained against the highest threshold, achieved and predicted. */
 function payoffPlot(result: LoadtestResult): string {
-  const payoffs = thresholdPayoffs(result);
+  // The closed loop only: an open loop's throughput is its offered rate whatever the threshold.
+  const payoffs = thresholdPayoffs(result).filter((p) => p.achieved !== null);
   const groups = distinctBy(payoffs, (p) => `${p.call} ${loadLabel(p.load)}`);
   const series: ChartSeries[] = groups.flatMap((group, i) => {
     const colour = PALETTE[i % PALETTE.length] as string;
@@ -194,7 +195,11 @@ function payoffPlot(result: LoadtestResult): string {
     const achieved: ChartSeries = {
       label: `${name}: achieved`,
       colour,
-      points: of.map((p) => ({ x: p.threshold, y: p.achieved, note: `${p.point.ticks.mean.toFixed(1)} ticks` })),
+      points: of.map((p) => ({
+        x: p.threshold,
+        y: p.achieved as number,
+        note: `${p.point.ticks.mean.toFixed(1)} ticks`,
+      })),
     };
     const predicted = of.filter((p) => p.predicted !== null);
     return predicted.length === 0
