@@ -13,8 +13,8 @@
  * Each requests.bin holds one or more serialised ClassifyRequests, each after its length (4 bytes, big
  * endian); caller i starts at request i and takes them in turn.
  *
- * Prints [{"file", "completed", "seconds", "errors", "counters"}] on stdout, one entry per phase; a
- * call counts for the phase in which it was sent.
+ * Prints [{"file", "completed", "seconds", "errors", "cpuMs", "counters"}] on stdout, one entry per
+ * phase (cpuMs: this process's own CPU time in it); a call counts for the phase in which it was sent.
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
@@ -63,6 +63,7 @@ const results = phases.map((p) => ({
   file: p.file,
   completed: 0,
   errors: 0,
+  cpuMs: 0,
   seconds: 0,
   counters: undefined as ServerCounters | undefined,
 }));
@@ -88,9 +89,12 @@ const callersDone = Promise.all(
 let before = await counters();
 for (const [i, p] of phases.entries()) {
   const started = performance.now();
+  const cpu = process.cpuUsage();
   await new Promise((resolve) => setTimeout(resolve, p.seconds * 1000));
   const after = await counters();
+  const used = process.cpuUsage(cpu);
   (results[i] as (typeof results)[number]).seconds = (performance.now() - started) / 1000;
+  (results[i] as (typeof results)[number]).cpuMs = (used.user + used.system) / 1000;
   if (before && after) (results[i] as (typeof results)[number]).counters = countersBetween(before, after);
   before = after;
   if (i + 1 < phases.length) phase = i + 1;

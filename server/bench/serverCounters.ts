@@ -13,6 +13,8 @@ export interface ServerCounters {
   encoderRuns: number;
   ticksUsed: number;
   finished: number;
+  /** CPU time of the whole server process: event loop, workers, onnxruntime's threads. */
+  cpuMs: number;
 }
 
 export async function readServerCounters(metricsPort: number): Promise<ServerCounters> {
@@ -20,7 +22,11 @@ export async function readServerCounters(metricsPort: number): Promise<ServerCou
   const lines = text.split("\n");
   const total = (name: string, method?: string) =>
     lines
-      .filter((line) => line.startsWith(`${name}{`) && (!method || line.includes(`method="${method}"`)))
+      .filter(
+        (line) =>
+          (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) &&
+          (!method || line.includes(`method="${method}"`)),
+      )
       .reduce((t, line) => t + Number(line.split(" ").pop()), 0);
   return {
     handlerMs: total("ctm_request_duration_seconds_sum", "Classify") * 1000,
@@ -32,6 +38,7 @@ export async function readServerCounters(metricsPort: number): Promise<ServerCou
     encoderRuns: total("ctm_encoder_run_seconds_count"),
     ticksUsed: total("ctm_ticks_used_sum"),
     finished: total("ctm_ticks_used_count"),
+    cpuMs: total("ctm_process_cpu_seconds_total") * 1000,
   };
 }
 
