@@ -433,7 +433,15 @@ async function main() {
       workerNiceSource: WORKER_NICE >= 0 ? "--worker-nice" : "server default",
       pngSamples: pngs.length,
     },
-    images: { tensor, png, ratio: png.rps / tensor.rps, target: 0.85 },
+    images: {
+      tensor,
+      png,
+      ratio: png.rps / tensor.rps,
+      byCpu:
+        (tensor.serverCpuMsPerAnswer + tensor.clientCpuMsPerAnswer) /
+        (png.serverCpuMsPerAnswer + png.clientCpuMsPerAnswer),
+      target: 0.85,
+    },
     payoff: {
       graphCosts: { rows: graphCosts.rows, encoderMs: graphCosts.encoderMs, tickMs: graphCosts.tickMs },
       byThreshold,
@@ -484,7 +492,7 @@ async function main() {
   const rows = [
     `| 1. ${CALLERS} callers, raw tensor, ${ticks} ticks: answers/s (phases); CPU ms per answer, server / load generator | ${tensor.rps.toFixed(0)} (${tensor.perPhase.join(", ")}); ${tensor.serverCpuMsPerAnswer.toFixed(2)} / ${tensor.clientCpuMsPerAnswer.toFixed(2)} | | |`,
     `| 1. ${CALLERS} callers, PNG of the same digit, ${ticks} ticks: answers/s (phases); CPU ms per answer, server / load generator | ${png.rps.toFixed(0)} (${png.perPhase.join(", ")}); ${png.serverCpuMsPerAnswer.toFixed(2)} / ${png.clientCpuMsPerAnswer.toFixed(2)} | | |`,
-    `| 1. PNG / raw tensor | ${(100 * images.ratio).toFixed(1)}% | >= 85% | ${met(images.ratio >= 0.85)} |`,
+    `| 1. PNG / raw tensor (what all CPU per answer predicts: tensor's / PNG's) | ${(100 * images.ratio).toFixed(1)}% (${(100 * images.byCpu).toFixed(1)}%) | >= 85% | ${met(images.ratio >= 0.85)} |`,
     ...byThreshold.map(
       (p) =>
         `| 2. ${CALLERS} callers, ${pngs.length} sample PNGs, threshold ${p.threshold}: answers/s (phases); mean ticks; rows per encoder / tick run; graph ms per answer (encoder + ticks); CPU ms per answer, server / load generator | ${p.rps.toFixed(0)} (${p.perPhase.join(", ")}); ${p.meanTicks.toFixed(2)}; ${p.encoderRowsPerRun.toFixed(1)} / ${p.tickRowsPerRun.toFixed(1)}; ${ms(p.graphMsPerAnswer)} (${p.encoderMsPerAnswer.toFixed(3)} + ${p.tickMsPerAnswer.toFixed(3)}); ${p.serverCpuMsPerAnswer.toFixed(2)} / ${p.clientCpuMsPerAnswer.toFixed(2)} | | |`,
