@@ -69,16 +69,15 @@ export interface Grey {
  * header, so that a decompression bomb is refused without allocating its bitmap).
  */
 function admitHeader(data: Uint8Array, limits: ImageLimits): AdmittedHeader {
-  const accepted = acceptedNames(limits);
   const header = readImageHeader(data);
   if (header.format === "unknown") {
-    throw new ImageDecodeError(`is not an image in an accepted format; send ${accepted}`);
+    throw new ImageDecodeError(`is not an image in an accepted format; send ${acceptedNames(limits)}`);
   }
   if (header.format === "other")
-    throw new ImageDecodeError(`is ${header.name}, which is not supported; send ${accepted}`);
+    throw new ImageDecodeError(`is ${header.name}, which is not supported; send ${acceptedNames(limits)}`);
   const name = FORMAT_NAMES[header.format];
   if (!limits.formats.includes(header.format)) {
-    throw new ImageDecodeError(`is ${name}, which is not supported; send ${accepted}`);
+    throw new ImageDecodeError(`is ${name}, which is not supported; send ${acceptedNames(limits)}`);
   }
   if ("problem" in header) throw new ImageDecodeError(`is not a readable ${name} image: ${header.problem}`);
   checkSize(header.width, header.height, `its ${name} header`, limits);
