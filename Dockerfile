@@ -31,7 +31,7 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no
 
 # ---------------------------------------------------------------- + the CUDA execution provider
 FROM deps AS deps-cuda
-# The opposite of .npmrc's `onnxruntime-node-install=skip`: fetch libonnxruntime_providers_cuda.so and
+# What .npmrc's `ignore-scripts=true` keeps other installs from doing: fetch libonnxruntime_providers_cuda.so and
 # its companions (NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0) into onnxruntime-node's bin/.
 RUN node node_modules/onnxruntime-node/script/install.js --onnxruntime-node-install=cuda12 \
   && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
@@ -52,6 +52,7 @@ ENV NODE_ENV=production \
   CTM_HOST=0.0.0.0 \
   CTM_PORT=50051 \
   CTM_METRICS_PORT=9464 \
+  CTM_HTTP_PORT=0 \
   CTM_GRACE_MS=8000
 # uid 1000 is the unprivileged `ubuntu` user of Ubuntu 24.04 bases (older bases have no name for it,
 # which Node does not need); numeric so that Kubernetes' runAsNonRoot can check it. It owns nothing
@@ -81,6 +82,7 @@ ENV NODE_ENV=production \
   CTM_HOST=0.0.0.0 \
   CTM_PORT=50051 \
   CTM_METRICS_PORT=9464 \
+  CTM_HTTP_PORT=0 \
   CTM_PROVIDER=cpu \
   CTM_GRACE_MS=8000
 # uid 1000 is the base image's unprivileged `node` user; numeric so that Kubernetes' runAsNonRoot can

@@ -17,6 +17,18 @@ import { pythonPath, venvDir } from "./venv.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = new Set(process.argv.slice(2));
+const known = new Set(["--node", "--python", "--help", "-h"]);
+const unknown = [...args].filter((arg) => !known.has(arg));
+if (args.has("--help") || args.has("-h") || unknown.length > 0) {
+  if (unknown.length > 0) console.error(`bootstrap: unknown argument ${unknown.join(" ")}\n`);
+  (unknown.length > 0 ? console.error : console.log)(`Usage: npm run bootstrap -- [--node | --python]
+
+Installs what a fresh clone is missing (each part only when its lock or requirements file changed):
+  (no option)   node packages (npm ci) and the Python environment in .venv
+  --node        node packages only (what npm start needs)
+  --python      the Python environment only (training, export)`);
+  process.exit(unknown.length > 0 ? 2 : 0);
+}
 const all = !args.has("--node") && !args.has("--python");
 
 function digest(...files) {

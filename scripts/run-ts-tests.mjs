@@ -20,6 +20,13 @@ function find(dir) {
 }
 
 const filter = process.argv.slice(2);
+if (filter.includes("--help") || filter.includes("-h")) {
+  console.log(`Usage: npm run test:ts -- [substring ...]
+
+Runs every *.test.ts file under server/, loadtest/ and deploy/, or only those whose path contains one
+of the substrings (e.g. npm run test:ts -- reflection cli.test).`);
+  process.exit(0);
+}
 const files = ["server", "loadtest", "deploy"]
   .flatMap((dir) => {
     try {

@@ -7,6 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,
+  HaltPolicyMessage,
   TickUpdateMessage,
 } from "../../server/src/transport/protocol.ts";
 import type { CtmConnection } from "./connection.ts";
@@ -69,6 +70,8 @@ export interface CallerOptions {
   version: number;
   call: CallKind;
   threshold: number;
+  /** Sent instead of the threshold when set (a target_accuracy or target_consistency request). */
+  policy?: HaltPolicyMessage;
   timeoutMs: number;
 }
 
@@ -77,7 +80,7 @@ export function makeCaller(connection: CtmConnection, options: CallerOptions): C
     model: options.model,
     version: options.version,
     ...sample.input,
-    halt_policy: { certainty_threshold: options.threshold },
+    halt_policy: options.policy ?? { certainty_threshold: options.threshold },
     // The top class is all a load test reads; more would only grow every message.
     top_k: 1,
     include_trace: false,

@@ -108,6 +108,8 @@ export interface LoadtestResult {
   settings: {
     calls: CallKind[];
     thresholds: number[];
+    /** Set when requests sent a target instead of a threshold; `threshold` is the one the server used. */
+    target?: { kind: "accuracy" | "consistency"; value: number; confidence: number; threshold: number; met: boolean };
     loads: Load[];
     budget: Budget;
     warmup: Budget | null;

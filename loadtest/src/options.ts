@@ -23,6 +23,10 @@ Target
 
 Sweep
   --thresholds <list>        certainty thresholds in (0, 1] (default 0.5,0.8,0.9,0.95,0.99,1)
+  --target-accuracy <a>      instead of --thresholds: send halt_policy.target_accuracy; the sweep runs at
+                             the threshold the server certifies for it (asked once before the sweep)
+  --target-consistency <c>   the same with halt_policy.target_consistency
+  --target-confidence <p>    with a target: halt_policy.target_confidence (default: the server's, 0.95)
   --concurrency <list>       closed loop: callers in flight (default 1,4,16 unless --rate is given)
   --rate <list>              open loop: requests per second, latency from the scheduled send time
   --arrival <kind>           open-loop arrivals: constant or poisson (default poisson)
@@ -67,6 +71,8 @@ export interface RunOptions {
   token: string | undefined;
   connections: number;
   thresholds: number[];
+  /** Set with --target-accuracy or --target-consistency: requests send it instead of a threshold. */
+  target: TargetOption | null;
   calls: CallKind[];
   loads: Load[];
   budget: Budget;
@@ -81,6 +87,13 @@ export interface RunOptions {
   compareThresholds: boolean;
   /** The server's /metrics, scraped around every point (serverGraphTime.ts). */
   metricsUrl: string | undefined;
+}
+
+export interface TargetOption {
+  kind: "accuracy" | "consistency";
+  value: number;
+  /** 0: the server's default. */
+  confidence: number;
 }
 
 export interface CompareOptions {
@@ -116,6 +129,20 @@ function list<T>(flag: string, value: string, item: (text: string) => T): T[] {
   if (parts.some((p) => p === ""))
     throw new UsageError(`${flag} must be a comma-separated list, got ${JSON.stringify(value)}`);
   return parts.map(item);
+}
+
+function targetValue(flag: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !(n > 0 && n <= 1))
+    throw new UsageError(`${flag} must be in (0, 1], got ${JSON.stringify(text)}`);
+  return n;
+}
+
+function confidence(text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !(n > 0 && n < 1))
+    throw new UsageError(`--target-confidence must be in (0, 1), got ${JSON.stringify(text)}`);
+  return n;
 }
 
 function threshold(flag: string, text: string): number {
@@ -169,6 +196,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
     "--token",
     "--connections",
     "--thresholds",
+    "--target-accuracy",
+    "--target-consistency",
+    "--target-confidence",
     "--concurrency",
     "--rate",
     "--arrival",
@@ -206,6 +236,24 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
   };
   exclusive("--duration", "--requests");
   exclusive("--warmup", "--warmup-requests");
+  exclusive("--target-accuracy", "--target-consistency");
+  exclusive("--thresholds", "--target-accuracy");
+  exclusive("--thresholds", "--target-consistency");
+  const targetKind = given.has("--target-accuracy")
+    ? "accuracy"
+    : given.has("--target-consistency")
+      ? "consistency"
+      : undefined;
+  if (given.has("--target-confidence") && targetKind === undefined)
+    throw new UsageError("--target-confidence applies to a target: give --target-accuracy or --target-consistency");
+  const target: TargetOption | null =
+    targetKind === undefined
+      ? null
+      : {
+          kind: targetKind,
+          value: targetValue(`--target-${targetKind}`, get(`--target-${targetKind}`) as string),
+          confidence: given.has("--target-confidence") ? confidence(get("--target-confidence") as string) : 0,
+        };
 
   const tlsCa = get("--tls-ca");
   const tlsCert = get("--tls-cert");
@@ -291,6 +339,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
       token,
       connections: positiveInteger("--connections", get("--connections") ?? "1"),
       thresholds,
+      target,
       calls,
       loads,
       budget,

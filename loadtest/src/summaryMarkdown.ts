@@ -110,13 +110,25 @@ export function pointTable(result: LoadtestResult): string {
   );
 }
 
+/** Requests that sent a target: what they asked for and the threshold it resolved to. */
+function targetSentence(result: LoadtestResult): string {
+  const target = result.settings.target;
+  if (!target) return "";
+  const confidence = target.confidence > 0 ? target.confidence : "the server's default";
+  return (
+    ` Requests sent target_${target.kind} ${target.value} (confidence ${confidence}), which the server ran at ` +
+    `threshold ${target.threshold} (guarantee ${target.met ? "met" : "not met"}).`
+  );
+}
+
 export function summaryMarkdown(result: LoadtestResult): string {
   const { model, samples, environment } = result;
   const sections = [
     `${model.name}/${model.version} (${model.provider}, up to ${model.maxTicks} ticks), ${samples.count} samples from ` +
       `${samples.source}, ${environment.cpus} CPUs (${environment.cpuModel}), load average ` +
       `${environment.loadAverage.start[0]?.toFixed(2)} at the start and ${environment.loadAverage.end[0]?.toFixed(2)} at the end.` +
-      (result.interrupted ? " Interrupted: not every point ran." : ""),
+      (result.interrupted ? " Interrupted: not every point ran." : "") +
+      targetSentence(result),
     "**Accuracy and ticks by threshold** (all calls and loads together)",
     thresholdTable(result),
   ];

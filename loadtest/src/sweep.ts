@@ -5,13 +5,13 @@
 import { setMaxListeners } from "node:events";
 import { arch, cpus, loadavg, platform } from "node:os";
 import * as grpc from "@grpc/grpc-js";
-import type { ModelInfoMessage } from "../../server/src/transport/protocol.ts";
+import type { HaltPolicyMessage, ModelInfoMessage } from "../../server/src/transport/protocol.ts";
 import { type Drive, type DriveOptions, driveClosedLoop } from "./closedLoop.ts";
 import { CtmConnection } from "./connection.ts";
 import { makeCaller } from "./ctmCaller.ts";
 import { type CalibrationReference, type LoadtestResult, type PointResult, RESULT_SCHEMA } from "./loadtestResult.ts";
 import { driveOpenLoop } from "./openLoop.ts";
-import type { RunOptions } from "./options.ts";
+import type { RunOptions, TargetOption } from "./options.ts";
 import { PointRecorder } from "./pointRecorder.ts";
 import type { ProgressBar } from "./progressBar.ts";
 import { loadSamples, type Sample, type SampleSet } from "./samples.ts";
@@ -95,7 +95,10 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
     }
     const sampleSet = resolveSamples(options, model);
     const maxTicks = model.default_policy.max_ticks || model.trained_ticks;
-    const plan = planPoints(options.calls, options.loads, options.thresholds);
+    const target = options.target ? await resolveTarget(connection, model, sampleSet, options) : null;
+    const thresholds = target ? [target.threshold] : options.thresholds;
+    if (target) progress.log(target.description);
+    const plan = planPoints(options.calls, options.loads, thresholds);
     const perPoint = (budget: Budget | null) => (budget?.kind === "duration" ? budget.seconds : 0);
     progress.log(
       `${model.name}/${model.version} at ${options.address} (${model.provider}), ${sampleSet.samples.length} samples ` +
@@ -114,6 +117,7 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
         version: model.version,
         call: spec.call,
         threshold: spec.threshold,
+        policy: target?.policy,
         timeoutMs: options.timeoutMs,
       });
       const label = `${spec.call} ${loadLabel(spec.load)} t=${spec.threshold}`;
@@ -189,7 +193,8 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
       samples: { source: sampleSet.source, count: sampleSet.samples.length, labelled: sampleSet.labelled },
       settings: {
         calls: options.calls,
-        thresholds: options.thresholds,
+        thresholds,
+        ...(target ? { target: { ...target.option, threshold: target.threshold, met: target.met } } : {}),
         loads: options.loads,
         budget: options.budget,
         warmup: options.warmup,
@@ -203,4 +208,54 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
     hooks.signal.removeEventListener("abort", onAbort);
     connection.close();
   }
+}
+
+interface ResolvedTarget {
+  option: TargetOption;
+  policy: HaltPolicyMessage;
+  threshold: number;
+  met: boolean;
+  description: string;
+}
+
+/**
+ * A target request resolves to one threshold per model and calibration, so one call before the sweep
+ * says which: the points are then measured, and labelled, at the threshold the server really uses.
+ */
+async function resolveTarget(
+  connection: CtmConnection,
+  model: ModelInfoMessage,
+  sampleSet: SampleSet,
+  options: RunOptions,
+): Promise<ResolvedTarget> {
+  const option = options.target as TargetOption;
+  const policy: HaltPolicyMessage = { [`target_${option.kind}`]: option.value };
+  if (option.confidence > 0) policy.target_confidence = option.confidence;
+  const [sample] = sampleSet.samples;
+  if (!sample) throw new Error("no samples to ask the server for the target's threshold with");
+  let response: Awaited<ReturnType<CtmConnection["classify"]>>;
+  try {
+    response = await connection.classify(
+      { model: model.name, version: model.version, ...sample.input, halt_policy: policy, top_k: 1 },
+      { deadline: Date.now() + options.timeoutMs },
+    );
+  } catch (error) {
+    const status = error as Partial<grpc.ServiceError>;
+    if (typeof status.code !== "number") throw error;
+    throw new Error(
+      `the server refused target_${option.kind} ${option.value}: ${grpc.status[status.code]}: ${status.details}`,
+    );
+  }
+  const guarantee = response.guarantee;
+  const met = guarantee?.met ?? false;
+  const promise = guarantee
+    ? `${guarantee.kind} >= ${guarantee.target} with confidence ${guarantee.confidence}`
+    : `target_${option.kind} ${option.value}`;
+  return {
+    option,
+    policy,
+    threshold: response.threshold_used,
+    met,
+    description: `target: ${promise} -> threshold ${response.threshold_used} (guarantee ${met ? "met" : `not met: ${guarantee?.note ?? "no guarantee"}`})`,
+  };
 }

@@ -128,17 +128,30 @@ describe("npm run loadtest against a real server", () => {
   let result: LoadtestResult;
   let out: string;
   let stderr: string;
+  let address: string;
+  let images: string;
 
   before(async () => {
     const config = parseConfig(
-      ["--port", "0", "--metrics-port", "0", "--provider", "cpu", "--models-dir", join(ROOT, "models")],
+      [
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--http-port",
+        "0",
+        "--provider",
+        "cpu",
+        "--models-dir",
+        join(ROOT, "models"),
+      ],
       {},
     ) as ServerConfig;
     // Metrics on a port of their own (0 in the object, unlike the flag, picks a free one): the
     // sweep reads the server's graph time from them (--metrics).
     config.metrics = { host: "127.0.0.1", port: 0 };
     server = await startServer(config, { logger: createLogger("silent") });
-    const address = `127.0.0.1:${server.port}`;
+    address = `127.0.0.1:${server.port}`;
     const { CtmClient } = loadProtocol();
     const client = new CtmClient(address, grpc.credentials.createInsecure()) as unknown as Record<
       string,
@@ -162,7 +175,7 @@ describe("npm run loadtest against a real server", () => {
       IMAGES,
     );
     work = mkdtempSync(join(tmpdir(), "loadtest-"));
-    const images = join(work, "images");
+    images = join(work, "images");
     mkdirSync(images);
     for (const { file } of labels) copyFileSync(join(modelDir, "samples", file), join(images, file));
     writeFileSync(join(images, "labels.json"), JSON.stringify(labels));
@@ -339,6 +352,37 @@ describe("npm run loadtest against a real server", () => {
           : null,
       );
     }
+  });
+
+  it("sends a target accuracy and measures at the threshold the server certified for it", async () => {
+    const certified = model.calibration?.certified.find(
+      (p) => p.kind === "accuracy" && p.target === 0.95 && p.confidence === 0.9,
+    );
+    assert.ok(certified, "the shipped calibration certifies accuracy 0.95 at confidence 0.9");
+    const targetOut = join(work, "target");
+    const ran = await run([
+      ...["--address", address, "--model", MODEL, "--samples", images],
+      ...["--target-accuracy", "0.95", "--target-confidence", "0.9", "--calls", "unary", "--concurrency", "1"],
+      ...["--requests", "4", "--warmup-requests", "0", "--no-plots", "--no-progress", "--out", targetOut],
+    ]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.match(ran.stderr, /target: accuracy >= 0\.95 with confidence 0\.9 -> threshold [0-9.]+ \(guarantee met\)/);
+    const targeted = JSON.parse(readFileSync(join(targetOut, RESULT_FILES.json), "utf8")) as LoadtestResult;
+    assert.deepEqual(targeted.settings.target, {
+      kind: "accuracy",
+      value: 0.95,
+      confidence: 0.9,
+      threshold: certified.threshold,
+      met: true,
+    });
+    assert.deepEqual(
+      targeted.points.map((p) => [p.threshold, p.ok]),
+      [[certified.threshold, 4]],
+    );
+    assert.match(
+      readFileSync(join(targetOut, RESULT_FILES.markdown), "utf8"),
+      /Requests sent target_accuracy 0\.95 \(confidence 0\.9\), which the server ran at threshold [0-9.]+ \(guarantee met\)/,
+    );
   });
 
   it("writes the table as CSV and Markdown", () => {

@@ -76,6 +76,24 @@ describe("loadtest options", () => {
     assert.equal(run([], { CTM_ADDRESS: "ctm:9000" }).address, "ctm:9000");
   });
 
+  it("takes a target instead of thresholds", () => {
+    assert.equal(run([]).target, null);
+    assert.deepEqual(run(["--target-accuracy", "0.95"]).target, { kind: "accuracy", value: 0.95, confidence: 0 });
+    assert.deepEqual(run(["--target-consistency=0.99", "--target-confidence", "0.9"]).target, {
+      kind: "consistency",
+      value: 0.99,
+      confidence: 0.9,
+    });
+    fails(["--target-accuracy", "1.2"], /--target-accuracy must be in \(0, 1\], got "1.2"/);
+    fails(["--target-accuracy", "0.9", "--target-confidence", "1"], /--target-confidence must be in \(0, 1\), got "1"/);
+    fails(["--target-confidence", "0.9"], /--target-confidence applies to a target/);
+    fails(["--thresholds", "0.5", "--target-accuracy", "0.9"], /--thresholds and --target-accuracy exclude each other/);
+    fails(
+      ["--target-accuracy", "0.9", "--target-consistency", "0.9"],
+      /--target-accuracy and --target-consistency exclude each other/,
+    );
+  });
+
   it("names the flag and the value in every error", () => {
     fails(["--thresholds", "0.5,1.5"], /--thresholds: thresholds must be in \(0, 1\], got "1.5"/);
     fails(["--thresholds", "0"], /got "0"/);

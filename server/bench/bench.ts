@@ -35,32 +35,38 @@ import * as hdr from "hdr-histogram-js";
 import { parseConfig } from "../src/config.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "./benchOptions.ts";
 import { measureGraphCosts, predictedMsPerAnswer } from "./graphCostModel.ts";
 import { readServerCounters, type ServerCounters } from "./serverCounters.ts";
 import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
-function option(name: string, fallback: number, min = 1): number {
-  const at = process.argv.indexOf(`--${name}`);
-  if (at < 0) return fallback;
-  const value = Number(process.argv[at + 1]);
-  if (!Number.isFinite(value) || value < min) throw new Error(`--${name} needs a number >= ${min}`);
-  return value;
+let options: BenchOptions;
+try {
+  const parsed = parseBenchOptions(process.argv.slice(2));
+  if (parsed === "help") {
+    console.log(BENCH_USAGE);
+    process.exit(0);
+  }
+  options = parsed;
+} catch (error) {
+  if (!(error instanceof BenchUsageError)) throw error;
+  console.error(`bench: ${error.message}\n\n${BENCH_USAGE}`);
+  process.exit(2);
 }
-const outAt = process.argv.indexOf("--out");
-const OUT = resolve(REPO, outAt >= 0 ? (process.argv[outAt + 1] as string) : "out/bench.json");
-const ROUNDS = option("rounds", 3);
-const REQUESTS = option("requests", 30);
-const SECONDS = option("seconds", 6);
-const CALLERS = option("callers", 64);
+const OUT = resolve(REPO, options.out);
+const ROUNDS = options.rounds;
+const REQUESTS = options.requests;
+const SECONDS = options.seconds;
+const CALLERS = options.callers;
 const WARM_UP_SECONDS = 4;
 /** Each load runs in phases of about this many seconds, interleaved with the others. */
 const SLICE_SECONDS = 2;
 /** Passed to both servers when given; otherwise they use their defaults, and so does the bare loop. */
-const THREADS_FLAG = process.argv.includes("--threads") ? ["--threads", String(option("threads", 1))] : [];
+const THREADS_FLAG = options.threads === undefined ? [] : ["--threads", String(options.threads)];
 /** Passed to both servers; -1 leaves the server's default. */
-const WORKER_NICE = option("worker-nice", -1, -1);
+const WORKER_NICE = options.workerNice ?? -1;
 const SERVER_FLAGS = ["--provider", "cpu", ...THREADS_FLAG];
 if (WORKER_NICE >= 0) SERVER_FLAGS.push("--worker-nice", String(WORKER_NICE));
 // What the servers will run with, resolved as they resolve it (they inherit this environment), so

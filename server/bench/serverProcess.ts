@@ -35,7 +35,20 @@ export async function startServerProcess(
   const metrics = await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", script, "--port", "0", "--metrics-port", String(metrics), "--log-level", "info", ...flags],
+    [
+      "--import",
+      "tsx",
+      script,
+      "--port",
+      "0",
+      "--metrics-port",
+      String(metrics),
+      "--http-port",
+      "0",
+      "--log-level",
+      "info",
+      ...flags,
+    ],
     { cwd: repo, stdio: ["ignore", "pipe", "inherit"] },
   );
   // Never leave a server behind, whatever happens to the benchmark.

@@ -26,8 +26,15 @@ export interface ServerConfig {
   maxBatch: number;
   /** Most requests waiting for a batch slot (per model) before RESOURCE_EXHAUSTED. */
   maxQueue: number;
+  /**
+   * How long a stream may wait for its client to take a message (HTTP/2 flow control) before it
+   * ends with DEADLINE_EXCEEDED; meanwhile its request is parked and holds no batch slot.
+   */
+  streamWriteIdleMs: number;
   /** null: no metrics endpoint. */
   metrics: { host: string; port: number } | null;
+  /** null: no playground page (and no JSON + server-sent-events bridge) on its own HTTP port. */
+  http: { host: string; port: number } | null;
   /** How long shutdown waits for in-flight requests before cancelling them. */
   graceMs: number;
   /**
@@ -35,6 +42,15 @@ export interface ServerConfig {
    * get `graceMs` to finish, so that long-lived clients re-resolve and reach new replicas; 0: never.
    */
   maxConnectionAgeMs: number;
+  /**
+   * Connection upkeep, so that no dead connection holds a socket for good: every connection is pinged
+   * this often and closed when the answer takes longer than `keepaliveTimeoutMs`; one with no call
+   * open for `maxConnectionIdleMs` is closed. 0: off. (Node stops reading a connection that nghttp2
+   * has ended with its own GOAWAY, so without these its socket is never closed; docs/reliability.md.)
+   */
+  keepaliveMs: number;
+  keepaliveTimeoutMs: number;
+  maxConnectionIdleMs: number;
   logLevel: LogLevel;
   /** null: plaintext. Paths of PEM files; clientCa set: clients must present a certificate it signed. */
   tls: { cert: string; key: string; clientCa: string | null } | null;
@@ -50,8 +66,14 @@ export type ModelErrorPolicy = (typeof MODEL_ERROR_POLICIES)[number];
 
 /** Bounds on what one request may ask of the server. */
 export interface RequestLimits {
-  /** Largest gRPC message the server reads. */
+  /** Largest gRPC message the server reads; 0: derived from the served models' inputs (requestLimits.ts). */
   maxMessageBytes: number;
+  /** Largest encoded image a request may carry. */
+  maxImageBytes: number;
+  /** Most values a request's tensor may carry, read from its packed length before it is decoded; 0: the largest served input. */
+  maxTensorValues: number;
+  /** Most bytes of request messages that calls in progress may hold at once, all calls together. */
+  maxInflightBytes: number;
   /** Largest width x height of an image, read from its header before any pixel is decoded. */
   maxImagePixels: number;
   /** Largest width or height of an image, likewise. */
@@ -73,10 +95,15 @@ export type ConfigKey =
   | "workerNice"
   | "maxBatch"
   | "maxQueue"
+  | "streamWriteIdleMs"
   | "metricsHost"
   | "metricsPort"
+  | "httpPort"
   | "graceMs"
   | "maxConnectionAgeMs"
+  | "keepaliveMs"
+  | "keepaliveTimeoutMs"
+  | "maxConnectionIdleMs"
   | "logLevel"
   | "tlsCert"
   | "tlsKey"
@@ -84,6 +111,9 @@ export type ConfigKey =
   | "authTokens"
   | "authTokensFile"
   | "maxMessageBytes"
+  | "maxImageBytes"
+  | "maxTensorValues"
+  | "maxInflightBytes"
   | "maxImagePixels"
   | "maxImageSide"
   | "imageFormats"
@@ -154,6 +184,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     description: "most requests waiting for a batch slot per model; beyond it: RESOURCE_EXHAUSTED",
   },
   {
+    key: "streamWriteIdleMs",
+    flag: "--stream-write-idle-ms",
+    env: "CTM_STREAM_WRITE_IDLE_MS",
+    default: "30000",
+    description:
+      "how long a ClassifyStream may wait for its client to take a message before it ends with DEADLINE_EXCEEDED (its request is parked meanwhile and holds no batch slot)",
+  },
+  {
     key: "metricsHost",
     flag: "--metrics-host",
     env: "CTM_METRICS_HOST",
@@ -166,6 +204,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_METRICS_PORT",
     default: "9464",
     description: "port of the /metrics endpoint (0: disabled)",
+  },
+  {
+    key: "httpPort",
+    flag: "--http-port",
+    env: "CTM_HTTP_PORT",
+    default: "8080",
+    description:
+      "port of the browser playground and its JSON + server-sent-events API, on --host with the gRPC port's TLS and tokens (0: disabled)",
   },
   {
     key: "graceMs",
@@ -181,6 +227,29 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     default: "0",
     description:
       "close each client connection after this long, give or take 10% (HTTP/2 GOAWAY; its calls in flight get --grace-ms to finish), so that clients re-resolve and spread over new replicas (0: never)",
+  },
+  {
+    key: "keepaliveMs",
+    flag: "--keepalive-ms",
+    env: "CTM_KEEPALIVE_MS",
+    default: "20000",
+    description:
+      "ping each client connection this often (HTTP/2 PING) and close it when no answer comes within --keepalive-timeout-ms, which also clears connections nghttp2 has ended (0: never)",
+  },
+  {
+    key: "keepaliveTimeoutMs",
+    flag: "--keepalive-timeout-ms",
+    env: "CTM_KEEPALIVE_TIMEOUT_MS",
+    default: "10000",
+    description: "how long a keepalive ping may go unanswered before the connection is closed",
+  },
+  {
+    key: "maxConnectionIdleMs",
+    flag: "--max-connection-idle-ms",
+    env: "CTM_MAX_CONNECTION_IDLE_MS",
+    default: "300000",
+    description:
+      "close a client connection with no call open for this long (HTTP/2 GOAWAY; a gRPC client reconnects on its next call; 0: never)",
   },
   {
     key: "logLevel",
@@ -224,8 +293,33 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     key: "maxMessageBytes",
     flag: "--max-message-bytes",
     env: "CTM_MAX_MESSAGE_BYTES",
-    default: String(16 * 1024 * 1024),
-    description: "largest request message the server reads; larger ones: RESOURCE_EXHAUSTED",
+    default: "",
+    description:
+      "largest request message the server reads; larger ones: RESOURCE_EXHAUSTED (default: derived from the served models, the larger of --max-image-bytes if any takes images and --max-tensor-values x 4, plus 64 KiB for the other fields)",
+  },
+  {
+    key: "maxImageBytes",
+    flag: "--max-image-bytes",
+    env: "CTM_MAX_IMAGE_BYTES",
+    default: String(1024 * 1024),
+    description:
+      "largest encoded image a request may carry; larger: RESOURCE_EXHAUSTED before the message is decoded (a model's input is small: send images scaled down to a few times its size)",
+  },
+  {
+    key: "maxTensorValues",
+    flag: "--max-tensor-values",
+    env: "CTM_MAX_TENSOR_VALUES",
+    default: "",
+    description:
+      "most values a request tensor may carry, read from its packed length before it is decoded; more: RESOURCE_EXHAUSTED (default: the largest input of the served models)",
+  },
+  {
+    key: "maxInflightBytes",
+    flag: "--max-inflight-bytes",
+    env: "CTM_MAX_INFLIGHT_BYTES",
+    default: String(128 * 1024 * 1024),
+    description:
+      "most bytes of request messages all calls in progress may hold at once; a message beyond it: RESOURCE_EXHAUSTED at once",
   },
   {
     key: "maxImagePixels",
@@ -345,6 +439,17 @@ export function parseConfig(
       `${text("metricsPort").source} (${metricsPort}) must differ from ${text("port").source} (${port}) on the same host ${host}`,
     );
   }
+  const httpPort = integer("httpPort", 0, 65535);
+  for (const [other, used] of [
+    ["port", port],
+    ["metricsPort", metricsHost === host ? metricsPort : 0],
+  ] as const) {
+    if (httpPort !== 0 && httpPort === used) {
+      throw new ConfigError(
+        `${text("httpPort").source} (${httpPort}) must differ from ${text(other).source} (${used}) on the same host ${host}`,
+      );
+    }
+  }
   return {
     host,
     port,
@@ -355,9 +460,14 @@ export function parseConfig(
     workerNice: integer("workerNice", 0, 19),
     maxBatch: integer("maxBatch", 1, 4096),
     maxQueue: integer("maxQueue", 0, 1_000_000),
+    streamWriteIdleMs: integer("streamWriteIdleMs", 1, 3_600_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
+    http: httpPort === 0 ? null : { host, port: httpPort },
     graceMs: integer("graceMs", 0, 3_600_000),
     maxConnectionAgeMs: integer("maxConnectionAgeMs", 0, 86_400_000),
+    keepaliveMs: integer("keepaliveMs", 0, 86_400_000),
+    keepaliveTimeoutMs: integer("keepaliveTimeoutMs", 1, 3_600_000),
+    maxConnectionIdleMs: integer("maxConnectionIdleMs", 0, 86_400_000),
     logLevel: choice("logLevel", LOG_LEVELS),
     tls: tlsOf(),
     auth: {
@@ -368,7 +478,10 @@ export function parseConfig(
       tokensFile: raw.has("authTokensFile") ? nonEmpty("authTokensFile") : null,
     },
     limits: {
-      maxMessageBytes: integer("maxMessageBytes", 1024, 1024 * 1024 * 1024),
+      maxMessageBytes: raw.has("maxMessageBytes") ? integer("maxMessageBytes", 1024, 1024 * 1024 * 1024) : 0,
+      maxImageBytes: integer("maxImageBytes", 1, 1024 * 1024 * 1024),
+      maxTensorValues: raw.has("maxTensorValues") ? integer("maxTensorValues", 1, 256 * 1024 * 1024) : 0,
+      maxInflightBytes: integer("maxInflightBytes", 1024, 64 * 1024 * 1024 * 1024),
       maxImagePixels: integer("maxImagePixels", 1, 1_000_000_000),
       maxImageSide: integer("maxImageSide", 1, 1_000_000),
       imageFormats: formatList(),

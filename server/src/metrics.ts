@@ -24,14 +24,14 @@ export class ServerMetrics {
   });
   private readonly ticksUsed = new Histogram({
     name: "ctm_ticks_used",
-    help: "Ticks a request ran, by why it stopped (the halt reason, CANCELLED or FAILED).",
+    help: "Ticks a request ran, by how it ended (as ctm_halts_total).",
     labelNames: ["model", "reason"] as const,
     buckets: [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100],
     registers: [this.registry],
   });
   private readonly halts = new Counter({
     name: "ctm_halts_total",
-    help: "Why requests stopped thinking: THRESHOLD, PATIENCE, MAX_TICKS, DEADLINE, CANCELLED or FAILED.",
+    help: "Every request admitted to a model, once, by how it ended: THRESHOLD, PATIENCE, MAX_TICKS, DEADLINE (answered), CANCELLED, FAILED (a graph run or its worker failed, or the model had no worker) or EXPIRED (its deadline passed before its first tick).",
     labelNames: ["model", "reason"] as const,
     registers: [this.registry],
   });
@@ -56,7 +56,13 @@ export class ServerMetrics {
   });
   private readonly activeRequests = new Gauge({
     name: "ctm_active_requests",
-    help: "Requests holding a batch slot (admitted to a worker and not yet finished).",
+    help: "Requests holding a batch slot (admitted to a worker, not yet finished, not parked).",
+    labelNames: ["model"] as const,
+    registers: [this.registry],
+  });
+  private readonly parkedRequests = new Gauge({
+    name: "ctm_parked_requests",
+    help: "Streams whose client stopped taking messages: parked, costing no compute and holding no batch slot.",
     labelNames: ["model"] as const,
     registers: [this.registry],
   });
@@ -94,9 +100,10 @@ export class ServerMetrics {
       }
       if (run.joined > 0) this.encodeRun.observe({ model }, run.encodeMs / 1000);
     },
-    occupancy: (model, queued, active) => {
+    occupancy: (model, queued, active, parked) => {
       this.queueDepth.set({ model }, queued);
       this.activeRequests.set({ model }, active);
+      this.parkedRequests.set({ model }, parked);
     },
     finished: (model, outcome, reason, ticksUsed) => {
       const why = reason ?? outcome.toUpperCase();

@@ -1,23 +1,31 @@
 /**
- * Wires one server together: gRPC (CtmService, grpc.health.v1, reflection), the models, metrics.
+ * Wires one server together: gRPC (CtmService, the Open Inference Protocol's GRPCInferenceService,
+ * grpc.health.v1, reflection), the models, metrics.
  *
  * Start-up binds first and loads the models second, so that health answers NOT_SERVING while they
  * load. Shutdown reverses it: health turns NOT_SERVING, the engines stop admitting and get the grace
  * period to finish what is in flight, and only then does the gRPC server close.
  */
 import * as grpc from "@grpc/grpc-js";
-import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
 import type { ServerConfig } from "./config.ts";
 import { loadModels } from "./engine/modelLoading.ts";
 import { ModelRegistry, nameOf } from "./engine/modelRegistry.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
+import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
+import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
+import { createInferenceService } from "./transport/inferenceService.ts";
+import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
+import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
+import { addReflectionService } from "./transport/reflectionService.ts";
+import { sizedClassifyDecoding } from "./transport/requestDecoding.ts";
+import { deriveRequestSizeLimits, type ServedInput } from "./transport/requestSize.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
+import { ServingHealth } from "./transport/servingHealth.ts";
 
 export interface StartOptions {
   /** Defaults to pino on stdout at config.logLevel. */
@@ -30,6 +38,8 @@ export interface RunningServer {
   port: number;
   /** null when metrics are disabled. */
   metricsPort: number | null;
+  /** The playground's HTTP port; null when --http-port is 0. */
+  httpPort: number | null;
   registry: ModelRegistry;
   /** Drains (up to `graceMs`, default config.graceMs) and stops. Safe to call more than once. */
   shutdown(graceMs?: number): Promise<void>;
@@ -43,24 +53,47 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const protocol = loadProtocol();
   const registry = new ModelRegistry();
   const metrics = new ServerMetrics();
-  const health = new HealthImplementation({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
+  const inference = loadInferenceProtocol();
+  const health = new ServingHealth({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
   // Secrets and certificates are read before anything binds: a bad file fails the start, naming it.
   const credentials = serverCredentials(config.tls);
   const tokens = TokenTable.load(config.auth);
+  // The message limits follow from the models' manifests, read (not loaded) before the port binds.
+  const sizes = deriveRequestSizeLimits(config.limits, servedInputs(config.modelsDir));
+  const inflight = new InflightBytes(config.limits.maxInflightBytes);
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": config.limits.maxMessageBytes,
+    "grpc.max_receive_message_length": sizes.maxMessageBytes,
     "grpc.max_concurrent_streams": config.limits.maxConcurrentStreams,
+    // Node stops reading a connection once nghttp2 has ended it with its own GOAWAY (a protocol
+    // error, the Rapid Reset limit) and tells no one, so its socket would stay open for good; an
+    // unanswered keepalive ping or the idle timeout is what closes it (docs/reliability.md).
+    ...(config.keepaliveMs > 0 && {
+      "grpc.keepalive_time_ms": config.keepaliveMs,
+      "grpc.keepalive_timeout_ms": config.keepaliveTimeoutMs,
+    }),
+    ...(config.maxConnectionIdleMs > 0 && { "grpc.max_connection_idle_ms": config.maxConnectionIdleMs }),
     // grpc-js's default is no limit; it adds the +/-10% jitter so that replicas' clients do not all
     // reconnect at once.
     ...(config.maxConnectionAgeMs > 0 && {
       "grpc.max_connection_age_ms": config.maxConnectionAgeMs,
       "grpc.max_connection_age_grace_ms": config.graceMs,
     }),
-    interceptors: tokens ? [authInterceptor(tokens)] : [],
+    // The token check runs first, so that only authenticated calls count against the in-flight bound.
+    interceptors: [...(tokens ? [authInterceptor(tokens)] : []), inflightInterceptor(inflight)],
   });
-  server.addService(protocol.ctmService, createCtmService(registry, metrics, log));
+  server.addService(
+    sizedClassifyDecoding(protocol.ctmService, sizes),
+    createCtmService(registry, metrics, log, { streamWriteIdleMs: config.streamWriteIdleMs }),
+  );
+  server.addService(
+    inference.inferenceService,
+    createInferenceService(registry, health, metrics, log, {
+      maxBatch: config.maxBatch,
+      streamWriteIdleMs: config.streamWriteIdleMs,
+    }),
+  );
   health.addToServer(server);
-  new ReflectionService(protocol.packageDefinition).addToServer(server);
+  addReflectionService(server);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, bound) =>
@@ -73,20 +106,37 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       port,
       tls: config.tls ? (config.tls.clientCa ? "mutual" : "server") : "off",
       authTokens: tokens?.size ?? 0,
+      maxMessageBytes: sizes.maxMessageBytes,
+      maxTensorValues: sizes.maxTensorValues,
+      derivedLimits: sizes.derived,
     },
     "gRPC listening; loading models",
   );
 
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let playground: PlaygroundServer | undefined;
   const closeAll = async () => {
     await Promise.all(registry.all().map((engine) => engine.close()));
     server.forceShutdown();
+    await playground?.close();
     await new Promise<void>((resolve) => (metricsServer ? metricsServer.server.close(() => resolve()) : resolve()));
   };
   try {
     if (config.metrics) {
       metricsServer = await serveMetrics(metrics, config.metrics.host, config.metrics.port);
       log.info({ host: config.metrics.host, port: metricsServer.port }, "metrics at /metrics");
+    }
+    if (config.http) {
+      playground = await servePlayground(
+        { ...config.http, tls: config.tls, tokens, sizes, inflight, streamWriteIdleMs: config.streamWriteIdleMs },
+        registry,
+        metrics,
+        log,
+      );
+      log.info(
+        { host: config.http.host, port: playground.port, url: playground.url },
+        `playground at ${playground.url}`,
+      );
     }
     await options.onListening?.(port);
     const engineOptions = {
@@ -113,8 +163,18 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     throw error;
   }
   registry.markLoaded();
+  let stopping: Promise<void> | undefined;
   for (const model of registry.listed())
-    health.setStatus(modelHealthService(nameOf(model)), model.ready ? "SERVING" : "NOT_SERVING");
+    health.setStatus(
+      modelHealthService(nameOf(model)),
+      model.ready && !model.engine.failure ? "SERVING" : "NOT_SERVING",
+    );
+  // A model whose workers die and cannot be restarted reads NOT_SERVING until a restart succeeds.
+  for (const engine of registry.all()) {
+    engine.onFailureChange((failure) => {
+      if (!stopping) health.setStatus(modelHealthService(engine.name), failure ? "NOT_SERVING" : "SERVING");
+    });
+  }
   health.setStatus("", "SERVING");
   health.setStatus(CTM_SERVICE, "SERVING");
   log.info(
@@ -122,7 +182,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     "serving",
   );
 
-  let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.graceMs) => {
     stopping ??= (async () => {
       log.info({ graceMs }, "shutting down: draining in-flight requests");
@@ -142,5 +201,26 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     })();
     return stopping;
   };
-  return { port, metricsPort: metricsServer?.port ?? null, registry, shutdown };
+  return { port, metricsPort: metricsServer?.port ?? null, httpPort: playground?.port ?? null, registry, shutdown };
+}
+
+/**
+ * The inputs of the models that will be served, from their manifests alone. A folder that cannot be
+ * read is left out here: loading it reports the error (or stops the start) with the details.
+ */
+function servedInputs(modelsDir: string): ServedInput[] {
+  let folders: string[];
+  try {
+    folders = discoverModelFolders(modelsDir);
+  } catch {
+    return [];
+  }
+  return folders.flatMap((dir) => {
+    try {
+      const { input } = loadModelFolder(dir).manifest;
+      return [{ kind: input.kind, shape: input.shape }];
+    } catch {
+      return [];
+    }
+  });
 }

@@ -85,17 +85,20 @@ describe("npm run classify", () => {
     );
   });
 
-  it("reports the server's error and exits 1", async () => {
-    const failed = await classify(file, "--threshold", "1.5").then(
-      () => undefined,
-      (error: { code: number; stderr: string }) => error,
-    );
-    assert.equal(failed?.code, 1);
-    assert.match(
-      failed?.stderr ?? "",
-      /INVALID_ARGUMENT: halt_policy\.certainty_threshold must be in \(0, 1\], got 1\.5/,
-    );
-  });
+  for (const mode of [[], ["--stream"]]) {
+    it(`reports the server's error alone, without a table header, and exits 1 (${mode[0] ?? "unary"})`, async () => {
+      const failed = await classify(file, "--threshold", "1.5", ...mode).then(
+        () => undefined,
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+      assert.equal(failed?.code, 1);
+      assert.match(
+        failed?.stderr ?? "",
+        /INVALID_ARGUMENT: halt_policy\.certainty_threshold must be in \(0, 1\], got 1\.5/,
+      );
+      assert.equal(failed?.stdout, "");
+    });
+  }
 
   it("explains its usage and exits 2 when called wrongly", async () => {
     const failed = await classify("--threshold").then(
@@ -104,5 +107,18 @@ describe("npm run classify", () => {
     );
     assert.equal(failed?.code, 2);
     assert.match(failed?.stderr ?? "", /Usage: npm run classify/);
+  });
+
+  it("asks for a guaranteed target and says whether the guarantee was met", async () => {
+    const met = await classify(file, "--target-accuracy", "0.95", "--target-confidence", "0.9");
+    assert.match(
+      met.stdout,
+      /guarantee met: accuracy >= 0\.95 with confidence 0\.9 \(certified on \d+ calibration items; error <= 0\.\d{4}\)/,
+    );
+    const notMet = await classify(file, "--target-consistency", "0.9999");
+    assert.match(
+      notMet.stdout,
+      /guarantee NOT met: consistency >= 0\.9999 with confidence 0\.95: no threshold certifies/,
+    );
   });
 });

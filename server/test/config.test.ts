@@ -19,14 +19,24 @@ describe("server configuration", () => {
       workerNice: 5,
       maxBatch: 64,
       maxQueue: 256,
+      streamWriteIdleMs: 30000,
       metrics: { host: "127.0.0.1", port: 9464 },
+      http: { host: "127.0.0.1", port: 8080 },
       graceMs: 10000,
       maxConnectionAgeMs: 0,
+      // On by default: nothing else closes a connection that nghttp2 has ended (docs/reliability.md).
+      keepaliveMs: 20000,
+      keepaliveTimeoutMs: 10000,
+      maxConnectionIdleMs: 300000,
       logLevel: "info",
       tls: null,
       auth: { tokens: [], tokensFile: null },
       limits: {
-        maxMessageBytes: 16 * 1024 * 1024,
+        // 0: derived from the served models when the server starts (transport/requestSize.ts).
+        maxMessageBytes: 0,
+        maxImageBytes: 1024 * 1024,
+        maxTensorValues: 0,
+        maxInflightBytes: 128 * 1024 * 1024,
         maxImagePixels: 50_000_000,
         maxImageSide: 16384,
         imageFormats: ["png", "jpeg", "webp", "gif", "tiff"],
@@ -50,11 +60,18 @@ describe("server configuration", () => {
         " PNG, jpeg,png ",
         "--max-ticks",
         "5",
+        "--max-image-bytes",
+        "100000",
+        "--max-tensor-values",
+        "784",
       ],
-      { CTM_MAX_CONCURRENT_STREAMS: "8" },
+      { CTM_MAX_CONCURRENT_STREAMS: "8", CTM_MAX_INFLIGHT_BYTES: "1048576" },
     ).limits;
     assert.deepEqual(limits, {
       maxMessageBytes: 65536,
+      maxImageBytes: 100_000,
+      maxTensorValues: 784,
+      maxInflightBytes: 1_048_576,
       maxImagePixels: 1_000_000,
       maxImageSide: 2048,
       imageFormats: ["png", "jpeg"],
@@ -74,7 +91,11 @@ describe("server configuration", () => {
       workerNice: ["0", 0],
       maxBatch: ["16", 16],
       maxQueue: ["0", 0],
+      streamWriteIdleMs: ["1500", 1500],
       graceMs: ["500", 500],
+      keepaliveMs: ["0", 0],
+      keepaliveTimeoutMs: ["500", 500],
+      maxConnectionIdleMs: ["60000", 60000],
       logLevel: ["debug", "debug"],
     };
     for (const option of CONFIG_OPTIONS) {
@@ -116,6 +137,21 @@ describe("server configuration", () => {
     assert.deepEqual(parse(["--host", "0.0.0.0", "--metrics-port", "9100"]).metrics, { host: "0.0.0.0", port: 9100 });
     assert.deepEqual(parse(["--metrics-host", "127.0.0.2"]).metrics, { host: "127.0.0.2", port: 9464 });
     assert.equal(parse(["--metrics-port", "0"]).metrics, null);
+  });
+
+  it("serves the playground on --http-port / CTM_HTTP_PORT (default 8080) on --host, with 0 disabling it", () => {
+    assert.deepEqual(parse([]).http, { host: "127.0.0.1", port: 8080 });
+    assert.deepEqual(parse(["--host", "0.0.0.0"], { CTM_HTTP_PORT: "8081" }).http, { host: "0.0.0.0", port: 8081 });
+    assert.equal(parse(["--http-port", "0"], { CTM_HTTP_PORT: "8081" }).http, null);
+    assert.throws(
+      () => parse(["--http-port", "50051"]),
+      /--http-port \(50051\) must differ from the default of --port \(50051\)/,
+    );
+    assert.throws(
+      () => parse([], { CTM_HTTP_PORT: "9464" }),
+      /CTM_HTTP_PORT \(9464\) must differ from the default of --metrics-port/,
+    );
+    assert.throws(() => parse(["--http-port", "70000"]), /--http-port must be an integer in \[0, 65535\], got "70000"/);
   });
 
   it("names the flag or variable and the bad value", () => {

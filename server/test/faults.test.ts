@@ -7,7 +7,7 @@
  * Broken models are copies of the shipped one in a temporary models folder, with one file damaged.
  */
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -22,6 +22,7 @@ import {
   failure,
   type GoldenCase,
   MODEL_NAME,
+  metricValue,
   modelDir,
   REPO,
   readModelJson,
@@ -285,5 +286,166 @@ describe("a scheduler worker that dies", () => {
     } finally {
       await t.close();
     }
+  });
+});
+
+/** Kills an engine's worker the way a bug would (see "How a worker dies in the test", docs/reliability.md). */
+async function killWorker(t: TestServer, model = MODEL_NAME): Promise<Worker> {
+  const engine = t.server.registry.get(model, 0) as unknown as { slots: { worker: Worker }[] };
+  const worker = engine.slots[0]?.worker;
+  assert.ok(worker, `model ${model} has a worker to kill`);
+  const died = new Promise((resolve) => worker.once("exit", resolve));
+  worker.postMessage({ type: "credit", credits: 0 });
+  assert.equal(await died, 1);
+  return worker;
+}
+
+/** Polls `read` until `done` says yes (at most `timeoutMs`), returning the last value read. */
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() - started > timeoutMs) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("a scheduler worker that dies and cannot be restarted", () => {
+  const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
+  const c = golden.cases[0] as GoldenCase;
+  const request = (model: string): ClassifyRequestMessage => ({
+    ...tensorRequest(c, { min_ticks: golden.ticks, max_ticks: golden.ticks }),
+    model,
+  });
+  const NAME = "mnist-fragile";
+  const cause =
+    /^model mnist-fragile is not serving: its inference worker 0 stopped \(exit code 1\) and could not be restarted: model mnist-fragile: worker 0 could not start: .*mnist-fragile\/1\/tick\.onnx.*; the server keeps retrying$/;
+
+  it("fails queued and new requests at once with UNAVAILABLE naming the cause, reads NOT_SERVING and FAILED, and recovers by itself", async () => {
+    // An intact copy of the model, whose graph then goes missing while it serves.
+    const modelsDir = modelsWithBrokenCopy(NAME, () => {});
+    const dir = join(modelsDir, NAME, "1");
+    // One batch slot and a queue, so that requests are queued when the worker dies.
+    const t = await startTestServer({ modelsDir, maxBatch: 1, workers: 1 });
+    try {
+      assert.equal((await t.client.classify(request(NAME))).top_k[0]?.index, c.label);
+      renameSync(join(dir, "tick.onnx"), join(dir, "tick.onnx.away"));
+      // In flight when the worker dies: one running, the rest queued. The deadline only keeps a request
+      // that waits for a slot that never comes from hanging the test.
+      const inFlight = Array.from({ length: 30 }, () =>
+        t.client.classify(request(NAME), { deadline: Date.now() + 30_000 }).then(
+          () => "OK" as const,
+          (error: grpc.ServiceError) => error,
+        ),
+      );
+      await until(
+        () => t.metrics(),
+        (text) => metricValue(text, "ctm_queue_depth", { model: NAME }) >= 10,
+      );
+      await killWorker(t, NAME);
+      const outcomes = await Promise.all(inFlight);
+      const refused = outcomes.filter((o): o is grpc.ServiceError => o !== "OK");
+      for (const error of refused) {
+        assert.equal(error.code, grpc.status.UNAVAILABLE, error.details);
+        if (!cause.test(error.details)) {
+          assert.equal(
+            error.details,
+            "model mnist-fragile: the inference worker running this request stopped (exit code 1); it has been restarted, retry the request",
+          );
+        }
+      }
+      // Queued when the worker died, failed with the cause once its restart failed.
+      assert.ok(refused.filter((e) => cause.test(e.details)).length >= 5, "queued requests failed with the cause");
+      const fresh = await failure(t.client.classify(request(NAME)));
+      assert.equal(fresh.code, grpc.status.UNAVAILABLE);
+      assert.match(fresh.details, cause);
+      const streamed = await failure(t.client.collect(request(NAME)));
+      assert.equal(streamed.code, grpc.status.UNAVAILABLE);
+      assert.match(streamed.details, cause);
+
+      assert.deepEqual(await healthOf(t.address, ["", modelHealthService(NAME), modelHealthService(MODEL_NAME)]), [
+        "SERVING",
+        "NOT_SERVING",
+        "SERVING",
+      ]);
+      const described = await t.client.getModel(NAME);
+      assert.equal(described.state, "MODEL_STATE_FAILED");
+      assert.match(described.load_error, cause);
+      const listed = (await t.client.listModels()).models.find((m) => m.name === NAME);
+      assert.equal(listed?.state, "MODEL_STATE_FAILED");
+      // The other model is untouched.
+      assert.equal((await t.client.classify(request(MODEL_NAME))).top_k[0]?.index, c.label);
+      const retried = t.logs.filter((line) => line.msg === "could not restart scheduler worker" && line.model === NAME);
+      assert.ok(retried.length >= 1 && retried.every((line) => line.level === 50));
+
+      // The graph comes back: a later restart succeeds, and the model serves again by itself.
+      renameSync(join(dir, "tick.onnx.away"), join(dir, "tick.onnx"));
+      const recovered = await until(
+        () => t.client.getModel(NAME),
+        (model) => model.state === "MODEL_STATE_READY",
+      );
+      assert.equal(recovered.state, "MODEL_STATE_READY");
+      assert.equal(recovered.load_error, "");
+      assert.deepEqual(await healthOf(t.address, [modelHealthService(NAME)]), ["SERVING"]);
+      const answer = await t.client.classify(request(NAME));
+      assert.equal(answer.top_k[0]?.index, c.label);
+      assert.equal(answer.ticks_used, golden.ticks);
+      assert.ok(t.logs.some((line) => line.msg === "scheduler worker restarted; serving again" && line.model === NAME));
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe("a scheduler worker that dies during the drain", () => {
+  const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
+  const request = (i: number): ClassifyRequestMessage =>
+    tensorRequest(golden.cases[i % golden.cases.length] as GoldenCase, {
+      min_ticks: golden.ticks,
+      max_ticks: golden.ticks,
+    });
+
+  it("fails its running request and the queue at once with UNAVAILABLE, so the drain ends without waiting out the grace period", async () => {
+    // A grace period far longer than the test: a request left waiting for a slot would run into it.
+    const graceMs = 60_000;
+    const t = await startTestServer({ maxBatch: 1, graceMs });
+    const calls = Array.from({ length: 40 }, (_, i) =>
+      t.client.classify(request(i)).then(
+        () => "OK" as const,
+        (error: grpc.ServiceError) => error,
+      ),
+    );
+    await until(
+      () => t.metrics(),
+      (text) => metricValue(text, "ctm_queue_depth") >= 20,
+    );
+    const stopped = t.server.shutdown();
+    await killWorker(t);
+    const outcomes = await Promise.all(calls);
+    await stopped;
+    t.client.close();
+
+    const failed = outcomes.filter((o): o is grpc.ServiceError => o !== "OK");
+    assert.ok(failed.length >= 20, `${failed.length} requests failed`);
+    let running = 0;
+    for (const error of failed) {
+      assert.equal(error.code, grpc.status.UNAVAILABLE, error.details);
+      if (error.details.includes("the inference worker running this request stopped")) {
+        running++;
+        assert.equal(
+          error.details,
+          "model mnist-ctm: the inference worker running this request stopped (exit code 1); the server is shutting down and does not restart it; retry the request on another server",
+        );
+      } else {
+        assert.equal(
+          error.details,
+          "model mnist-ctm: its inference worker stopped during shutdown (exit code 1) and is not restarted; retry the request on another server",
+        );
+      }
+    }
+    assert.ok(running <= 1, `${running} requests were running on the one batch slot`);
+    assert.ok(!t.logs.some((line) => line.msg === "grace period over; cancelling in-flight requests"));
+    const exited = t.logs.find((line) => line.msg === "scheduler worker exited during shutdown; not restarting it");
+    assert.equal(exited?.level, 50);
   });
 });

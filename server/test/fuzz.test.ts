@@ -35,6 +35,8 @@ const REFUSALS = new Set([
   grpc.status.NOT_FOUND,
   grpc.status.RESOURCE_EXHAUSTED,
   grpc.status.FAILED_PRECONDITION,
+  // halt_policy.deadline_ms that passes before the first tick (a fuzzed 1 ms deadline can).
+  grpc.status.DEADLINE_EXCEEDED,
 ]);
 /** A refusal names what it refuses: a request field, or the message as a whole. */
 const NAMES_A_FIELD =

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { guaranteeOutcome } from "../src/engine/haltGuarantee.ts";
 import {
   DEFAULT_CERTAINTY_THRESHOLD,
   type HaltPolicy,
@@ -23,6 +24,9 @@ const point = (threshold: number, accuracy: number) => ({
 });
 // Accuracy is deliberately not monotonic in the threshold (0.8 is worse than 0.7).
 const calibration: Calibration = {
+  schemaVersion: 1,
+  file: "calibration.json",
+  guarantees: {},
   split: "validation",
   count: 1000,
   ticks: 30,
@@ -106,24 +110,147 @@ describe("resolveHaltPolicy", () => {
     rejects({ maxTicks: 41 }, "INVALID_ARGUMENT", /ticks\.max, or the server's --max-ticks if that is lower/);
   });
 
-  it("resolves a target accuracy to the smallest calibrated threshold that reaches it", () => {
+  it("without guarantees (schema_version 1) resolves a target accuracy by the old rule and certifies nothing", () => {
     assert.equal(resolveHaltPolicy({ targetAccuracy: 0.9 }, limits).threshold, 0.5);
     assert.equal(resolveHaltPolicy({ targetAccuracy: 0.94 }, limits).threshold, 0.7);
     assert.equal(resolveHaltPolicy({ targetAccuracy: 0.95 }, limits).threshold, 0.7);
     assert.equal(resolveHaltPolicy({ targetAccuracy: 0.96 }, limits).threshold, 0.9);
-    assert.equal(resolveHaltPolicy({ targetAccuracy: 0.96 }, limits).targetAccuracy, 0.96);
-  });
-
-  it("names the best achievable accuracy when the target is out of reach", () => {
+    const policy = resolveHaltPolicy({ targetAccuracy: 0.96 }, limits);
+    assert.equal(policy.targetAccuracy, 0.96);
+    assert.equal(policy.guarantee?.certified, false);
+    assert.match(policy.guarantee?.note ?? "", /holds no guarantees \(schema_version 1\)/);
+    // Out of reach: every tick, not a refusal.
+    assert.equal(resolveHaltPolicy({ targetAccuracy: 0.98 }, limits).threshold, 1);
     rejects(
-      { targetAccuracy: 0.98 },
-      "INVALID_ARGUMENT",
-      /target_accuracy 0\.98 is not reachable for model m: the best calibrated accuracy is 0\.97 \(threshold 0\.9\)/,
+      { targetConsistency: 0.9 },
+      "FAILED_PRECONDITION",
+      /model m's calibration\.json holds no consistency guarantees/,
     );
     rejects({ targetAccuracy: 0.9 }, "FAILED_PRECONDITION", /model m has no calibration/, {
       ...limits,
       calibration: undefined,
     });
+  });
+});
+
+// ---------------------------------------------------------------- guarantees (schema_version 2)
+const grid = (kind: number[][]) =>
+  kind.map(([target, confidence, threshold]) => ({
+    target: target as number,
+    confidence: confidence as number,
+    threshold: threshold === 0 ? null : (threshold as number),
+    riskBound: 0.01,
+    meanTicks: 5,
+  }));
+const certifying: Calibration = {
+  ...calibration,
+  schemaVersion: 2,
+  guarantees: {
+    accuracy: {
+      count: 1000,
+      data: { kind: "labeled", split: "validation", count: 1000 },
+      // (target, confidence, threshold; 0 = none)
+      certified: grid([
+        [0.9, 0.9, 0.5],
+        [0.95, 0.9, 0.7],
+        [0.97, 0.9, 0],
+        [0.9, 0.95, 0.6],
+        [0.95, 0.95, 0.9],
+        [0.97, 0.95, 0],
+      ]),
+    },
+    consistency: {
+      count: 500,
+      data: { kind: "unlabeled", dir: "traffic", sha256: "ab", date: "2026-12-01T00:00:00Z", count: 500 },
+      certified: grid([
+        [0.9, 0.95, 0.4],
+        [0.99, 0.95, 0.8],
+      ]),
+    },
+  },
+};
+const certifyingLimits: TickLimits = { ...limits, calibration: certifying };
+
+describe("resolveHaltPolicy with guarantees", () => {
+  it("serves a target from the grid point at or above it, in target and in confidence", () => {
+    const at = (request: Parameters<typeof resolveHaltPolicy>[0]) => resolveHaltPolicy(request, certifyingLimits);
+    assert.equal(at({ targetAccuracy: 0.9 }).threshold, 0.6); // default confidence 0.95
+    assert.equal(at({ targetAccuracy: 0.9, targetConfidence: 0.9 }).threshold, 0.5);
+    assert.equal(at({ targetAccuracy: 0.91, targetConfidence: 0.9 }).threshold, 0.7);
+    assert.equal(at({ targetAccuracy: 0.9, targetConfidence: 0.91 }).threshold, 0.6);
+    assert.equal(at({ targetAccuracy: 0.5, targetConfidence: 0.1 }).threshold, 0.5);
+    const plan = at({ targetAccuracy: 0.93, targetConfidence: 0.92 }).guarantee;
+    assert.deepEqual(plan, {
+      kind: "accuracy",
+      target: 0.93,
+      confidence: 0.92,
+      certified: true,
+      threshold: 0.9,
+      calibrationCount: 1000,
+      riskBound: 0.01,
+      certifiedTarget: 0.95,
+      certifiedConfidence: 0.95,
+      note: "",
+    });
+    const consistency = at({ targetConsistency: 0.95 });
+    assert.equal(consistency.threshold, 0.8);
+    assert.equal(consistency.targetConsistency, 0.95);
+    assert.equal(consistency.guarantee?.calibrationCount, 500);
+  });
+
+  it("runs every tick and says so when nothing certifies the target", () => {
+    for (const request of [{ targetAccuracy: 0.96 }, { targetAccuracy: 0.999, targetConfidence: 0.9 }]) {
+      const policy = resolveHaltPolicy(request, certifyingLimits);
+      assert.equal(policy.threshold, 1);
+      assert.equal(policy.guarantee?.certified, false);
+      assert.match(
+        policy.guarantee?.note ?? "",
+        /no threshold certifies halt_policy\.target_accuracy .* ran every tick/,
+      );
+    }
+    assert.match(
+      resolveHaltPolicy({ targetAccuracy: 0.96 }, certifyingLimits).guarantee?.note ?? "",
+      /the highest certified at that confidence is 0\.95/,
+    );
+  });
+
+  it("withdraws the guarantee when the request leaves the calibrated rule", () => {
+    for (const extra of [{ maxTicks: 20 }, { minTicks: 2 }, { patience: 3 }]) {
+      const plan = resolveHaltPolicy({ targetAccuracy: 0.9, ...extra }, certifyingLimits).guarantee;
+      assert.equal(plan?.certified, false, JSON.stringify(extra));
+      assert.match(plan?.note ?? "", /holds for the calibrated rule \(min_ticks 1, max_ticks 30, patience 0\)/);
+    }
+    assert.equal(resolveHaltPolicy({ targetAccuracy: 0.9, maxTicks: 30 }, certifyingLimits).guarantee?.certified, true);
+  });
+
+  it("rejects a confidence outside (0, the highest the calibration holds], naming field and bound", () => {
+    const rejectsAt = (request: Parameters<typeof resolveHaltPolicy>[0], message: RegExp) =>
+      rejects(request, "INVALID_ARGUMENT", message, certifyingLimits);
+    rejectsAt(
+      { targetAccuracy: 0.9, targetConfidence: 0.96 },
+      /^halt_policy\.target_confidence must be in \(0, 0\.95\] for model m .*got 0\.96$/,
+    );
+    rejectsAt({ targetAccuracy: 0.9, targetConfidence: -1 }, /target_confidence must be in \(0, 0\.95\].*got -1$/);
+    rejectsAt({ targetAccuracy: 0.9, targetConfidence: Number.NaN }, /target_confidence .*got NaN$/);
+    rejectsAt({ targetConfidence: 0.9 }, /^halt_policy\.target_confidence \(0\.9\) applies only with/);
+    rejectsAt(
+      { certaintyThreshold: 0.5, targetAccuracy: 0.9, targetConsistency: 0.9 },
+      /^set at most one of halt_policy\.certainty_threshold \(0\.5\), halt_policy\.target_accuracy \(0\.9\) and halt_policy\.target_consistency \(0\.9\)$/,
+    );
+    // Without guarantees the bound is (0, 1).
+    rejects(
+      { targetAccuracy: 0.9, targetConfidence: 1 },
+      "INVALID_ARGUMENT",
+      /target_confidence must be in \(0, 1\), got 1$/,
+    );
+  });
+
+  it("reports a deadline halt as not meeting the guarantee", () => {
+    const plan = resolveHaltPolicy({ targetAccuracy: 0.9 }, certifyingLimits).guarantee;
+    assert.ok(plan);
+    assert.equal(guaranteeOutcome(plan, "THRESHOLD").met, true);
+    assert.equal(guaranteeOutcome(plan, "MAX_TICKS").met, true);
+    assert.equal(guaranteeOutcome(plan, "DEADLINE").met, false);
   });
 });
 

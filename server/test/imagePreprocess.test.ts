@@ -11,6 +11,7 @@ import sharp from "sharp";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import type { ImageInput } from "../src/model/manifest.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
+import { BlankImageError } from "../src/runtime/blankImage.ts";
 import { readImageHeader } from "../src/runtime/imageHeader.ts";
 import { ImageDecodeError, type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
 import { digitPhoto } from "./support/digitPhoto.ts";
@@ -143,13 +144,11 @@ describe("mnist-digit preprocessing", () => {
     assert.ok(first_ > 0.9 && first_ > second_, `correlation with frame 1: ${first_}, frame 2: ${second_}`);
   });
 
-  it("gives a blank image as plain background instead of failing", async () => {
+  it("refuses a blank image with BlankImageError (blankImage.test.ts covers the cases over gRPC)", async () => {
     const white = await sharp({ create: { width: 50, height: 40, channels: 3, background: "#fff" } })
       .png()
       .toBuffer();
-    const ours = await preprocessImage(white, spec, LIMITS);
-    const background = (0 - (spec.normalize.mean[0] as number)) / (spec.normalize.std[0] as number);
-    assert.ok(ours.every((v) => Math.abs(v - background) < 1e-6));
+    await assert.rejects(preprocessImage(white, spec, LIMITS), BlankImageError);
   });
 
   it("refuses what is not a supported image, saying why", async () => {
@@ -235,7 +234,8 @@ describe("image limits, from the header", () => {
         sharp({ create: { width, height, channels: 3, background: "#fff" } })
           .toFormat(format)
           .toBuffer();
-      await preprocessImage(await encode(40, 30), spec, tight);
+      // At the bound: admitted and decoded, and then found blank (blankImage.ts), not refused by a limit.
+      await assert.rejects(preprocessImage(await encode(40, 30), spec, tight), BlankImageError);
       await assert.rejects(preprocessImage(await encode(41, 10), spec, tight), (e: unknown) => {
         assert.ok(e instanceof ImageDecodeError);
         assert.match(

@@ -27,7 +27,6 @@ describe("malformed requests", () => {
   const shape = () => `[${model.input.shape.join(", ")}]`;
 
   function cases(): [string, ClassifyRequestMessage, status, RegExp][] {
-    const best = Math.max(...(model.calibration?.thresholds ?? []).map((p) => p.accuracy));
     const withTensor = (
       tensor: { shape: number[]; values: number[] },
       extra: Partial<ClassifyRequestMessage> = {},
@@ -143,12 +142,6 @@ describe("malformed requests", () => {
         Status.INVALID_ARGUMENT,
         /^halt_policy\.certainty_threshold must be in \(0, 1\], got 1\.5$/,
       ],
-      [
-        "threshold 0",
-        image(png, { halt_policy: { certainty_threshold: 0 } }),
-        Status.INVALID_ARGUMENT,
-        /^halt_policy\.certainty_threshold must be in \(0, 1\], got 0$/,
-      ],
       ["threshold -1", image(png, { halt_policy: { certainty_threshold: -1 } }), Status.INVALID_ARGUMENT, /got -1$/],
       [
         "target accuracy 2",
@@ -187,15 +180,41 @@ describe("malformed requests", () => {
         new RegExp(`^top_k must be in \\[0, ${model.labels.length}\\] for model mnist-ctm`),
       ],
     ];
-    if (best < 1) {
-      const target = (best + 1) / 2;
-      list.push([
-        "unreachable target accuracy",
-        image(png, { halt_policy: { target_accuracy: target } }),
+    const highest = Math.max(...(model.calibration?.certified ?? []).map((p) => p.confidence));
+    list.push(
+      [
+        "target confidence above what the calibration certifies",
+        image(png, { halt_policy: { target_accuracy: 0.9, target_confidence: 0.99999 } }),
         Status.INVALID_ARGUMENT,
-        /^halt_policy\.target_accuracy .* is not reachable for model mnist-ctm: the best calibrated accuracy is /,
-      ]);
-    }
+        new RegExp(
+          `^halt_policy\\.target_confidence must be in \\(0, ${highest}\\] for model mnist-ctm .*got 0\\.99999$`,
+        ),
+      ],
+      [
+        "negative target confidence",
+        image(png, { halt_policy: { target_consistency: 0.9, target_confidence: -0.5 } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.target_confidence must be in \(0, [0-9.]+\] for model mnist-ctm .*got -0\.5$/,
+      ],
+      [
+        "target confidence without a target",
+        image(png, { halt_policy: { certainty_threshold: 0.9, target_confidence: 0.9 } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.target_confidence \(0\.9\) applies only with halt_policy\.target_accuracy or halt_policy\.target_consistency$/,
+      ],
+      [
+        "target consistency out of range",
+        image(png, { halt_policy: { target_consistency: 1.5 } }),
+        Status.INVALID_ARGUMENT,
+        /^halt_policy\.target_consistency must be in \(0, 1\], got 1\.5$/,
+      ],
+      [
+        "two targets",
+        image(png, { halt_policy: { target_accuracy: 0.9, target_consistency: 0.9 } }),
+        Status.INVALID_ARGUMENT,
+        /^set at most one of halt_policy\.target_accuracy \(0\.9\) and halt_policy\.target_consistency \(0\.9\)$/,
+      ],
+    );
     return list;
   }
 

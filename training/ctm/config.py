@@ -13,7 +13,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_args, get_origin, get_type_hints
 
 NEURON_SELECT_TYPES = ("first-last", "random", "random-pairing")
-BACKBONES = ("mnist-conv", "parity-embedding")
+RESNET_BACKBONES = tuple(f"resnet{depth}-{stages}" for depth in (18, 34, 50, 101, 152) for stages in (1, 2, 3, 4))
+# Ours (mnist-conv is the reference MNIST tutorial's, parity-embedding our parity task's), then the reference's.
+BACKBONES = ("mnist-conv", "parity-embedding", *RESNET_BACKBONES, "shallow-wide", "parity_backbone", "none")
+POSITIONAL_EMBEDDINGS = (
+    "none",
+    "learnable-fourier",
+    "multi-learnable-fourier",
+    "custom-rotational",
+    "custom-rotational-1d",
+)
 
 
 class ConfigError(ValueError):
@@ -44,6 +53,7 @@ class CTMConfig:
     dropout_nlm: float | None = None  # None: same as dropout
     output_shape: tuple[int, ...] = (10,)  # (classes,) or (positions, classes)
     backbone: str = "mnist-conv"
+    positional_embedding: str = "none"  # added to the backbone's feature map before it becomes tokens
     input_shape: tuple[int, ...] = (1, 28, 28)  # one item, without the batch dimension
     index_seed: int = 0  # seeds the random neuron selections (stored as buffers anyway)
     unet_min_width: int = field(default=16)  # bottleneck width of the synapse U-Net
@@ -59,7 +69,23 @@ class CTMConfig:
                 f"neuron_select_type must be one of {NEURON_SELECT_TYPES}, got {self.neuron_select_type!r}"
             )
         if self.backbone not in BACKBONES:
-            raise ConfigError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+            raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.positional_embedding not in POSITIONAL_EMBEDDINGS:
+            raise ConfigError(
+                f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, got {self.positional_embedding!r}"
+            )
+        if self.backbone == "none" and self.positional_embedding != "none":
+            raise ConfigError("positional_embedding must be 'none' when backbone is 'none' (there is no feature map)")
+        if (self.backbone in RESNET_BACKBONES or self.backbone in ("shallow-wide", "mnist-conv", "none")) and len(
+            self.input_shape
+        ) != 3:
+            raise ConfigError(
+                f"backbone {self.backbone!r} needs input_shape (channels, height, width), got {self.input_shape}"
+            )
+        if self.positional_embedding == "custom-rotational-1d" and len(self.input_shape) != 1:
+            raise ConfigError(
+                f"positional_embedding custom-rotational-1d needs a sequence input, got {self.input_shape}"
+            )
         if self.d_input % self.heads:
             raise ConfigError(f"d_input ({self.d_input}) must be divisible by heads ({self.heads})")
         for name in ("n_synch_out", "n_synch_action"):

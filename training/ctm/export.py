@@ -1,12 +1,15 @@
 """Export a checkpoint to a self-describing model folder the server can load.
 
     python -m ctm.export --checkpoint checkpoints/mnist/ckpt.pt --out models/mnist-ctm/1
-    python -m ctm.export --reference ref.pt --task mnist --set heads=1 --out models/ref-ctm/1
+    python -m ctm.export --reference logs/cifar10/checkpoint.pt --out models/cifar10-ctm/1
+    python -m ctm.export --reference state_dict.pt --task imagenet --set heads=16 --set iterations=50 --out ...
 
 Writes encoder.onnx (input -> K, V, initial state), tick.onnx ((K, V, state) -> (state, logits,
-certainty, probabilities)), manifest.json, calibration.json (validation split), golden.json (PyTorch
+certainty, probabilities, attention)), manifest.json, calibration.json (validation split), golden.json (PyTorch
 per-tick outputs for the server's tests), samples/ (held-out test inputs) and checkpoint.pt.
-docs/models.md describes the format.
+docs/models.md describes the format. A reference checkpoint (`--reference`) is read by `ctm.reference`;
+for the families we hold no data for (CIFAR, ImageNet, mazes) the folder has no calibration.json or
+samples/, and golden.json uses synthetic inputs.
 """
 
 from __future__ import annotations
@@ -23,19 +26,13 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from .calibrate import calibrate
-from .checkpoint import (
-    file_sha256,
-    load_checkpoint,
-    model_from_checkpoint,
-    model_from_reference,
-    read_reference_state_dict,
-    save_checkpoint,
-)
-from .config import RunConfig, parse_overrides
+from .calibrate import calibrate_split
+from .checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import ConfigError, RunConfig, parse_overrides
 from .fixtures import write_golden
 from .model import CTM, TickState
 from .onnx_runner import OnnxCTM
+from .reference import FAMILIES, import_reference, read_labels
 from .samples import write_samples
 from .tasks import Task, get_task
 
@@ -59,7 +56,8 @@ class EncoderGraph(nn.Module):
 
 
 class TickGraph(nn.Module):
-    """(K, V, *state) -> (*next state, logits, certainty, probabilities): `CTM.tick`, nothing else."""
+    """(K, V, *state) -> (*next state, logits, certainty, probabilities, attention): `CTM.tick`, plus
+    `CTM.attention_map` of the same state (B, heads, N), which a server copies only for callers who ask."""
 
     def __init__(self, model: CTM):
         super().__init__()
@@ -69,7 +67,8 @@ class TickGraph(nn.Module):
         next_state, logits, certainty = self.model.tick(k, v, TickState(*state))
         classes = self.model.config.output_shape[-1]
         probabilities = logits.unflatten(-1, (-1, classes)).softmax(-1).flatten(1)
-        return (*next_state, logits, certainty, probabilities)
+        attention = self.model.attention_map(k, TickState(*state))
+        return (*next_state, logits, certainty, probabilities, attention)
 
 
 def export_graphs(model: CTM, out: Path) -> None:
@@ -80,7 +79,7 @@ def export_graphs(model: CTM, out: Path) -> None:
         k, v, *state = EncoderGraph(model)(example)
     state_in = [f"{name}_in" for name in STATE_NAMES]
     state_out = [f"{name}_out" for name in STATE_NAMES]
-    tick_outputs = [*state_out, "logits", "certainty", "probabilities"]
+    tick_outputs = [*state_out, "logits", "certainty", "probabilities", "attention"]
     encoder_outputs = [*CONTEXT_NAMES, *STATE_NAMES]
 
     def dynamic(names: list[str]) -> dict[str, dict[int, str]]:
@@ -150,7 +149,7 @@ def build_manifest(
     config = model.config
     encoder, tick = graph_io(out / "encoder.onnx"), graph_io(out / "tick.onnx")
     shapes = {o["name"]: o["shape"][1:] for o in encoder["outputs"]}
-    return {
+    manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "name": name,
         "version": version,
@@ -173,6 +172,7 @@ def build_manifest(
             for n in STATE_NAMES
         ],
         "outputs": {"logits": "logits", "certainty": "certainty", "probabilities": "probabilities"},
+        "attention": {"output": "attention", "token_grid": token_grid(model)},
         "opset": OPSET,
         "calibration": "calibration.json",
         "samples": "samples/labels.json",
@@ -180,6 +180,18 @@ def build_manifest(
         "architecture": config.to_dict(),
         "source": source,
     }
+    if task.split is None:  # no data: nothing to calibrate or sample; golden.json still holds the numerics
+        del manifest["calibration"], manifest["samples"]
+    return manifest
+
+
+def token_grid(model: CTM) -> list[int]:
+    """How the N input tokens lie over the input, for drawing attention on it: the spatial shape of the
+    backbone's feature map, whose cells `CTM.tokens` flattens row-major ([7, 7] for MNIST, [L] for a
+    sequence)."""
+    with torch.no_grad():
+        features = model.backbone(model.initial_rgb(torch.zeros(2, *model.config.input_shape)))
+    return list(features.shape[2:])
 
 
 def export_model(
@@ -200,15 +212,17 @@ def export_model(
     export_graphs(model, out)
     save_checkpoint(out / "checkpoint.pt", model, run or RunConfig(task=task.name), step)
 
-    validation = task.split(model.config, "validation")
-    test = task.split(model.config, "test")
     manifest = build_manifest(model, task, name, version, source, out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if task.split is None:
+        write_golden(model, task, out, [], name, version, golden)
+        return manifest
+    validation = task.split(model.config, "validation")
+    test = task.split(model.config, "test")
     runner = OnnxCTM(out)
-    val_certainty, val_correct = runner.certainty_and_correct(validation.inputs.numpy(), validation.targets.numpy())
-    test_certainty, test_correct = runner.certainty_and_correct(test.inputs.numpy(), test.targets.numpy())
-    calibration = {"split": "validation", **calibrate(val_certainty, val_correct)}
-    test_calibration = {"split": "test", **calibrate(test_certainty, test_correct)}
+    # Consistency is certified beside accuracy, so a fresh export serves target_consistency too.
+    calibration = calibrate_split(runner, validation, "validation")
+    test_calibration = calibrate_split(runner, test, "test")
 
     sample_index = write_samples(task, model.config, out / "samples", samples)
 
@@ -235,52 +249,88 @@ def main(argv: list[str] | None = None) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a ctm-serve checkpoint (python -m ctm.train)")
-    source.add_argument("--reference", type=Path, help="a state_dict in the reference implementation's layout")
+    source.add_argument(
+        "--reference", type=Path, help="a checkpoint of the reference implementation: a training checkpoint "
+        "(model_state_dict + args) or a bare state_dict"
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="model folder, e.g. models/mnist-ctm/1")
     parser.add_argument("--name", help="model name (default: the parent folder's name)")
-    parser.add_argument("--task", help="task of a reference checkpoint (mnist or parity)")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="reference only: architecture fields "
-        "that shapes cannot tell (heads, iterations, ...)"
+        "--task", choices=FAMILIES, help="reference only: the task (the reference's --dataset) of a bare state_dict "
+        "whose backbone does not tell it"
     )  # fmt: skip
-    parser.add_argument("--allow-pickle", action="store_true", help="load a reference file that pickles objects")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="reference only: architecture fields the "
+        "file does not hold (a bare state_dict: heads, iterations); beside args, an override with a warning"
+    )  # fmt: skip
+    parser.add_argument("--labels", type=Path, help="reference only: class labels, one per line or a JSON list")
+    parser.add_argument(
+        "--unsafe-pickle", action="store_true", help="UNSAFE: load the reference file with weights_only=False, "
+        "which runs any code the file carries; only for a file you trust that the allow-list refuses"
+    )  # fmt: skip
     parser.add_argument("--samples", type=int, default=300, help="held-out test inputs to write to samples/")
     parser.add_argument("--force", action="store_true", help="replace an existing model folder")
     args = parser.parse_args(argv)
 
-    if args.checkpoint:
-        payload = load_checkpoint(args.checkpoint)
-        model = model_from_checkpoint(payload)
-        run = RunConfig().replace(**payload["run_config"])
-        task, step, fmt = get_task(run.task), payload["step"], payload["format"]
-        checkpoint_path = args.checkpoint
-    else:
-        if not args.task:
-            raise SystemExit("--task is required with --reference (it defines the backbone and the data)")
-        task = get_task(args.task)
-        state = read_reference_state_dict(args.reference, args.allow_pickle)
-        model = model_from_reference(state, task.model.replace(**parse_overrides(args.set)))
-        run, step, fmt, checkpoint_path = RunConfig(task=task.name), 0, "reference", args.reference
-
     out: Path = args.out
+    if args.checkpoint and (args.set or args.task or args.labels or args.unsafe_pickle):
+        raise SystemExit("error: --set, --task, --labels and --unsafe-pickle are for --reference only")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise SystemExit(f"{out} exists and is not empty; pass --force to replace it")
+    try:
+        if args.checkpoint:
+            payload = load_checkpoint(args.checkpoint)
+            model = model_from_checkpoint(payload)
+            run = RunConfig().replace(**payload["run_config"])
+            task, step = get_task(run.task), payload["step"]
+            checkpoint_path, source = args.checkpoint, {"format": payload["format"], "step": step}
+        else:
+            labels = read_labels(args.labels) if args.labels else None
+            imported = import_reference(
+                args.reference, parse_overrides(args.set), args.task, labels, unsafe=args.unsafe_pickle
+            )
+            model, task, step, checkpoint_path = imported.model, imported.task, 0, args.reference
+            run, source = RunConfig(task=task.name), imported.source
+    except (CheckpointError, ConfigError) as error:
+        raise SystemExit(f"error: {error}") from error
+
     version = int(out.name) if out.name.isdigit() else 1
     name = args.name or (out.parent.name if out.name.isdigit() else out.name)
-    source = {"checkpoint_sha256": file_sha256(checkpoint_path), "format": fmt, "step": step}
-    # Build in a temporary folder and swap it in, so a failed export never leaves a half-written model.
+    source = {"checkpoint_sha256": file_sha256(checkpoint_path), "step": step, **source}
+    manifest = write_model_folder(out, lambda staging: export_model(
+        model, task, staging, name, version, source, run, step, samples=args.samples
+    ))  # fmt: skip
+    test = manifest.get("metrics", {}).get("test")
+    summary = f"test accuracy {test['accuracy_most_certain']:.4f} (most certain)" if test else "no data to calibrate"
+    print(f"exported {name} v{version} to {out}: {summary}")
+
+
+def write_model_folder(out: Path, write: Any) -> Any:
+    """Run `write(staging)` in a temporary folder beside `out`, then rename it to `out`.
+
+    A failure leaves nothing behind: not the staging folder, not a half-replaced `out`, not the parent
+    folders this call created.
+    """
+    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    previous = out.parent / f".{out.name}-previous"
     try:
-        manifest = export_model(model, task, staging, name, version, source, run, step, samples=args.samples)
+        result = write(staging)
         staging.chmod(0o755)  # mkdtemp makes it private
         if out.exists():
-            shutil.rmtree(out)
-        shutil.move(str(staging), out)
-    finally:
+            out.rename(previous)
+        staging.rename(out)
+        shutil.rmtree(previous, ignore_errors=True)
+        return result
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-    test = manifest["metrics"]["test"]
-    print(f"exported {name} v{version} to {out}: test accuracy {test['accuracy_most_certain']:.4f} (most certain)")
+        if previous.exists() and not out.exists():
+            previous.rename(out)
+        for folder in created:  # innermost first
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 if __name__ == "__main__":

@@ -24,9 +24,15 @@ from .tasks import Task
 
 @torch.no_grad()
 def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, Any]]:
-    """Per-tick logits, certainty and probabilities for a batch of raw-tensor inputs."""
+    """Per-tick logits, certainty, probabilities and attention (flattened heads x tokens) for a batch of
+    raw-tensor inputs."""
     model.eval()
     logits, certainty = model(inputs)  # (B, out, T), (B, T)
+    k, v = model.encode(inputs)
+    state, attention = model.initial_state(len(inputs)), []
+    for _ in range(model.config.iterations):
+        attention.append(model.attention_map(k, state).flatten(1))  # (B, heads * N)
+        state, _, _ = model.tick(k, v, state)
     classes = model.config.output_shape[-1]
     probabilities = logits.transpose(1, 2).unflatten(-1, (-1, classes)).softmax(-1).flatten(2)  # (B, T, out)
     return [
@@ -37,21 +43,45 @@ def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, A
             "logits": logits[i].T.tolist(),
             "certainty": certainty[i].tolist(),
             "probabilities": probabilities[i].tolist(),
+            "attention": [a[i].tolist() for a in attention],
         }
         for i in range(len(inputs))
     ]
 
 
+def synthetic_inputs(input_spec: dict[str, Any], count: int, seed: int = 0) -> Tensor:
+    """`count` seeded random inputs as the encoder takes them (images: normalised uniform pixels)."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (count, *input_spec["shape"])
+    if input_spec["kind"] != "image":
+        values = torch.tensor(input_spec.get("tensor", {}).get("values", [-1.0, 1.0]), dtype=torch.float32)
+        return values[torch.randint(0, len(values), shape, generator=generator)]
+    normalize = input_spec["image"]["normalize"]
+    mean = torch.tensor(normalize["mean"]).view(-1, 1, 1)
+    std = torch.tensor(normalize["std"]).view(-1, 1, 1)
+    return (torch.rand(shape, generator=generator) - mean) / std
+
+
 def write_golden(
     model: CTM, task: Task, folder: Path, samples: list[dict[str, Any]], name: str, version: int, count: int = 3
 ) -> None:
-    """Write golden.json for the first `count` samples (entries of samples/labels.json)."""
-    chosen = samples[:count]
-    test = task.split(model.config, "test")
-    rows = torch.tensor([sample["split_index"] for sample in chosen], dtype=torch.long)
-    cases = golden_cases(model, test.inputs[rows], test.targets[rows])
-    for case, sample in zip(cases, chosen, strict=True):
-        case["sample"] = f"samples/{sample['file']}" if "file" in sample else None
+    """Write golden.json for the first `count` samples (entries of samples/labels.json).
+
+    A task without data (an imported CIFAR, ImageNet or maze model) gets `count` synthetic inputs instead:
+    uniform random pixels, normalised as the manifest says, with no label.
+    """
+    if task.split is None:
+        inputs = synthetic_inputs(task.input_spec(model.config), count)
+        cases = golden_cases(model, inputs, torch.full((count,), -1))
+        for case in cases:
+            case["label"], case["sample"] = None, None
+    else:
+        chosen = samples[:count]
+        test = task.split(model.config, "test")
+        rows = torch.tensor([sample["split_index"] for sample in chosen], dtype=torch.long)
+        cases = golden_cases(model, test.inputs[rows], test.targets[rows])
+        for case, sample in zip(cases, chosen, strict=True):
+            case["sample"] = f"samples/{sample['file']}" if "file" in sample else None
     document = {
         "model": name,
         "version": version,

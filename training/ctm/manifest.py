@@ -84,29 +84,32 @@ def validate_manifest(manifest: dict[str, Any], folder: Path | None = None) -> N
         need(tick_out, outputs["probabilities"], "outputs.probabilities", "tick outputs"),
     )
     same_shape("outputs.certainty", [], need(tick_out, outputs["certainty"], "outputs.certainty", "tick outputs"))
+    if "attention" in manifest:
+        attention = manifest["attention"]
+        tensor = need(tick_out, attention["output"], "attention.output", "tick outputs")
+        tokens = math.prod(attention["token_grid"])
+        if len(tensor["shape"]) != 3 or tensor["shape"][2] != tokens:
+            raise ManifestError(
+                f"manifest field attention.token_grid: {attention['token_grid']} does not fit "
+                f"{tensor['name']!r} {tensor['shape']}, expected ['batch', heads, {tokens}]"
+            )
 
     image = manifest["input"].get("image")
     if image is not None:
         expected = [image["channels"], image["height"], image["width"]]
         if manifest["input"]["shape"] != expected:
             raise ManifestError(f"manifest field input.shape: {manifest['input']['shape']} != image CHW {expected}")
+        shorter = image.get("resize_shorter")
+        if shorter is not None and shorter < max(image["height"], image["width"]):
+            raise ManifestError(
+                f"manifest field input.image.resize_shorter: {shorter} is smaller than the crop "
+                f"{image['height']}x{image['width']}; it must be >= {max(image['height'], image['width'])}"
+            )
         for key in ("mean", "std"):
             if len(image["normalize"][key]) != image["channels"]:
                 raise ManifestError(f"manifest field input.image.normalize.{key}: needs {image['channels']} values")
-        # The server's rules (server/src/model/manifest.ts): resize_shorter belongs to center-crop only,
-        # and the crop must fit inside the resized image.
-        shorter = image.get("resize_shorter")
-        if image["preprocess"] == "center-crop":
-            if shorter is None:
-                raise ManifestError(
-                    'manifest field input.image.resize_shorter: required when preprocess is "center-crop"'
-                )
-            if shorter < max(image["height"], image["width"]):
-                raise ManifestError(
-                    f"manifest field input.image.resize_shorter: {shorter} < max(height, width) "
-                    f"= {max(image['height'], image['width'])}, nothing to crop from"
-                )
-        elif shorter is not None:
+        # As the server rules (server/src/model/manifest.ts): resize_shorter belongs to center-crop only.
+        if shorter is not None and image["preprocess"] != "center-crop":
             raise ManifestError(
                 f'manifest field input.image.resize_shorter: only for preprocess "center-crop", not "{image["preprocess"]}"'
             )

@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import build_backbone
+from .backbones import backbone_channels, build_backbone, build_initial_rgb
 from .config import CTMConfig
 from .neuron_models import NeuronLevelModels
+from .positional_embeddings import build_positional_embedding
 from .synapses import build_synapses
 from .synchronisation import decay_factor, pair_products, select_neurons, sync_step
 
@@ -46,8 +47,12 @@ class CTM(nn.Module):
         super().__init__()
         c = self.config = config
         d, n_model = c.d_input, c.d_model
+        # Input -> tokens, as the reference: initial_rgb (ResNets only), backbone, + positional embedding.
+        self.initial_rgb = build_initial_rgb(c.backbone, c.input_shape)
         self.backbone = build_backbone(c.backbone, c.input_shape, d)
-        self.kv_proj = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
+        channels = backbone_channels(c.backbone, c.input_shape, d)
+        self.positional_embedding = build_positional_embedding(c.positional_embedding, channels)
+        self.kv_proj = nn.Sequential(nn.Linear(channels, d), nn.LayerNorm(d))
         self.q_proj = nn.Linear(c.synch_size_action, d)
         # Holds in_proj/out_proj parameters in torch's layout; the attention itself is computed by hand
         # (see `encode` and `attend`) so that the K/V projections run once per request, not per tick.
@@ -79,12 +84,19 @@ class CTM(nn.Module):
         Projecting the tokens to K and V here rather than inside every tick is an exact identity:
         they do not depend on the tick.
         """
-        tokens = self.kv_proj(self.backbone(x))  # (B, N, d)
+        tokens = self.kv_proj(self.tokens(x))  # (B, N, d)
         d = self.config.d_input
         w, b = self.attention.in_proj_weight, self.attention.in_proj_bias
         k = F.linear(tokens, w[d : 2 * d], b[d : 2 * d])
         v = F.linear(tokens, w[2 * d :], b[2 * d :])
         return self._split_heads(k), self._split_heads(v)
+
+    def tokens(self, x: Tensor) -> Tensor:
+        """Input batch -> (B, N, C): the backbone's feature map plus positional embedding, one token per cell."""
+        features = self.backbone(self.initial_rgb(x))  # (B, C, *spatial)
+        if self.positional_embedding is not None:
+            features = features + self.positional_embedding(features)
+        return features.flatten(2).transpose(1, 2)
 
     def initial_state(self, batch: int) -> TickState:
         """The learned start state, broadcast over the batch.
@@ -126,12 +138,32 @@ class CTM(nn.Module):
     def attend(self, query: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Multi-head attention of one query token over the input tokens (torch MHA semantics)."""
         d = self.config.d_input
+        weights = F.dropout(self.attention_weights(query, k), self.attention.dropout, self.training)
+        out = torch.matmul(weights, v).transpose(1, 2).reshape(query.shape[0], d)  # (B, d)
+        return self.attention.out_proj(out)
+
+    def attention_weights(self, query: Tensor, k: Tensor) -> Tensor:
+        """softmax(q K^T / sqrt(d_head)) of one query token over the input tokens: (B, h, 1, N)."""
+        d = self.config.d_input
         w, b = self.attention.in_proj_weight, self.attention.in_proj_bias
         q = self._split_heads(F.linear(query, w[:d], b[:d]).unsqueeze(1))  # (B, h, 1, dh)
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # (B, h, 1, N)
-        weights = F.dropout(scores.softmax(-1), self.attention.dropout, self.training)
-        out = torch.matmul(weights, v).transpose(1, 2).reshape(query.shape[0], d)  # (B, d)
-        return self.attention.out_proj(out)
+        return scores.softmax(-1)
+
+    def attention_map(self, k: Tensor, state: TickState) -> Tensor:
+        """Where `tick(k, v, state)` looks: its query's attention weights over the tokens, (B, h, N).
+
+        For visualisation, beside the tick rather than inside it, so that `tick` keeps its outputs. It
+        recomputes the tick's query from the same state (S_action, then q_proj); the export puts both
+        in one graph, where the shared subexpressions are computed once.
+        """
+        _, _, sync_action = sync_step(
+            state.sync_action_alpha,
+            state.sync_action_beta,
+            self._products(state.z, "action"),
+            decay_factor(self.decay_params_action),
+        )
+        return self.attention_weights(self.q_proj(sync_action), k).squeeze(2)
 
     # ---------------------------------------------------------------- all ticks
     def forward(self, x: Tensor, iterations: int | None = None) -> tuple[Tensor, Tensor]:

@@ -29,7 +29,8 @@ class OnnxCTM:
         self.tick_graph = ort.InferenceSession(str(self.folder / graphs["tick"]["file"]), options, providers=providers)
 
     def run(self, inputs: np.ndarray, ticks: int | None = None) -> dict[str, np.ndarray]:
-        """Per-tick outputs for a batch: logits (B, T, out), certainty (B, T), probabilities (B, T, out)."""
+        """Per-tick outputs for a batch: logits (B, T, out), certainty (B, T), probabilities (B, T, out),
+        and attention (B, T, heads, N) when the manifest declares it."""
         m = self.manifest
         encoded = dict(
             zip(
@@ -42,23 +43,12 @@ class OnnxCTM:
         state = {s["input"]: encoded[s["init"]] for s in m["state"]}
         names = [o["name"] for o in m["graphs"]["tick"]["outputs"]]
         per_tick: dict[str, list[np.ndarray]] = {"logits": [], "certainty": [], "probabilities": []}
+        names_of = dict(m["outputs"])
+        if "attention" in m:
+            per_tick["attention"], names_of["attention"] = [], m["attention"]["output"]
         for _ in range(ticks or m["ticks"]["max"]):
             out = dict(zip(names, self.tick_graph.run(None, {**context, **state}), strict=True))
             state = {s["input"]: out[s["output"]] for s in m["state"]}
             for key in per_tick:
-                per_tick[key].append(out[m["outputs"][key]])
+                per_tick[key].append(out[names_of[key]])
         return {key: np.stack(values, 1) for key, values in per_tick.items()}
-
-    def certainty_and_correct(
-        self, inputs: np.ndarray, targets: np.ndarray, batch: int = 256
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Certainty (N, T) and per-tick fraction of positions right (N, T) over a data set."""
-        classes = self.config.output_shape[-1]
-        certainty, correct = [], []
-        for start in range(0, len(inputs), batch):
-            out = self.run(inputs[start : start + batch])
-            logits = out["logits"].reshape(*out["logits"].shape[:2], -1, classes)  # (B, T, P, C)
-            target = targets[start : start + batch].reshape(len(logits), 1, -1)
-            correct.append((logits.argmax(-1) == target).mean(-1))
-            certainty.append(out["certainty"])
-        return np.concatenate(certainty), np.concatenate(correct)

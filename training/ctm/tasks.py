@@ -24,8 +24,10 @@ class Task:
     run: dict[str, Any]  # default RunConfig overrides
     labels: tuple[str, ...]
     input_spec: Callable[[CTMConfig], dict[str, Any]]  # manifest "input" section
-    split: Callable[[CTMConfig, str], Split]
-    train_batch: Callable[[CTMConfig, Split, int, torch.Generator, bool], tuple[Tensor, Tensor]]
+    # None for the families we can import and serve but hold no data for (ctm.reference): no training,
+    # and an export without calibration or samples.
+    split: Callable[[CTMConfig, str], Split] | None
+    train_batch: Callable[[CTMConfig, Split, int, torch.Generator, bool], tuple[Tensor, Tensor]] | None
 
 
 def _mnist_input_spec(config: CTMConfig) -> dict[str, Any]:

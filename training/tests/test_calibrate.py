@@ -1,9 +1,13 @@
 """Calibration tables follow the server's halting rule."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from ctm.calibrate import THRESHOLDS, calibrate, exit_ticks, smallest_threshold_within
+from tests.conftest import SHIPPED_MODEL
 
 
 def test_exit_ticks_first_reach_else_most_certain():
@@ -31,3 +35,62 @@ def test_calibration_table():
 def test_threshold_grid_is_sorted_and_within_bounds():
     assert list(THRESHOLDS) == sorted(THRESHOLDS)
     assert THRESHOLDS[0] > 0 and THRESHOLDS[-1] == 1.0
+
+
+def shipped_copy(tmp_path):
+    """The shipped model's folder with every file linked, so that new calibrations land in tmp_path."""
+    folder = tmp_path / "mnist-ctm" / "1"
+    folder.mkdir(parents=True)
+    for path in Path(SHIPPED_MODEL).iterdir():
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+def test_unlabeled_calibration_writes_the_next_version_with_provenance(tmp_path):
+    from ctm.calibrate import calibrate_unlabeled, calibration_files
+
+    folder = shipped_copy(tmp_path)
+    traffic = tmp_path / "traffic"
+    traffic.mkdir()
+    samples = sorted((Path(SHIPPED_MODEL) / "samples").glob("*.png"))[:120]
+    for path in samples:
+        (traffic / path.name).write_bytes(path.read_bytes())
+
+    written = calibrate_unlabeled(folder, traffic)
+    assert written.name == "calibration-2.json"
+    new = json.loads(written.read_text())
+    shipped = json.loads((folder / "calibration.json").read_text())
+    data = new["guarantees"]["consistency"]["data"]
+    assert data["kind"] == "unlabeled" and data["count"] == 120 and data["files"] == 120
+    assert data["dir"] == str(traffic) and len(data["sha256"]) == 64 and data["date"].endswith("Z")
+    assert new["guarantees"]["accuracy"] == shipped["guarantees"]["accuracy"]  # labels are needed for that
+    assert new["guarantees"]["consistency"]["count"] == 120
+    # 120 items certify less than the 1,003 validation digits.
+    best = {
+        label: max(
+            (p["target"] for p in g["consistency"]["certified"] if p["confidence"] == 0.95 and p["threshold"]),
+            default=0,
+        )
+        for label, g in (("new", new["guarantees"]), ("shipped", shipped["guarantees"]))
+    }
+    assert 0 < best["new"] < best["shipped"]
+
+    # Same data, same hash; the next run is the next version, and it is the newest.
+    again = calibrate_unlabeled(folder, traffic)
+    assert again.name == "calibration-3.json"
+    assert json.loads(again.read_text())["guarantees"]["consistency"]["data"]["sha256"] == data["sha256"]
+    assert json.loads(again.read_text())["derived_from"] == "calibration-2.json"
+    assert [v for v, _ in calibration_files(folder)] == [1, 2, 3]
+
+
+def test_unlabeled_images_must_already_be_the_input_size(tmp_path):
+    from PIL import Image
+
+    from ctm.calibrate import calibrate_unlabeled
+
+    folder = shipped_copy(tmp_path)
+    traffic = tmp_path / "photos"
+    traffic.mkdir()
+    Image.new("L", (64, 48)).save(traffic / "photo.png")
+    with pytest.raises(SystemExit, match=r"photo\.png: 64x48 pixels; images must already be 28x28"):
+        calibrate_unlabeled(folder, traffic)

@@ -1,22 +1,12 @@
 """Checkpoints: our self-describing format round-trips; the reference layout loads, and a wrong one is named."""
 
-import argparse
-
 import pytest
 import torch
 
-from ctm.checkpoint import (
-    CheckpointError,
-    check_state_dict,
-    infer_reference_config,
-    load_checkpoint,
-    model_from_checkpoint,
-    model_from_reference,
-    read_reference_state_dict,
-    save_checkpoint,
-)
+from ctm.checkpoint import CheckpointError, check_state_dict, load_checkpoint, model_from_checkpoint, save_checkpoint
 from ctm.config import CTMConfig, RunConfig
 from ctm.model import CTM
+from ctm.reference import import_reference
 from tests.conftest import small_config
 
 
@@ -141,27 +131,30 @@ def test_reference_state_dict_loads_and_infers_the_architecture(tmp_path):
     truth = small_config(heads=1)
     state = reference_state_dict(truth)
     path = tmp_path / "reference.pt"
-    torch.save({"model_state_dict": state, "args": argparse.Namespace(d_model=truth.d_model)}, path)
-    with pytest.raises(CheckpointError, match="--allow-pickle"):
-        read_reference_state_dict(path)  # the pickled Namespace is refused by weights_only loading
-    loaded = read_reference_state_dict(path, allow_pickle=True)
-    base = CTMConfig(heads=1, iterations=truth.iterations)  # what shapes cannot tell
-    model = model_from_reference(loaded, base)
-    assert model.config == truth.replace(index_seed=0)
-    torch.testing.assert_close(model.state_dict()["q_proj.weight"], state["q_proj.weight"])
+    torch.save({"model_state_dict": state}, path)
+    imported = import_reference(path, {"heads": "1", "iterations": str(truth.iterations)}, family="mnist")
+    assert imported.model.config == truth.replace(index_seed=0)
+    torch.testing.assert_close(imported.model.state_dict()["q_proj.weight"], state["q_proj.weight"])
 
 
-def test_wrong_reference_state_dict_names_the_key():
-    config = small_config(heads=1)
-    state = reference_state_dict(config)
-    missing = {k: v for k, v in state.items() if k != "synapses.3.bias"}
+def test_wrong_reference_state_dict_names_the_key(tmp_path):
+    state = reference_state_dict(small_config(heads=1))
+    settings = {"heads": "1", "iterations": "3"}
+
+    def attempt(broken):
+        torch.save(broken, tmp_path / "broken.pt")
+        return import_reference(tmp_path / "broken.pt", settings, family="mnist")
+
     with pytest.raises(CheckpointError, match=r"missing key 'synapses.3.bias' \(expected shape \[32\]\)"):
-        model_from_reference(missing, CTMConfig(heads=1))
-    wrong = dict(state, **{"output_projector.0.bias": torch.zeros(7)})
+        attempt({k: v for k, v in state.items() if k != "synapses.3.bias"})
     with pytest.raises(CheckpointError, match=r"key 'output_projector.0.bias' has shape \[7\], expected \[10\]"):
-        check_state_dict(CTM(infer_reference_config(state, CTMConfig(heads=1))), wrong)
+        attempt(dict(state, **{"output_projector.0.bias": torch.zeros(7)}))
     with pytest.raises(CheckpointError, match="reference state_dict is missing key 'start_trace'"):
-        infer_reference_config({k: v for k, v in state.items() if k != "start_trace"}, CTMConfig())
+        attempt({k: v for k, v in state.items() if k != "start_trace"})
+    with pytest.raises(CheckpointError, match=r"unexpected key 'extra.weight'"):
+        attempt(dict(state, **{"extra.weight": torch.ones(2)}))
+    with pytest.raises(CheckpointError, match=r"does not fit the model"):
+        check_state_dict(CTM(small_config(heads=1)), dict(state, **{"q_proj.bias": torch.ones(3)}))
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):

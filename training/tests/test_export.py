@@ -1,6 +1,5 @@
 """ONNX export: onnxruntime matches PyTorch at every tick; the model folder is complete and valid."""
 
-import argparse
 import copy
 import json
 import os
@@ -10,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctm.checkpoint import load_checkpoint, model_from_checkpoint, model_from_reference
-from ctm.config import CTMConfig
+from ctm.checkpoint import load_checkpoint, model_from_checkpoint
 from ctm.export import export_graphs, export_model
 from ctm.export import main as export_main
 from ctm.manifest import ManifestError, validate_manifest
@@ -37,6 +35,43 @@ def assert_parity(model: CTM, folder: Path, batch_sizes=(1, 5)) -> None:
         assert out["logits"].shape == (batch, model.config.iterations, model.config.out_dims)
         np.testing.assert_allclose(out["logits"], logits.permute(0, 2, 1).numpy(), atol=TOLERANCE, rtol=0)
         np.testing.assert_allclose(out["certainty"], certainty.numpy(), atol=TOLERANCE, rtol=0)
+        if "attention" in runner.manifest:
+            np.testing.assert_allclose(out["attention"], attention_maps(model, x).numpy(), atol=TOLERANCE, rtol=0)
+
+
+@torch.no_grad()
+def attention_maps(model: CTM, x: torch.Tensor) -> torch.Tensor:
+    """PyTorch's attention map at every tick: (B, T, heads, N)."""
+    k, v = model.encode(x)
+    state, maps = model.initial_state(len(x)), []
+    for _ in range(model.config.iterations):
+        maps.append(model.attention_map(k, state))
+        state, _, _ = model.tick(k, v, state)
+    return torch.stack(maps, 1)
+
+
+def test_attention_map_is_what_the_tick_attends_with():
+    model = CTM(small_config()).eval()
+    x = get_task("mnist").split(model.config, "validation").inputs[:3]
+    used = []
+    original = model.attention_weights
+
+    def recording(query, k):
+        weights = original(query, k)
+        used.append(weights.squeeze(2))
+        return weights
+
+    model.attention_weights = recording  # the instance attribute shadows the method for this model only
+    with torch.no_grad():
+        k, v = model.encode(x)
+        state = model.initial_state(3)
+        for _ in range(model.config.iterations):
+            expected = model.attention_map(k, state)
+            used.clear()
+            state, _, _ = model.tick(k, v, state)
+            assert len(used) == 1
+            torch.testing.assert_close(used[0], expected, atol=1e-6, rtol=0)
+            torch.testing.assert_close(expected.sum(-1), torch.ones(3, model.config.heads))
 
 
 def test_small_mnist_model_graphs_match_pytorch(tmp_path):
@@ -51,6 +86,7 @@ def test_parity_task_model_with_multi_position_output(tmp_path):
     model = CTM(config)
     manifest = export_model(model, task, tmp_path, "parity-tiny", 1, source={"format": "test"}, samples=4)
     assert manifest["output"]["shape"] == [16, 2] and manifest["input"]["kind"] == "tensor"
+    assert manifest["attention"] == {"output": "attention", "token_grid": [16]}
     assert_parity(model, tmp_path)
     samples = json.loads((tmp_path / "samples" / "labels.json").read_text())
     assert len(samples) == 4 and len(samples[0]["tensor"]) == 16 and len(samples[0]["label"]) == 16
@@ -60,16 +96,18 @@ def test_reference_layout_checkpoint_exports_with_parity(tmp_path):
     config = small_config(heads=1)
     state = reference_state_dict(config)
     checkpoint = tmp_path / "their_ctm.pt"
-    torch.save({"model_state_dict": state, "args": argparse.Namespace(heads=1)}, checkpoint)  # as reference scripts do
+    torch.save(state, checkpoint)  # a bare state_dict: heads and ticks must be given
     out = tmp_path / "models" / "their-ctm" / "1"
     export_main(
-        ["--reference", str(checkpoint), "--allow-pickle", "--task", "mnist", "--set", "heads=1",
+        ["--reference", str(checkpoint), "--task", "mnist", "--set", "heads=1",
          "--set", f"iterations={config.iterations}", "--out", str(out), "--samples", "3"]
     )  # fmt: skip
     manifest = json.loads((out / "manifest.json").read_text())
     validate_manifest(manifest, out)
     assert manifest["name"] == "their-ctm" and manifest["source"]["format"] == "reference"
-    model = model_from_reference(state, CTMConfig(heads=1, iterations=config.iterations))
+    model = model_from_checkpoint(load_checkpoint(out / "checkpoint.pt"))
+    assert model.config == config.replace(index_seed=0)
+    torch.testing.assert_close(model.state_dict()["q_proj.weight"], state["q_proj.weight"])
     assert_parity(model, out)
 
 
@@ -95,7 +133,10 @@ def test_shipped_model_matches_its_checkpoint_and_is_valid():
     runner = OnnxCTM(folder)
     for case in golden["cases"]:
         x = np.asarray(case["input"], dtype=np.float32).reshape(1, *case["input_shape"])
-        np.testing.assert_allclose(runner.run(x)["logits"][0], case["logits"], atol=TOLERANCE, rtol=0)
+        out = runner.run(x)
+        np.testing.assert_allclose(out["logits"][0], case["logits"], atol=TOLERANCE, rtol=0)
+        attention = out["attention"][0].reshape(len(case["attention"]), -1)
+        np.testing.assert_allclose(attention, case["attention"], atol=TOLERANCE, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +149,17 @@ def exported(tmp_path_factory):
 def test_manifest_validates(exported):
     folder, manifest = exported
     validate_manifest(manifest, folder)
+    assert manifest["attention"] == {"output": "attention", "token_grid": [7, 7]}
     assert {"encoder.onnx", "tick.onnx", "calibration.json", "golden.json", "checkpoint.pt"} <= {
         p.name for p in folder.iterdir()
     }
+
+
+def test_export_calibrates_accuracy_and_consistency(exported):
+    # Without consistency in a fresh export's calibration, target_consistency is refused on it.
+    folder, _ = exported
+    guarantees = json.loads((folder / "calibration.json").read_text())["guarantees"]
+    assert set(guarantees) >= {"accuracy", "consistency"}
 
 
 @pytest.mark.parametrize(
@@ -127,11 +176,11 @@ def test_manifest_validates(exported):
         (lambda m: m.update(calibration="missing.json"), "manifest field calibration: file 'missing.json' not found"),
         (
             lambda m: m["input"]["image"].update(preprocess="center-crop"),
-            'manifest field input.image.resize_shorter: required when preprocess is "center-crop"',
+            "manifest field input.image: 'resize_shorter' is a required property",
         ),
         (
-            lambda m: m["input"]["image"].update(preprocess="center-crop", resize_shorter=27),
-            "manifest field input.image.resize_shorter: 27 < max\\(height, width\\) = 28",
+            lambda m: m["input"]["image"].update(preprocess="center-crop", resize_shorter=20),
+            "manifest field input.image.resize_shorter: 20 is smaller than the crop 28x28",
         ),
         (
             lambda m: m["input"]["image"].update(resize_shorter=32),

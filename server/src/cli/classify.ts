@@ -11,6 +11,7 @@ import * as grpc from "@grpc/grpc-js";
 import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
+  type GuaranteeMessage,
   type HaltPolicyMessage,
   type ListModelsResponseMessage,
   loadProtocol,
@@ -26,7 +27,10 @@ const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
   --address <host:port>   server (default $CTM_ADDRESS or 127.0.0.1:50051)
   --model <name>          model to ask (default: the only loaded model)
   --threshold <t>         certainty threshold in (0, 1] (server default 0.9)
-  --target-accuracy <a>   instead of a threshold: the accuracy wanted, in (0, 1]
+  --target-accuracy <a>   instead of a threshold: the accuracy wanted, in (0, 1], certified by the
+                          model's calibration (the answer says whether the guarantee was met)
+  --target-consistency <c>  instead: agreement wanted with the answer after all ticks, in (0, 1]
+  --target-confidence <p> confidence of that guarantee (server default 0.95)
   --min-ticks <n>         never halt before this tick
   --max-ticks <n>         never run more ticks than this
   --patience <n>          halt when the top class has been the same for n ticks
@@ -90,6 +94,12 @@ function parseArgs(argv: string[]): Options | "help" {
         break;
       case "--target-accuracy":
         options.policy.target_accuracy = number(arg, value(), false);
+        break;
+      case "--target-consistency":
+        options.policy.target_consistency = number(arg, value(), false);
+        break;
+      case "--target-confidence":
+        options.policy.target_confidence = number(arg, value(), false);
         break;
       case "--min-ticks":
         options.policy.min_ticks = number(arg, value(), true);
@@ -198,7 +208,16 @@ function summary(result: ClassifyResponseMessage): string {
   return [
     `answer: ${answer}, certainty ${result.certainty.toFixed(3)}, from tick ${result.answer_tick}`,
     `halted after ${result.ticks_used} tick(s): ${REASONS[result.halt_reason] ?? result.halt_reason} (threshold ${result.threshold_used.toFixed(3)})`,
+    ...(result.guarantee ? [guaranteeLine(result.guarantee)] : []),
   ].join("\n");
+}
+
+function guaranteeLine(g: GuaranteeMessage): string {
+  const promise = `${g.kind} >= ${g.target} with confidence ${g.confidence}`;
+  if (g.met) {
+    return `guarantee met: ${promise} (certified on ${g.calibration_count} calibration items; ${g.kind === "accuracy" ? "error" : "disagreement"} <= ${g.risk_bound.toFixed(4)})`;
+  }
+  return `guarantee NOT met: ${promise}: ${g.note}`;
 }
 
 async function plot(
@@ -248,12 +267,19 @@ async function run(options: Options): Promise<void> {
       top_k: options.plot && model.output_shape.length === 1 ? classes : options.topK,
       include_trace: !options.stream,
     };
-    const threshold = options.policy.certainty_threshold ?? model.default_policy.certainty_threshold ?? 0.9;
+    // 0 means "not set" (the server default) for both, as in the contract.
+    const threshold = options.policy.certainty_threshold || model.default_policy.certainty_threshold || 0.9;
     const print = (line: string) => process.stdout.write(`${line}\n`);
-    if (!options.json) {
-      print(`${model.name}/${model.version}  ${options.file}  (${options.stream ? "streaming" : "unary"})`);
-      print(`tick  ${(model.output_shape.length === 1 ? "top-1    p" : "per-position").padEnd(14)}  certainty`);
-    }
+    // The table's header waits for the first row, so that a refused call prints the error alone.
+    let headed = options.json;
+    const row = (line: string) => {
+      if (!headed) {
+        print(`${model.name}/${model.version}  ${options.file}  (${options.stream ? "streaming" : "unary"})`);
+        print(`tick  ${(model.output_shape.length === 1 ? "top-1    p" : "per-position").padEnd(14)}  certainty`);
+        headed = true;
+      }
+      print(line);
+    };
 
     const trace: TickUpdateMessage[] = [];
     let result: ClassifyResponseMessage | undefined;
@@ -266,7 +292,7 @@ async function run(options: Options): Promise<void> {
       )(request, { deadline });
       for await (const update of call as AsyncIterable<TickUpdateMessage>) {
         trace.push(update);
-        print(options.json ? json(update) : tableRow(update, threshold));
+        row(options.json ? json(update) : tableRow(update, threshold));
         if (update.final && update.result) result = update.result;
       }
     } else {
@@ -278,8 +304,7 @@ async function run(options: Options): Promise<void> {
       );
       trace.push(...response.trace);
       result = response;
-      for (const update of response.trace)
-        print(options.json ? json(update) : tableRow(update, response.threshold_used));
+      for (const update of response.trace) row(options.json ? json(update) : tableRow(update, response.threshold_used));
       if (options.json) print(json({ ...response, trace: undefined }));
     }
     if (!result) throw new Error("the server ended the call without a final result");

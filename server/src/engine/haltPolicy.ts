@@ -11,7 +11,8 @@
  * "Most certain" is the earliest tick with the highest certainty so far, as in the CTM paper.
  */
 import type { Calibration } from "../model/calibration.ts";
-import { invalidArgument, ServerError } from "./serverError.ts";
+import { type GuaranteePlan, keepToCalibratedRule, planGuarantee, resolveConfidence } from "./haltGuarantee.ts";
+import { invalidArgument } from "./serverError.ts";
 
 export type HaltReason = "THRESHOLD" | "PATIENCE" | "MAX_TICKS" | "DEADLINE";
 
@@ -19,6 +20,9 @@ export type HaltReason = "THRESHOLD" | "PATIENCE" | "MAX_TICKS" | "DEADLINE";
 export interface HaltPolicyRequest {
   certaintyThreshold?: number;
   targetAccuracy?: number;
+  targetConsistency?: number;
+  /** Only with a target; undefined means DEFAULT_TARGET_CONFIDENCE. */
+  targetConfidence?: number;
   minTicks?: number;
   maxTicks?: number;
   patience?: number;
@@ -30,6 +34,12 @@ export interface HaltPolicy {
   threshold: number;
   /** Set when the threshold was resolved from a target accuracy. */
   targetAccuracy?: number;
+  /** Set when the threshold was resolved from a target consistency. */
+  targetConsistency?: number;
+  /** Set with either target: the confidence asked for, default filled in. */
+  targetConfidence?: number;
+  /** Set with either target: what the calibration promises for it. */
+  guarantee?: GuaranteePlan;
   minTicks: number;
   maxTicks: number;
   /** 0: off. */
@@ -68,19 +78,34 @@ export function defaultHaltPolicy(limits: TickLimits): HaltPolicy {
 /** Fills in defaults and checks every bound; errors name the field, the bound and the value. */
 export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits): HaltPolicy {
   const policy = defaultHaltPolicy(limits);
-  const { certaintyThreshold, targetAccuracy } = request;
-  if (certaintyThreshold !== undefined && targetAccuracy !== undefined) {
-    throw invalidArgument(
-      `set at most one of halt_policy.certainty_threshold (${certaintyThreshold}) and halt_policy.target_accuracy (${targetAccuracy})`,
-    );
+  const { certaintyThreshold, targetAccuracy, targetConsistency, targetConfidence } = request;
+  const chosen = [
+    ["halt_policy.certainty_threshold", certaintyThreshold],
+    ["halt_policy.target_accuracy", targetAccuracy],
+    ["halt_policy.target_consistency", targetConsistency],
+  ].filter(([, value]) => value !== undefined);
+  if (chosen.length > 1) {
+    const fields = chosen.map(([field, value]) => `${field} (${value})`);
+    throw invalidArgument(`set at most one of ${fields.slice(0, -1).join(", ")} and ${fields.at(-1)}`);
   }
   if (certaintyThreshold !== undefined) {
     policy.threshold = unitInterval("halt_policy.certainty_threshold", certaintyThreshold);
   }
-  if (targetAccuracy !== undefined) {
-    const target = unitInterval("halt_policy.target_accuracy", targetAccuracy);
-    policy.threshold = thresholdForAccuracy(target, limits);
-    policy.targetAccuracy = target;
+  const kind = targetAccuracy !== undefined ? "accuracy" : targetConsistency !== undefined ? "consistency" : undefined;
+  if (kind === undefined && targetConfidence !== undefined) {
+    throw invalidArgument(
+      `halt_policy.target_confidence (${targetConfidence}) applies only with halt_policy.target_accuracy or halt_policy.target_consistency`,
+    );
+  }
+  if (kind !== undefined) {
+    const target = unitInterval(`halt_policy.target_${kind}`, (targetAccuracy ?? targetConsistency) as number);
+    const context = { model: limits.model, calibration: limits.calibration };
+    const confidence = resolveConfidence(kind, targetConfidence, context);
+    policy.guarantee = planGuarantee(kind, target, confidence, context);
+    policy.threshold = policy.guarantee.threshold;
+    policy.targetConfidence = confidence;
+    if (kind === "accuracy") policy.targetAccuracy = target;
+    else policy.targetConsistency = target;
   }
 
   const maxTicks = count("halt_policy.max_ticks", request.maxTicks);
@@ -103,29 +128,10 @@ export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits
   }
   policy.patience = patience;
   policy.deadlineMs = count("halt_policy.deadline_ms", request.deadlineMs);
+  if (policy.guarantee && limits.calibration) {
+    policy.guarantee = keepToCalibratedRule(policy.guarantee, policy, limits.calibration.ticks);
+  }
   return policy;
-}
-
-/**
- * The smallest calibrated threshold whose validation accuracy reaches `target`. Accuracy is not
- * monotonic in the threshold, so every point is considered, not just the first above some index.
- */
-export function thresholdForAccuracy(target: number, limits: TickLimits): number {
-  const { calibration } = limits;
-  if (!calibration) {
-    throw new ServerError(
-      "FAILED_PRECONDITION",
-      `model ${limits.model} has no calibration, so halt_policy.target_accuracy cannot be resolved; set halt_policy.certainty_threshold instead`,
-    );
-  }
-  const reaching = calibration.thresholds.filter((p) => p.accuracy >= target);
-  if (reaching.length === 0) {
-    const best = calibration.thresholds.reduce((a, b) => (b.accuracy > a.accuracy ? b : a));
-    throw invalidArgument(
-      `halt_policy.target_accuracy ${target} is not reachable for model ${limits.model}: the best calibrated accuracy is ${best.accuracy} (threshold ${best.threshold})`,
-    );
-  }
-  return Math.min(...reaching.map((p) => p.threshold));
 }
 
 /** Which bound made limits.maxTicks what it is. */

@@ -5,7 +5,16 @@
  * queues it (bounded: a full queue is RESOURCE_EXHAUSTED at once), hands it to the least-loaded worker
  * with a free batch slot, and relays that worker's per-tick results to the request's reader. A reader
  * that goes away (cancellation, deadline, a failed write) cancels the request, and its worker drops it
- * at the next tick boundary.
+ * at the next tick boundary. A paced reader that stops taking ticks parks its request, which then holds
+ * no batch slot until the reader catches up.
+ *
+ * A worker that dies is restarted, with backoff while restarts fail. While the model has no worker at
+ * all and its restart failed, it is FAILED: queued and new requests get UNAVAILABLE with the cause at
+ * once (never a wait for a slot that will not come), and listeners (health, GetModel) are told, until
+ * a restart succeeds.
+ *
+ * Every request that passes admission is reported to the observer exactly once, when it leaves
+ * `requests` (or, if it never got there, where it ended), under how it ended.
  */
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { SessionSettings } from "../runtime/executionProvider.ts";
@@ -47,8 +56,8 @@ export interface EngineLog {
 /** Hooks for metrics; the engine itself knows nothing of Prometheus. */
 export interface EngineObserver {
   step(model: string, run: StepRun): void;
-  /** Requests waiting for a batch slot, and requests holding one. */
-  occupancy(model: string, queued: number, active: number): void;
+  /** Requests waiting for a batch slot, holding one, and parked (their readers stopped taking ticks). */
+  occupancy(model: string, queued: number, active: number, parked: number): void;
   finished(model: string, outcome: Finished["outcome"], reason: HaltReason | undefined, ticksUsed: number): void;
 }
 
@@ -57,6 +66,8 @@ export interface ClassifyJob {
   policy: HaltPolicyRequest;
   /** 0: the default. */
   topK: number;
+  /** Every tick also reports the attention weights (TickReport.attention); the model must have them. */
+  includeAttention: boolean;
   /** Report every tick, not only the answer. */
   streamTicks: boolean;
   /**
@@ -64,6 +75,11 @@ export interface ClassifyJob {
    * streams, whose reader waits for the client. Off for readers that just collect a trace.
    */
   pacedByReader: boolean;
+  /**
+   * Called once with the preprocessed input, before it is queued (for a client that draws attention
+   * over it). The array is handed to a worker right after: copy what you keep.
+   */
+  onInput?: (input: Float32Array) => void;
 }
 
 export interface TickReport {
@@ -71,6 +87,8 @@ export interface TickReport {
   certainty: number;
   logits: Float32Array;
   prediction: Prediction;
+  /** Only for requests with includeAttention: weights row-major in `shape` ([heads, *token grid]). */
+  attention?: { weights: Float32Array; shape: readonly number[] };
 }
 
 export interface InferenceResult {
@@ -98,11 +116,21 @@ interface Request {
   policy: HaltPolicy;
   deadlineAt: number;
   streamTicks: boolean;
+  includeAttention: boolean;
   readAhead: number;
   topK: number;
   channel: EventChannel<InferenceEvent>;
   worker: SchedulerThread | undefined;
+  /** The last tick pushed to the channel, and the last one its reader has taken. */
+  pushed: number;
+  taken: number;
+  /** Fires when a queued request's halt_policy deadline passes. */
+  expiry: NodeJS.Timeout | undefined;
 }
+
+/** First wait before restarting a worker again after a restart failed; it doubles up to the cap. */
+const RESTART_BACKOFF_MS = 500;
+const RESTART_BACKOFF_CAP_MS = 30_000;
 
 /**
  * How many ticks a paced request may be computed ahead of its reader: enough to hide the round trip
@@ -122,8 +150,19 @@ export class ModelEngine {
   private queue: Request[] = [];
   private preparing = 0;
   private nextId = 1;
-  private closing = false;
+  /** drain() was called: no new requests. */
+  private draining = false;
+  /** Set once the drain's grace period is over (or close() ran): requests still preparing fail with it. */
+  private cutOff: string | undefined;
+  /** close() was called: no worker may start or be restarted any more. */
+  private closed = false;
   private idle: (() => void) | undefined;
+  /** Why the model has no worker and cannot get one; undefined while it serves. */
+  private failed: string | undefined;
+  private readonly failureListeners: ((failure: string | undefined) => void)[] = [];
+  /** Workers starting (at start-up or as replacements), for close() to wait for. */
+  private readonly starting = new Set<Promise<unknown>>();
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
 
   private constructor(
     readonly definition: ModelDefinition,
@@ -151,13 +190,27 @@ export class ModelEngine {
     observer?: EngineObserver,
   ): Promise<ModelEngine> {
     const engine = new ModelEngine(definition, options, log, observer);
-    try {
-      await Promise.all(Array.from({ length: options.workers }, (_, i) => engine.startWorker(i)));
-    } catch (error) {
+    // Settled, not raced: a worker still starting when another fails must be stopped too.
+    const started = await Promise.allSettled(Array.from({ length: options.workers }, (_, i) => engine.startWorker(i)));
+    const failure = started.find((outcome) => outcome.status === "rejected");
+    if (failure) {
       await engine.close();
-      throw error;
+      throw failure.reason;
     }
     return engine;
+  }
+
+  /**
+   * Why the model is not serving: it has no running worker and restarting one failed (the message
+   * names the cause). Undefined while it serves; it clears by itself when a restart succeeds.
+   */
+  get failure(): string | undefined {
+    return this.failed;
+  }
+
+  /** Calls `listener` whenever `failure` changes (health follows it). */
+  onFailureChange(listener: (failure: string | undefined) => void): void {
+    this.failureListeners.push(listener);
   }
 
   /**
@@ -166,15 +219,35 @@ export class ModelEngine {
    * caller aborts; stopping the iteration early cancels the request.
    */
   async *classify(job: ClassifyJob, signal: AbortSignal): AsyncGenerator<InferenceEvent> {
-    if (this.closing) throw new ServerError("UNAVAILABLE", "the server is shutting down and accepts no new requests");
+    if (this.draining) throw new ServerError("UNAVAILABLE", "the server is shutting down and accepts no new requests");
+    if (this.failed) throw new ServerError("UNAVAILABLE", this.failed);
     const policy = resolveHaltPolicy(job.policy, this.limits);
     const topK = resolveTopK(job.topK, this.definition.manifest.output, this.name);
+    if (job.includeAttention && !this.definition.manifest.attention) {
+      throw new ServerError(
+        "INVALID_ARGUMENT",
+        `include_attention: model ${this.name} was exported without an attention output (its manifest has no "attention"); re-export it with python -m ctm.export to get one`,
+      );
+    }
     const receivedAt = Date.now();
     this.reserve();
     let input: Float32Array;
     try {
       input = await prepareInput(job.input, this.definition.manifest.input, this.name, this.options.image);
-      signal.throwIfAborted();
+      // Whatever happened while the input was prepared ends the request here, counted once.
+      if (signal.aborted) {
+        this.observer?.finished(this.name, "cancelled", undefined, 0);
+        throw signal.reason;
+      }
+      if (this.cutOff) {
+        this.observer?.finished(this.name, "cancelled", undefined, 0);
+        throw new ServerError("UNAVAILABLE", this.cutOff);
+      }
+      if (this.failed) {
+        this.observer?.finished(this.name, "failed", undefined, 0);
+        throw new ServerError("UNAVAILABLE", this.failed);
+      }
+      job.onInput?.(input);
     } finally {
       this.preparing--;
       this.checkIdle();
@@ -185,13 +258,20 @@ export class ModelEngine {
       policy,
       deadlineAt: policy.deadlineMs > 0 ? receivedAt + policy.deadlineMs : Number.POSITIVE_INFINITY,
       streamTicks: job.streamTicks,
+      includeAttention: job.includeAttention,
       readAhead: job.streamTicks && job.pacedByReader ? READ_AHEAD_TICKS : 0,
       topK,
       channel: new EventChannel<InferenceEvent>(),
       worker: undefined,
+      pushed: 0,
+      taken: 0,
+      expiry: undefined,
     };
     this.requests.set(request.id, request);
     this.queue.push(request);
+    if (Number.isFinite(request.deadlineAt)) {
+      request.expiry = setTimeout(() => this.expire(request), Math.max(0, request.deadlineAt - Date.now()));
+    }
     this.dispatch();
 
     const onAbort = () => this.cancel(request, signal.reason);
@@ -212,7 +292,7 @@ export class ModelEngine {
 
   /** Stops admitting; waits up to `graceMs` for in-flight requests, then cancels the rest. */
   async drain(graceMs: number): Promise<void> {
-    this.closing = true;
+    this.draining = true;
     if (this.requests.size > 0 || this.preparing > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -226,30 +306,28 @@ export class ModelEngine {
       clearTimeout(timer);
       this.idle = undefined;
     }
+    this.cutOff = `the server shut down before this request finished (grace period ${graceMs} ms)`;
     const leftover = [...this.requests.values()];
     if (leftover.length > 0)
       this.log.warn(
         { model: this.name, cancelled: leftover.length, graceMs },
         "grace period over; cancelling in-flight requests",
       );
-    for (const request of leftover) {
-      this.cancel(
-        request,
-        new ServerError(
-          "UNAVAILABLE",
-          `the server shut down before this request finished (grace period ${graceMs} ms)`,
-        ),
-      );
-    }
+    for (const request of leftover) this.cancel(request, new ServerError("UNAVAILABLE", this.cutOff));
   }
 
   /** Stops the workers. Requests still in flight fail. */
   async close(): Promise<void> {
-    this.closing = true;
-    for (const request of this.requests.values())
-      request.channel.fail(new ServerError("UNAVAILABLE", "the server is shutting down"));
-    this.requests.clear();
+    this.draining = true;
+    this.closed = true;
+    this.cutOff ??= "the server is shutting down";
+    for (const timer of this.restartTimers) clearTimeout(timer);
+    this.restartTimers.clear();
+    for (const request of [...this.requests.values()])
+      this.settle(request, "cancelled", new ServerError("UNAVAILABLE", "the server is shutting down"));
     this.queue = [];
+    // A worker still starting stops itself once it is up (openWorker checks `closed`).
+    await Promise.allSettled([...this.starting]);
     await Promise.all(this.slots.map((thread) => thread.stop()));
     this.slots.length = 0;
   }
@@ -258,7 +336,8 @@ export class ModelEngine {
   /** Claims a place in the queue, or refuses at once when it is full. */
   private reserve(): void {
     const { maxBatch, maxQueue } = this.options;
-    const free = this.slots.reduce((sum, slot) => sum + (maxBatch - slot.load), 0);
+    // A slot whose batch is over max-batch (readers that resumed at once) offers nothing, not less.
+    const free = this.slots.reduce((sum, slot) => sum + Math.max(0, maxBatch - slot.load), 0);
     const waiting = this.queue.length + this.preparing;
     if (waiting + 1 > free + maxQueue) {
       const running = this.slots.reduce((sum, slot) => sum + slot.load, 0);
@@ -277,6 +356,11 @@ export class ModelEngine {
       for (const s of this.slots) if (s.load < this.options.maxBatch && (!slot || s.load < slot.load)) slot = s;
       if (!slot) break;
       const request = this.queue.shift() as Request;
+      clearTimeout(request.expiry);
+      if (Date.now() >= request.deadlineAt) {
+        this.expire(request);
+        continue;
+      }
       slot.requests.add(request.id);
       request.worker = slot;
       const message: ToWorker = {
@@ -286,6 +370,7 @@ export class ModelEngine {
         policy: request.policy,
         deadlineAt: request.deadlineAt,
         streamTicks: request.streamTicks,
+        attention: request.includeAttention,
         readAhead: request.readAhead,
       };
       slot.post(message, [request.input.buffer as ArrayBuffer]);
@@ -295,13 +380,35 @@ export class ModelEngine {
 
   private reportOccupancy(): void {
     const active = this.slots.reduce((sum, slot) => sum + slot.load, 0);
-    this.observer?.occupancy(this.name, this.queue.length, active);
+    const parked = this.slots.reduce((sum, slot) => sum + slot.parked.size, 0);
+    this.observer?.occupancy(this.name, this.queue.length, active, parked);
+  }
+
+  /**
+   * Keeps the worker's view of a paced request in step: it parks the request once it is `readAhead`
+   * ticks past what the reader has taken, and so does this. A reader that takes ticks as they come is
+   * never that far behind (its next read follows each tick within the same event-loop turn), so a
+   * parked request is one whose reader is stuck (a gRPC stream waiting for HTTP/2 flow control). It
+   * gives its batch slot back, and takes it back when its reader catches up, even over max-batch:
+   * its state is on the worker already, and new requests wait until the batch is back under.
+   */
+  private pace(request: Request): void {
+    const slot = request.worker;
+    if (!slot || request.readAhead === 0) return;
+    const parked = request.pushed - request.taken >= request.readAhead;
+    if (parked === slot.parked.has(request.id)) return;
+    if (parked) slot.parked.add(request.id);
+    else slot.parked.delete(request.id);
+    if (parked) this.dispatch();
+    else this.reportOccupancy();
   }
 
   /** Credits go out once per event-loop turn, one message per worker, however many readers took ticks. */
   private credit(request: Request, tick: number): void {
     const slot = request.worker;
     if (!slot || request.readAhead === 0) return;
+    request.taken = tick;
+    this.pace(request);
     const pending = this.credits.get(slot);
     if (pending) {
       pending.push([request.id, tick]);
@@ -321,15 +428,41 @@ export class ModelEngine {
   private cancel(request: Request, reason: unknown): void {
     if (request.channel.closed) return;
     request.channel.fail(reason);
+    // On a worker it stays in `requests` until the worker reports it gone, and is counted then.
+    if (request.worker) request.worker.post({ type: "cancel", id: request.id });
+    else this.settle(request, "cancelled");
+  }
+
+  /** A queued request whose halt_policy deadline passed before it had a tick: DEADLINE_EXCEEDED. */
+  private expire(request: Request): void {
+    if (request.worker || !this.requests.has(request.id)) return;
+    this.settle(request, "expired", this.expiredError(request));
+  }
+
+  private expiredError(request: Request): ServerError {
+    return new ServerError(
+      "DEADLINE_EXCEEDED",
+      `halt_policy.deadline_ms (${request.policy.deadlineMs} ms) passed before the request's first tick (it waited for a batch slot); no tick was run`,
+    );
+  }
+
+  /**
+   * Ends a request the engine still holds: takes it out of the queue, its worker's books and
+   * `requests`, counts it once under `outcome`, and fails its reader with `error` (if it has not ended).
+   */
+  private settle(request: Request, outcome: Finished["outcome"], error?: unknown, ticksUsed = 0): void {
+    if (!this.requests.delete(request.id)) return;
+    clearTimeout(request.expiry);
     if (request.worker) {
-      request.worker.post({ type: "cancel", id: request.id });
+      request.worker.requests.delete(request.id);
+      request.worker.parked.delete(request.id);
     } else {
       this.queue = this.queue.filter((r) => r !== request);
-      this.requests.delete(request.id);
-      this.reportOccupancy();
-      this.observer?.finished(this.name, "cancelled", undefined, 0);
-      this.checkIdle();
     }
+    this.observer?.finished(this.name, outcome, undefined, ticksUsed);
+    if (error !== undefined) request.channel.fail(error);
+    this.reportOccupancy();
+    this.checkIdle();
   }
 
   private checkIdle(): void {
@@ -337,7 +470,20 @@ export class ModelEngine {
   }
 
   // ---------------------------------------------------------------- workers
+  /** Starts worker `index` and gives it a slot; one that comes up after close() is stopped instead. */
   private async startWorker(index: number): Promise<void> {
+    if (this.closed) return;
+    // Tracked to the end, stop included, so that close() returns only once no thread of ours is left.
+    const starting = this.openWorker(index);
+    this.starting.add(starting);
+    try {
+      await starting;
+    } finally {
+      this.starting.delete(starting);
+    }
+  }
+
+  private async openWorker(index: number): Promise<void> {
     const data: WorkerData = {
       model: this.definition,
       session: this.options.session,
@@ -355,6 +501,10 @@ export class ModelEngine {
     } catch (error) {
       throw new Error(`model ${this.name}: ${error instanceof Error ? error.message : String(error)}`);
     }
+    if (this.closed) {
+      await thread.stop();
+      return;
+    }
     this.provider = thread.provider;
     if (thread.fallbackReason) {
       this.log.warn(
@@ -368,8 +518,9 @@ export class ModelEngine {
 
   private onStep(slot: SchedulerThread, step: StepMessage): void {
     for (const run of step.runs) this.observer?.step(this.name, run);
-    const { output } = this.definition.manifest;
+    const { output, attention } = this.definition.manifest;
     const width = output.shape.reduce((a, b) => a * b, 1);
+    const attentionWidth = attention ? attention.shape.reduce((a, b) => a * b, 1) : 0;
     const finished = new Map(step.finished.map((done) => [done.id, done]));
     if (step.ticks) {
       const rows = step.ticks;
@@ -384,27 +535,40 @@ export class ModelEngine {
           logits: rows.logits.subarray(i * width, (i + 1) * width),
           prediction: describePrediction(probabilities, output, request.topK),
         };
+        if (request.includeAttention && rows.attention && attention) {
+          tick.attention = {
+            weights: rows.attention.subarray(i * attentionWidth, (i + 1) * attentionWidth),
+            shape: attention.shape,
+          };
+        }
+        request.pushed = tick.tick;
         request.channel.push({ tick, result: done?.outcome === "halted" ? this.resultOf(request, done) : undefined });
         if (done?.outcome === "halted") request.channel.end();
+        else this.pace(request);
       });
     }
     for (const done of step.finished) {
+      const request = this.requests.get(done.id);
+      // Gone already: settled by close() or by this worker's exit, and counted then.
+      if (!request || request.worker !== slot) continue;
+      this.requests.delete(done.id);
       slot.requests.delete(done.id);
+      slot.parked.delete(done.id);
       this.observer?.finished(
         this.name,
         done.outcome,
         done.outcome === "halted" ? done.reason : undefined,
         done.ticksUsed,
       );
-      const request = this.requests.get(done.id);
-      this.requests.delete(done.id);
       // Closed already: cancelled by its reader, or its result went out with its last tick above.
-      if (!request || request.channel.closed) continue;
+      if (request.channel.closed) continue;
       if (done.outcome === "halted") {
         request.channel.push({ tick: undefined, result: this.resultOf(request, done) });
         request.channel.end();
       } else if (done.outcome === "failed") {
         request.channel.fail(new Error(`model ${this.name}: graph run failed: ${done.message}`));
+      } else if (done.outcome === "expired") {
+        request.channel.fail(this.expiredError(request));
       } else {
         request.channel.fail(new DOMException("cancelled", "AbortError"));
       }
@@ -425,29 +589,89 @@ export class ModelEngine {
     };
   }
 
-  /** A worker that dies takes its requests with it; a replacement keeps the model serving. */
+  /**
+   * A worker that dies takes its requests with it (they fail at once with UNAVAILABLE); a replacement
+   * keeps the model serving. During a drain none is started: the queue then fails at once if no
+   * worker is left, rather than waiting out the grace period for a slot that will not come.
+   */
   private onWorkerExit(slot: SchedulerThread, code: number): void {
     const at = this.slots.indexOf(slot);
     if (at >= 0) this.slots.splice(at, 1);
-    if (this.closing) return;
+    if (this.closed) return;
+    const restart = !this.draining;
     this.log.error(
       { model: this.name, worker: slot.index, code, lost: slot.requests.size },
-      "scheduler worker exited; restarting it",
+      restart ? "scheduler worker exited; restarting it" : "scheduler worker exited during shutdown; not restarting it",
     );
-    for (const id of slot.requests) {
+    const then = restart
+      ? "it has been restarted, retry the request"
+      : "the server is shutting down and does not restart it; retry the request on another server";
+    for (const id of [...slot.requests]) {
       const request = this.requests.get(id);
-      this.requests.delete(id);
-      request?.channel.fail(
+      if (!request) continue;
+      this.settle(
+        request,
+        "failed",
         new ServerError(
           "UNAVAILABLE",
-          `model ${this.name}: the inference worker running this request stopped (exit code ${code}); it has been restarted, retry the request`,
+          `model ${this.name}: the inference worker running this request stopped (exit code ${code}); ${then}`,
         ),
+        request.pushed,
       );
+    }
+    if (restart) {
+      this.restartWorker(slot.index, `its inference worker ${slot.index} stopped (exit code ${code})`, 0);
+    } else if (this.slots.length === 0) {
+      const error = `model ${this.name}: its inference worker stopped during shutdown (exit code ${code}) and is not restarted; retry the request on another server`;
+      for (const request of [...this.queue]) this.settle(request, "failed", new ServerError("UNAVAILABLE", error));
     }
     this.dispatch();
     this.checkIdle();
-    this.startWorker(slot.index).catch((error) => {
-      this.log.error({ model: this.name, worker: slot.index, err: error }, "could not restart scheduler worker");
-    });
+  }
+
+  /**
+   * Starts worker `index` again; while that fails, tries again after a doubling wait (up to
+   * RESTART_BACKOFF_CAP_MS). A model left with no worker meanwhile is FAILED until one starts.
+   */
+  private restartWorker(index: number, cause: string, attempt: number): void {
+    this.startWorker(index).then(
+      () => {
+        if (this.closed || this.failed === undefined || this.slots.length === 0) return;
+        this.log.info(
+          { model: this.name, worker: index, attempts: attempt + 1 },
+          "scheduler worker restarted; serving again",
+        );
+        this.setFailure(undefined);
+      },
+      (error: unknown) => {
+        if (this.closed) return;
+        const wait = Math.min(RESTART_BACKOFF_CAP_MS, RESTART_BACKOFF_MS * 2 ** attempt);
+        const reason = error instanceof Error ? error.message : String(error);
+        this.log.error(
+          { model: this.name, worker: index, attempt: attempt + 1, retryInMs: wait, err: error },
+          "could not restart scheduler worker",
+        );
+        if (this.slots.length === 0) {
+          this.setFailure(
+            `model ${this.name} is not serving: ${cause} and could not be restarted: ${reason}; the server keeps retrying`,
+          );
+        }
+        const timer = setTimeout(() => {
+          this.restartTimers.delete(timer);
+          this.restartWorker(index, cause, attempt + 1);
+        }, wait);
+        this.restartTimers.add(timer);
+      },
+    );
+  }
+
+  /** Enters or leaves the FAILED state; entering it fails every queued request at once. */
+  private setFailure(failure: string | undefined): void {
+    if (failure === this.failed) return;
+    this.failed = failure;
+    if (failure) {
+      for (const request of [...this.queue]) this.settle(request, "failed", new ServerError("UNAVAILABLE", failure));
+    }
+    for (const listener of this.failureListeners) listener(failure);
   }
 }

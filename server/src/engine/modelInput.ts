@@ -4,8 +4,9 @@
  * letting a NaN through would poison the batch's shared graph run for nobody's benefit.
  */
 import type { ImageInput, InputSpec } from "../model/manifest.ts";
+import { BlankImageError } from "../runtime/blankImage.ts";
 import { ImageDecodeError, type ImageLimits, preprocessImage } from "../runtime/imagePreprocess.ts";
-import { invalidArgument } from "./serverError.ts";
+import { echo, invalidArgument } from "./serverError.ts";
 
 export type ModelInput =
   | { kind: "image"; data: Uint8Array }
@@ -29,6 +30,7 @@ export async function prepareInput(
     return await preprocessImage(input.data, spec.image, limits);
   } catch (error) {
     if (error instanceof ImageDecodeError) throw invalidArgument(`input.image.data ${error.message}`);
+    if (error instanceof BlankImageError) throw invalidArgument(`input.image.data has no ink: ${error.message}`);
     throw error;
   }
 }
@@ -42,7 +44,7 @@ export function checkTensorInput(
   const expected = spec.shape;
   if (input.shape.length !== expected.length || input.shape.some((d, i) => d !== expected[i])) {
     throw invalidArgument(
-      `input.tensor.shape must be [${expected.join(", ")}] for model ${model}, got [${input.shape.join(", ")}]`,
+      `input.tensor.shape must be [${expected.join(", ")}] for model ${model}, got ${echo(input.shape)}`,
     );
   }
   const size = expected.reduce((a, b) => a * b, 1);

@@ -5,7 +5,7 @@
  */
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { ModelEngine } from "./modelEngine.ts";
-import { invalidArgument, ServerError } from "./serverError.ts";
+import { echo, invalidArgument, ServerError } from "./serverError.ts";
 
 /** A model folder that could not be loaded: listed with its error, never served. */
 export interface FailedModel {
@@ -76,7 +76,7 @@ export class ModelRegistry {
     const failed = this.failures.get(name);
     if (!engine && !failed) {
       if (this.loading) throw new ServerError("UNAVAILABLE", "the server is still loading its models; retry shortly");
-      throw new ServerError("NOT_FOUND", `model "${name}" is not loaded (${this.describe()})`);
+      throw new ServerError("NOT_FOUND", `model ${echo(name)} is not loaded (${this.describe()})`);
     }
     const loaded = engine ? engine.definition.manifest.version : (failed as FailedModel).version;
     if (version !== 0 && version !== loaded) {

@@ -36,6 +36,8 @@ export interface TickBatch {
     logits: Float32Array;
     certainty: Float32Array;
     probabilities: Float32Array;
+    /** [rows, heads x tokens], when the model has an attention output. */
+    attention?: Float32Array;
     runMs: number;
   }>;
 }
@@ -49,6 +51,7 @@ interface Active {
   id: number;
   tracker: HaltTracker<Answer>;
   streamTicks: boolean;
+  attention: boolean;
   /** 0: not paced. */
   readAhead: number;
   /** The last tick the reader has taken. */
@@ -164,19 +167,19 @@ export class Scheduler {
     const run: StepRun = { batchSize: 0, joined: 0, encodeMs: 0, tickMs: 0 };
     let ticks: TickRows | undefined;
     try {
-      if (this.incoming.length > 0) await this.join(run);
+      if (this.incoming.length > 0) await this.join(run, finished);
       if (this.pace() > 0) ticks = await this.tick(run, finished);
     } catch (error) {
-      // A failed graph run leaves no trustworthy state: every request in the batch fails and the
-      // batch starts empty, so later requests are unaffected.
+      // A failed graph run leaves no trustworthy state: every request in the batch (those joining
+      // included: join() made them active) fails and the batch starts empty. Requests admitted while
+      // the run was in flight are still in `incoming`, were never part of it, and join at the next
+      // boundary.
       const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-      for (const request of [...this.active.values(), ...this.incoming]) {
-        const ticksUsed = "tracker" in request ? request.tracker.ticksDone : 0;
-        finished.push({ id: request.id, outcome: "failed", ticksUsed, message });
+      for (const request of this.active.values()) {
+        finished.push({ id: request.id, outcome: "failed", ticksUsed: request.tracker.ticksDone, message });
       }
-      this.batch.leave([...this.active.keys(), ...this.incoming.map((r) => r.id)]);
+      this.batch.leave([...this.active.keys()]);
       this.active.clear();
-      this.incoming = [];
     }
     if (run.batchSize > 0 || run.joined > 0) this.runs.push(run);
     this.report(ticks, finished);
@@ -192,16 +195,24 @@ export class Scheduler {
     this.reportedAt = now;
   }
 
-  private async join(run: StepRun): Promise<void> {
+  private async join(run: StepRun, finished: Finished[]): Promise<void> {
     // Take the newcomers before awaiting: admissions that arrive during the encoder run wait for the
     // next boundary instead of slipping into this one unencoded.
-    const joining = this.incoming;
+    const now = this.now();
+    const joining: AdmitMessage[] = [];
+    for (const r of this.incoming) {
+      // Its deadline passed on the way here: an answer from no ticks would be a guess.
+      if (now >= r.deadlineAt) finished.push({ id: r.id, outcome: "expired", ticksUsed: 0 });
+      else joining.push(r);
+    }
     this.incoming = [];
+    if (joining.length === 0) return;
     for (const r of joining) {
       this.active.set(r.id, {
         id: r.id,
         tracker: new HaltTracker<Answer>(r.policy, r.deadlineAt),
         streamTicks: r.streamTicks,
+        attention: r.attention,
         readAhead: r.readAhead,
         taken: 0,
         parked: false,
@@ -270,8 +281,14 @@ export class Scheduler {
       logits: new Float32Array(rows.length * width),
       probabilities: new Float32Array(rows.length * width),
     };
+    const wanted = run.attention ? rows.filter((row) => this.active.get(run.ids[row] as number)?.attention) : [];
+    const attentionWidth = run.attention ? run.attention.length / run.ids.length : 0;
+    if (wanted.length > 0) out.attention = new Float32Array(rows.length * attentionWidth);
     rows.forEach((row, i) => {
       const id = run.ids[row] as number;
+      if (out.attention && run.attention && (this.active.get(id) as Active).attention) {
+        out.attention.set(run.attention.subarray(row * attentionWidth, (row + 1) * attentionWidth), i * attentionWidth);
+      }
       out.ids.push(id);
       out.ticks.push((this.active.get(id) as Active).tracker.ticksDone);
       out.certainty[i] = run.certainty[row] as number;
@@ -286,6 +303,7 @@ export class Scheduler {
 export function transferablesOf(step: StepMessage): ArrayBuffer[] {
   const buffers: ArrayBufferLike[] = [];
   if (step.ticks) buffers.push(step.ticks.certainty.buffer, step.ticks.logits.buffer, step.ticks.probabilities.buffer);
+  if (step.ticks?.attention) buffers.push(step.ticks.attention.buffer);
   for (const f of step.finished) {
     if (f.outcome === "halted" && f.logits.buffer !== f.probabilities.buffer)
       buffers.push(f.logits.buffer, f.probabilities.buffer);

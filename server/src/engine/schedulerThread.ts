@@ -24,6 +24,11 @@ export interface SchedulerThreadEvents {
 export class SchedulerThread {
   /** Requests admitted to this thread and not yet finished. */
   readonly requests = new Set<number>();
+  /**
+   * Those of `requests` parked because their reader stopped taking ticks: they cost no compute and
+   * hold no batch slot (see ModelEngine's pacing).
+   */
+  readonly parked = new Set<number>();
   private outbox: ToWorker[] = [];
   private transfer: ArrayBuffer[] = [];
 
@@ -36,8 +41,9 @@ export class SchedulerThread {
     readonly fallbackReason: string | undefined,
   ) {}
 
+  /** Requests holding a batch slot: admitted, not finished, not parked. */
   get load(): number {
-    return this.requests.size;
+    return this.requests.size - this.parked.size;
   }
 
   /** Starts a thread; rejects with the reason if it cannot open its sessions. */

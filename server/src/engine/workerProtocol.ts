@@ -27,6 +27,8 @@ export interface AdmitMessage {
   deadlineAt: number;
   /** Report every tick (streams and traces), not just the answer. */
   streamTicks: boolean;
+  /** Its streamed ticks carry the attention weights (TickRows.attention). */
+  attention: boolean;
   /** Most ticks the request may run ahead of the ticks its reader has taken; 0: not paced. */
   readAhead: number;
 }
@@ -46,6 +48,11 @@ export interface TickRows {
   certainty: Float32Array;
   logits: Float32Array;
   probabilities: Float32Array;
+  /**
+   * Row i's attention weights at [i * attentionWidth, ...): present only when some row asked for them,
+   * and then only those rows' are filled in, so that no one else's ticks pay for the copy.
+   */
+  attention?: Float32Array;
 }
 
 export type Finished =
@@ -60,6 +67,8 @@ export type Finished =
       probabilities: Float32Array;
     }
   | { id: number; outcome: "cancelled"; ticksUsed: number }
+  /** Its halt_policy deadline had passed before its first tick: nothing was run. */
+  | { id: number; outcome: "expired"; ticksUsed: 0 }
   | { id: number; outcome: "failed"; ticksUsed: number; message: string };
 
 /** One tick boundary's graph runs, for metrics. */

@@ -1,8 +1,19 @@
 /**
  * calibration.json: accuracy and tick counts against certainty thresholds, measured on a validation
  * split with the same halting rule the server applies (min_ticks 1, max_ticks = trained ticks). The
- * server reads it to turn a client's target accuracy into a threshold and to report it in GetModel.
+ * server reads it to turn a client's target accuracy or consistency into a threshold and to report it
+ * in GetModel.
+ *
+ * schema_version 2 adds `guarantees`: for a grid of targets and confidences, the threshold that
+ * Learn-then-Test certifies (training/ctm/guarantee.py) for accuracy and for consistency (agreement
+ * with the answer after all ticks), or null when none does. schema_version 1 files are still read;
+ * they certify nothing.
+ *
+ * A model folder may hold several calibrations: `calibration.json` (version 1) and
+ * `calibration-N.json` (N >= 2, written by `npm run calibrate -- --unlabeled DIR`). The newest wins.
  */
+import { existsSync, readdirSync } from "node:fs";
+import { basename, extname, join } from "node:path";
 import { JsonReader } from "./jsonReader.ts";
 
 export interface CalibrationPoint {
@@ -15,7 +26,40 @@ export interface CalibrationPoint {
   reachedFraction: number;
 }
 
+export type GuaranteeKind = "accuracy" | "consistency";
+export const GUARANTEE_KINDS: readonly GuaranteeKind[] = ["accuracy", "consistency"];
+
+/** One grid point: the threshold Learn-then-Test chose for (target, confidence), or null. */
+export interface CertifiedPoint {
+  target: number;
+  confidence: number;
+  threshold: number | null;
+  /** Upper confidence bound on the loss (1 - accuracy or 1 - agreement) at the threshold (at 1.0 if null). */
+  riskBound: number;
+  meanTicks: number;
+}
+
+/** Where a guarantee's data came from. */
+export interface CalibrationData {
+  kind: string;
+  count: number;
+  split?: string;
+  dir?: string;
+  sha256?: string;
+  date?: string;
+}
+
+export interface GuaranteeTable {
+  count: number;
+  data: CalibrationData;
+  /** Every grid point, certified or not. */
+  certified: CertifiedPoint[];
+}
+
 export interface Calibration {
+  schemaVersion: 1 | 2;
+  /** The file's name within the model folder. */
+  file: string;
   split: string;
   count: number;
   ticks: number;
@@ -23,12 +67,14 @@ export interface Calibration {
   accuracyLastTick: number;
   /** Sorted by threshold, ascending. */
   thresholds: CalibrationPoint[];
+  guarantees: Partial<Record<GuaranteeKind, GuaranteeTable>>;
 }
 
 export function parseCalibration(document: unknown, file: string): Calibration {
   const root = new JsonReader(file, document);
-  const schema = root.field("schema_version").integer();
-  if (schema !== 1) root.field("schema_version").fail(`must be 1, got ${schema}`);
+  const schemaField = root.field("schema_version").integer();
+  if (schemaField !== 1 && schemaField !== 2) root.field("schema_version").fail(`must be 1 or 2, got ${schemaField}`);
+  const schema = schemaField as 1 | 2;
   const fraction = (r: JsonReader) => r.number({ min: 0, max: 1 });
   const thresholds = root
     .field("thresholds")
@@ -48,12 +94,100 @@ export function parseCalibration(document: unknown, file: string): Calibration {
       };
     })
     .sort((a, b) => a.threshold - b.threshold);
+  const guarantees: Calibration["guarantees"] = {};
+  if (schema === 2) {
+    const section = root.field("guarantees");
+    for (const kind of GUARANTEE_KINDS) {
+      if (section.has(kind)) guarantees[kind] = parseGuaranteeTable(section.field(kind));
+    }
+  }
   return {
+    schemaVersion: schema,
+    file: basename(file),
     split: root.field("split").string(),
     count: root.field("count").positiveInteger(),
     ticks: root.field("ticks").positiveInteger(),
     accuracyMostCertain: fraction(root.field("accuracy_most_certain")),
     accuracyLastTick: fraction(root.field("accuracy_last_tick")),
     thresholds,
+    guarantees,
   };
+}
+
+function parseGuaranteeTable(table: JsonReader): GuaranteeTable {
+  const open = (r: JsonReader, name: string) => {
+    const value = r.field(name).number({ min: 0, max: 1 });
+    if (value === 0 || (name === "confidence" && value === 1)) {
+      r.field(name).fail(`must be in (0, 1${name === "confidence" ? ")" : "]"}, got ${value}`);
+    }
+    return value;
+  };
+  const data = table.field("data");
+  const optional = (name: string) => (data.has(name) ? data.field(name).string() : undefined);
+  return {
+    count: table.field("count").positiveInteger(),
+    data: {
+      kind: data.has("kind") ? data.field("kind").string() : "labeled",
+      count: data.field("count").positiveInteger(),
+      split: optional("split"),
+      dir: optional("dir"),
+      sha256: optional("sha256"),
+      date: optional("date"),
+    },
+    certified: table
+      .field("certified")
+      .array({ minLength: 1 })
+      .map((p) => ({
+        target: open(p, "target"),
+        confidence: open(p, "confidence"),
+        threshold: p.has("threshold") ? open(p, "threshold") : null,
+        riskBound: p.field("risk_bound").number({ min: 0, max: 1 }),
+        meanTicks: p.field("mean_ticks").number({ min: 0 }),
+      })),
+  };
+}
+
+/**
+ * The grid point that serves a request for (target, confidence): the smallest grid target >= target
+ * at the smallest grid confidence >= confidence. A stricter target or confidence certifies a weaker
+ * one, and for a fixed-sequence test the threshold only rises with either, so this single point is the
+ * cheapest valid choice; picking the cheapest of several points after the fact would not be valid.
+ * undefined when the grid has no such point (the target or confidence is above its highest).
+ */
+export function gridPointFor(table: GuaranteeTable, target: number, confidence: number): CertifiedPoint | undefined {
+  const above = <T>(values: T[], key: (v: T) => number, bound: number) =>
+    values.filter((v) => key(v) >= bound - 1e-12).sort((a, b) => key(a) - key(b));
+  const confidenceLevel = above(table.certified, (p) => p.confidence, confidence)[0]?.confidence;
+  if (confidenceLevel === undefined) return undefined;
+  const row = table.certified.filter((p) => p.confidence === confidenceLevel);
+  return above(row, (p) => p.target, target)[0];
+}
+
+/** The highest confidence a table holds. */
+export function highestConfidence(table: GuaranteeTable): number {
+  return Math.max(...table.certified.map((p) => p.confidence));
+}
+
+/**
+ * Which calibration file of a model folder to read: the highest N among `calibration-N.json` (N >= 2,
+ * with the manifest's file name as the stem), else the manifest's own file.
+ */
+export function newestCalibrationFile(folder: string, manifestFile: string): string {
+  const extension = extname(manifestFile);
+  const stem = manifestFile.slice(0, manifestFile.length - extension.length);
+  let best = { version: 1, file: manifestFile };
+  const pattern = new RegExp(`^${escapeRegExp(basename(stem))}-([0-9]+)${escapeRegExp(extension)}$`);
+  const dir = join(folder, stem, "..");
+  if (!existsSync(dir)) return manifestFile;
+  for (const name of readdirSync(dir)) {
+    const version = Number(pattern.exec(name)?.[1] ?? Number.NaN);
+    if (version >= 2 && version > best.version) {
+      best = { version, file: join(stem, "..", name) };
+    }
+  }
+  return best.file;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

@@ -74,6 +74,12 @@ export interface Manifest {
   state: StateTensor[];
   /** Tick-graph output names. */
   outputs: { logits: string; certainty: string; probabilities: string };
+  /**
+   * The tick graph's optional attention output, [batch, heads, tokens]: the weights of the tick's query
+   * over the input tokens. `shape` is [heads, *token grid], the grid as the manifest's `token_grid`
+   * gives it (e.g. [7, 7] for a 7x7 feature map of a 28x28 image).
+   */
+  attention?: { output: string; shape: number[] };
   calibration?: string;
   samples?: string;
   golden?: string;
@@ -133,8 +139,25 @@ export function parseManifest(document: unknown, file = MANIFEST_FILE): Manifest
     samples: root.field("samples").optionalString(),
     golden: root.field("golden").optionalString(),
   };
+  if (root.has("attention")) manifest.attention = parseAttention(root.field("attention"), graphs.tick);
   checkGraphWiring(root, manifest);
   return manifest;
+}
+
+function parseAttention(reader: JsonReader, tick: GraphSpec): NonNullable<Manifest["attention"]> {
+  const output = reader.field("output").string();
+  const grid = parseFixedShape(reader.field("token_grid"));
+  const graphTensor = tick.outputs.find((t) => t.name === output);
+  if (!graphTensor) throw reader.field("output").error(`"${output}" is not among graphs.tick.outputs`);
+  const [, heads, tokens] = graphTensor.shape;
+  if (graphTensor.shape.length !== 3 || typeof heads !== "number" || tokens !== product(grid)) {
+    reader
+      .field("token_grid")
+      .fail(
+        `[${grid}] does not fit graphs.tick.outputs "${output}" ${JSON.stringify(graphTensor.shape)}: expected ["batch", heads, ${product(grid)}]`,
+      );
+  }
+  return { output, shape: [heads as number, ...grid] };
 }
 
 function parseInput(reader: JsonReader): InputSpec {

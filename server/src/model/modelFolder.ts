@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type Calibration, parseCalibration } from "./calibration.ts";
+import { type Calibration, newestCalibrationFile, parseCalibration } from "./calibration.ts";
 import { ModelFolderError } from "./jsonReader.ts";
 import { MANIFEST_FILE, type Manifest, parseManifest } from "./manifest.ts";
 
@@ -54,11 +54,11 @@ export function loadModelFolder(dir: string): ModelDefinition {
   }
   const encoderPath = existingFile(folder, manifest.graphs.encoder.file, "graphs.encoder.file");
   const tickPath = existingFile(folder, manifest.graphs.tick.file, "graphs.tick.file");
-  const calibration = manifest.calibration
-    ? parseCalibration(
-        readJson(existingFile(folder, manifest.calibration, "calibration")),
-        join(folder, manifest.calibration),
-      )
+  // The newest calibration wins: `npm run calibrate -- --unlabeled` writes calibration-N.json beside it.
+  const calibrationFile = manifest.calibration ? newestCalibrationFile(folder, manifest.calibration) : undefined;
+  if (manifest.calibration) existingFile(folder, manifest.calibration, "calibration");
+  const calibration = calibrationFile
+    ? parseCalibration(readJson(join(folder, calibrationFile)), join(folder, calibrationFile))
     : undefined;
   return { dir: folder, manifest, calibration, encoderPath, tickPath };
 }

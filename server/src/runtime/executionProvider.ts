@@ -3,8 +3,13 @@
  *
  * onnxruntime-node throws when a provider's binaries are missing rather than falling back by itself
  * (the CUDA provider ships separately from the npm package, see .npmrc), so `auto` catches that and
- * retries on the CPU, keeping the reason for the log.
+ * retries on the CPU, keeping the reason for the log. It first looks for the provider's libraries
+ * itself: asked for a provider it cannot load, onnxruntime also prints a red ERROR of its own on
+ * stderr, which on a machine without CUDA (the common case) would precede every start's one warning.
  */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { ProviderChoice } from "./providerChoice.ts";
 
@@ -34,6 +39,8 @@ export async function openSessions(
 ): Promise<OpenedSessions> {
   if (settings.provider === "cpu") return { ...(await open(encoderPath, tickPath, "cpu", settings)), provider: "cpu" };
   try {
+    const missing = missingCudaProvider();
+    if (missing) throw new Error(missing);
     return { ...(await open(encoderPath, tickPath, "cuda", settings)), provider: "cuda" };
   } catch (error) {
     const reason = firstLine(error);
@@ -41,6 +48,29 @@ export async function openSessions(
       throw new Error(`provider cuda was requested but onnxruntime could not use it: ${reason}`);
     return { ...(await open(encoderPath, tickPath, "cpu", settings)), provider: "cpu", fallbackReason: reason };
   }
+}
+
+/**
+ * Why onnxruntime-node cannot have the CUDA provider here, without asking onnxruntime: its install
+ * script (docs/deploy.md, GPU) puts the provider libraries beside the binding, which is where
+ * onnxruntime loads them from. undefined when they are there; CUDA itself may still fail to load.
+ */
+export function missingCudaProvider(): string | undefined {
+  const binding = join(
+    dirname(createRequire(import.meta.url).resolve("onnxruntime-node")),
+    "../bin/napi-v6",
+    process.platform,
+    process.arch,
+  );
+  const libraries: Partial<Record<NodeJS.Platform, string[]>> = {
+    linux: ["libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so"],
+    win32: ["onnxruntime_providers_shared.dll", "onnxruntime_providers_cuda.dll"],
+  };
+  const wanted = libraries[process.platform];
+  if (!wanted) return `onnxruntime-node has no CUDA provider for ${process.platform}`;
+  const missing = wanted.filter((library) => !existsSync(join(binding, library)));
+  if (missing.length === 0) return undefined;
+  return `the CUDA provider is not installed (no ${missing.join(" or ")} in ${binding}; docs/deploy.md, GPU, says how to add it)`;
 }
 
 async function open(encoderPath: string, tickPath: string, provider: "cpu" | "cuda", settings: SessionSettings) {

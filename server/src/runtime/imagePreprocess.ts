@@ -16,6 +16,7 @@
  */
 import sharp, { type Sharp } from "sharp";
 import type { ImageInput } from "../model/manifest.ts";
+import { BlankImageError, noInkReason } from "./blankImage.ts";
 import { FORMAT_NAMES, type ImageHeader, type RasterFormat, readImageHeader } from "./imageHeader.ts";
 import { lanczosResize } from "./lanczosResize.ts";
 import { decodePlainPng, MAX_PIXELS as PLAIN_PNG_PIXELS, type RawPixels } from "./plainPng.ts";
@@ -269,7 +270,8 @@ function digitCanvas(grey: Grey, spec: ImageInput): Uint8Array {
   const ink = inkOnBlack(pixels, width, height);
   const canvas = new Uint8Array(spec.width * spec.height);
   const box = bounds(ink, width, height);
-  if (!box) return canvas;
+  // No stroke at all: refused (blankImage.ts), since the model would answer a blank canvas confidently.
+  if (!box) throw new BlankImageError(noInkReason(pixels));
   const side = Math.max(1, Math.round((Math.min(spec.width, spec.height) * 20) / 28));
   const scale = side / Math.max(box.width, box.height);
   const fitWidth = Math.max(1, Math.round(box.width * scale));

@@ -15,10 +15,15 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import type { ServerConfig } from "../config.ts";
+import { echo } from "../engine/serverError.ts";
+import { INFERENCE_SERVICE } from "./inferenceProtocol.ts";
 import { CTM_SERVICE } from "./protocol.ts";
 
-/** Health checks never need a token. */
+/** Health checks never need a token: grpc.health.v1, and the Open Inference Protocol's own. */
 const EXEMPT_PREFIX = "/grpc.health.v1.Health/";
+const EXEMPT_PATHS = new Set(
+  ["ServerLive", "ServerReady", "ModelReady"].map((method) => `/${INFERENCE_SERVICE}/${method}`),
+);
 /** Shorter tokens are guessable; refuse them at start-up rather than serve behind them. */
 export const MIN_TOKEN_LENGTH = 16;
 /** A token is one header-safe word: visible ASCII, no spaces. */
@@ -86,9 +91,23 @@ function readTokensFile(path: string): Grant[] {
   return grants;
 }
 
-/** The model a call is about, for the CtmService methods that name one. */
-function modelOf(path: string, message: unknown): string | undefined {
-  if (!path.startsWith(`/${CTM_SERVICE}/`) || typeof message !== "object" || message === null) return undefined;
+/** The model a call is about, and the request field that names it, for the methods that name one. */
+function modelOf(path: string, message: unknown): { model: string; field: string } | undefined {
+  if (typeof message !== "object" || message === null) return undefined;
+  if (path.startsWith(`/${INFERENCE_SERVICE}/`)) {
+    const { model_name, name } = message as { model_name?: unknown; name?: unknown };
+    if (path.endsWith("/ModelInfer") || path.endsWith("/ModelStreamInfer"))
+      return { model: typeof model_name === "string" ? model_name : "", field: "model_name" };
+    if (path.endsWith("/ModelMetadata") || path.endsWith("/ModelConfig"))
+      return { model: typeof name === "string" ? name : "", field: "name" };
+    return undefined;
+  }
+  const model = ctmModelOf(path, message);
+  return model === undefined ? undefined : { model, field: path.endsWith("/GetModel") ? "name" : "model" };
+}
+
+function ctmModelOf(path: string, message: object): string | undefined {
+  if (!path.startsWith(`/${CTM_SERVICE}/`)) return undefined;
   const { model, name } = message as { model?: unknown; name?: unknown };
   if (path.endsWith("/GetModel")) return typeof name === "string" ? name : "";
   if (path.endsWith("/Classify") || path.endsWith("/ClassifyStream")) return typeof model === "string" ? model : "";
@@ -98,7 +117,8 @@ function modelOf(path: string, message: unknown): string | undefined {
 /** Refuses calls without a known token, and calls to models their token is not granted. */
 export function authInterceptor(table: TokenTable): grpc.ServerInterceptor {
   return (method, call) => {
-    if (method.path.startsWith(EXEMPT_PREFIX)) return new grpc.ServerInterceptingCall(call);
+    if (method.path.startsWith(EXEMPT_PREFIX) || EXEMPT_PATHS.has(method.path))
+      return new grpc.ServerInterceptingCall(call);
     let grant: Grant | undefined;
     let refused = false;
     const refuse = (code: grpc.status, details: string) => {
@@ -129,12 +149,12 @@ export function authInterceptor(table: TokenTable): grpc.ServerInterceptor {
           },
           onReceiveMessage(message, nextMessage) {
             if (refused) return;
-            const model = modelOf(method.path, message);
-            if (model !== undefined && grant?.models && !grant.models.has(model)) {
-              const field = method.path.endsWith("/GetModel") ? "name" : "model";
+            const named = modelOf(method.path, message);
+            if (named !== undefined && grant?.models && !grant.models.has(named.model)) {
+              const { model, field } = named;
               return refuse(
                 grpc.status.PERMISSION_DENIED,
-                `this bearer token may not call model ${JSON.stringify(model)} (request field ${field}); it is granted: ${[...grant.models].join(", ")}`,
+                `this bearer token may not call model ${echo(model)} (request field ${field}); it is granted: ${[...grant.models].join(", ")}`,
               );
             }
             nextMessage(message);

@@ -10,6 +10,7 @@ import type { ModelEngine } from "../engine/modelEngine.ts";
 import type { ModelRegistry } from "../engine/modelRegistry.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
+import { abortSignalOf, drained } from "./callLifetime.ts";
 import { toStatus } from "./errorPolicy.ts";
 import type {
   ClassifyRequestMessage,
@@ -19,52 +20,24 @@ import type {
   TickUpdateMessage,
 } from "./protocol.ts";
 import { decodeClassifyRequest } from "./requestDecoding.ts";
+import { recordRequest } from "./requestMetrics.ts";
 import { encodeModelInfo, encodeResult, encodeTick } from "./responseEncoding.ts";
 
 type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+
+export interface CtmServiceOptions {
+  /** How long a stream may wait for its client to take a message before it ends (--stream-write-idle-ms). */
+  streamWriteIdleMs: number;
+}
 
 export function createCtmService(
   registry: ModelRegistry,
   metrics: ServerMetrics,
   log: Logger,
+  options: CtmServiceOptions,
 ): grpc.UntypedServiceImplementation {
-  /** Aborts when the client cancels or the call's deadline passes. */
-  function abortSignalOf(call: Call): { signal: AbortSignal; throwIfGone: () => void; dispose: () => void } {
-    const controller = new AbortController();
-    const deadline = call.getDeadline();
-    const deadlineAt = deadline instanceof Date ? deadline.getTime() : deadline;
-    const expire = () => controller.abort(new DOMException("the call's deadline passed", "TimeoutError"));
-    // grpc-js ends a call whose deadline passed as if it were cancelled; tell the two apart here.
-    const onCancel = () =>
-      Date.now() >= deadlineAt
-        ? expire()
-        : controller.abort(new DOMException("the client cancelled the call", "AbortError"));
-    call.on("cancelled", onCancel);
-    if (call.cancelled) onCancel();
-    // grpc-js answers DEADLINE_EXCEEDED by itself but need not tell the handler, so keep a timer too.
-    const timer = Number.isFinite(deadlineAt) ? setTimeout(expire, Math.max(0, deadlineAt - Date.now())) : undefined;
-    return {
-      signal: controller.signal,
-      // grpc-js may mark a call cancelled before its 'cancelled' event fires.
-      throwIfGone: () => {
-        if (call.cancelled || ("destroyed" in call && call.destroyed)) onCancel();
-        controller.signal.throwIfAborted();
-      },
-      dispose: () => {
-        clearTimeout(timer);
-        call.removeListener("cancelled", onCancel);
-      },
-    };
-  }
-
-  function record(model: string, method: string, code: grpcStatus, started: number): void {
-    metrics.requestFinished(
-      model || "(none)",
-      method,
-      grpcStatus[code] ?? String(code),
-      (performance.now() - started) / 1000,
-    );
-  }
+  const record = (model: string, method: string, code: grpcStatus, started: number) =>
+    recordRequest(registry, metrics, model, method, code, started);
 
   async function runClassify(
     call: Call,
@@ -128,10 +101,14 @@ export function createCtmService(
       const failure = await runClassify(
         call,
         "ClassifyStream",
-        async (_engine, tick) => {
+        async (engine, tick) => {
           if (!tick) throw new Error("a streamed request produced an event without a tick. This is a bug.");
-          // Respect backpressure: a slow reader pauses this handler, not the whole server.
-          if (!call.write(tick)) await drained(call);
+          // Respect backpressure: a slow reader pauses this handler, not the whole server (its request
+          // is parked meanwhile and holds no batch slot); one that takes nothing for too long is ended.
+          if (!call.write(tick))
+            await drained(call, options.streamWriteIdleMs, (details) =>
+              log.warn({ method: "ClassifyStream", model: engine.name }, details),
+            );
         },
         true,
       );
@@ -164,20 +141,4 @@ export function createCtmService(
       }
     },
   };
-}
-
-/** Resolves on 'drain', or when the call ends first (a cancelled call never drains). */
-function drained(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
-  if (call.cancelled || call.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      call.removeListener("drain", done);
-      call.removeListener("cancelled", done);
-      call.removeListener("close", done);
-      resolve();
-    };
-    call.once("drain", done);
-    call.once("cancelled", done);
-    call.once("close", done);
-  });
 }

@@ -13,7 +13,14 @@ export const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url
 export const CTM_PROTO = "ctm/v1/ctm.proto";
 export const CTM_SERVICE = "ctm.v1.CtmService";
 
-const LOADER_OPTIONS: protoLoader.Options = {
+/** The files of the contract: ours and the standard health service. */
+export const CONTRACT_FILES = [CTM_PROTO, healthProtoPath];
+
+/**
+ * How every proto of this server is loaded (the message shapes below assume it). keepCase matters
+ * beyond decoding: protobufjs renames fields in the descriptors it builds without it.
+ */
+export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
   longs: Number,
   enums: String,
@@ -33,7 +40,7 @@ let loaded: Protocol | undefined;
 
 export function loadProtocol(): Protocol {
   if (loaded) return loaded;
-  const packageDefinition = protoLoader.loadSync([CTM_PROTO, healthProtoPath], LOADER_OPTIONS);
+  const packageDefinition = protoLoader.loadSync(CONTRACT_FILES, LOADER_OPTIONS);
   const grpcObject = grpc.loadPackageDefinition(packageDefinition) as unknown as {
     ctm: { v1: { CtmService: grpc.ServiceClientConstructor } };
   };
@@ -51,12 +58,17 @@ export type HaltReasonName =
   | "HALT_REASON_DEADLINE";
 
 export interface HaltPolicyMessage {
+  /** 0: not set. */
   certainty_threshold?: number;
+  /** 0: not set. */
   target_accuracy?: number;
   min_ticks?: number;
   max_ticks?: number;
   patience?: number;
   deadline_ms?: number;
+  /** Plain proto3 doubles: 0 means not set. */
+  target_consistency?: number;
+  target_confidence?: number;
 }
 
 export interface ClassifyRequestMessage {
@@ -68,6 +80,7 @@ export interface ClassifyRequestMessage {
   halt_policy?: HaltPolicyMessage | null;
   top_k?: number;
   include_trace?: boolean;
+  include_attention?: boolean;
 }
 
 export interface ClassScoreMessage {
@@ -96,6 +109,38 @@ export interface ClassifyResponseMessage {
   applied_policy: HaltPolicyMessage;
   trace: TickUpdateMessage[];
   logits: number[];
+  guarantee: GuaranteeMessage | null;
+}
+
+export interface GuaranteeMessage {
+  kind: string;
+  target: number;
+  confidence: number;
+  met: boolean;
+  threshold: number;
+  calibration_count: number;
+  risk_bound: number;
+  certified_target: number;
+  certified_confidence: number;
+  note: string;
+}
+
+export interface CertifiedTargetMessage {
+  kind: string;
+  target: number;
+  confidence: number;
+  threshold: number;
+  risk_bound: number;
+  mean_ticks: number;
+}
+
+export interface CalibrationDataMessage {
+  kind: string;
+  split: string;
+  dir: string;
+  sha256: string;
+  date: string;
+  count: number;
 }
 
 export interface TickUpdateMessage {
@@ -107,6 +152,9 @@ export interface TickUpdateMessage {
   final: boolean;
   halt_reason: HaltReasonName;
   result: ClassifyResponseMessage | null;
+  /** [heads, *token grid] row-major; empty unless the request set include_attention. */
+  attention: number[];
+  attention_shape: number[];
 }
 
 export interface ListModelsResponseMessage {
@@ -154,6 +202,11 @@ export interface ModelInfoMessage {
     accuracy_most_certain: number;
     accuracy_last_tick: number;
     thresholds: CalibrationPointMessage[];
+    schema_version: number;
+    file: string;
+    certified: CertifiedTargetMessage[];
+    accuracy_data: CalibrationDataMessage | null;
+    consistency_data: CalibrationDataMessage | null;
   } | null;
   default_policy: HaltPolicyMessage;
   provider: string;

@@ -5,13 +5,14 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { ClassifyJob } from "../engine/modelEngine.ts";
 import type { ModelInput } from "../engine/modelInput.ts";
-import { invalidArgument } from "../engine/serverError.ts";
+import { invalidArgument, type ServerError } from "../engine/serverError.ts";
 import type { ClassifyRequestMessage } from "./protocol.ts";
+import { oversizeRequest, type RequestSizeLimits, weighClassifyRequest } from "./requestSize.ts";
 
 export interface DecodedClassify {
   model: string;
   version: number;
-  job: Omit<ClassifyJob, "streamTicks" | "pacedByReader">;
+  job: Omit<ClassifyJob, "streamTicks" | "pacedByReader" | "onInput">;
   includeTrace: boolean;
 }
 
@@ -22,6 +23,50 @@ interface UndecodableRequest {
   [UNDECODABLE]: { bytes: number; reason: string };
 }
 
+/** Marks a request refused from its size alone, before it was decoded; see sizedClassifyDecoding. */
+const REFUSED = Symbol("refused request");
+
+interface RefusedRequest {
+  [REFUSED]: ServerError;
+}
+
+/** The size of the message body a decoded request came from, for in-flight accounting. */
+export const MESSAGE_BYTES = Symbol("message bytes");
+
+/** The body size a decoded ClassifyRequest came from; undefined for any other message. */
+export function messageBytesOf(message: unknown): number | undefined {
+  return typeof message === "object" && message !== null && MESSAGE_BYTES in message
+    ? (message as { [MESSAGE_BYTES]: number })[MESSAGE_BYTES]
+    : undefined;
+}
+
+/**
+ * Classify and ClassifyStream reading the image and tensor lengths from the body before decoding it:
+ * one beyond its limit is handed to the handler as a refusal (RESOURCE_EXHAUSTED naming the flag),
+ * never decoded. A decoded request carries its body size under MESSAGE_BYTES.
+ */
+export function sizedClassifyDecoding(
+  service: grpc.ServiceDefinition,
+  limits: RequestSizeLimits,
+): grpc.ServiceDefinition {
+  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
+  for (const name of ["Classify", "ClassifyStream"]) {
+    const method = service[name];
+    if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
+    const deserialize = method.requestDeserialize;
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        const refusal = oversizeRequest(weighClassifyRequest(bytes), limits);
+        if (refusal) return { [REFUSED]: refusal } satisfies RefusedRequest;
+        const decoded = deserialize(bytes) as object;
+        return Object.assign(decoded, { [MESSAGE_BYTES]: bytes.length });
+      },
+    };
+  }
+  return wrapped as grpc.ServiceDefinition;
+}
+
 /**
  * The service definition with Classify and ClassifyStream decoding tolerantly: grpc-js answers a body
  * that fails to deserialize with INTERNAL ("Error deserializing request"), which would blame the
@@ -29,8 +74,13 @@ interface UndecodableRequest {
  * instead, and decodeClassifyRequest refuses it with INVALID_ARGUMENT.
  */
 export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return tolerantDecoding(service, ["Classify", "ClassifyStream"]);
+}
+
+/** `service` with `methods` decoding tolerantly (see tolerantClassifyDecoding); throwIfUndecodable refuses. */
+export function tolerantDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
   const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
-  for (const name of ["Classify", "ClassifyStream"]) {
+  for (const name of methods) {
     const method = service[name];
     if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
     const deserialize = method.requestDeserialize;
@@ -49,11 +99,42 @@ export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.
   return wrapped as grpc.ServiceDefinition;
 }
 
-export function decodeClassifyRequest(request: ClassifyRequestMessage | UndecodableRequest): DecodedClassify {
+/** INVALID_ARGUMENT for a body that tolerantDecoding could not decode as a `messageType`. */
+export function throwIfUndecodable<T extends object>(
+  request: T | UndecodableRequest,
+  messageType: string,
+): asserts request is T {
   if (UNDECODABLE in request) {
     const { bytes, reason } = request[UNDECODABLE];
-    throw invalidArgument(`the request (${bytes} bytes) is not a valid ctm.v1.ClassifyRequest message: ${reason}`);
+    throw invalidArgument(`the request (${bytes} bytes) is not a valid ${messageType} message: ${reason}`);
   }
+}
+
+/**
+ * `service` with `methods` tagging each decoded request with its body size (MESSAGE_BYTES), so that
+ * the in-flight bound counts them; for unary methods only, since a stream's messages are held until
+ * the call ends.
+ */
+export function weighedDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
+  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
+  for (const name of methods) {
+    const method = service[name];
+    if (!method) throw new Error(`the service has no ${name} method to weigh; this is a bug`);
+    const deserialize = method.requestDeserialize;
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) =>
+        Object.assign(deserialize(bytes) as object, { [MESSAGE_BYTES]: bytes.length }),
+    };
+  }
+  return wrapped as grpc.ServiceDefinition;
+}
+
+export function decodeClassifyRequest(
+  request: ClassifyRequestMessage | UndecodableRequest | RefusedRequest,
+): DecodedClassify {
+  if (REFUSED in request) throw request[REFUSED];
+  throwIfUndecodable(request, "ctm.v1.ClassifyRequest");
   const policy = request.halt_policy ?? {};
   return {
     model: request.model ?? "",
@@ -61,17 +142,29 @@ export function decodeClassifyRequest(request: ClassifyRequestMessage | Undecoda
     job: {
       input: decodeInput(request),
       policy: {
-        certaintyThreshold: policy.certainty_threshold ?? undefined,
-        targetAccuracy: policy.target_accuracy ?? undefined,
+        certaintyThreshold: unlessZero(policy.certainty_threshold),
+        targetAccuracy: unlessZero(policy.target_accuracy),
+        targetConsistency: unlessZero(policy.target_consistency),
+        targetConfidence: unlessZero(policy.target_confidence),
         minTicks: policy.min_ticks,
         maxTicks: policy.max_ticks,
         patience: policy.patience,
         deadlineMs: policy.deadline_ms,
       },
       topK: request.top_k ?? 0,
+      includeAttention: request.include_attention ?? false,
     },
     includeTrace: request.include_trace ?? false,
   };
+}
+
+/**
+ * The halt policy's fractions are meaningful only in (0, 1], so the contract spends 0 on "not set"
+ * rather than mark them `optional`, which protoparse-based tools such as ghz cannot read. Any other
+ * value, NaN and negatives included, goes on to the engine's bounds check.
+ */
+function unlessZero(value: number | undefined): number | undefined {
+  return value === 0 ? undefined : value;
 }
 
 function decodeInput(request: ClassifyRequestMessage): ModelInput {

@@ -1,11 +1,16 @@
 /** Engine results -> ctm.v1 messages. */
+import { guaranteeOutcome } from "../engine/haltGuarantee.ts";
 import type { HaltPolicy, HaltReason } from "../engine/haltPolicy.ts";
 import type { InferenceResult, ModelEngine, TickReport } from "../engine/modelEngine.ts";
 import type { FailedModel, ListedModel } from "../engine/modelRegistry.ts";
 import type { Prediction } from "../engine/prediction.ts";
+import { type Calibration, type CalibrationData, GUARANTEE_KINDS } from "../model/calibration.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type {
+  CalibrationDataMessage,
+  CertifiedTargetMessage,
   ClassifyResponseMessage,
+  GuaranteeMessage,
   HaltPolicyMessage,
   HaltReasonName,
   ModelInfoMessage,
@@ -28,7 +33,54 @@ export function encodePolicy(policy: HaltPolicy): HaltPolicyMessage {
     deadline_ms: policy.deadlineMs,
   };
   if (policy.targetAccuracy !== undefined) message.target_accuracy = policy.targetAccuracy;
+  if (policy.targetConsistency !== undefined) message.target_consistency = policy.targetConsistency;
+  if (policy.targetConfidence !== undefined) message.target_confidence = policy.targetConfidence;
   return message;
+}
+
+function encodeGuarantee(policy: HaltPolicy, reason: HaltReason): GuaranteeMessage | null {
+  if (!policy.guarantee) return null;
+  const outcome = guaranteeOutcome(policy.guarantee, reason);
+  return {
+    kind: outcome.kind,
+    target: outcome.target,
+    confidence: outcome.confidence,
+    met: outcome.met,
+    threshold: outcome.threshold,
+    calibration_count: outcome.calibrationCount,
+    risk_bound: outcome.riskBound,
+    certified_target: outcome.certifiedTarget,
+    certified_confidence: outcome.certifiedConfidence,
+    note: outcome.note,
+  };
+}
+
+function encodeCalibrationData(data: CalibrationData | undefined): CalibrationDataMessage | null {
+  if (!data) return null;
+  return {
+    kind: data.kind,
+    split: data.split ?? "",
+    dir: data.dir ?? "",
+    sha256: data.sha256 ?? "",
+    date: data.date ?? "",
+    count: data.count,
+  };
+}
+
+/** Every grid point a threshold certifies, per kind; the uncertified ones are left out. */
+function encodeCertified(calibration: Calibration): CertifiedTargetMessage[] {
+  return GUARANTEE_KINDS.flatMap((kind) =>
+    (calibration.guarantees[kind]?.certified ?? [])
+      .filter((p) => p.threshold !== null)
+      .map((p) => ({
+        kind,
+        target: p.target,
+        confidence: p.confidence,
+        threshold: p.threshold as number,
+        risk_bound: p.riskBound,
+        mean_ticks: p.meanTicks,
+      })),
+  );
 }
 
 function encodePrediction(prediction: Prediction) {
@@ -45,6 +97,8 @@ export function encodeTick(tick: TickReport, result?: ClassifyResponseMessage): 
     final: result !== undefined,
     halt_reason: result ? result.halt_reason : "HALT_REASON_UNSPECIFIED",
     result: result ?? null,
+    attention: tick.attention ? Array.from(tick.attention.weights) : [],
+    attention_shape: tick.attention ? [...tick.attention.shape] : [],
   };
 }
 
@@ -65,6 +119,7 @@ export function encodeResult(
     applied_policy: encodePolicy(result.policy),
     trace,
     logits: Array.from(result.logits),
+    guarantee: encodeGuarantee(result.policy, result.reason),
   };
 }
 
@@ -76,10 +131,13 @@ export function encodeModelInfo(model: ModelEngine | ListedModel): ModelInfoMess
   if (!("ready" in model)) return encodeModelInfo({ ready: true, engine: model });
   if (!model.ready) return encodeFailedModel(model.failed);
   const { engine } = model;
+  // Loaded, but its workers died and cannot be restarted for now: FAILED with the cause, until one is.
+  const { failure } = engine;
   return {
     ...encodeDefinition(engine.definition, engine.defaultPolicy),
     provider: engine.provider,
-    state: "MODEL_STATE_READY",
+    state: failure ? "MODEL_STATE_FAILED" : "MODEL_STATE_READY",
+    load_error: failure ?? "",
   };
 }
 
@@ -162,6 +220,11 @@ function encodeDefinition(definition: ModelDefinition, defaultPolicy: HaltPolicy
             p99_ticks: p.p99Ticks,
             reached_fraction: p.reachedFraction,
           })),
+          schema_version: calibration.schemaVersion,
+          file: calibration.file,
+          certified: encodeCertified(calibration),
+          accuracy_data: encodeCalibrationData(calibration.guarantees.accuracy?.data),
+          consistency_data: encodeCalibrationData(calibration.guarantees.consistency?.data),
         }
       : null,
     default_policy: defaultPolicy ? encodePolicy(defaultPolicy) : {},

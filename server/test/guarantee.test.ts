@@ -1,0 +1,166 @@
+/**
+ * target_accuracy and target_consistency end to end: the threshold the calibration certifies, the
+ * guarantee in the response, "not met" (and every tick) when nothing certifies the target, and the
+ * newest calibration file of a model folder winning on restart.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { loadModelFolder } from "../src/model/modelFolder.ts";
+import type {
+  CertifiedTargetMessage,
+  ClassifyRequestMessage,
+  ModelInfoMessage,
+  TickUpdateMessage,
+} from "../src/transport/protocol.ts";
+import { MODEL_NAME, modelDir, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+
+/** A models folder whose mnist-ctm/1 links every shipped file, plus extra files written into it. */
+function modelsWith(files: Record<string, unknown>): { root: string; dir: string } {
+  const root = mkdtempSync(join(tmpdir(), "ctm-guarantee-"));
+  const dir = join(root, MODEL_NAME, "1");
+  mkdirSync(dir, { recursive: true });
+  for (const name of readdirSync(modelDir())) {
+    if (!(name in files)) symlinkSync(join(modelDir(), name), join(dir, name));
+  }
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), JSON.stringify(content));
+  return { root, dir };
+}
+
+const shippedCalibration = () => JSON.parse(readFileSync(join(modelDir(), "calibration.json"), "utf8"));
+
+describe("guaranteed targets", () => {
+  let t: TestServer;
+  let model: ModelInfoMessage;
+  let request: ClassifyRequestMessage;
+  let trace: TickUpdateMessage[];
+
+  before(async () => {
+    t = await startTestServer();
+    model = await t.client.getModel(MODEL_NAME);
+    request = { model: MODEL_NAME, image: { data: (samples()[3] as { png: Buffer }).png } };
+    trace = await t.client.collect({ ...request, halt_policy: { certainty_threshold: 1 } });
+  });
+  after(() => t.close());
+
+  const point = (kind: string, target: number, confidence: number): CertifiedTargetMessage => {
+    const found = model.calibration?.certified.find(
+      (p) => p.kind === kind && p.target === target && p.confidence === confidence,
+    );
+    assert.ok(found, `the shipped calibration certifies ${kind} ${target} at ${confidence}`);
+    return found;
+  };
+
+  it("GetModel says what the calibration certifies and where its data came from", () => {
+    const calibration = model.calibration;
+    assert.ok(calibration);
+    assert.equal(calibration.schema_version, 2);
+    assert.equal(calibration.file, "calibration.json");
+    const kinds = new Set(calibration.certified.map((p) => p.kind));
+    assert.deepEqual([...kinds].sort(), ["accuracy", "consistency"]);
+    for (const p of calibration.certified)
+      assert.ok(p.threshold > 0 && p.threshold <= 1 && p.risk_bound <= 1 - p.target);
+    assert.equal(calibration.accuracy_data?.kind, "labeled");
+    assert.equal(calibration.accuracy_data?.split, "validation");
+    assert.equal(calibration.accuracy_data?.count, calibration.count);
+  });
+
+  it("target_accuracy gets the certified threshold and the guarantee, with the default confidence 0.95", async () => {
+    const expected = point("accuracy", 0.95, 0.95);
+    const response = await t.client.classify({ ...request, halt_policy: { target_accuracy: 0.95 } });
+    assert.equal(response.threshold_used, expected.threshold);
+    assert.equal(response.applied_policy.target_confidence, 0.95);
+    assert.deepEqual(response.guarantee, {
+      kind: "accuracy",
+      target: 0.95,
+      confidence: 0.95,
+      met: true,
+      threshold: expected.threshold,
+      calibration_count: model.calibration?.count,
+      risk_bound: expected.risk_bound,
+      certified_target: 0.95,
+      certified_confidence: 0.95,
+      note: "",
+    });
+  });
+
+  it("target_consistency at a chosen confidence gets its own certified threshold, streamed too", async () => {
+    const expected = point("consistency", 0.965, 0.9);
+    const policy = { target_consistency: 0.962, target_confidence: 0.85 }; // served by the grid point (0.965, 0.9)
+    const response = await t.client.classify({ ...request, halt_policy: policy });
+    assert.equal(response.threshold_used, expected.threshold);
+    assert.equal(response.guarantee?.kind, "consistency");
+    assert.equal(response.guarantee?.met, true);
+    assert.equal(response.guarantee?.target, 0.962);
+    assert.equal(response.guarantee?.certified_target, 0.965);
+    assert.equal(response.guarantee?.certified_confidence, 0.9);
+    assert.equal(response.applied_policy.target_consistency, 0.962);
+    const last = (await t.client.collect({ ...request, halt_policy: policy })).at(-1);
+    assert.deepEqual(last?.result?.guarantee, response.guarantee);
+  });
+
+  it("an uncertifiable target runs every tick and says the guarantee was not met", async () => {
+    const certified = (model.calibration?.certified ?? []).filter((p) => p.kind === "accuracy");
+    const beyond = Math.max(...certified.map((p) => p.target)) + 0.001;
+    const response = await t.client.classify({ ...request, halt_policy: { target_accuracy: beyond } });
+    assert.equal(response.threshold_used, 1);
+    assert.equal(response.guarantee?.met, false);
+    assert.match(
+      response.guarantee?.note ?? "",
+      /^no threshold certifies halt_policy\.target_accuracy .* ran every tick/,
+    );
+    // Threshold 1.0 stops early only at a certainty of exactly 1.
+    const fullyCertain = trace.findIndex((m) => m.certainty >= 1) + 1;
+    assert.equal(response.ticks_used, fullyCertain > 0 ? fullyCertain : model.trained_ticks);
+    assert.equal(response.ticks_used, trace.length);
+  });
+
+  it("leaving the calibrated rule withdraws the guarantee", async () => {
+    const response = await t.client.classify({ ...request, halt_policy: { target_accuracy: 0.95, patience: 3 } });
+    assert.equal(response.guarantee?.met, false);
+    assert.match(response.guarantee?.note ?? "", /holds for the calibrated rule .* this request has patience 3/);
+  });
+
+  it("requests without a target carry no guarantee", async () => {
+    const response = await t.client.classify({ ...request, halt_policy: { certainty_threshold: 0.9 } });
+    assert.equal(response.guarantee, null);
+  });
+});
+
+describe("calibration files", () => {
+  it("the newest calibration-N.json wins on restart, with its data's provenance", async () => {
+    const newer = shippedCalibration();
+    const provenance = {
+      kind: "unlabeled",
+      dir: "/data/traffic",
+      count: 1003,
+      sha256: "f".repeat(64),
+      date: "2026-12-01T10:00:00Z",
+    };
+    newer.guarantees.consistency.data = provenance;
+    const older = shippedCalibration();
+    const { root } = modelsWith({ "calibration-2.json": older, "calibration-10.json": newer });
+    const t = await startTestServer({ modelsDir: root });
+    try {
+      const model = await t.client.getModel(MODEL_NAME);
+      assert.equal(model.calibration?.file, "calibration-10.json");
+      assert.deepEqual(model.calibration?.consistency_data, { ...provenance, split: "" });
+      assert.equal(model.calibration?.accuracy_data?.split, "validation");
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("a schema_version 1 calibration still loads; it certifies nothing", () => {
+    const v1 = shippedCalibration();
+    v1.schema_version = 1;
+    delete v1.guarantees;
+    const { dir } = modelsWith({ "calibration.json": v1 });
+    const calibration = loadModelFolder(dir).calibration;
+    assert.equal(calibration?.schemaVersion, 1);
+    assert.deepEqual(calibration?.guarantees, {});
+    assert.equal(calibration?.thresholds.length, v1.thresholds.length);
+  });
+});
