@@ -70,6 +70,19 @@ export interface PointResult {
   correct: number;
   labelled: number;
   calibration: CalibrationReference | null;
+  /** The server's graph time while the point was measured (with --metrics; absent in older files). */
+  graph?: GraphTime | null;
+}
+
+/** What the server's onnxruntime runs cost per answer during a point, from its /metrics. */
+export interface GraphTime {
+  /** Encoder run milliseconds per answer. */
+  encoderMs: number;
+  /** Tick run milliseconds per answer. */
+  tickMs: number;
+  /** Mean rows per encoder run (answers joined together) and per tick run. */
+  encoderRows: number;
+  tickRows: number;
 }
 
 export interface LoadtestResult {
@@ -102,6 +115,8 @@ export interface LoadtestResult {
     warmup: Budget | null;
     timeoutMs: number;
     seed: number;
+    /** --compare-thresholds (absent in older files). */
+    compareThresholds?: boolean;
   };
   points: PointResult[];
 }

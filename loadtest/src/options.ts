@@ -37,6 +37,11 @@ Sweep
   --warmup-requests <n>      instead of --warmup: this many unmeasured requests
   --timeout-ms <n>           deadline of each call (default 30000)
   --seed <n>                 seed of the Poisson arrivals (default 1)
+  --compare-thresholds       summarise what each threshold buys against the highest one: answers/s,
+                             p50/p99, mean ticks, accuracy, and the throughput gained against the gain
+                             the server's graph time predicts (needs --metrics for the prediction)
+  --metrics <url>            the server's Prometheus endpoint (e.g. http://127.0.0.1:9464/metrics):
+                             record its encoder and tick-graph time per answer at every point
 
 Output
   --out <dir>                result folder (default loadtest/results/<timestamp>)
@@ -78,6 +83,10 @@ export interface RunOptions {
   out: string;
   plots: boolean;
   progress: boolean;
+  /** Summarise each threshold against the highest (thresholdComparison.ts). */
+  compareThresholds: boolean;
+  /** The server's /metrics, scraped around every point (serverGraphTime.ts). */
+  metricsUrl: string | undefined;
 }
 
 export interface TargetOption {
@@ -201,8 +210,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
     "--timeout-ms",
     "--seed",
     "--out",
+    "--metrics",
   ]);
-  const SWITCHES = new Set(["--no-plots", "--no-progress"]);
+  const SWITCHES = new Set(["--no-plots", "--no-progress", "--compare-thresholds"]);
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string;
     if (arg === "--help" || arg === "-h") return "help";
@@ -307,6 +317,13 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
   if (!/^\d+$/.test(seedText.trim()))
     throw new UsageError(`--seed must be a non-negative integer, got ${JSON.stringify(seedText)}`);
 
+  const compareThresholds = switches.has("--compare-thresholds");
+  if (compareThresholds && thresholds.length < 2)
+    throw new UsageError(`--compare-thresholds needs at least 2 --thresholds, got ${thresholds.join(",")}`);
+  const metricsUrl = get("--metrics");
+  if (metricsUrl !== undefined && !/^https?:\/\/[^/]+/.test(metricsUrl))
+    throw new UsageError(`--metrics must be an http:// URL, got ${JSON.stringify(metricsUrl)}`);
+
   const address = get("--address") ?? (env.CTM_ADDRESS || "127.0.0.1:50051");
   if (address.trim() === "") throw new UsageError("--address must not be empty");
   const token = get("--token") ?? (env.CTM_TOKEN || undefined);
@@ -332,6 +349,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
       out: get("--out") ?? `loadtest/results/${timestamp(now)}`,
       plots: !switches.has("--no-plots"),
       progress: !switches.has("--no-progress"),
+      compareThresholds,
+      metricsUrl,
     },
   };
 }

@@ -6,6 +6,7 @@
 import { type LoadtestResult, type PointResult, pooled } from "./loadtestResult.ts";
 import { percentileOfCounts } from "./pointRecorder.ts";
 import { type CallKind, type Load, loadLabel } from "./sweepPlan.ts";
+import { thresholdComparisonTable } from "./thresholdComparison.ts";
 
 const percent = (value: number | null | undefined) =>
   value === null || value === undefined ? "-" : `${(value * 100).toFixed(1)}%`;
@@ -139,6 +140,12 @@ export function summaryMarkdown(result: LoadtestResult): string {
         latency,
       );
     }
+  }
+  if (result.settings.compareThresholds) {
+    sections.push(
+      "**Thresholds compared** (each against the highest under the same call and load; predicted from the server's graph time per answer)",
+      thresholdComparisonTable(result),
+    );
   }
   sections.push("**Every point**", pointTable(result));
   return `${sections.join("\n\n")}\n`;

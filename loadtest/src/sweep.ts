@@ -15,6 +15,7 @@ import type { RunOptions, TargetOption } from "./options.ts";
 import { PointRecorder } from "./pointRecorder.ts";
 import type { ProgressBar } from "./progressBar.ts";
 import { loadSamples, type Sample, type SampleSet } from "./samples.ts";
+import { graphTimeBetween, readGraphCounters } from "./serverGraphTime.ts";
 import { type Budget, budgetLabel, loadLabel, type PointSpec, planPoints } from "./sweepPlan.ts";
 
 export interface SweepHooks {
@@ -147,12 +148,15 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
       if (options.warmup) await phase(options.warmup, null);
       if (signal.aborted) break;
       const recorder = new PointRecorder(spec, maxTicks, calibrationAt(model, spec.threshold));
+      const graphBefore = options.metricsUrl ? await readGraphCounters(options.metricsUrl) : undefined;
       const cpuBefore = process.cpuUsage();
       const measured = await phase(options.budget, recorder);
       const cpu = process.cpuUsage(cpuBefore);
       if (signal.aborted) break;
       const clientCpuCores = measured.elapsedS > 0 ? (cpu.user + cpu.system) / 1e6 / measured.elapsedS : 0;
       const point = recorder.finish(measured.elapsedS, measured.offeredRps, clientCpuCores);
+      if (graphBefore && options.metricsUrl)
+        point.graph = graphTimeBetween(graphBefore, await readGraphCounters(options.metricsUrl));
       points.push(point);
       progress.log(`[${index + 1}/${plan.length}] ${describePoint(point)}`);
     }
@@ -196,6 +200,7 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
         warmup: options.warmup,
         timeoutMs: options.timeoutMs,
         seed: options.seed,
+        compareThresholds: options.compareThresholds,
       },
       points,
     };

@@ -33,7 +33,8 @@ import {
 import type { LoadtestResult, PointResult } from "../src/loadtestResult.ts";
 import { PLOT_FILES } from "../src/plot/loadtestPlots.ts";
 import { RESULT_FILES } from "../src/resultFiles.ts";
-import { pointKey } from "../src/sweepPlan.ts";
+import { loadLabel, pointKey } from "../src/sweepPlan.ts";
+import { thresholdPayoffs } from "../src/thresholdComparison.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MODEL = "mnist-ctm";
@@ -146,6 +147,9 @@ describe("npm run loadtest against a real server", () => {
       ],
       {},
     ) as ServerConfig;
+    // Metrics on a port of their own (0 in the object, unlike the flag, picks a free one): the
+    // sweep reads the server's graph time from them (--metrics).
+    config.metrics = { host: "127.0.0.1", port: 0 };
     server = await startServer(config, { logger: createLogger("silent") });
     address = `127.0.0.1:${server.port}`;
     const { CtmClient } = loadProtocol();
@@ -225,6 +229,9 @@ describe("npm run loadtest against a real server", () => {
       "20000",
       "--out",
       out,
+      "--compare-thresholds",
+      "--metrics",
+      `http://127.0.0.1:${server.metricsPort}/metrics`,
     ]);
     stderr = ran.stderr;
     assert.equal(ran.code, 0, `loadtest failed (exit ${ran.code}):\n${ran.stderr}`);
@@ -415,7 +422,35 @@ describe("npm run loadtest against a real server", () => {
     }
   });
 
-  it("draws the four plots as valid PNGs", async () => {
+  it("compares every threshold with the highest: achieved payoff, and the payoff the server's graph time predicts", () => {
+    const top = Math.max(...thresholds);
+    for (const p of result.points) {
+      const graph = p.graph;
+      assert.ok(graph, `${pointKey(p)} has the server's graph time`);
+      assert.ok(graph.encoderMs > 0 && graph.tickMs > 0, `${pointKey(p)}: ${JSON.stringify(graph)}`);
+      assert.ok(graph.encoderRows >= 1 && graph.tickRows >= 1, `${pointKey(p)}: ${JSON.stringify(graph)}`);
+    }
+    const payoffs = thresholdPayoffs(result);
+    assert.equal(payoffs.length, result.points.length);
+    for (const r of payoffs) {
+      const base = result.points.find(
+        (p) => p.call === r.call && loadLabel(p.load) === loadLabel(r.load) && p.threshold === top,
+      ) as PointResult;
+      const graphMs = (p: PointResult) => (p.graph?.encoderMs ?? 0) + (p.graph?.tickMs ?? 0);
+      assert.equal(r.baseline, top);
+      assert.equal(r.achieved, r.load.kind === "open" ? null : r.point.throughputRps / base.throughputRps);
+      assert.equal(r.predicted, graphMs(base) / graphMs(r.point));
+    }
+    const markdown = readFileSync(join(out, RESULT_FILES.markdown), "utf8");
+    const [, compared] = markdown.split("**Thresholds compared**");
+    const rows = (compared ?? "")
+      .split("**Every point**")[0]
+      ?.split("\n")
+      .filter((l) => l.startsWith("| unary") || l.startsWith("| stream"));
+    assert.equal(rows?.length, result.points.length);
+  });
+
+  it("draws the plots as valid PNGs", async () => {
     for (const name of Object.values(PLOT_FILES)) {
       const file = join(out, name);
       assert.ok(existsSync(file), name);

@@ -109,6 +109,19 @@ describe("loadtest options", () => {
     fails(["--arrival", "bursty", "--rate", "1"], /--arrival must be one of constant, poisson, got "bursty"/);
     fails(["--bogus"], /unknown argument "--bogus"/);
     fails(["--address"], /--address needs a value/);
+    fails(
+      ["--compare-thresholds", "--thresholds", "0.9"],
+      /--compare-thresholds needs at least 2 --thresholds, got 0.9/,
+    );
+    fails(["--metrics", "localhost:9464"], /--metrics must be an http:\/\/ URL, got "localhost:9464"/);
+  });
+
+  it("compares thresholds only when asked, with the server's metrics when given", () => {
+    assert.equal(run([]).compareThresholds, false);
+    assert.equal(run([]).metricsUrl, undefined);
+    const o = run(["--compare-thresholds", "--metrics", "http://127.0.0.1:9464/metrics"]);
+    assert.equal(o.compareThresholds, true);
+    assert.equal(o.metricsUrl, "http://127.0.0.1:9464/metrics");
   });
 
   it("parses compare and report", () => {

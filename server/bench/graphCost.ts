@@ -1,17 +1,20 @@
 /**
  * What one run of each graph costs by batch size, as the server's worker runs them (CtmBatch), out of
  * load: the encoder once per group of requests joining, the tick graph once per tick for every row.
- * It shows where batching pays and why a busy server's encoder runs, in small groups, cost more per
- * request than its tick runs (docs/benchmarks.md, "Where batched throughput goes").
+ * It shows where batching pays, why a busy server's encoder runs, in small groups, cost more per
+ * request than its tick runs, and which intra-op thread count and spinning setting run the graphs
+ * fastest at each batch size (docs/benchmarks.md, "Threads and spinning").
  *
- *   node --import tsx server/bench/graphCost.ts [--threads N] [--repeats 30]
+ *   node --import tsx server/bench/graphCost.ts [--threads N] [--spinning 0|1] [--repeats 30] [--cycles 2]
  *
- * Without --threads it measures 1 and 2 intra-op threads. Prints medians in milliseconds.
+ * Without --threads it measures 1 and 2 intra-op threads, without --spinning both settings. Every
+ * setting is measured once per cycle, in turn, so that a change in background load hits them alike.
+ * Prints medians over all cycles, in milliseconds.
  */
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
+import { BATCH_SIZES, measureGraphCosts } from "./graphCostModel.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const flag = (name: string) => {
@@ -19,32 +22,37 @@ const flag = (name: string) => {
   return at >= 0 ? Number(process.argv[at + 1]) : undefined;
 };
 const repeats = flag("repeats") ?? 30;
+const cycles = flag("cycles") ?? 2;
 const threadCounts = flag("threads") ? [flag("threads") as number] : [1, 2];
-const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64];
+const spinnings = flag("spinning") === undefined ? [false, true] : [flag("spinning") === 1];
 
 const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
-const rowSize = model.manifest.input.shape.reduce((a, b) => a * b, 1);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
-console.log("| threads | rows | encoder run | encoder per row | tick run | tick per row |");
-console.log("|---|---|---|---|---|---|");
-for (const threads of threadCounts) {
-  const batch = await CtmBatch.open(model, { provider: "cpu", threads });
-  await batch.warmUp(Math.max(...BATCH_SIZES));
-  let next = 1;
-  for (const rows of BATCH_SIZES) {
-    const encoder: number[] = [];
-    const tick: number[] = [];
-    for (let r = 0; r < repeats; r++) {
-      const ids = Array.from({ length: rows }, () => next++);
-      encoder.push(await batch.join(ids, new Float32Array(rows * rowSize).fill(0.1)));
-      tick.push((await batch.tick()).runMs);
-      batch.leave(ids);
-    }
+const settings = threadCounts.flatMap((threads) => spinnings.map((spinning) => ({ threads, spinning })));
+const samples = settings.map(() => BATCH_SIZES.map(() => ({ encoder: [] as number[], tick: [] as number[] })));
+for (let cycle = 0; cycle < cycles; cycle++) {
+  for (const [s, setting] of settings.entries()) {
+    const measured = await measureGraphCosts(model, setting, repeats);
+    measured.samples.forEach((m, b) => {
+      const into = (samples[s] as { encoder: number[]; tick: number[] }[])[b] as { encoder: number[]; tick: number[] };
+      into.encoder.push(...m.encoder);
+      into.tick.push(...m.tick);
+    });
+  }
+}
+
+console.log("| threads | spinning | rows | encoder run | encoder per row | tick run | tick per row |");
+console.log("|---|---|---|---|---|---|---|");
+for (const [s, { threads, spinning }] of settings.entries()) {
+  for (const [b, rows] of BATCH_SIZES.entries()) {
+    const { encoder, tick } = (samples[s] as { encoder: number[]; tick: number[] }[])[b] as {
+      encoder: number[];
+      tick: number[];
+    };
     const [e, t] = [median(encoder), median(tick)];
     console.log(
-      `| ${threads} | ${rows} | ${e.toFixed(2)} ms | ${(e / rows).toFixed(3)} ms | ${t.toFixed(2)} ms | ${(t / rows).toFixed(3)} ms |`,
+      `| ${threads} | ${spinning ? "on" : "off"} | ${rows} | ${e.toFixed(2)} ms | ${(e / rows).toFixed(3)} ms | ${t.toFixed(2)} ms | ${(t / rows).toFixed(3)} ms |`,
     );
   }
-  await batch.close();
 }

@@ -76,7 +76,19 @@ describe("model folders", () => {
     }, /input\.image\.height must be an integer >= 1, got 0/);
     fails((m) => {
       at(m, "input.image").preprocess = "sepia";
-    }, /input\.image\.preprocess must be one of "mnist-digit", "resize", got "sepia"/);
+    }, /input\.image\.preprocess must be one of "mnist-digit", "resize", "center-crop", got "sepia"/);
+    fails((m) => {
+      at(m, "input.image").preprocess = "center-crop";
+    }, /input\.image\.resize_shorter is required when preprocess is "center-crop"/);
+    fails((m) => {
+      Object.assign(at(m, "input.image"), { preprocess: "center-crop", resize_shorter: 27 });
+    }, /input\.image\.resize_shorter must be at least max\(height, width\) = 28 to crop from, got 27/);
+    fails((m) => {
+      Object.assign(at(m, "input.image"), { preprocess: "center-crop", resize_shorter: 2.5 });
+    }, /input\.image\.resize_shorter must be an integer, got 2\.5/);
+    fails((m) => {
+      at(m, "input.image").resize_shorter = 32;
+    }, /input\.image\.resize_shorter applies only when preprocess is "center-crop", not "mnist-digit"/);
     fails((m) => {
       at(m, "input.image.normalize").std = [0];
     }, /input\.image\.normalize\.std must be positive, got 0/);

@@ -108,6 +108,11 @@ def validate_manifest(manifest: dict[str, Any], folder: Path | None = None) -> N
         for key in ("mean", "std"):
             if len(image["normalize"][key]) != image["channels"]:
                 raise ManifestError(f"manifest field input.image.normalize.{key}: needs {image['channels']} values")
+        # As the server rules (server/src/model/manifest.ts): resize_shorter belongs to center-crop only.
+        if shorter is not None and image["preprocess"] != "center-crop":
+            raise ManifestError(
+                f'manifest field input.image.resize_shorter: only for preprocess "center-crop", not "{image["preprocess"]}"'
+            )
     if manifest["ticks"]["max"] > manifest["ticks"]["trained"] * 4:
         raise ManifestError("manifest field ticks.max: more than 4x the trained ticks is outside what was tested")
 

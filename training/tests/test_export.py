@@ -182,6 +182,14 @@ def test_export_calibrates_accuracy_and_consistency(exported):
             lambda m: m["input"]["image"].update(preprocess="center-crop", resize_shorter=20),
             "manifest field input.image.resize_shorter: 20 is smaller than the crop 28x28",
         ),
+        (
+            lambda m: m["input"]["image"].update(resize_shorter=32),
+            'manifest field input.image.resize_shorter: only for preprocess "center-crop", not "mnist-digit"',
+        ),
+        (
+            lambda m: m["input"]["image"].update(preprocess="crop"),
+            "manifest field input.image.preprocess: 'crop' is not",
+        ),
     ],
 )
 def test_manifest_errors_name_the_field(exported, mutate, message):

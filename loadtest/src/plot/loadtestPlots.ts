@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { type LoadtestResult, type PointResult, pooled } from "../loadtestResult.ts";
 import { type CallKind, type Load, loadLabel } from "../sweepPlan.ts";
+import { thresholdPayoffs } from "../thresholdComparison.ts";
 import {
   barChartSvg,
   type ChartAxis,
@@ -22,6 +23,7 @@ export const PLOT_FILES = {
   accuracy: "accuracy-vs-ticks.png",
   throughput: "throughput-vs-concurrency.png",
   exitTicks: "exit-ticks.png",
+  payoff: "payoff-vs-threshold.png",
 } as const;
 
 const PANEL = { width: 640, height: 380 };
@@ -181,6 +183,48 @@ function exitTickPlot(result: LoadtestResult): string {
   );
 }
 
+/** --compare-thresholds: throughput gained against the highest threshold, achieved and predicted. */
+function payoffPlot(result: LoadtestResult): string {
+  // The closed loop only: an open loop's throughput is its offered rate whatever the threshold.
+  const payoffs = thresholdPayoffs(result).filter((p) => p.achieved !== null);
+  const groups = distinctBy(payoffs, (p) => `${p.call} ${loadLabel(p.load)}`);
+  const series: ChartSeries[] = groups.flatMap((group, i) => {
+    const colour = PALETTE[i % PALETTE.length] as string;
+    const of = payoffs.filter((p) => p.call === group.call && sameLoad(p.load, group.load));
+    const name = `${group.call} ${loadLabel(group.load)}`;
+    const achieved: ChartSeries = {
+      label: `${name}: achieved`,
+      colour,
+      points: of.map((p) => ({
+        x: p.threshold,
+        y: p.achieved as number,
+        note: `${p.point.ticks.mean.toFixed(1)} ticks`,
+      })),
+    };
+    const predicted = of.filter((p) => p.predicted !== null);
+    return predicted.length === 0
+      ? [achieved]
+      : [
+          achieved,
+          {
+            label: `${name}: predicted by graph time`,
+            colour,
+            dashed: true,
+            points: predicted.map((p) => ({ x: p.threshold, y: p.predicted as number })),
+          },
+        ];
+  });
+  return lineChartSvg(
+    {
+      title: `Throughput vs the highest threshold: ${modelTitle(result)}`,
+      x: { label: "certainty threshold", ticks: result.settings.thresholds },
+      y: { label: "throughput / throughput at the highest threshold", zero: true },
+      series,
+    },
+    { width: 760, height: 440 },
+  );
+}
+
 /** Writes the plots into `dir`; returns the files written (accuracy needs labelled samples). */
 export async function writePlots(result: LoadtestResult, dir: string): Promise<string[]> {
   const plots: Array<[string, string]> = [
@@ -189,6 +233,7 @@ export async function writePlots(result: LoadtestResult, dir: string): Promise<s
     [PLOT_FILES.exitTicks, exitTickPlot(result)],
   ];
   if (result.points.some((p) => p.accuracy !== null)) plots.splice(1, 0, [PLOT_FILES.accuracy, accuracyPlot(result)]);
+  if (result.settings.compareThresholds) plots.push([PLOT_FILES.payoff, payoffPlot(result)]);
   const files: string[] = [];
   for (const [name, svg] of plots) {
     const file = join(dir, name);

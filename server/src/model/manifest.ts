@@ -26,7 +26,13 @@ export interface ImageInput {
   channels: number;
   height: number;
   width: number;
-  preprocess: "mnist-digit" | "resize";
+  /**
+   * "mnist-digit": ink found, fitted and centred as MNIST was made; "resize": stretched to height x
+   * width; "center-crop": the shorter side resized to `resizeShorter`, then the centre height x width.
+   */
+  preprocess: "mnist-digit" | "resize" | "center-crop";
+  /** "center-crop" only: the shorter side's length before cropping, >= height and >= width. */
+  resizeShorter?: number;
   normalize: { mean: number[]; std: number[] };
 }
 
@@ -80,7 +86,7 @@ export interface Manifest {
 }
 
 export const MANIFEST_FILE = "manifest.json";
-const PREPROCESS = ["mnist-digit", "resize"] as const;
+const PREPROCESS = ["mnist-digit", "resize", "center-crop"] as const;
 
 export function parseManifest(document: unknown, file = MANIFEST_FILE): Manifest {
   const root = new JsonReader(file, document);
@@ -191,6 +197,19 @@ function parseInput(reader: JsonReader): InputSpec {
     });
     const preprocess = image.field("preprocess").string({ oneOf: PREPROCESS }) as ImageInput["preprocess"];
     spec.image = { layout, channels, height, width, preprocess, normalize: { mean, std } };
+    if (preprocess === "center-crop") {
+      if (!image.has("resize_shorter"))
+        image.field("resize_shorter").fail('is required when preprocess is "center-crop"');
+      const shorter = image.field("resize_shorter").positiveInteger();
+      // A crop larger than the resized image would need padding, which no mode here does.
+      if (shorter < Math.max(height, width))
+        image
+          .field("resize_shorter")
+          .fail(`must be at least max(height, width) = ${Math.max(height, width)} to crop from, got ${shorter}`);
+      spec.image.resizeShorter = shorter;
+    } else if (image.has("resize_shorter")) {
+      image.field("resize_shorter").fail(`applies only when preprocess is "center-crop", not "${preprocess}"`);
+    }
   }
   if (reader.has("tensor") && reader.field("tensor").has("values")) {
     spec.allowedValues = reader

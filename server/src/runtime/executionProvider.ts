@@ -17,6 +17,11 @@ export interface SessionSettings {
   provider: ProviderChoice;
   /** Intra-op threads of each session. */
   threads: number;
+  /**
+   * Let idle intra-op threads spin instead of sleeping (onnxruntime's session.intra_op.allow_spinning).
+   * Off unless set: measured off (docs/benchmarks.md, "Threads and spinning").
+   */
+  spinning?: boolean;
 }
 
 export interface OpenedSessions {
@@ -32,17 +37,16 @@ export async function openSessions(
   tickPath: string,
   settings: SessionSettings,
 ): Promise<OpenedSessions> {
-  if (settings.provider === "cpu")
-    return { ...(await open(encoderPath, tickPath, "cpu", settings.threads)), provider: "cpu" };
+  if (settings.provider === "cpu") return { ...(await open(encoderPath, tickPath, "cpu", settings)), provider: "cpu" };
   try {
     const missing = missingCudaProvider();
     if (missing) throw new Error(missing);
-    return { ...(await open(encoderPath, tickPath, "cuda", settings.threads)), provider: "cuda" };
+    return { ...(await open(encoderPath, tickPath, "cuda", settings)), provider: "cuda" };
   } catch (error) {
     const reason = firstLine(error);
     if (settings.provider === "cuda")
       throw new Error(`provider cuda was requested but onnxruntime could not use it: ${reason}`);
-    return { ...(await open(encoderPath, tickPath, "cpu", settings.threads)), provider: "cpu", fallbackReason: reason };
+    return { ...(await open(encoderPath, tickPath, "cpu", settings)), provider: "cpu", fallbackReason: reason };
   }
 }
 
@@ -69,17 +73,17 @@ export function missingCudaProvider(): string | undefined {
   return `the CUDA provider is not installed (no ${missing.join(" or ")} in ${binding}; docs/deploy.md, GPU, says how to add it)`;
 }
 
-async function open(encoderPath: string, tickPath: string, provider: "cpu" | "cuda", threads: number) {
+async function open(encoderPath: string, tickPath: string, provider: "cpu" | "cuda", settings: SessionSettings) {
   const options: ort.InferenceSession.SessionOptions = {
     // CPU stays listed after CUDA so that ops CUDA lacks still run.
     executionProviders: provider === "cuda" ? ["cuda", "cpu"] : ["cpu"],
-    intraOpNumThreads: threads,
+    intraOpNumThreads: settings.threads,
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: "all",
     // Spinning intra-op threads keep a core busy between runs; on a small machine that core is the one
     // the gRPC event loop needs, and a tick run is too short for the wake-up latency to matter.
-    extra: { session: { intra_op: { allow_spinning: "0" } } },
+    extra: { session: { intra_op: { allow_spinning: settings.spinning ? "1" : "0" } } },
   };
   const encoder = await create(encoderPath, options);
   try {
