@@ -40,6 +40,23 @@ export function messageBytesOf(message: unknown): number | undefined {
     : undefined;
 }
 
+type Deserialize = (bytes: Buffer) => unknown;
+
+/** `service` with the request deserializer of each of `methods` replaced by `wrap(its own)`. */
+function wrapDeserializers(
+  service: grpc.ServiceDefinition,
+  methods: string[],
+  wrap: (deserialize: Deserialize) => Deserialize,
+): grpc.ServiceDefinition {
+  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
+  for (const name of methods) {
+    const method = service[name];
+    if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
+    wrapped[name] = { ...method, requestDeserialize: wrap(method.requestDeserialize) };
+  }
+  return wrapped as grpc.ServiceDefinition;
+}
+
 /**
  * Classify and ClassifyStream reading the image and tensor lengths from the body before decoding it:
  * one beyond its limit is handed to the handler as a refusal (RESOURCE_EXHAUSTED naming the flag),
@@ -49,22 +66,24 @@ export function sizedClassifyDecoding(
   service: grpc.ServiceDefinition,
   limits: RequestSizeLimits,
 ): grpc.ServiceDefinition {
-  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
-  for (const name of ["Classify", "ClassifyStream"]) {
-    const method = service[name];
-    if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
-    const deserialize = method.requestDeserialize;
-    wrapped[name] = {
-      ...method,
-      requestDeserialize: (bytes: Buffer) => {
-        const refusal = oversizeRequest(weighClassifyRequest(bytes), limits);
-        if (refusal) return { [REFUSED]: refusal } satisfies RefusedRequest;
-        const decoded = deserialize(bytes) as object;
-        return Object.assign(decoded, { [MESSAGE_BYTES]: bytes.length });
-      },
-    };
-  }
-  return wrapped as grpc.ServiceDefinition;
+  return wrapDeserializers(service, ["Classify", "ClassifyStream"], (deserialize) => (bytes) => {
+    const refusal = oversizeRequest(weighClassifyRequest(bytes), limits);
+    if (refusal) return { [REFUSED]: refusal } satisfies RefusedRequest;
+    return Object.assign(deserialize(bytes) as object, { [MESSAGE_BYTES]: bytes.length });
+  });
+}
+
+/**
+ * `service` with `methods` tagging each decoded request with its body size (MESSAGE_BYTES), so that
+ * the in-flight bound counts them; for methods with one request message only, since a stream's
+ * messages would be held until the call ends.
+ */
+export function weighedDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
+  return wrapDeserializers(
+    service,
+    methods,
+    (deserialize) => (bytes) => Object.assign(deserialize(bytes) as object, { [MESSAGE_BYTES]: bytes.length }),
+  );
 }
 
 /**
@@ -79,24 +98,14 @@ export function tolerantClassifyDecoding(service: grpc.ServiceDefinition): grpc.
 
 /** `service` with `methods` decoding tolerantly (see tolerantClassifyDecoding); throwIfUndecodable refuses. */
 export function tolerantDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
-  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
-  for (const name of methods) {
-    const method = service[name];
-    if (!method) throw new Error(`the service has no ${name} method to decode; this is a bug`);
-    const deserialize = method.requestDeserialize;
-    wrapped[name] = {
-      ...method,
-      requestDeserialize: (bytes: Buffer) => {
-        try {
-          return deserialize(bytes);
-        } catch (error) {
-          const reason = error instanceof Error ? error.message : String(error);
-          return { [UNDECODABLE]: { bytes: bytes.length, reason } } satisfies UndecodableRequest;
-        }
-      },
-    };
-  }
-  return wrapped as grpc.ServiceDefinition;
+  return wrapDeserializers(service, methods, (deserialize) => (bytes) => {
+    try {
+      return deserialize(bytes);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return { [UNDECODABLE]: { bytes: bytes.length, reason } } satisfies UndecodableRequest;
+    }
+  });
 }
 
 /** INVALID_ARGUMENT for a body that tolerantDecoding could not decode as a `messageType`. */
@@ -108,26 +117,6 @@ export function throwIfUndecodable<T extends object>(
     const { bytes, reason } = request[UNDECODABLE];
     throw invalidArgument(`the request (${bytes} bytes) is not a valid ${messageType} message: ${reason}`);
   }
-}
-
-/**
- * `service` with `methods` tagging each decoded request with its body size (MESSAGE_BYTES), so that
- * the in-flight bound counts them; for unary methods only, since a stream's messages are held until
- * the call ends.
- */
-export function weighedDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
-  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...service };
-  for (const name of methods) {
-    const method = service[name];
-    if (!method) throw new Error(`the service has no ${name} method to weigh; this is a bug`);
-    const deserialize = method.requestDeserialize;
-    wrapped[name] = {
-      ...method,
-      requestDeserialize: (bytes: Buffer) =>
-        Object.assign(deserialize(bytes) as object, { [MESSAGE_BYTES]: bytes.length }),
-    };
-  }
-  return wrapped as grpc.ServiceDefinition;
 }
 
 export function decodeClassifyRequest(
