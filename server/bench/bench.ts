@@ -32,9 +32,10 @@ import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import * as hdr from "hdr-histogram-js";
 import { parseConfig } from "../src/config.ts";
-import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
+import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
 import { openBareLoop } from "./bareLoop.ts";
+import { benchModelFolder } from "./benchModel.ts";
 import { startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -67,7 +68,7 @@ const THREADS = serverConfig.threads;
 const NICENESS = serverConfig.workerNice;
 
 // ---------------------------------------------------------------- inputs
-const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
+const model = loadModelFolder(benchModelFolder(REPO));
 const { manifest } = model;
 const ticks = manifest.ticks.trained;
 const size = manifest.input.shape.reduce((a, b) => a * b, 1);
