@@ -1,13 +1,16 @@
 """The maze task: perfect mazes, the reference's route encoding, a training step, export parity."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ctm.checkpoint import load_checkpoint, model_from_checkpoint
 from ctm.export import export_model
 from ctm.losses import maze_route_loss
+from ctm.manifest import validate_manifest
 from ctm.maze import (
     END,
     MOVES,
@@ -22,9 +25,11 @@ from ctm.maze import (
     walk,
 )
 from ctm.model import CTM
+from ctm.onnx_runner import OnnxCTM
 from ctm.reference import family_task
 from ctm.tasks import get_task
 from ctm.train import train
+from tests.conftest import REPO_ROOT
 from tests.test_export import assert_parity
 
 SIDE, ROUTE = 15, 20
@@ -236,3 +241,19 @@ def test_maze_export_matches_pytorch_per_tick(tmp_path, few_held_out):
         picture / 255.0 * 2 - 1, test.inputs[samples[0]["split_index"]].permute(1, 2, 0).numpy()
     )
     assert samples[0]["label"] == test.targets[samples[0]["split_index"]].tolist()
+
+
+SHIPPED_MAZE = Path(REPO_ROOT) / "models" / "maze-ctm" / "1"
+
+
+@pytest.mark.skipif(not (SHIPPED_MAZE / "manifest.json").exists(), reason="no shipped maze model")
+def test_shipped_maze_model_matches_its_checkpoint_and_golden():
+    manifest = json.loads((SHIPPED_MAZE / "manifest.json").read_text())
+    validate_manifest(manifest, SHIPPED_MAZE)
+    assert manifest["task"] == "maze" and manifest["output"]["labels"] == list(MOVES)
+    model = model_from_checkpoint(load_checkpoint(SHIPPED_MAZE / "checkpoint.pt"))
+    assert_parity(model, SHIPPED_MAZE, batch_sizes=(1, 4))
+    runner = OnnxCTM(SHIPPED_MAZE)
+    for case in json.loads((SHIPPED_MAZE / "golden.json").read_text())["cases"]:
+        x = np.asarray(case["input"], dtype=np.float32).reshape(1, *case["input_shape"])
+        np.testing.assert_allclose(runner.run(x)["logits"][0], case["logits"], atol=1e-4, rtol=0)
