@@ -183,7 +183,8 @@ test("the cpu target built as a script in a copy of the build context serves gRP
 
   const sample = findSample(join(image.hostWorkdir, "models"));
   const answer = await classifyImage(address, readFileSync(sample));
-  assert.ok(answer.top_k.length > 0, "Classify returned no classes");
+  // A classifier answers with classes, a multi-position model (the maze's route) with one per position.
+  assert.ok(answer.top_k.length > 0 || answer.positions.length > 0, "Classify returned no answer");
   assert.ok(answer.ticks_used >= 1);
   const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
   assert.equal(metrics.status, 200);

@@ -35,7 +35,7 @@ const USAGE = `usage: npm run soak -- --minutes N [options]
   --tls-server-name N  the name to check the server certificate against
   --token TOKEN        with --address: send "authorization: Bearer TOKEN" (default $CTM_TOKEN)
   --samples PATH       model folder or labels.json (default models/mnist-ctm/1)
-  --model NAME         default: the server's only model
+  --model NAME         default: mnist-ctm with the default samples, else the server's only model
   --cancel F           share of requests cancelled mid-call by the client (default 0.08)
   --bad F              share of bad requests: corrupt image, wrong shape, unknown model, bad policy (default 0.08)
   --report-s S         seconds between reports (default 15)
@@ -143,7 +143,8 @@ function parseOptions(argv: string[]): SoakOptions | "help" {
     token,
     metricsUrl: values["metrics-url"],
     samples: values.samples ?? join(REPO, "models", "mnist-ctm", "1"),
-    model: values.model,
+    // The default samples are mnist-ctm's, and the server serves every model under models/.
+    model: values.model ?? (values.samples === undefined ? "mnist-ctm" : undefined),
     fractions,
     reportS: number("report-s", values["report-s"], 15, 0.5),
     sampleS: number("sample-s", values["sample-s"], 5, 0.2),

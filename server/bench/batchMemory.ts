@@ -6,17 +6,18 @@
  *   node --import tsx server/bench/batchMemory.ts [--warm-up ROWS]
  */
 import { readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
+import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { CtmBatch } from "../src/runtime/ctmBatch.ts";
+import { benchModelFolder } from "./benchModel.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const at = process.argv.indexOf("--warm-up");
 const warmUp = at >= 0 ? Number(process.argv[at + 1]) : 0;
 const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1]) / 1024;
 
-const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
+const model = loadModelFolder(benchModelFolder(REPO));
 const batch = await CtmBatch.open(model, { provider: "cpu", threads: 1 });
 const rowSize = model.manifest.input.shape.reduce((a, b) => a * b, 1);
 const samples: string[] = [`open ${rssMiB().toFixed(1)}`];

@@ -33,8 +33,9 @@ import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import * as hdr from "hdr-histogram-js";
 import { parseConfig } from "../src/config.ts";
-import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
+import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { benchModelFolder } from "./benchModel.ts";
 import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "./benchOptions.ts";
 import { measureGraphCosts, predictedMsPerAnswer } from "./graphCostModel.ts";
 import { readServerCounters, type ServerCounters } from "./serverCounters.ts";
@@ -77,7 +78,7 @@ const THREADS = serverConfig.threads;
 const NICENESS = serverConfig.workerNice;
 
 // ---------------------------------------------------------------- inputs
-const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
+const model = loadModelFolder(benchModelFolder(REPO));
 const { manifest } = model;
 const ticks = manifest.ticks.trained;
 const size = manifest.input.shape.reduce((a, b) => a * b, 1);

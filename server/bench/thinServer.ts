@@ -14,15 +14,16 @@
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
+import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, type ClassifyResponseMessage, loadProtocol } from "../src/transport/protocol.ts";
 import { openBareLoop } from "./bareLoop.ts";
+import { benchModelFolder } from "./benchModel.ts";
 
 const REPO = join(import.meta.dirname, "../..");
 const threadsAt = process.argv.indexOf("--threads");
 const threads = threadsAt >= 0 ? Number(process.argv[threadsAt + 1]) : 1;
 
-const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
+const model = loadModelFolder(benchModelFolder(REPO));
 const { manifest } = model;
 const bare = await openBareLoop(model, threads);
 

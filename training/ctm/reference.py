@@ -42,12 +42,13 @@ from .backbones import RESNET_STAGE_BLOCKS, backbone_channels, resnet_spec
 from .checkpoint import CheckpointError, check_state_dict
 from .config import RESNET_BACKBONES, ConfigError, CTMConfig, coerce_fields
 from .data import MNIST_MEAN, MNIST_STD, Split
+from .maze import MOVES
 from .model import CTM
 from .safe_load import UnsafeCheckpointError, load_reference_file
-from .tasks import Task, get_task
+from .tasks import Task, get_task, maze_input_spec
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-MAZE_MOVES = ("up", "down", "left", "right", "wait")  # the reference's route encoding 0..4
+MAZE_MOVES = MOVES  # the reference's route encoding 0..4
 # Normalisation constants as the reference's image_classification/train.py applies them.
 CIFAR10_MEAN, CIFAR10_STD = (0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)
 CIFAR100_MEAN = (0.5070751592371341, 0.48654887331495067, 0.4409178433670344)
@@ -350,10 +351,9 @@ def family_task(family: str, config: CTMConfig, settings: dict[str, Any], labels
     elif family == "imagenet":
         shorter = round(max(size) * IMAGENET_RESIZE / IMAGENET_CROP)  # 256 for the usual 224 crop
         task = _no_data_task(family, (), image("center-crop", IMAGENET_MEAN, IMAGENET_STD, resize_shorter=shorter))
-    else:  # mazes: pixels in [0, 1], or [-1, 1] (x * 2 - 1) when the run used --expand_range
+    else:  # mazes: pixels in [0, 1], or [-1, 1] (x * 2 - 1) when the run used --expand_range; as our maze task
         expand = settings["expand_range"]
-        mean, std = ((0.5,) * 3, (0.5,) * 3) if expand else ((0.0,) * 3, (1.0,) * 3)
-        task = _no_data_task(family, MAZE_MOVES, image("resize", mean, std))
+        task = _no_data_task(family, MAZE_MOVES, lambda c: maze_input_spec(c, expand))
     if labels is not None:
         if len(labels) != classes:
             raise CheckpointError(f"--labels has {len(labels)} labels, the model has {classes} classes")

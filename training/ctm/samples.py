@@ -1,8 +1,9 @@
 """Held-out test inputs written beside an exported model, for the load test and the server's tests.
 
 Each entry records `split_index`, its position in the test split.
-Image tasks: 8-bit PNG files in the task's own format (MNIST: 28x28 grayscale, white digit on black),
-taken in turn from each class of the test split. Tensor tasks: the raw inputs inline in labels.json.
+Image tasks: 8-bit PNG files in the task's own format (MNIST: 28x28 grayscale, white digit on black,
+taken in turn from each class of the test split; mazes: the RGB maze picture, labelled with its route
+as moves). Tensor tasks: the raw inputs inline in labels.json.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .config import CTMConfig
@@ -31,7 +33,14 @@ def balanced_order(labels: np.ndarray) -> list[int]:
 def write_samples(task: Task, config: CTMConfig, folder: Path, count: int) -> list[dict[str, Any]]:
     folder.mkdir(parents=True, exist_ok=True)
     index: list[dict[str, Any]] = []
-    if task.input_spec(config)["kind"] == "image":
+    if task.name == "maze":
+        test = task.split(config, "test")
+        pictures = ((test.inputs[:count] + 1) / 2 * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for n, picture in enumerate(pictures):
+            name = f"{n:04d}.png"
+            Image.fromarray(picture, mode="RGB").save(folder / name)
+            index.append({"file": name, "label": test.targets[n].tolist(), "split_index": n})
+    elif task.input_spec(config)["kind"] == "image":
         pixels, labels = mnist_pixels("test")
         for n, i in enumerate(balanced_order(labels)[:count]):
             name = f"{n:04d}_{labels[i]}.png"

@@ -15,6 +15,8 @@ from torch import Tensor
 
 from .config import CTMConfig
 from .data import MNIST_MEAN, MNIST_STD, Split, augment_digits, mnist_split, parity_batch, parity_split
+from .losses import dual_index_loss, maze_route_loss
+from .maze import MOVES, maze_batch, maze_set
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Task:
     # and an export without calibration or samples.
     split: Callable[[CTMConfig, str], Split] | None
     train_batch: Callable[[CTMConfig, Split, int, torch.Generator, bool], tuple[Tensor, Tensor]] | None
+    # (logits, certainty, targets, output_shape, use_most_certain) -> (loss, t1, t2)
+    loss: Callable[..., tuple[Tensor, Tensor, Tensor]] = dual_index_loss
 
 
 def _mnist_input_spec(config: CTMConfig) -> dict[str, Any]:
@@ -72,7 +76,61 @@ def _parity_train_batch(
     return parity_batch(batch, config.input_shape[0], generator)
 
 
+def maze_input_spec(config: CTMConfig, expand_range: bool = True) -> dict[str, Any]:
+    """The reference's maze input: RGB pixels in [-1, 1] (x * 2 - 1), or in [0, 1] for a run without
+    --expand_range. Shared with `ctm.reference`, so an imported reference maze model and ours are
+    preprocessed alike."""
+    channels, height, width = config.input_shape
+    mean, std = ([0.5] * channels, [0.5] * channels) if expand_range else ([0.0] * channels, [1.0] * channels)
+    return {
+        "kind": "image",
+        "shape": list(config.input_shape),
+        "dtype": "float32",
+        "image": {
+            "layout": "NCHW",
+            "channels": channels,
+            "height": height,
+            "width": width,
+            "preprocess": "resize",
+            "normalize": {"mean": mean, "std": std},
+        },
+    }
+
+
+def _maze_split(config: CTMConfig, name: str) -> Split:
+    if name == "train":  # fresh mazes every step (`_maze_train_batch`); no fixed training set
+        return Split(torch.empty(0, *config.input_shape), torch.empty(0, config.output_shape[0], dtype=torch.long))
+    held = _cached_maze_set(config.input_shape[-1], config.output_shape[0], name, MAZE_HELD_OUT)
+    return Split(held.inputs, held.targets)
+
+
+def _maze_train_batch(
+    config: CTMConfig, train: Split, batch: int, generator: torch.Generator, augment: bool
+) -> tuple[Tensor, Tensor]:
+    side, route_length = config.input_shape[-1], config.output_shape[0]
+    return maze_batch(batch, side, route_length, generator, _held_out_mazes(side, route_length))
+
+
+@cache
+def _cached_maze_set(side: int, route_length: int, name: str, size: int):
+    return maze_set(name, side, route_length, size)
+
+
+def _held_out_mazes(side: int, route_length: int) -> frozenset[bytes]:
+    """The validation and test pictures: training never draws one of them."""
+    return _cached_held_out(side, route_length, MAZE_HELD_OUT)
+
+
+@cache
+def _cached_held_out(side: int, route_length: int, size: int) -> frozenset[bytes]:
+    sets = [_cached_maze_set(side, route_length, name, size) for name in ("validation", "test")]
+    return frozenset(m.pixels.tobytes() for held in sets for m in held.mazes)
+
+
 PARITY_LENGTH = 16
+MAZE_SIDE = 15  # pixels: 7 x 7 cells
+MAZE_ROUTE_LENGTH = 20  # moves: routes of up to 10 cell steps
+MAZE_HELD_OUT = 1000  # validation and test mazes each (tests make it smaller)
 
 TASKS = {
     "mnist": Task(
@@ -122,6 +180,33 @@ TASKS = {
         input_spec=_parity_input_spec,
         split=lambda config, name: _cached_parity_split(config.input_shape[0], name),
         train_batch=_parity_train_batch,
+    ),
+    "maze": Task(
+        name="maze",
+        # The reference's maze family (truncated ResNet, first-last synchronisation, one output per route
+        # position with certainty averaged over positions), small enough for 2 CPU cores; docs/training.md.
+        model=CTMConfig(
+            iterations=30,
+            d_model=256,
+            d_input=64,
+            heads=4,
+            n_synch_out=32,
+            n_synch_action=16,
+            neuron_select_type="first-last",
+            synapse_depth=1,
+            memory_length=15,
+            memory_hidden_dims=8,
+            output_shape=(MAZE_ROUTE_LENGTH, len(MOVES)),
+            backbone="resnet18-1",
+            positional_embedding="learnable-fourier",
+            input_shape=(3, MAZE_SIDE, MAZE_SIDE),
+        ),
+        run={"steps": 6000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 200, "augment": False, "eval_every": 500},
+        labels=MOVES,
+        input_spec=maze_input_spec,
+        split=_maze_split,
+        train_batch=_maze_train_batch,
+        loss=maze_route_loss,
     ),
 }
 

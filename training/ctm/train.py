@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import CTMConfig, RunConfig, parse_overrides
 from .data import Split
-from .losses import accuracy_most_certain, dual_index_loss, predictions_at
+from .losses import accuracy_most_certain, predictions_at
 from .model import CTM
 from .tasks import Task, get_task
 
@@ -52,10 +52,13 @@ def evaluate(model: CTM, split: Split, batch_size: int = 500) -> dict[str, float
         final = torch.full((len(y),), logits.shape[-1] - 1)
         last.append((predictions_at(logits, final, shape) == y.reshape(len(y), -1)).float().mean(-1))
     model.train(was_training)
-    return {
+    result = {
         "accuracy_most_certain": torch.cat(most_certain).mean().item(),
         "accuracy_last_tick": torch.cat(last).mean().item(),
     }
+    if len(shape) == 2:  # several positions: also the share of items with every position right (a solved maze)
+        result["solved_most_certain"] = (torch.cat(most_certain) == 1).float().mean().item()
+    return result
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -121,7 +124,7 @@ def train(
             group["lr"] = lr_at(step, run)
         x, y = task.train_batch(model_config, train_split, run.batch_size, generator, run.augment)
         logits, certainty = wrapped(x)
-        loss, _, t2 = dual_index_loss(logits, certainty, y, shape, run.use_most_certain)
+        loss, _, t2 = task.loss(logits, certainty, y, shape, run.use_most_certain)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip or float("inf"))
@@ -170,10 +173,10 @@ def train(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m ctm.train",
-        description="Train a Continuous Thought Machine on a task (mnist, parity).",
+        description="Train a Continuous Thought Machine on a task (mnist, parity, maze).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--task", default="mnist", help="task to learn: mnist or parity")
+    parser.add_argument("--task", default="mnist", help="task to learn: mnist, parity or maze")
     parser.add_argument("--out", type=Path, help="folder for ckpt.pt and metrics.jsonl (default checkpoints/TASK)")
     parser.add_argument("--resume", type=Path, help="continue from this checkpoint (flags given here still apply)")
     parser.add_argument("--steps", type=int, help="optimiser steps (overrides the task default)")

@@ -18,6 +18,7 @@ import {
   type ModelInfoMessage,
   type TickUpdateMessage,
 } from "../transport/protocol.ts";
+import { isMazeModel, plotRoute } from "./routePlot.ts";
 import { renderTracePlot } from "./tracePlot.ts";
 
 const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
@@ -310,7 +311,12 @@ async function run(options: Options): Promise<void> {
     if (!result) throw new Error("the server ended the call without a final result");
     if (!options.json) print(summary(result));
     if (options.plot) {
-      await plot(options.plot, model, trace, result);
+      if (isMazeModel(model.output_shape, model.labels) && model.input.image) {
+        // A maze model's answer is a route: draw it over the maze (every tick with --stream).
+        await plotRoute(options.plot, model, readFileSync(options.file), trace, result, options.stream);
+      } else {
+        await plot(options.plot, model, trace, result);
+      }
       if (!options.json) print(`plot saved to ${options.plot}`);
     }
   } finally {
