@@ -34,6 +34,9 @@ import { SchedulerThread } from "./schedulerThread.ts";
 import { ServerError } from "./serverError.ts";
 import type { Finished, StepMessage, StepRun, ToWorker, WorkerData } from "./workerProtocol.ts";
 
+/** Provider fallback reasons already logged at warn by this process (see startWorker). */
+const reportedFallbacks = new Set<string>();
+
 export interface EngineOptions {
   workers: number;
   /** Nice steps below the event loop for the worker threads (see threadPriority.ts). */
@@ -48,6 +51,7 @@ export interface EngineOptions {
 
 /** The slice of a pino logger the engine uses. */
 export interface EngineLog {
+  debug(fields: object, message: string): void;
   info(fields: object, message: string): void;
   warn(fields: object, message: string): void;
   error(fields: object, message: string): void;
@@ -507,7 +511,11 @@ export class ModelEngine {
     }
     this.provider = thread.provider;
     if (thread.fallbackReason) {
-      this.log.warn(
+      // The same reason holds for every model and worker of the process: one warning says it, the rest
+      // go to debug, so that a CPU machine serving several models logs one clear line.
+      const first = !reportedFallbacks.has(thread.fallbackReason);
+      reportedFallbacks.add(thread.fallbackReason);
+      this.log[first ? "warn" : "debug"](
         { model: this.name, worker: index, provider: "cpu", reason: thread.fallbackReason },
         `provider auto: CUDA is unavailable, falling back to CPU: ${thread.fallbackReason}`,
       );
