@@ -65,6 +65,8 @@ export class Scheduler {
   private readonly width: number;
   private runs: StepRun[] = [];
   private reportedAt = 0;
+  /** Wall time spent since the last run was recorded (reports, inbox), added to the next run's stepMs. */
+  private unaccountedMs = 0;
 
   constructor(
     private readonly batch: TickBatch,
@@ -112,9 +114,11 @@ export class Scheduler {
         this.wake = undefined;
         continue;
       }
+      const started = performance.now();
       await this.step();
       if (this.inbox) this.inbox();
-      else await nextTurn();
+      this.unaccountedMs += performance.now() - started;
+      if (!this.inbox) await nextTurn();
     }
   }
 
@@ -147,6 +151,7 @@ export class Scheduler {
 
   /** One tick boundary: cancellations leave, newcomers join, pacing, one batched tick, halting. */
   private async step(): Promise<void> {
+    const started = performance.now();
     const finished: Finished[] = [];
     for (const id of this.cancelled) {
       const active = this.active.get(id);
@@ -161,7 +166,7 @@ export class Scheduler {
     }
     this.cancelled.clear();
 
-    const run: StepRun = { batchSize: 0, joined: 0, encodeMs: 0, tickMs: 0 };
+    const run: StepRun = { batchSize: 0, joined: 0, encodeMs: 0, tickMs: 0, stepMs: 0 };
     let ticks: TickRows | undefined;
     try {
       if (this.incoming.length > 0) await this.join(run);
@@ -178,7 +183,14 @@ export class Scheduler {
       this.active.clear();
       this.incoming = [];
     }
-    if (run.batchSize > 0 || run.joined > 0) this.runs.push(run);
+    if (run.batchSize > 0 || run.joined > 0) {
+      // This step's wall time so far, plus what the boundaries before it spent after their runs
+      // were recorded (their reports and inbox): over a run the stepMs add up to the worker's busy time.
+      const elapsed = performance.now() - started;
+      run.stepMs = this.unaccountedMs + elapsed;
+      this.unaccountedMs = -elapsed;
+      this.runs.push(run);
+    }
     this.report(ticks, finished);
   }
 

@@ -1,0 +1,471 @@
+/**
+ * `npm run bench:scale`: how the server's costs grow with the model, at the paper's sizes, side by
+ * side in one run (docs/scale.md).
+ *
+ *   npm run bench:scale -- --preset imagenet|maze|mnist|tiny-imagenet|tiny-maze|tiny-mnist
+ *       [--ticks N] [--requests 3] [--tick-points 5] [--seconds 10] [--warm-up 3]
+ *       [--concurrency 1,2,4,8,16,32,64] [--batches 1,8,32,64] [--encoder-batches LIST]
+ *       [--early-exit-callers N] [--max-batch 64] [--threads N] [--provider cpu|cuda]
+ *       [--external-data] [--rebuild] [--golden N] [--cache .cache/scale] [--out out/scale/PRESET]
+ *
+ * Builds (once; cached) and exports a random-weight model of the preset (ctm.scale), starts the server
+ * on it as `npm start` does, twice (tick-level batching on: --max-batch 64; off: --max-batch 1), and
+ * measures: export time and files; start-up time and resident memory; each graph's run by batch size
+ * and the memory an active request holds; a lone request's latency against ticks run, with a line fit;
+ * throughput against concurrency, batched and not; the worker's time outside onnxruntime as a share of
+ * the tick runs; throughput when requests halt after T/4, T/2 and T ticks. Every request runs exactly
+ * the ticks asked (min_ticks = max_ticks), with one fixed raw float32 input (no image preprocessing).
+ * --ticks sets T (default: the preset's trained ticks). Prints a table; writes scale.json and
+ * scale.png under --out.
+ */
+import { execFile } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { parseConfig } from "../src/config.ts";
+import type { Manifest } from "../src/model/manifest.ts";
+import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { measureGraphs, residentMiB } from "./scaleGraphs.ts";
+import { scaleModel } from "./scaleModel.ts";
+import { writeScalePlots } from "./scalePlots.ts";
+import { linearFit, median } from "./scaleStatistics.ts";
+import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const PRESETS = ["imagenet", "maze", "mnist", "tiny-imagenet", "tiny-maze", "tiny-mnist"];
+const GIB24_MIB = 24 * 1024;
+
+// ---------------------------------------------------------------- options
+const argv = process.argv.slice(2);
+const raw = (name: string) => {
+  const at = argv.indexOf(`--${name}`);
+  return at >= 0 ? argv[at + 1] : undefined;
+};
+function number(name: string, fallback: number, min = 1): number {
+  const text = raw(name);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < min) throw new Error(`--${name} must be a number >= ${min}, got ${text}`);
+  return value;
+}
+function list(name: string, fallback: number[]): number[] {
+  const text = raw(name);
+  if (text === undefined) return fallback;
+  const values = text.split(",").map(Number);
+  if (values.some((v) => !Number.isInteger(v) || v < 1))
+    throw new Error(`--${name} must be a comma-separated list of integers >= 1, got ${text}`);
+  return values;
+}
+const preset = raw("preset") ?? "";
+if (!PRESETS.includes(preset)) throw new Error(`--preset must be one of ${PRESETS.join(", ")}, got "${preset}"`);
+const OUT = resolve(REPO, raw("out") ?? `out/scale/${preset}`);
+const CACHE = resolve(REPO, raw("cache") ?? ".cache/scale");
+const REQUESTS = number("requests", 3);
+const TICK_POINTS = number("tick-points", 5, 2);
+const SECONDS = number("seconds", 10, 0.1);
+const WARM_UP = number("warm-up", 3, 0);
+const CONCURRENCY = list("concurrency", [1, 2, 4, 8, 16, 32, 64]);
+const BATCHES = list("batches", [1, 8, 32, 64]);
+const ENCODER_BATCHES = list("encoder-batches", BATCHES);
+const MAX_BATCH = number("max-batch", 64);
+const EARLY_EXIT_CALLERS = number("early-exit-callers", Math.max(...CONCURRENCY));
+const TICK_REPEATS = number("tick-repeats", 5);
+const ENCODER_REPEATS = number("encoder-repeats", 3);
+const PROVIDER = raw("provider") ?? "cpu";
+const serverFlags = ["--provider", PROVIDER, "--max-queue", "1024"];
+if (raw("threads")) serverFlags.push("--threads", String(number("threads", 1)));
+const serverConfig = parseConfig(serverFlags, process.env);
+if (serverConfig === "help") throw new Error("the server flags asked for help. This is a bug.");
+
+// ---------------------------------------------------------------- helpers
+const run = promisify(execFile);
+const product = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+const mib = (bytes: number) => bytes / 2 ** 20;
+
+function inputFor(manifest: Manifest, dir: string): Float32Array {
+  if (manifest.golden) {
+    const golden = JSON.parse(readFileSync(join(dir, manifest.golden), "utf8")) as { cases: { input: number[] }[] };
+    const first = golden.cases[0]?.input;
+    if (first) return Float32Array.from(first);
+  }
+  // Mid-grey, normalised as the manifest says: inside the range the server accepts for an image model.
+  const size = product(manifest.input.shape);
+  const image = manifest.input.image;
+  if (!image) return new Float32Array(size);
+  const plane = size / image.channels;
+  return Float32Array.from({ length: size }, (_, i) => {
+    const c = Math.floor(i / plane);
+    return (0.5 - (image.normalize.mean[c] as number)) / (image.normalize.std[c] as number);
+  });
+}
+
+/** Sums of the server's own histograms and counters, in milliseconds (counts as counts). */
+async function serverTimes(server: ServerProcess) {
+  const text = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+  const sum = (name: string) =>
+    text
+      .split("\n")
+      .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+      .reduce((total, line) => total + Number(line.split(" ").pop()), 0);
+  return {
+    stepMs: sum("ctm_worker_step_seconds_total") * 1000,
+    tickMs: sum("ctm_tick_run_seconds_sum") * 1000,
+    encoderMs: sum("ctm_encoder_run_seconds_sum") * 1000,
+    tickRuns: sum("ctm_tick_run_seconds_count"),
+    tickRows: sum("ctm_tick_rows_total"),
+  };
+}
+type Times = Awaited<ReturnType<typeof serverTimes>>;
+/** The worker's time outside onnxruntime between two scrapes, as a share of its tick runs. */
+function outside(before: Times, after: Times) {
+  const step = after.stepMs - before.stepMs;
+  const tick = after.tickMs - before.tickMs;
+  const encoder = after.encoderMs - before.encoderMs;
+  const runs = after.tickRuns - before.tickRuns;
+  return {
+    outsideMs: step - tick - encoder,
+    tickRunsMs: tick,
+    encoderRunsMs: encoder,
+    shareOfTickRuns: (step - tick - encoder) / tick,
+    perTickMs: (step - tick - encoder) / runs,
+    meanBatch: (after.tickRows - before.tickRows) / runs,
+  };
+}
+
+// ---------------------------------------------------------------- run
+async function main() {
+  const machine = {
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: availableParallelism(),
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    provider: PROVIDER,
+    threads: serverConfig === "help" ? 0 : serverConfig.threads,
+    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
+  };
+  mkdirSync(OUT, { recursive: true });
+  const log = (line: string) => console.error(`[bench:scale ${preset}] ${line}`);
+  log(`load ${machine.loadAverageAtStart}; building or reusing the model in ${CACHE}`);
+  const { modelsDir, record } = await scaleModel(REPO, preset, {
+    cacheDir: CACHE,
+    externalData: argv.includes("--external-data"),
+    golden: number("golden", preset.startsWith("tiny-") ? 1 : 0, 0),
+    rebuild: argv.includes("--rebuild"),
+  });
+  const model = loadModelFolder(discoverModelFolders(modelsDir)[0] as string);
+  const { manifest } = model;
+  const T = number("ticks", manifest.ticks.trained);
+  const input = inputFor(manifest, model.dir);
+  const out = product(manifest.output.shape);
+  const stateFloats = manifest.state.reduce((s, t) => s + product(t.shape), 0);
+  const contextFloats = manifest.context.reduce((s, t) => s + product(t.shape), 0);
+  const bytes = {
+    statePerRequest: 4 * stateFloats,
+    contextPerRequest: 4 * contextFloats,
+    /** What CtmBatch holds per active row: context, state twice (in and out), outputs. */
+    batchBuffersPerRequest: 4 * (contextFloats + 2 * stateFloats + 2 * out + 1),
+    /** Main -> worker at admission (transferred), worker -> main at the answer (transferred). */
+    admitMessage: 4 * product(manifest.input.shape),
+    answerMessage: 4 * 2 * out,
+    /** Copied into and out of the batch when a request joins and leaves (once each), never per tick. */
+    joinCopy: 4 * (contextFloats + stateFloats),
+  };
+
+  const requestFor = (ticks: number): ClassifyRequestMessage => ({
+    model: manifest.name,
+    tensor: { shape: manifest.input.shape, values: Array.from(input) },
+    halt_policy: { min_ticks: ticks, max_ticks: ticks },
+  });
+  const classifyMethod = loadProtocol().ctmService.Classify;
+  if (!classifyMethod) throw new Error("ctm.v1.CtmService has no Classify method. This is a bug.");
+  const requestFile = (ticks: number) => {
+    const file = join(OUT, `request-${ticks}.bin`);
+    writeFileSync(file, classifyMethod.requestSerialize(requestFor(ticks)));
+    return file;
+  };
+
+  log(`starting the server twice (--max-batch ${MAX_BATCH}, then 1)`);
+  const flags = [...serverFlags, "--models-dir", modelsDir];
+  const batched = await startServerProcess(REPO, [...flags, "--max-batch", String(MAX_BATCH)]);
+  const batchedStartMiB = residentMiB(batched.pid);
+  const unbatched = await startServerProcess(REPO, [...flags, "--max-batch", "1"]);
+  const unbatchedStartMiB = residentMiB(unbatched.pid);
+  const { CtmClient } = loadProtocol();
+  const client = new CtmClient(`127.0.0.1:${batched.port}`, grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 64 << 20,
+  });
+  type Unary = (r: object, cb: (e: grpc.ServiceError | null, response: unknown) => void) => void;
+  const classifyCall = (client as unknown as { Classify: Unary }).Classify.bind(client);
+  const classify = (request: ClassifyRequestMessage) =>
+    new Promise<{ ticks_used: number; top_k: { index: number; probability: number }[] }>((ok, fail) =>
+      classifyCall(request, (error, response) => (error ? fail(error) : ok(response as never))),
+    );
+
+  try {
+    log("graph runs by batch size, in this process");
+    const graphs = await measureGraphs(
+      model,
+      { provider: PROVIDER === "cuda" ? "cuda" : "cpu", threads: machine.threads },
+      input,
+      {
+        tickRows: BATCHES,
+        encoderRows: ENCODER_BATCHES,
+        tickRepeats: TICK_REPEATS,
+        encoderRepeats: ENCODER_REPEATS,
+      },
+    );
+
+    // The served answer against PyTorch's, where the export wrote golden values.
+    let golden: { checked: boolean; topClassMatches?: boolean; probabilityError?: number } = { checked: false };
+    if (manifest.golden) {
+      const doc = JSON.parse(readFileSync(join(model.dir, manifest.golden), "utf8")) as {
+        ticks: number;
+        cases: { probabilities: number[][] }[];
+      };
+      const last = doc.cases[0]?.probabilities[doc.ticks - 1] ?? [];
+      const best = last.indexOf(Math.max(...last));
+      const answer = await classify(requestFor(doc.ticks));
+      const top = answer.top_k[0];
+      golden = {
+        checked: true,
+        topClassMatches: top?.index === best,
+        probabilityError: Math.abs((top?.probability ?? Number.NaN) - (last[best] as number)),
+      };
+    }
+
+    log(`a lone request against ticks run (${REQUESTS} per point)`);
+    const tickPoints = [
+      ...new Set(Array.from({ length: TICK_POINTS }, (_, i) => Math.round(1 + ((T - 1) * i) / (TICK_POINTS - 1)))),
+    ];
+    await classify(requestFor(T)); // the first request of a process JITs the hot paths
+    const lone = new Map<number, number[]>(tickPoints.map((k) => [k, []]));
+    const loneBefore = await serverTimes(batched);
+    for (let r = 0; r < REQUESTS; r++) {
+      for (const k of tickPoints) {
+        const started = performance.now();
+        const answer = await classify(requestFor(k));
+        lone.get(k)?.push(performance.now() - started);
+        if (answer.ticks_used !== k) throw new Error(`asked for ${k} ticks, the server ran ${answer.ticks_used}`);
+      }
+    }
+    const loneOutside = outside(loneBefore, await serverTimes(batched));
+    const lonePoints = tickPoints.map((k) => ({ ticks: k, medianMs: median(lone.get(k) ?? []), ms: lone.get(k) }));
+    const loneFit = linearFit(lonePoints.flatMap((p) => (p.ms ?? []).map((ms): [number, number] => [p.ticks, ms])));
+    const tick1 = graphs.tick.find((t) => t.rows === 1)?.ms ?? Number.NaN;
+    const encoder1 = graphs.encoder.find((e) => e.rows === 1)?.ms ?? Number.NaN;
+
+    const saturate = async (server: ServerProcess, callers: number, ticks: number) => {
+      const file = requestFile(ticks);
+      const before = await serverTimes(server);
+      const { stdout } = await run(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          "server/bench/windowedLoad.ts",
+          String(server.port),
+          String(callers),
+          String(WARM_UP),
+        ].concat([String(SECONDS), file]),
+        { cwd: REPO, encoding: "utf8" },
+      );
+      const result = JSON.parse(stdout) as { completed: number; seconds: number; errors: number };
+      if (result.errors > 0) throw new Error(`${result.errors} requests failed under load (${callers} callers)`);
+      return {
+        rps: result.completed / result.seconds,
+        completed: result.completed,
+        ...outside(before, await serverTimes(server)),
+      };
+    };
+
+    log(`throughput against concurrency ${CONCURRENCY.join(",")}, ${SECONDS} s each after ${WARM_UP} s`);
+    const throughput = [];
+    for (const callers of CONCURRENCY) {
+      const on = await saturate(batched, callers, T);
+      const off = await saturate(unbatched, callers, T);
+      throughput.push({ callers, batched: on, unbatched: off, speedup: on.rps / off.rps });
+      log(`${callers} callers: ${on.rps.toFixed(2)} vs ${off.rps.toFixed(2)} answers/s`);
+    }
+
+    log(`early exit: ${EARLY_EXIT_CALLERS} callers halting after T/4, T/2, T ticks`);
+    const nearest = <R extends { rows: number }>(runs: R[], rows: number) =>
+      runs.reduce((best, r) => (Math.abs(r.rows - rows) < Math.abs(best.rows - rows) ? r : best));
+    const rows = Math.min(EARLY_EXIT_CALLERS, MAX_BATCH);
+    const tickRow = nearest(graphs.tick, rows).perRowMs;
+    const encoderRow = nearest(graphs.encoder, rows).perRowMs;
+    const predictedMs = (k: number) => encoderRow + k * tickRow;
+    const earlyExit = [];
+    for (const k of [...new Set([Math.max(1, Math.round(T / 4)), Math.max(1, Math.round(T / 2)), T])]) {
+      const result = await saturate(batched, EARLY_EXIT_CALLERS, k);
+      earlyExit.push({ ticks: k, rps: result.rps, completed: result.completed, predictedRps: 1000 / predictedMs(k) });
+    }
+    const full = earlyExit[earlyExit.length - 1] as (typeof earlyExit)[number];
+    const earlyExitRows = earlyExit.map((e) => ({
+      ...e,
+      payoff: e.rps / full.rps,
+      predictedPayoff: predictedMs(T) / predictedMs(e.ticks),
+    }));
+
+    const batchedEndMiB = residentMiB(batched.pid);
+    const unbatchedEndMiB = residentMiB(unbatched.pid);
+    const memoryPerRequestMiB = graphs.memory.slope;
+    const results = {
+      date: new Date().toISOString(),
+      preset,
+      command: `npm run bench:scale -- ${argv.join(" ")}`,
+      machine: { ...machine, loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))) },
+      model: {
+        name: manifest.name,
+        parameters: record.parameters,
+        architecture: record.architecture,
+        ticksTrained: manifest.ticks.trained,
+        ticksPerRequest: T,
+      },
+      export: {
+        seconds: record.export_seconds,
+        cached: record.cached,
+        exportedAt: record.exportedAt,
+        files: record.files,
+        externalData: Object.keys(record.files).some((f) => f.endsWith(".data")),
+      },
+      bytes,
+      startUp: {
+        batched: {
+          maxBatch: MAX_BATCH,
+          ms: batched.startUpMs,
+          residentMiB: batchedStartMiB,
+          residentAfterLoadMiB: batchedEndMiB,
+        },
+        unbatched: {
+          maxBatch: 1,
+          ms: unbatched.startUpMs,
+          residentMiB: unbatchedStartMiB,
+          residentAfterLoadMiB: unbatchedEndMiB,
+        },
+        sessionOpenMs: graphs.openMs,
+      },
+      graphs,
+      memory: {
+        perActiveRequestMiB: memoryPerRequestMiB,
+        baseMiB: graphs.memory.intercept,
+        r2: graphs.memory.r2,
+        largestMaxBatchIn24GiB: Math.floor((GIB24_MIB - graphs.memory.intercept) / memoryPerRequestMiB),
+      },
+      golden,
+      lone: {
+        points: lonePoints,
+        fit: loneFit,
+        graphsPredictMs: { intercept: encoder1, slope: tick1 },
+        outsideOnnxruntime: loneOutside,
+      },
+      throughput,
+      earlyExit: { callers: EARLY_EXIT_CALLERS, rows: earlyExitRows },
+      settings: {
+        requests: REQUESTS,
+        tickPoints,
+        seconds: SECONDS,
+        warmUp: WARM_UP,
+        concurrency: CONCURRENCY,
+        batches: BATCHES,
+        encoderBatches: ENCODER_BATCHES,
+        maxBatch: MAX_BATCH,
+      },
+    };
+    writeFileSync(join(OUT, "scale.json"), `${JSON.stringify(results, null, 2)}\n`);
+    const plot = await writeScalePlots(results, join(OUT, "scale.png"));
+    console.log(table(results));
+    log(`results written to ${join(OUT, "scale.json")} and ${plot}`);
+  } finally {
+    client.close();
+    await Promise.all([batched.stop(), unbatched.stop()]);
+  }
+}
+
+export type ScaleResults = {
+  preset: string;
+  model: { parameters: number; ticksPerRequest: number };
+  export: { seconds: number; cached: boolean; files: Record<string, number>; externalData: boolean };
+  bytes: {
+    [K in
+      | "statePerRequest"
+      | "contextPerRequest"
+      | "batchBuffersPerRequest"
+      | "admitMessage"
+      | "answerMessage"
+      | "joinCopy"]: number;
+  };
+  startUp: {
+    batched: { maxBatch: number; ms: number; residentMiB: number; residentAfterLoadMiB: number };
+    unbatched: { maxBatch: number; ms: number; residentMiB: number; residentAfterLoadMiB: number };
+  };
+  graphs: Awaited<ReturnType<typeof measureGraphs>>;
+  memory: { perActiveRequestMiB: number; baseMiB: number; r2: number; largestMaxBatchIn24GiB: number };
+  golden: { checked: boolean; topClassMatches?: boolean; probabilityError?: number };
+  lone: {
+    points: { ticks: number; medianMs: number }[];
+    fit: { slope: number; intercept: number; r2: number };
+    graphsPredictMs: { intercept: number; slope: number };
+    outsideOnnxruntime: ReturnType<typeof outside>;
+  };
+  throughput: {
+    callers: number;
+    batched: { rps: number } & ReturnType<typeof outside>;
+    unbatched: { rps: number } & ReturnType<typeof outside>;
+    speedup: number;
+  }[];
+  earlyExit: { callers: number; rows: { ticks: number; rps: number; payoff: number; predictedPayoff: number }[] };
+};
+
+function table(r: ScaleResults): string {
+  const f = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
+  const pct = (n: number) => `${f(100 * n, 1)}%`;
+  const files = Object.entries(r.export.files)
+    .filter(([name]) => name.includes(".onnx"))
+    .map(([name, size]) => `${name} ${f(mib(size), 1)} MiB`)
+    .join(", ");
+  const lines = [
+    `| ${r.preset}: ${(r.model.parameters / 1e6).toFixed(1)}M parameters, ${r.model.ticksPerRequest} ticks per request | result |`,
+    "|---|---|",
+    `| export (${r.export.cached ? "cached; measured when built" : "this run"}) | ${f(r.export.seconds, 1)} s |`,
+    `| graph files${r.export.externalData ? " (external data)" : ""} | ${files} |`,
+    `| start-up, --max-batch ${r.startUp.batched.maxBatch} / 1 (spawn to serving) | ${f(r.startUp.batched.ms / 1000, 1)} s / ${f(r.startUp.unbatched.ms / 1000, 1)} s |`,
+    `| server RSS after start-up, --max-batch ${r.startUp.batched.maxBatch} / 1 | ${f(r.startUp.batched.residentMiB, 0)} / ${f(r.startUp.unbatched.residentMiB, 0)} MiB |`,
+    `| server RSS after the load, --max-batch ${r.startUp.batched.maxBatch} / 1 | ${f(r.startUp.batched.residentAfterLoadMiB, 0)} / ${f(r.startUp.unbatched.residentAfterLoadMiB, 0)} MiB |`,
+    `| state per request (carried tick to tick) / K,V context / batch buffers held | ${f(r.bytes.statePerRequest / 1024, 1)} / ${f(r.bytes.contextPerRequest / 1024, 1)} / ${f(r.bytes.batchBuffersPerRequest / 1024, 1)} KiB |`,
+    `| messages per request: input in / answer out (both transferred, not copied) | ${f(r.bytes.admitMessage / 1024, 1)} / ${f(r.bytes.answerMessage / 1024, 1)} KiB |`,
+    ...r.graphs.encoder.map((e) => `| encoder run, batch ${e.rows} (per row) | ${f(e.ms)} ms (${f(e.perRowMs)} ms) |`),
+    ...r.graphs.tick.map((t) => `| tick run, batch ${t.rows} (per row) | ${f(t.ms)} ms (${f(t.perRowMs, 3)} ms) |`),
+    `| memory per active request (RSS slope over tick batch sizes, R^2) | ${f(r.memory.perActiveRequestMiB, 2)} MiB (${f(r.memory.r2, 3)}) |`,
+    `| largest --max-batch within 24 GiB (from ${f(r.memory.baseMiB, 0)} MiB base) | ${r.memory.largestMaxBatchIn24GiB} |`,
+    ...(r.golden.checked
+      ? [
+          `| served answer vs PyTorch (top class, probability error) | ${r.golden.topClassMatches ? "same" : "DIFFERENT"}, ${r.golden.probabilityError?.toExponential(1)} |`,
+        ]
+      : []),
+    ...r.lone.points.map((p) => `| lone request, ${p.ticks} ticks (median) | ${f(p.medianMs)} ms |`),
+    `| lone latency = intercept + slope x ticks (R^2) | ${f(r.lone.fit.intercept)} + ${f(r.lone.fit.slope, 3)} x ticks (${f(r.lone.fit.r2, 4)}) |`,
+    `| the graphs alone predict (encoder batch 1 + tick batch 1 x ticks) | ${f(r.lone.graphsPredictMs.intercept)} + ${f(r.lone.graphsPredictMs.slope, 3)} x ticks |`,
+    `| worker time outside onnxruntime, lone requests: share of tick runs (per tick) | ${pct(r.lone.outsideOnnxruntime.shareOfTickRuns)} (${f(r.lone.outsideOnnxruntime.perTickMs, 3)} ms) |`,
+    ...r.throughput.map(
+      (t) =>
+        `| ${t.callers} callers: answers/s batched / unbatched (speed-up); outside onnxruntime batched / unbatched; mean batch | ${f(t.batched.rps)} / ${f(t.unbatched.rps)} (${f(t.speedup)}x); ${pct(t.batched.shareOfTickRuns)} / ${pct(t.unbatched.shareOfTickRuns)}; ${f(t.batched.meanBatch, 1)} |`,
+    ),
+    ...r.earlyExit.rows.map(
+      (e) =>
+        `| early exit, ${r.earlyExit.callers} callers halting after ${e.ticks} ticks: answers/s, payoff (graphs predict) | ${f(e.rps)}, ${f(e.payoff)}x (${f(e.predictedPayoff)}x) |`,
+    ),
+  ];
+  return lines.join("\n");
+}
+
+try {
+  await main();
+} catch (error) {
+  console.error(error);
+  process.exit(1); // the "exit" handlers stop the servers
+}
