@@ -139,9 +139,11 @@ def build(preset: str, out: Path, external_data: bool = False, golden: int = 0, 
         export_graphs(model, staging, external_data=True if external_data else None)
         source = {"format": "ctm-serve/scale-preset", "preset": preset, "family": family, "seed": seed}
         manifest = build_manifest(model, task, f"scale-{preset}", 1, source, staging)
-        del manifest["golden"]
+        for key in ("golden", "calibration", "samples"):  # random weights: nothing to calibrate or sample
+            manifest.pop(key, None)
         if golden > 0:
-            write_golden(model, task, staging, [], manifest["name"], 1, golden)
+            # Synthetic inputs for every family: the benchmark needs no data set.
+            write_golden(model, dataclasses.replace(task, split=None), staging, [], manifest["name"], 1, golden)
             manifest["golden"] = "golden.json"
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest
