@@ -27,6 +27,8 @@ const REPORT_EVERY_MS = 200;
 
 /** The runtime's batch, as the scheduler uses it (CtmBatch implements it). */
 export interface TickBatch {
+  /** Most rows one encoder run takes; the scheduler joins no more at one boundary. */
+  readonly encoderRows?: number;
   join(ids: readonly number[], inputs: Float32Array): Promise<number>;
   leave(ids: Iterable<number>): void;
   park(ids: Iterable<number>): void;
@@ -206,9 +208,9 @@ export class Scheduler {
 
   private async join(run: StepRun): Promise<void> {
     // Take the newcomers before awaiting: admissions that arrive during the encoder run wait for the
-    // next boundary instead of slipping into this one unencoded.
-    const joining = this.incoming;
-    this.incoming = [];
+    // next boundary instead of slipping into this one unencoded. At most one encoder run's worth joins
+    // per boundary, so that the rows already thinking tick between the runs of a large encoder.
+    const joining = this.incoming.splice(0, this.batch.encoderRows ?? this.incoming.length);
     for (const r of joining) {
       this.active.set(r.id, {
         id: r.id,
