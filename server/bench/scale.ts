@@ -34,6 +34,7 @@ import { measureGraphs, residentMiB } from "./scaleGraphs.ts";
 import { scaleModel } from "./scaleModel.ts";
 import { writeScalePlots } from "./scalePlots.ts";
 import { linearFit, median } from "./scaleStatistics.ts";
+import { measureSchedulerOverhead } from "./schedulerOverhead.ts";
 import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -76,7 +77,9 @@ const MAX_BATCH = number("max-batch", 64);
 const EARLY_EXIT_CALLERS = number("early-exit-callers", Math.max(...CONCURRENCY));
 const TICK_REPEATS = number("tick-repeats", 5);
 const ENCODER_REPEATS = number("encoder-repeats", 3);
+const SCHEDULER_ROWS = number("scheduler-rows", Math.min(MAX_BATCH, Math.max(...BATCHES)));
 const PROVIDER = raw("provider") ?? "cpu";
+if (PROVIDER !== "cpu" && PROVIDER !== "cuda") throw new Error(`--provider must be cpu or cuda, got ${PROVIDER}`);
 const serverFlags = ["--provider", PROVIDER, "--max-queue", "1024"];
 if (raw("threads")) serverFlags.push("--threads", String(number("threads", 1)));
 const serverConfig = parseConfig(serverFlags, process.env);
@@ -223,6 +226,13 @@ async function main() {
       },
     );
 
+    log(`the scheduler alone, in this process: 1 row x ${REQUESTS} requests, ${SCHEDULER_ROWS} rows x 1 wave`);
+    const settings = { provider: PROVIDER === "cuda" ? "cuda" : "cpu", threads: machine.threads } as const;
+    const schedulerOverhead = [
+      await measureSchedulerOverhead(model, settings, input, { rows: 1, waves: REQUESTS, ticks: T }),
+      await measureSchedulerOverhead(model, settings, input, { rows: SCHEDULER_ROWS, waves: 1, ticks: T }),
+    ];
+
     // The served answer against PyTorch's at the tick the server answered from, every position.
     let golden: { checked: boolean; topClassMatches?: boolean; probabilityError?: number } = { checked: false };
     if (manifest.golden) {
@@ -358,6 +368,7 @@ async function main() {
         sessionOpenMs: graphs.openMs,
       },
       graphs,
+      schedulerOverhead,
       memory: {
         perActiveRequestMiB: memoryPerRequestMiB,
         baseMiB: graphs.memory.intercept,
@@ -412,6 +423,7 @@ export type ScaleResults = {
     unbatched: { maxBatch: number; ms: number; residentMiB: number; residentAfterLoadMiB: number };
   };
   graphs: Awaited<ReturnType<typeof measureGraphs>>;
+  schedulerOverhead: Awaited<ReturnType<typeof measureSchedulerOverhead>>[];
   memory: { perActiveRequestMiB: number; baseMiB: number; r2: number; largestMaxBatchIn24GiB: number };
   golden: { checked: boolean; topClassMatches?: boolean; probabilityError?: number };
   lone: {
@@ -458,7 +470,11 @@ function table(r: ScaleResults): string {
     ...r.lone.points.map((p) => `| lone request, ${p.ticks} ticks (median) | ${f(p.medianMs)} ms |`),
     `| lone latency = intercept + slope x ticks (R^2) | ${f(r.lone.fit.intercept)} + ${f(r.lone.fit.slope, 3)} x ticks (${f(r.lone.fit.r2, 4)}) |`,
     `| the graphs alone predict (encoder batch 1 + tick batch 1 x ticks) | ${f(r.lone.graphsPredictMs.intercept)} + ${f(r.lone.graphsPredictMs.slope, 3)} x ticks |`,
-    `| worker time outside onnxruntime, lone requests: share of tick runs (per tick) | ${pct(r.lone.outsideOnnxruntime.shareOfTickRuns)} (${f(r.lone.outsideOnnxruntime.perTickMs, 3)} ms) |`,
+    ...r.schedulerOverhead.map(
+      (o) =>
+        `| scheduler alone (in process), ${o.rows} row(s): time outside onnxruntime, share of tick runs (per tick) | ${pct(o.shareOfTickRuns)} (${f(o.outsidePerTickMs, 3)} ms of ${f(o.tickRunMs, 2)} ms) |`,
+    ),
+    `| server worker, lone requests: time outside onnxruntime, share of tick runs (per tick) | ${pct(r.lone.outsideOnnxruntime.shareOfTickRuns)} (${f(r.lone.outsideOnnxruntime.perTickMs, 3)} ms) |`,
     ...r.throughput.map(
       (t) =>
         `| ${t.callers} callers: answers/s batched / unbatched (speed-up); outside onnxruntime batched / unbatched; mean batch | ${f(t.batched.rps)} / ${f(t.unbatched.rps)} (${f(t.speedup)}x); ${pct(t.batched.shareOfTickRuns)} / ${pct(t.unbatched.shareOfTickRuns)}; ${f(t.batched.meanBatch, 1)} |`,

@@ -25,6 +25,7 @@ interface Results {
   startUp: { batched: { ms: number; residentMiB: number }; unbatched: { ms: number } };
   graphs: { encoder: { rows: number; ms: number }[]; tick: { rows: number; ms: number; residentMiB: number }[] };
   memory: { perActiveRequestMiB: number };
+  schedulerOverhead: { rows: number; tickRuns: number; outsidePerTickMs: number }[];
   golden: { checked: boolean; topClassMatches?: boolean; probabilityError?: number };
   lone: {
     points: { ticks: number }[];
@@ -41,7 +42,19 @@ async function bench(preset: string, extra: string[] = []): Promise<Results> {
     process.execPath,
     ["--import", "tsx", "server/bench/scale.ts", "--preset", preset, "--cache", join(scratch, "cache"), "--out", out]
       .concat(["--requests", "1", "--tick-points", "2", "--seconds", "0.5", "--warm-up", "0", "--concurrency", "2"])
-      .concat(["--batches", "1,2", "--tick-repeats", "1", "--encoder-repeats", "1", "--max-batch", "4", ...extra]),
+      .concat([
+        "--batches",
+        "1,2",
+        "--tick-repeats",
+        "1",
+        "--encoder-repeats",
+        "1",
+        "--max-batch",
+        "4",
+        "--scheduler-rows",
+        "2",
+        ...extra,
+      ]),
     { cwd: REPO, encoding: "utf8" },
   );
   return JSON.parse(readFileSync(join(out, "scale.json"), "utf8")) as Results;
@@ -72,6 +85,16 @@ function checkComplete(r: Results): void {
     [1, 2],
   );
   assert.ok(Number.isFinite(r.memory.perActiveRequestMiB));
+  // Each request runs every tick: one row for --requests requests, then two rows together once.
+  const ticks = r.model.ticksPerRequest;
+  assert.deepEqual(
+    r.schedulerOverhead.map((o) => [o.rows, o.tickRuns]),
+    [
+      [1, ticks],
+      [2, ticks],
+    ],
+  );
+  assert.ok(r.schedulerOverhead.every((o) => o.outsidePerTickMs >= 0));
   assert.deepEqual(
     r.lone.points.map((p) => p.ticks),
     [1, r.model.ticksPerRequest],
