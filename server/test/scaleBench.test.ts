@@ -7,11 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { loadModelFolder } from "../src/model/modelFolder.ts";
+import { CtmBatch } from "../src/runtime/ctmBatch.ts";
 import { REPO } from "./support/testServer.ts";
 
 const run = promisify(execFile);
@@ -120,6 +122,18 @@ describe("npm run bench:scale on tiny presets", () => {
     assert.equal(r.export.externalData, true);
     assert.ok(r.export.files["encoder.onnx.data"] && r.export.files["tick.onnx.data"]);
     checkComplete(r);
+  });
+
+  it("a model folder without its tick.onnx.data does not load, and the error names the missing file", async () => {
+    // The folder the first test exported (the bench's cache), copied without the tick graph's weights.
+    const exported = join(scratch, "cache", "tiny-imagenet-external-data", "scale-tiny-imagenet", "1");
+    const broken = join(scratch, "broken", "scale-tiny-imagenet", "1");
+    cpSync(exported, broken, { recursive: true });
+    rmSync(join(broken, "tick.onnx.data"));
+    await assert.rejects(CtmBatch.open(loadModelFolder(broken), { provider: "cpu", threads: 1 }), (error: Error) => {
+      assert.match(error.message, /tick\.onnx\.data/);
+      return true;
+    });
   });
 
   it("tiny-maze ([route, 5] outputs) exports, serves and measures", async () => {
