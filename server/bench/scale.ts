@@ -163,6 +163,7 @@ async function main() {
   const model = loadModelFolder(discoverModelFolders(modelsDir)[0] as string);
   const { manifest } = model;
   const T = number("ticks", manifest.ticks.trained);
+  if (T > manifest.ticks.max) throw new Error(`--ticks must be at most ${manifest.ticks.max} for this model, got ${T}`);
   const input = inputFor(manifest, model.dir);
   const out = product(manifest.output.shape);
   const stateFloats = manifest.state.reduce((s, t) => s + product(t.shape), 0);
