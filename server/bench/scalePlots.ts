@@ -49,13 +49,13 @@ export async function writeScalePlots(r: ScaleResults, file: string): Promise<st
         {
           title: `Throughput vs concurrency (${r.model.ticksPerRequest} ticks each)`,
           x: { label: "concurrent callers", log: logCallers },
-          y: { label: "answers/s", zero: true },
+          y: { label: "answers/s (request-ticks/s / ticks)", zero: true },
           series: [
             {
               label: `tick-level batching (--max-batch ${r.startUp.batched.maxBatch})`,
-              points: r.throughput.map((t) => ({ x: t.callers, y: t.batched.rps })),
+              points: r.throughput.map((t) => ({ x: t.callers, y: t.batched.tickRps })),
             },
-            { label: "--max-batch 1", points: r.throughput.map((t) => ({ x: t.callers, y: t.unbatched.rps })) },
+            { label: "--max-batch 1", points: r.throughput.map((t) => ({ x: t.callers, y: t.unbatched.tickRps })) },
           ],
         },
         frame,

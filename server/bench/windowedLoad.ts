@@ -6,7 +6,8 @@
  *
  *   node --import tsx server/bench/windowedLoad.ts <port> <callers> <warm-up s> <window s> <request.bin>
  *
- * Prints {"completed": n, "seconds": window, "errors": e} on stdout.
+ * Prints {"started": true} once its callers start (the warm-up begins), then
+ * {"completed": n, "seconds": window, "errors": e} on stdout.
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
@@ -47,6 +48,7 @@ const classify = (client: grpc.Client) =>
     if (call) calls.add(call);
   });
 
+process.stdout.write(`${JSON.stringify({ started: true })}\n`);
 const started = performance.now();
 const from = started + Number(warmUp) * 1000;
 const to = from + Number(window) * 1000;
