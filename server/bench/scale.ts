@@ -500,7 +500,10 @@ function table(r: ScaleResults): string {
     `| server RSS after the load, --max-batch ${r.startUp.batched.maxBatch} / 1 | ${f(r.startUp.batched.residentAfterLoadMiB, 0)} / ${f(r.startUp.unbatched.residentAfterLoadMiB, 0)} MiB |`,
     `| state per request (carried tick to tick) / K,V context / batch buffers held | ${f(r.bytes.statePerRequest / 1024, 1)} / ${f(r.bytes.contextPerRequest / 1024, 1)} / ${f(r.bytes.batchBuffersPerRequest / 1024, 1)} KiB |`,
     `| messages per request: input in / answer out (both transferred, not copied) | ${f(r.bytes.admitMessage / 1024, 1)} / ${f(r.bytes.answerMessage / 1024, 1)} KiB |`,
-    ...r.graphs.encoder.map((e) => `| encoder run, batch ${e.rows} (per row) | ${f(e.ms)} ms (${f(e.perRowMs)} ms) |`),
+    ...r.graphs.encoder.map(
+      (e) =>
+        `| encoder run, batch ${e.rows} (per row); resident after it | ${f(e.ms)} ms (${f(e.perRowMs)} ms); ${f(e.residentMiB, 0)} MiB |`,
+    ),
     ...r.graphs.tick.map((t) => `| tick run, batch ${t.rows} (per row) | ${f(t.ms)} ms (${f(t.perRowMs, 3)} ms) |`),
     `| memory per active request (RSS slope over tick batch sizes, R^2) | ${f(r.memory.perActiveRequestMiB, 2)} MiB (${f(r.memory.r2, 3)}) |`,
     `| largest --max-batch within 24 GiB (from ${f(r.memory.baseMiB, 0)} MiB base) | ${r.memory.largestMaxBatchIn24GiB} |`,

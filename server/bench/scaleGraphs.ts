@@ -26,7 +26,8 @@ export interface GraphRun {
 
 export interface GraphCosts {
   openMs: number;
-  encoder: GraphRun[];
+  /** Encoder runs after the tick runs; residentMiB after each size (its arena grows with the rows). */
+  encoder: (GraphRun & { residentMiB: number })[];
   tick: (GraphRun & { residentMiB: number })[];
   /** Resident MiB against tick rows: slope = MiB per active request. */
   memory: LinearFit;
@@ -87,10 +88,10 @@ export async function measureGraphs(
     const ms = await timed(plan.tickRepeats, () => tick.run(feeds, fetches));
     tickRuns.push({ rows, ms, perRowMs: ms / rows, runs: plan.tickRepeats, residentMiB: residentMiB() });
   }
-  const encoderRuns: GraphRun[] = [];
+  const encoderRuns: GraphCosts["encoder"] = [];
   for (const rows of [...plan.encoderRows].sort((a, b) => a - b)) {
     const ms = await timed(plan.encoderRepeats, () => encode(rows));
-    encoderRuns.push({ rows, ms, perRowMs: ms / rows, runs: plan.encoderRepeats });
+    encoderRuns.push({ rows, ms, perRowMs: ms / rows, runs: plan.encoderRepeats, residentMiB: residentMiB() });
   }
   await Promise.all([encoder.release(), tick.release()]);
   return {
