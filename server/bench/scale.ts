@@ -363,7 +363,8 @@ async function main() {
 
     const batchedEndMiB = residentMiB(batched.pid);
     const unbatchedEndMiB = residentMiB(unbatched.pid);
-    const memoryPerRequestMiB = graphs.memory.slope;
+    // onnxruntime's intermediates per row (measured) + the batch's buffers per row (exact).
+    const memoryPerRequestMiB = graphs.memory.slope + mib(bytes.batchBuffersPerRequest);
     const results = {
       date: new Date().toISOString(),
       preset,
@@ -403,6 +404,7 @@ async function main() {
       schedulerOverhead,
       memory: {
         perActiveRequestMiB: memoryPerRequestMiB,
+        onnxruntimePerRowMiB: graphs.memory.slope,
         baseMiB: graphs.memory.intercept,
         r2: graphs.memory.r2,
         largestMaxBatchIn24GiB: Math.floor((GIB24_MIB - graphs.memory.intercept) / memoryPerRequestMiB),
@@ -456,7 +458,13 @@ export type ScaleResults = {
   };
   graphs: Awaited<ReturnType<typeof measureGraphs>>;
   schedulerOverhead: Awaited<ReturnType<typeof measureSchedulerOverhead>>[];
-  memory: { perActiveRequestMiB: number; baseMiB: number; r2: number; largestMaxBatchIn24GiB: number };
+  memory: {
+    perActiveRequestMiB: number;
+    onnxruntimePerRowMiB: number;
+    baseMiB: number;
+    r2: number;
+    largestMaxBatchIn24GiB: number;
+  };
   golden: { checked: boolean; topClassMatches?: boolean; probabilityError?: number };
   lone: {
     points: { ticks: number; medianMs: number }[];
@@ -505,7 +513,7 @@ function table(r: ScaleResults): string {
         `| encoder run, batch ${e.rows} (per row); resident after it | ${f(e.ms)} ms (${f(e.perRowMs)} ms); ${f(e.residentMiB, 0)} MiB |`,
     ),
     ...r.graphs.tick.map((t) => `| tick run, batch ${t.rows} (per row) | ${f(t.ms)} ms (${f(t.perRowMs, 3)} ms) |`),
-    `| memory per active request (RSS slope over tick batch sizes, R^2) | ${f(r.memory.perActiveRequestMiB, 2)} MiB (${f(r.memory.r2, 3)}) |`,
+    `| memory per active request: batch buffers (exact) + onnxruntime per row (RSS slope over tick batch sizes, R^2) | ${f(r.memory.perActiveRequestMiB, 2)} MiB = ${f(mib(r.bytes.batchBuffersPerRequest), 2)} + ${f(r.memory.onnxruntimePerRowMiB, 2)} (${f(r.memory.r2, 3)}) |`,
     `| largest --max-batch within 24 GiB (from ${f(r.memory.baseMiB, 0)} MiB base) | ${r.memory.largestMaxBatchIn24GiB} |`,
     ...(r.golden.checked
       ? [

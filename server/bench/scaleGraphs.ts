@@ -6,8 +6,9 @@
  * so a batch of 64 needs one encoder run instead of 64, which at ImageNet size is the difference
  * between seconds and minutes. Its feeds and fetches are preallocated, as CtmBatch holds them.
  * Batches run in increasing size, so the resident memory after each is the high-water mark of that
- * size (onnxruntime's arena keeps what it has needed): its slope over rows is the memory one active
- * request costs.
+ * size (onnxruntime's arena keeps what it has needed). The feed and fetch buffers are allocated once,
+ * for the largest batch, before any run, so that slope is what onnxruntime needs per row; the
+ * buffers' own bytes per row are known exactly and added by the caller.
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
@@ -29,7 +30,7 @@ export interface GraphCosts {
   /** Encoder runs after the tick runs; residentMiB after each size (its arena grows with the rows). */
   encoder: (GraphRun & { residentMiB: number })[];
   tick: (GraphRun & { residentMiB: number })[];
-  /** Resident MiB against tick rows: slope = MiB per active request. */
+  /** Resident MiB against tick rows, the batch's buffers allocated beforehand: slope = onnxruntime's MiB per row. */
   memory: LinearFit;
 }
 
@@ -71,20 +72,31 @@ export async function measureGraphs(
 
   const one = await encode(1);
   const rowOf = (name: string) => (one[name] as ort.Tensor).data as Float32Array;
+  // Buffers for the largest batch, allocated once, as CtmBatch holds them: each size runs over their
+  // first rows, so resident memory grows only by what onnxruntime needs per row.
+  const most = Math.max(...plan.tickRows);
+  const feedData = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+  const fetchData = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+  for (const c of manifest.context) feedData.set(c.name, { data: tile(rowOf(c.name), most), shape: c.shape });
+  for (const s of manifest.state) {
+    feedData.set(s.input, { data: tile(rowOf(s.init), most), shape: s.shape });
+    fetchData.set(s.output, { data: new Float32Array(most * product(s.shape)), shape: s.shape });
+  }
+  for (const name of Object.values(manifest.outputs)) {
+    const shape = (manifest.graphs.tick.outputs.find((o) => o.name === name)?.shape.slice(1) ?? []) as number[];
+    fetchData.set(name, { data: new Float32Array(most * product(shape)), shape });
+  }
+  const tensors = (buffers: typeof feedData, rows: number) =>
+    Object.fromEntries(
+      [...buffers].map(([name, { data, shape }]) => [
+        name,
+        new ort.Tensor("float32", data.subarray(0, rows * product(shape)), [rows, ...shape]),
+      ]),
+    );
   const tickRuns: GraphCosts["tick"] = [];
   for (const rows of [...plan.tickRows].sort((a, b) => a - b)) {
-    const feeds: Record<string, ort.Tensor> = {};
-    const fetches: Record<string, ort.Tensor> = {};
-    for (const c of manifest.context)
-      feeds[c.name] = new ort.Tensor("float32", tile(rowOf(c.name), rows), [rows, ...c.shape]);
-    for (const s of manifest.state) {
-      feeds[s.input] = new ort.Tensor("float32", tile(rowOf(s.init), rows), [rows, ...s.shape]);
-      fetches[s.output] = new ort.Tensor("float32", new Float32Array(rows * product(s.shape)), [rows, ...s.shape]);
-    }
-    for (const name of Object.values(manifest.outputs)) {
-      const shape = (manifest.graphs.tick.outputs.find((o) => o.name === name)?.shape.slice(1) ?? []) as number[];
-      fetches[name] = new ort.Tensor("float32", new Float32Array(rows * product(shape)), [rows, ...shape]);
-    }
+    const feeds = tensors(feedData, rows);
+    const fetches = tensors(fetchData, rows);
     const ms = await timed(plan.tickRepeats, () => tick.run(feeds, fetches));
     tickRuns.push({ rows, ms, perRowMs: ms / rows, runs: plan.tickRepeats, residentMiB: residentMiB() });
   }
