@@ -153,12 +153,14 @@ async function main() {
   mkdirSync(OUT, { recursive: true });
   const log = (line: string) => console.error(`[bench:scale ${preset}] ${line}`);
   log(`load ${machine.loadAverageAtStart}; building or reusing the model in ${CACHE}`);
+  const buildStarted = performance.now();
   const { modelsDir, record } = await scaleModel(REPO, preset, {
     cacheDir: CACHE,
     externalData: argv.includes("--external-data"),
     golden: number("golden", preset.startsWith("tiny-") ? 1 : 0, 0),
     rebuild: argv.includes("--rebuild"),
   });
+  log(`model ready after ${((performance.now() - buildStarted) / 1000).toFixed(0)} s: ${JSON.stringify(record.files)}`);
   const model = loadModelFolder(discoverModelFolders(modelsDir)[0] as string);
   const { manifest } = model;
   const T = number("ticks", manifest.ticks.trained);
@@ -196,8 +198,12 @@ async function main() {
   const flags = [...serverFlags, "--models-dir", modelsDir];
   const batched = await startServerProcess(REPO, [...flags, "--max-batch", String(MAX_BATCH)]);
   const batchedStartMiB = residentMiB(batched.pid);
+  log(
+    `--max-batch ${MAX_BATCH}: serving after ${(batched.startUpMs / 1000).toFixed(1)} s, ${batchedStartMiB.toFixed(0)} MiB`,
+  );
   const unbatched = await startServerProcess(REPO, [...flags, "--max-batch", "1"]);
   const unbatchedStartMiB = residentMiB(unbatched.pid);
+  log(`--max-batch 1: serving after ${(unbatched.startUpMs / 1000).toFixed(1)} s, ${unbatchedStartMiB.toFixed(0)} MiB`);
   const { CtmClient } = loadProtocol();
   const client = new CtmClient(`127.0.0.1:${batched.port}`, grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 64 << 20,
@@ -226,12 +232,21 @@ async function main() {
       },
     );
 
+    // Progress as it comes, so that a run that cannot finish still shows how far it got.
+    const runs = (list: { rows: number; ms: number }[]) =>
+      list.map((g) => `${g.rows}: ${g.ms.toFixed(2)} ms`).join(", ");
+    log(`session open ${graphs.openMs.toFixed(0)} ms; encoder ${runs(graphs.encoder)}`);
+    log(`tick ${runs(graphs.tick)}; resident ${graphs.tick.map((t) => t.residentMiB.toFixed(0)).join(", ")} MiB`);
     log(`the scheduler alone, in this process: 1 row x ${REQUESTS} requests, ${SCHEDULER_ROWS} rows x 1 wave`);
     const settings = { provider: PROVIDER === "cuda" ? "cuda" : "cpu", threads: machine.threads } as const;
     const schedulerOverhead = [
       await measureSchedulerOverhead(model, settings, input, { rows: 1, waves: REQUESTS, ticks: T }),
       await measureSchedulerOverhead(model, settings, input, { rows: SCHEDULER_ROWS, waves: 1, ticks: T }),
     ];
+    for (const o of schedulerOverhead)
+      log(
+        `scheduler, ${o.rows} row(s): ${o.outsidePerTickMs.toFixed(3)} ms outside per ${o.tickRunMs.toFixed(2)} ms tick`,
+      );
 
     // The served answer against PyTorch's at the tick the server answered from, every position.
     let golden: { checked: boolean; topClassMatches?: boolean; probabilityError?: number } = { checked: false };
@@ -272,6 +287,7 @@ async function main() {
       }
     }
     const loneOutside = outside(loneBefore, await serverTimes(batched));
+    log(`lone: ${[...lone].map(([k, ms]) => `${k} ticks ${median(ms).toFixed(1)} ms`).join(", ")}`);
     const lonePoints = tickPoints.map((k) => ({ ticks: k, medianMs: median(lone.get(k) ?? []), ms: lone.get(k) }));
     const loneFit = linearFit(lonePoints.flatMap((p) => (p.ms ?? []).map((ms): [number, number] => [p.ticks, ms])));
     const tick1 = graphs.tick.find((t) => t.rows === 1)?.ms ?? Number.NaN;
@@ -345,6 +361,7 @@ async function main() {
     const earlyExit = [];
     for (const k of [...new Set([Math.max(1, Math.round(T / 4)), Math.max(1, Math.round(T / 2)), T])]) {
       const result = await saturate(batched, EARLY_EXIT_CALLERS, k);
+      log(`${k} ticks: ${result.tickRps.toFixed(2)} answers/s (${result.completed} counted)`);
       earlyExit.push({
         ticks: k,
         rps: result.rps,
