@@ -61,3 +61,12 @@ def test_forced_external_data_exports_loads_and_matches_pytorch(tmp_path):
 def test_a_small_graph_is_one_file_unless_forced(tmp_path):
     record = build("tiny-mnist", tmp_path / "scale-tiny-mnist" / "1")
     assert not any(name.endswith(".data") for name in record["files"])
+
+
+def test_a_graph_over_the_limit_gets_external_data_without_being_asked(tmp_path, monkeypatch):
+    import ctm.export
+
+    monkeypatch.setattr(ctm.export, "PROTOBUF_LIMIT", ctm.export.WEIGHT_HEADROOM + 1)  # any weights exceed it
+    record = build("tiny-mnist", tmp_path / "scale-tiny-mnist" / "1")
+    assert {"encoder.onnx.data", "tick.onnx.data"} <= set(record["files"])
+    OnnxCTM(tmp_path / "scale-tiny-mnist" / "1").run(np.zeros((1, 1, 28, 28), dtype=np.float32))
