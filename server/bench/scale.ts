@@ -396,6 +396,8 @@ async function main() {
       },
       export: {
         seconds: record.export_seconds,
+        buildSeconds: record.build_seconds,
+        wallSeconds: record.wallSeconds,
         cached: record.cached,
         exportedAt: record.exportedAt,
         files: record.files,
@@ -459,7 +461,14 @@ async function main() {
 export type ScaleResults = {
   preset: string;
   model: { parameters: number; ticksPerRequest: number };
-  export: { seconds: number; cached: boolean; files: Record<string, number>; externalData: boolean };
+  export: {
+    seconds: number;
+    buildSeconds: number;
+    wallSeconds?: number;
+    cached: boolean;
+    files: Record<string, number>;
+    externalData: boolean;
+  };
   bytes: {
     [K in
       | "statePerRequest"
@@ -518,7 +527,7 @@ function table(r: ScaleResults): string {
   const lines = [
     `| ${r.preset}: ${(r.model.parameters / 1e6).toFixed(1)}M parameters, ${r.model.ticksPerRequest} ticks per request | result |`,
     "|---|---|",
-    `| export (${r.export.cached ? "cached; measured when built" : "this run"}) | ${f(r.export.seconds, 1)} s |`,
+    `| export (${r.export.cached ? "cached; measured when built" : "this run"}): graphs written and checked; building the random model; the whole python process | ${f(r.export.seconds, 1)} s; ${f(r.export.buildSeconds, 1)} s; ${r.export.wallSeconds === undefined ? "n/a" : `${f(r.export.wallSeconds, 1)} s`} |`,
     `| graph files${r.export.externalData ? " (external data)" : ""} | ${files} |`,
     `| start-up, --max-batch ${r.startUp.batched.maxBatch} / 1 (spawn to serving) | ${f(r.startUp.batched.ms / 1000, 1)} s / ${f(r.startUp.unbatched.ms / 1000, 1)} s |`,
     `| server RSS after start-up, --max-batch ${r.startUp.batched.maxBatch} / 1 | ${f(r.startUp.batched.residentMiB, 0)} / ${f(r.startUp.unbatched.residentMiB, 0)} MiB |`,

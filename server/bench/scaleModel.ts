@@ -7,6 +7,7 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
 
 export interface ExportRecord {
@@ -16,6 +17,8 @@ export interface ExportRecord {
   parameters: number;
   build_seconds: number;
   export_seconds: number;
+  /** The whole `python -m ctm.scale` process: interpreter, imports, building the model, exporting. */
+  wallSeconds: number;
   /** File name -> bytes, every file of the model folder. */
   files: Record<string, number>;
   architecture: Record<string, unknown>;
@@ -48,13 +51,19 @@ export async function scaleModel(
   const args = ["scripts/py.mjs", "-m", "ctm.scale", "--preset", preset, "--out", folder, "--force"];
   if (options.externalData) args.push("--external-data");
   if (options.golden > 0) args.push("--golden", String(options.golden));
+  const started = performance.now();
   const { stdout } = await promisify(execFile)(process.execPath, args, {
     cwd: repo,
     encoding: "utf8",
     maxBuffer: 1 << 24,
   });
   const last = stdout.trim().split("\n").pop() ?? "";
-  const record: ExportRecord = { ...JSON.parse(last), exportedAt: new Date().toISOString(), cached: false };
+  const record: ExportRecord = {
+    ...JSON.parse(last),
+    wallSeconds: (performance.now() - started) / 1000,
+    exportedAt: new Date().toISOString(),
+    cached: false,
+  };
   writeFileSync(recordFile, `${JSON.stringify(record, null, 2)}\n`);
   return { modelsDir, record };
 }
