@@ -4,10 +4,14 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { performance } from "node:perf_hooks";
 
 export interface ServerProcess {
   port: number;
   metricsPort: number;
+  pid: number;
+  /** Milliseconds from spawning the process to its "serving" line (models loaded and warmed up). */
+  startUpMs: number;
   stop(): Promise<void>;
 }
 
@@ -33,6 +37,7 @@ export async function startServerProcess(
   script = "server/src/main.ts",
 ): Promise<ServerProcess> {
   const metrics = await freePort();
+  const spawnedAt = performance.now();
   const child: ChildProcess = spawn(
     process.execPath,
     [
@@ -72,6 +77,8 @@ export async function startServerProcess(
   return {
     port,
     metricsPort,
+    pid: child.pid as number,
+    startUpMs: performance.now() - spawnedAt,
     stop: () =>
       new Promise<void>((resolve) => {
         process.removeListener("exit", kill);

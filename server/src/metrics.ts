@@ -80,6 +80,12 @@ export class ServerMetrics {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
     registers: [this.registry],
   });
+  private readonly stepTime = new Counter({
+    name: "ctm_worker_step_seconds_total",
+    help: "Worker wall time at tick boundaries: the graph runs plus the copies, halting checks and messages around them. Minus the tick and encoder run sums it is the server's own cost per tick.",
+    labelNames: ["model"] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "ctm_" });
@@ -99,6 +105,7 @@ export class ServerMetrics {
         this.tickRun.observe({ model }, run.tickMs / 1000);
       }
       if (run.joined > 0) this.encodeRun.observe({ model }, run.encodeMs / 1000);
+      this.stepTime.inc({ model }, run.stepMs / 1000);
     },
     occupancy: (model, queued, active, parked) => {
       this.queueDepth.set({ model }, queued);

@@ -19,6 +19,7 @@ const ANSWER_HELP: Record<string, RegExp> = {
   classify: /--threshold/,
   bench: /--rounds/,
   "bench:oip": /--concurrency/,
+  "bench:scale": /--preset/,
   loadtest: /compare/,
   soak: /--minutes/,
   health: /--service/,
@@ -40,6 +41,8 @@ const NO_OPTIONS = [
   "test:deploy",
   "docker:build",
   "docker:build:cuda",
+  // A shell script that hands its arguments to bench:scale for every preset.
+  "bench:scale:cuda",
 ];
 
 describe("npm run <script> -- --help", { concurrency: 4 }, () => {

@@ -71,8 +71,13 @@ class TickGraph(nn.Module):
         return (*next_state, logits, certainty, probabilities, attention)
 
 
-def export_graphs(model: CTM, out: Path) -> None:
-    """Write encoder.onnx and tick.onnx with a dynamic batch dimension on every tensor."""
+def export_graphs(model: CTM, out: Path, external_data: bool | None = None) -> None:
+    """Write encoder.onnx and tick.onnx with a dynamic batch dimension on every tensor.
+
+    A graph whose weights would not fit one protobuf message (2 GiB) keeps them in `<graph>.data`
+    beside it, as onnxruntime loads them: `external_data=None` decides by size, True forces it for
+    every graph (how the tests exercise the path), False refuses a graph that needs it.
+    """
     model.eval()
     example = torch.zeros(2, *model.config.input_shape)  # batch 2: a size-1 batch could be specialised away
     with torch.no_grad():
@@ -85,47 +90,76 @@ def export_graphs(model: CTM, out: Path) -> None:
     def dynamic(names: list[str]) -> dict[str, dict[int, str]]:
         return {name: {0: BATCH} for name in names}
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape-derived Python values
-        # Wrappers in eval mode: the exporter restores each wrapper's mode afterwards, recursively, and a
-        # wrapper left in training mode would switch BatchNorm in `model` back to batch statistics.
-        torch.onnx.export(
-            EncoderGraph(model).eval(),
-            (example,),
-            str(out / "encoder.onnx"),
+    exports = {
+        "encoder.onnx": dict(
+            model=EncoderGraph(model).eval(),
+            args=(example,),
             input_names=["input"],
             output_names=encoder_outputs,
             dynamic_axes=dynamic(["input", *encoder_outputs]),
-            opset_version=OPSET,
-            dynamo=False,
-        )
-        torch.onnx.export(
-            TickGraph(model).eval(),
-            (k, v, *state),
-            str(out / "tick.onnx"),
+        ),
+        "tick.onnx": dict(
+            model=TickGraph(model).eval(),
+            args=(k, v, *state),
             input_names=[*CONTEXT_NAMES, *state_in],
             output_names=tick_outputs,
             dynamic_axes=dynamic([*CONTEXT_NAMES, *state_in, *tick_outputs]),
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    _declare_encoder_output_shapes(out / "encoder.onnx", out / "tick.onnx")
-    for name in ("encoder.onnx", "tick.onnx"):
+        ),
+    }
+    loose: dict[str, set[Path]] = {}
+    for name, arguments in exports.items():
+        before = set(out.iterdir())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-derived Python values
+            # Wrappers in eval mode: the exporter restores each wrapper's mode afterwards, recursively, and
+            # a wrapper left in training mode would switch BatchNorm in `model` back to batch statistics.
+            torch.onnx.export(**arguments, f=str(out / name), opset_version=OPSET, dynamo=False)
+        # Past 2 GiB the exporter writes each weight to its own file beside the graph: gather them below.
+        loose[name] = set(out.iterdir()) - before - {out / name}
+        if loose[name] and external_data is False:
+            raise ValueError(f"{name} is over protobuf's 2 GiB limit and needs external data")
+    encoder, tick = onnx.load(str(out / "encoder.onnx")), onnx.load(str(out / "tick.onnx"))
+    _declare_encoder_output_shapes(encoder, tick)
+    for name, graph in (("encoder.onnx", encoder), ("tick.onnx", tick)):
+        for path in loose[name]:
+            path.unlink()
+        external = bool(external_data) or bool(loose[name]) or _weight_bytes(graph) >= PROTOBUF_LIMIT
+        save_graph(graph, out / name, external)
         onnx.checker.check_model(str(out / name), full_check=True)
 
 
-def _declare_encoder_output_shapes(encoder_path: Path, tick_path: Path) -> None:
+PROTOBUF_LIMIT = 2**31 - 1  # bytes: the most one protobuf message can hold
+WEIGHT_HEADROOM = 2**26  # what the graph's nodes and names add beside the weights, generously
+
+
+def _weight_bytes(graph: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in graph.graph.initializer) + WEIGHT_HEADROOM
+
+
+def save_graph(graph: onnx.ModelProto, path: Path, external: bool) -> None:
+    """Save `graph` to `path`, its weights in `<file>.data` beside it when `external` (one file, which
+    onnxruntime finds next to the graph it was given by path)."""
+    data = path.with_name(f"{path.name}.data")
+    data.unlink(missing_ok=True)  # save_model appends to an existing data file
+    if external:
+        onnx.save_model(
+            graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name,
+            size_threshold=0,
+        )  # fmt: skip
+        data.chmod(0o644)  # onnx creates it private; a model folder is read by whoever serves it
+    else:
+        onnx.save_model(graph, str(path))
+
+
+def _declare_encoder_output_shapes(encoder: onnx.ModelProto, tick: onnx.ModelProto) -> None:
     """Give the encoder's outputs the static shapes of the tick inputs they feed.
 
     The tracer names the dimensions of broadcast start states symbolically ("Expandz_dim_1"); the tick
     graph knows them as numbers, and the manifest should not make a server guess.
     """
-    tick = onnx.load(str(tick_path)).graph
-    known = {v.name.removesuffix("_in"): v.type.tensor_type.shape for v in tick.input}
-    encoder = onnx.load(str(encoder_path))
+    known = {v.name.removesuffix("_in"): v.type.tensor_type.shape for v in tick.graph.input}
     for output in encoder.graph.output:
         output.type.tensor_type.shape.CopyFrom(known[output.name])
-    onnx.save(encoder, str(encoder_path))
 
 
 def graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:

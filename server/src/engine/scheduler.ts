@@ -27,6 +27,8 @@ const REPORT_EVERY_MS = 200;
 
 /** The runtime's batch, as the scheduler uses it (CtmBatch implements it). */
 export interface TickBatch {
+  /** Most rows one encoder run takes; the scheduler joins no more at one boundary. */
+  readonly encoderRows?: number;
   join(ids: readonly number[], inputs: Float32Array): Promise<number>;
   leave(ids: Iterable<number>): void;
   park(ids: Iterable<number>): void;
@@ -68,6 +70,8 @@ export class Scheduler {
   private readonly width: number;
   private runs: StepRun[] = [];
   private reportedAt = 0;
+  /** Wall time spent since the last run was recorded (reports, inbox), added to the next run's stepMs. */
+  private unaccountedMs = 0;
 
   constructor(
     private readonly batch: TickBatch,
@@ -115,9 +119,11 @@ export class Scheduler {
         this.wake = undefined;
         continue;
       }
+      const started = performance.now();
       await this.step();
       if (this.inbox) this.inbox();
-      else await nextTurn();
+      this.unaccountedMs += performance.now() - started;
+      if (!this.inbox) await nextTurn();
     }
   }
 
@@ -150,6 +156,7 @@ export class Scheduler {
 
   /** One tick boundary: cancellations leave, newcomers join, pacing, one batched tick, halting. */
   private async step(): Promise<void> {
+    const started = performance.now();
     const finished: Finished[] = [];
     for (const id of this.cancelled) {
       const active = this.active.get(id);
@@ -164,7 +171,7 @@ export class Scheduler {
     }
     this.cancelled.clear();
 
-    const run: StepRun = { batchSize: 0, joined: 0, encodeMs: 0, tickMs: 0 };
+    const run: StepRun = { batchSize: 0, joined: 0, encodeMs: 0, tickMs: 0, stepMs: 0 };
     let ticks: TickRows | undefined;
     try {
       if (this.incoming.length > 0) await this.join(run, finished);
@@ -181,7 +188,14 @@ export class Scheduler {
       this.batch.leave([...this.active.keys()]);
       this.active.clear();
     }
-    if (run.batchSize > 0 || run.joined > 0) this.runs.push(run);
+    if (run.batchSize > 0 || run.joined > 0) {
+      // This step's wall time so far, plus what the boundaries before it spent after their runs
+      // were recorded (their reports and inbox): over a run the stepMs add up to the worker's busy time.
+      const elapsed = performance.now() - started;
+      run.stepMs = this.unaccountedMs + elapsed;
+      this.unaccountedMs = -elapsed;
+      this.runs.push(run);
+    }
     this.report(ticks, finished);
   }
 
@@ -197,15 +211,17 @@ export class Scheduler {
 
   private async join(run: StepRun, finished: Finished[]): Promise<void> {
     // Take the newcomers before awaiting: admissions that arrive during the encoder run wait for the
-    // next boundary instead of slipping into this one unencoded.
+    // next boundary instead of slipping into this one unencoded. At most one encoder run's worth joins
+    // per boundary, so that the rows already thinking tick between the runs of a large encoder.
     const now = this.now();
+    const limit = this.batch.encoderRows ?? Number.POSITIVE_INFINITY;
     const joining: AdmitMessage[] = [];
-    for (const r of this.incoming) {
+    while (this.incoming.length > 0 && joining.length < limit) {
+      const r = this.incoming.shift() as AdmitMessage;
       // Its deadline passed on the way here: an answer from no ticks would be a guess.
       if (now >= r.deadlineAt) finished.push({ id: r.id, outcome: "expired", ticksUsed: 0 });
       else joining.push(r);
     }
-    this.incoming = [];
     if (joining.length === 0) return;
     for (const r of joining) {
       this.active.set(r.id, {

@@ -78,6 +78,11 @@ export interface StepRun {
   joined: number;
   encodeMs: number;
   tickMs: number;
+  /**
+   * The worker's wall time for this boundary: the graph runs plus the copies, halting checks and
+   * messages around them (whatever is not a graph run is the server's own cost per tick).
+   */
+  stepMs: number;
 }
 
 /**

@@ -60,8 +60,22 @@ interface Pending {
 
 const product = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
 const INITIAL_CAPACITY = 16;
+/**
+ * Input values one encoder run takes at most (4 MiB of float32): 6 rows of 224x224 RGB, 1337 MNIST
+ * digits. A CNN backbone's intermediates grow with its input, and so does its run: 64 ImageNet rows
+ * at once would hold gigabytes in onnxruntime's arena for good and stall every active row's ticks
+ * for the minutes that run takes.
+ */
+const ENCODER_INPUT_VALUES = 1 << 20;
+
+export interface BatchLimits {
+  /** Most rows per encoder run (default: as many as ENCODER_INPUT_VALUES input values allow). */
+  encoderRows?: number;
+}
 
 export class CtmBatch {
+  /** Most rows one encoder run takes: join() runs larger groups in parts, and the scheduler joins no more per tick. */
+  readonly encoderRows: number;
   private ids: number[] = [];
   private capacity = INITIAL_CAPACITY;
   private readonly feeds: Feed[];
@@ -91,7 +105,10 @@ export class CtmBatch {
   private constructor(
     private readonly manifest: Manifest,
     private readonly sessions: OpenedSessions,
+    limits: BatchLimits,
   ) {
+    this.encoderRows =
+      limits.encoderRows ?? Math.max(1, Math.floor(ENCODER_INPUT_VALUES / product(manifest.input.shape)));
     const room = (rowSize: number) => new Float32Array(this.capacity * rowSize);
     this.feeds = [
       ...manifest.context.map((c) => ({
@@ -124,7 +141,7 @@ export class CtmBatch {
   }
 
   /** Opens the model's sessions and checks that the graphs keep the manifest's contract (graphContract.ts). */
-  static async open(model: ModelDefinition, settings: SessionSettings): Promise<CtmBatch> {
+  static async open(model: ModelDefinition, settings: SessionSettings, limits: BatchLimits = {}): Promise<CtmBatch> {
     const sessions = await openSessions(model.encoderPath, model.tickPath, settings);
     try {
       checkGraphContract(model, sessions);
@@ -132,7 +149,7 @@ export class CtmBatch {
       await Promise.all([sessions.encoder.release(), sessions.tick.release()]);
       throw error;
     }
-    return new CtmBatch(model.manifest, sessions);
+    return new CtmBatch(model.manifest, sessions, limits);
   }
 
   get provider(): OpenedSessions["provider"] {
@@ -144,26 +161,38 @@ export class CtmBatch {
   }
 
   /**
-   * Encodes new rows (one batched encoder run; `inputs` holds one input row per id, back to back).
-   * They take part from the next `tick()` on. Returns the encoder run's milliseconds.
+   * Encodes new rows (batched encoder runs of at most `encoderRows` rows; `inputs` holds one input row
+   * per id, back to back). They take part from the next `tick()` on. Returns the encoder runs' milliseconds.
    */
   async join(ids: readonly number[], inputs: Float32Array): Promise<number> {
     const { manifest } = this;
-    const inputSpec = manifest.graphs.encoder.inputs[0];
-    if (!inputSpec || inputs.length !== ids.length * product(manifest.input.shape)) {
+    const rowSize = product(manifest.input.shape);
+    if (!manifest.graphs.encoder.inputs[0] || inputs.length !== ids.length * rowSize) {
       throw new Error(
         `join: ${inputs.length} input values for ${ids.length} row(s) of [${manifest.input.shape}]. This is a bug.`,
       );
     }
-    const feed = new ort.Tensor("float32", inputs, [ids.length, ...manifest.input.shape]);
+    let runMs = 0;
+    for (let from = 0; from < ids.length; from += this.encoderRows) {
+      const to = Math.min(ids.length, from + this.encoderRows);
+      const { data, ms } = await this.encode(to - from, inputs.subarray(from * rowSize, to * rowSize));
+      this.pending.push({ ids: ids.slice(from, to), data });
+      runMs += ms;
+    }
+    return runMs;
+  }
+
+  private async encode(rows: number, inputs: Float32Array): Promise<{ data: Map<string, Float32Array>; ms: number }> {
+    const { manifest } = this;
+    const inputSpec = manifest.graphs.encoder.inputs[0] as { name: string };
+    const feed = new ort.Tensor("float32", inputs, [rows, ...manifest.input.shape]);
     const started = performance.now();
     const out = await this.sessions.encoder.run({ [inputSpec.name]: feed });
-    const runMs = performance.now() - started;
+    const ms = performance.now() - started;
     const data = new Map<string, Float32Array>();
     for (const c of manifest.context) data.set(c.name, floats(out, c.name));
     for (const s of manifest.state) data.set(s.input, floats(out, s.init));
-    this.pending.push({ ids: [...ids], data });
-    return runMs;
+    return { data, ms };
   }
 
   /**
@@ -173,11 +202,19 @@ export class CtmBatch {
    * up in steps whenever a larger batch than before happens to form, and the request that forms it
    * pays for the growth. Measured with server/bench/batchMemory.ts: warmed up to 64 rows, later batches
    * of up to 16 rows add under 2 MiB instead of 11, and the growth up to full batches of 64 is halved.
+   * The encoder runs once, at the most rows it will ever take (`encoderRows`); the other rows reuse its
+   * outputs, since a tick's cost does not depend on the values (at ImageNet size, 64 encoder rows would
+   * add minutes to the start-up).
    */
   async warmUp(rows: number): Promise<void> {
     if (this.ids.length > 0 || this.pending.length > 0) throw new Error("warmUp() on a batch in use. This is a bug.");
     const ids = Array.from({ length: rows }, (_, i) => -1 - i);
-    await this.join(ids, new Float32Array(rows * product(this.manifest.input.shape)));
+    const encoded = Math.min(rows, this.encoderRows);
+    await this.join(ids.slice(0, encoded), new Float32Array(encoded * product(this.manifest.input.shape)));
+    const data = (this.pending[0] as Pending).data;
+    for (let from = encoded; from < rows; from += encoded) {
+      this.pending.push({ ids: ids.slice(from, Math.min(rows, from + encoded)), data });
+    }
     await this.tick();
     this.leave(ids);
     if (this.applyChanges()) this.runArgs = undefined;
