@@ -110,19 +110,7 @@ PRESETS: dict[str, tuple[str, CTMConfig]] = {
 def preset_task(family: str, config: CTMConfig) -> Task:
     if family == "mnist":
         return get_task("mnist")
-    task = family_task(family, config, {"expand_range": True}, None)
-    if family != "imagenet":
-        return task
-
-    # The benchmark sends raw float32 tensors, which no preprocessing touches; "resize" keeps the folder
-    # loadable by a server without the center-crop mode (added separately) and changes nothing measured.
-    def resize_spec(c: CTMConfig) -> dict[str, Any]:
-        spec = task.input_spec(c)
-        spec["image"]["preprocess"] = "resize"
-        spec["image"].pop("resize_shorter", None)
-        return spec
-
-    return dataclasses.replace(task, input_spec=resize_spec)
+    return family_task(family, config, {"expand_range": True}, None)
 
 
 def build(preset: str, out: Path, external_data: bool = False, golden: int = 0, seed: int = 0) -> dict[str, Any]:

@@ -23,15 +23,20 @@ export interface CallAbort {
   dispose: () => void;
 }
 
+/** How close to its deadline a cancelled call counts as timed out rather than cancelled by its client. */
+const DEADLINE_SLACK_MS = 5;
+
 /** Aborts when the client cancels or the call's deadline passes. */
 export function abortSignalOf(call: AbortableCall): CallAbort {
   const controller = new AbortController();
   const deadline = call.getDeadline();
   const deadlineAt = deadline instanceof Date ? deadline.getTime() : deadline;
   const expire = () => controller.abort(new DOMException("the call's deadline passed", "TimeoutError"));
-  // grpc-js ends a call whose deadline passed as if it were cancelled; tell the two apart here.
+  // grpc-js ends a call whose deadline passed as if it were cancelled; tell the two apart here. Its
+  // deadline timer may fire a moment before the wall clock reaches the deadline (timers round), so a
+  // cancellation within DEADLINE_SLACK_MS of it counts as the deadline.
   const onCancel = () =>
-    Date.now() >= deadlineAt
+    Date.now() >= deadlineAt - DEADLINE_SLACK_MS
       ? expire()
       : controller.abort(new DOMException("the client cancelled the call", "AbortError"));
   call.on("cancelled", onCancel);
