@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .calibrate import THRESHOLDS, agreement_with_full_run, loss_table, model_outputs, resolve_model
-from .guarantee import binomial_cdf, fixed_sequence
+from .guarantee import binomial_cdf, fixed_sequence, hoeffding_bentkus_p_value
 
 ACCURACY_TARGETS = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98)
 CONSISTENCY_TARGETS = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
@@ -60,13 +60,14 @@ def split_resample(
 ) -> list[dict[str, Any]]:
     """Coverage and cost of the guarantee and of the old rule over `splits` random draws.
 
-    losses, ticks (L, N): per threshold (descending, 1.0 first) and item; losses are 0/1.
+    losses, ticks (L, N): per threshold (descending, 1.0 first) and item; losses in [0, 1]: 0/1 for a
+    single answer, tested with the exact binomial tail as calibration.json is; the fraction of positions
+    wrong for a multi-position answer (a maze route), tested with Hoeffding-Bentkus as calibration.json is.
     population False: each draw halves the items, calibrates on one half and measures on the other.
     population True: the N items are the population, so every threshold's true accuracy is known; each
     draw calibrates on N/2 items drawn with replacement and measures the true accuracy of the choice.
     """
-    if not np.all((losses == 0) | (losses == 1)):
-        raise ValueError("split_resample needs 0/1 losses")
+    binary = bool(np.all((losses == 0) | (losses == 1)))
     n = losses.shape[1]
     half = n // 2
     rng = np.random.default_rng(seed)
@@ -79,7 +80,7 @@ def split_resample(
         else:
             order = rng.permutation(n)
             cal, test = order[:half], order[half:]
-        errors = losses[:, cal].sum(1).astype(int)
+        errors = losses[:, cal].sum(1)
         test_loss = losses[:, test].mean(1)
         test_ticks = ticks[:, test].mean(1)
         for target in targets:
@@ -92,7 +93,13 @@ def split_resample(
             old_rec["ticks"].append(test_ticks[old])
             old_rec["certified"].append(bool(reaching))
             for confidence in confidences:
-                index = fixed_sequence((binomial_cdf(int(k), half, alpha) for k in errors), 1 - confidence)
+                p_values = (
+                    binomial_cdf(int(round(k)), half, alpha)
+                    if binary
+                    else hoeffding_bentkus_p_value(k / half, half, alpha)
+                    for k in errors
+                )
+                index = fixed_sequence(p_values, 1 - confidence)
                 at = 0 if index is None else index
                 rec = records.setdefault(("ltt", target, confidence), {"achieved": [], "ticks": [], "certified": []})
                 rec["achieved"].append(1 - test_loss[at])

@@ -151,6 +151,21 @@ def test_split_resample_coverage_against_a_known_population():
     assert min(r["coverage"] for r in old) < 0.8
 
 
+def test_split_resample_covers_fractional_losses_too():
+    # A multi-position answer (a maze route) loses the fraction of its positions it gets wrong; the
+    # evidence tests those with Hoeffding-Bentkus, as calibration.json certifies them.
+    rng = np.random.default_rng(11)
+    risks = synthetic_risks(0.07)
+    losses = np.stack([draw_losses(rng, risks, 2000) for _ in range(4)]).mean(0)  # (L, N), in quarters
+    assert not np.all((losses == 0) | (losses == 1))
+    ticks = np.tile(np.arange(len(risks), 0, -1)[:, None], (1, 2000)).astype(float)
+    thresholds = list(np.linspace(1.0, 0.5, len(risks)))
+    rows = split_resample(losses, ticks, thresholds, (0.9, 0.95), (0.9,), splits=200, seed=4, population=True)
+    ltt = [r for r in rows if r["rule"] == "ltt"]
+    assert ltt and all(r["coverage"] >= 0.9 - 3 * math.sqrt(0.09 / 200) for r in ltt)
+    assert max(r["certified_fraction"] for r in ltt) > 0
+
+
 def test_reliability_of_a_perfectly_calibrated_predictor_is_near_zero():
     rng = np.random.default_rng(5)
     confidence = rng.random(20000)
