@@ -18,7 +18,8 @@
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
+import { rawClassifyClients } from "./rawClassifyClients.ts";
 import { countersBetween, readServerCounters, type ServerCounters } from "./serverCounters.ts";
 
 const [port, callers, metricsPort, ...phaseArgs] = process.argv.slice(2);
@@ -31,26 +32,7 @@ const phases = phaseArgs.map((arg) => {
     requests.push(bytes.subarray(i + 4, i + 4 + bytes.readUInt32BE(i)));
   return { file, seconds: Number(arg.slice(0, at)), requests };
 });
-const identity = (buffer: Buffer) => buffer;
-const Client = grpc.makeGenericClientConstructor(
-  {
-    Classify: {
-      path: "/ctm.v1.CtmService/Classify",
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: identity,
-      requestDeserialize: identity,
-      responseSerialize: identity,
-      responseDeserialize: identity,
-    },
-  },
-  "CtmService",
-);
-// A few connections, as a fleet of callers would have; grpc-js would otherwise share one.
-const clients = Array.from(
-  { length: 8 },
-  () => new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }),
-);
+const clients = rawClassifyClients(port as string);
 const classify = (client: grpc.Client, request: Buffer) =>
   new Promise<void>((resolve, reject) =>
     (client as unknown as Record<string, (r: Buffer, cb: (e: Error | null) => void) => void>).Classify?.(

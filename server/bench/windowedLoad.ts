@@ -11,29 +11,12 @@
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
+import { rawClassifyClients } from "./rawClassifyClients.ts";
 
 const [port, callers, warmUp, window, requestFile] = process.argv.slice(2);
 const request = readFileSync(requestFile as string);
-const identity = (buffer: Buffer) => buffer;
-const Client = grpc.makeGenericClientConstructor(
-  {
-    Classify: {
-      path: "/ctm.v1.CtmService/Classify",
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: identity,
-      requestDeserialize: identity,
-      responseSerialize: identity,
-      responseDeserialize: identity,
-    },
-  },
-  "CtmService",
-);
-const clients = Array.from(
-  { length: 8 },
-  () => new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }),
-);
+const clients = rawClassifyClients(port as string);
 const calls = new Set<grpc.ClientUnaryCall>();
 let done = false;
 const classify = (client: grpc.Client) =>
