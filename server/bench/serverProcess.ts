@@ -16,7 +16,7 @@ export interface ServerProcess {
 }
 
 /** A port that was free a moment ago (--metrics-port 0 would disable metrics, not pick a port). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once("error", reject);

@@ -35,6 +35,8 @@ export interface ServerConfig {
   metrics: { host: string; port: number } | null;
   /** null: no playground page (and no JSON + server-sent-events bridge) on its own HTTP port. */
   http: { host: string; port: number } | null;
+  /** null: health is answered on the gRPC port only (healthPort.ts says why a second one helps). */
+  health: { host: string; port: number; stallMs: number } | null;
   /** How long shutdown waits for in-flight requests before cancelling them. */
   graceMs: number;
   /**
@@ -99,6 +101,8 @@ export type ConfigKey =
   | "metricsHost"
   | "metricsPort"
   | "httpPort"
+  | "healthPort"
+  | "healthStallMs"
   | "graceMs"
   | "maxConnectionAgeMs"
   | "keepaliveMs"
@@ -212,6 +216,22 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     default: "8080",
     description:
       "port of the browser playground and its JSON + server-sent-events API, on --host with the gRPC port's TLS and tokens (0: disabled)",
+  },
+  {
+    key: "healthPort",
+    flag: "--health-port",
+    env: "CTM_HEALTH_PORT",
+    default: "0",
+    description:
+      "port of a second, plaintext grpc.health.v1 endpoint answered from a thread of its own, so that probes do not queue behind a saturated server; point orchestrators' probes here (0: disabled)",
+  },
+  {
+    key: "healthStallMs",
+    flag: "--health-stall-ms",
+    env: "CTM_HEALTH_STALL_MS",
+    default: "5000",
+    description:
+      "on --health-port, how long the server's event loop may go without running before every service reads NOT_SERVING",
   },
   {
     key: "graceMs",
@@ -440,15 +460,24 @@ export function parseConfig(
     );
   }
   const httpPort = integer("httpPort", 0, 65535);
-  for (const [other, used] of [
+  const healthPort = integer("healthPort", 0, 65535);
+  const healthStallMs = integer("healthStallMs", 1, 3_600_000);
+  const taken: [ConfigKey, number][] = [
     ["port", port],
     ["metricsPort", metricsHost === host ? metricsPort : 0],
+  ];
+  for (const [key, wanted] of [
+    ["httpPort", httpPort],
+    ["healthPort", healthPort],
   ] as const) {
-    if (httpPort !== 0 && httpPort === used) {
-      throw new ConfigError(
-        `${text("httpPort").source} (${httpPort}) must differ from ${text(other).source} (${used}) on the same host ${host}`,
-      );
+    for (const [other, used] of taken) {
+      if (wanted !== 0 && wanted === used) {
+        throw new ConfigError(
+          `${text(key).source} (${wanted}) must differ from ${text(other).source} (${used}) on the same host ${host}`,
+        );
+      }
     }
+    taken.push([key, wanted]);
   }
   return {
     host,
@@ -463,6 +492,7 @@ export function parseConfig(
     streamWriteIdleMs: integer("streamWriteIdleMs", 1, 3_600_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
     http: httpPort === 0 ? null : { host, port: httpPort },
+    health: healthPort === 0 ? null : { host, port: healthPort, stallMs: healthStallMs },
     graceMs: integer("graceMs", 0, 3_600_000),
     maxConnectionAgeMs: integer("maxConnectionAgeMs", 0, 86_400_000),
     keepaliveMs: integer("keepaliveMs", 0, 86_400_000),

@@ -15,6 +15,7 @@ import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { createCtmService } from "./transport/ctmService.ts";
+import { type HealthPort, serveHealthPort } from "./transport/healthPort.ts";
 import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
 import { createInferenceService } from "./transport/inferenceService.ts";
 import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts";
@@ -40,6 +41,8 @@ export interface RunningServer {
   metricsPort: number | null;
   /** The playground's HTTP port; null when --http-port is 0. */
   httpPort: number | null;
+  /** The health port (healthPort.ts); null when --health-port is 0. */
+  healthPort: number | null;
   registry: ModelRegistry;
   /** Drains (up to `graceMs`, default config.graceMs) and stops. Safe to call more than once. */
   shutdown(graceMs?: number): Promise<void>;
@@ -115,13 +118,19 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let playground: PlaygroundServer | undefined;
+  let healthPort: HealthPort | undefined;
   const closeAll = async () => {
     await Promise.all(registry.all().map((engine) => engine.close()));
     server.forceShutdown();
     await playground?.close();
+    await healthPort?.close();
     await new Promise<void>((resolve) => (metricsServer ? metricsServer.server.close(() => resolve()) : resolve()));
   };
   try {
+    if (config.health) {
+      healthPort = await serveHealthPort(health, config.health);
+      log.info({ host: config.health.host, port: healthPort.port }, "grpc.health.v1 on the health port");
+    }
     if (config.metrics) {
       metricsServer = await serveMetrics(metrics, config.metrics.host, config.metrics.port);
       log.info({ host: config.metrics.host, port: metricsServer.port }, "metrics at /metrics");
@@ -201,7 +210,14 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     })();
     return stopping;
   };
-  return { port, metricsPort: metricsServer?.port ?? null, httpPort: playground?.port ?? null, registry, shutdown };
+  return {
+    port,
+    metricsPort: metricsServer?.port ?? null,
+    httpPort: playground?.port ?? null,
+    healthPort: healthPort?.port ?? null,
+    registry,
+    shutdown,
+  };
 }
 
 /**

@@ -82,6 +82,7 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     streamWriteIdleMs: defaults.streamWriteIdleMs,
     metrics: { host: "127.0.0.1", port: 0 },
     http: null,
+    health: null,
     graceMs: 2000,
     maxConnectionAgeMs: 0,
     keepaliveMs: defaults.keepaliveMs,
