@@ -80,12 +80,14 @@ function checkDeployment(deployment: KubeObject, imageTarget: string): ServerCon
   assert.equal(ports.get("metrics"), config.metrics.port, "container port metrics is the server's CTM_METRICS_PORT");
   assert.equal(pod.metadata.annotations?.["prometheus.io/port"], String(config.metrics.port));
 
-  // Native gRPC probes on the server's port; readiness asks about the CTM service, the other two about
-  // the whole server.
+  // Native gRPC probes on the server's health port (its own thread: a saturated replica still answers
+  // promptly); readiness asks about the CTM service, the other two about the whole server.
+  assert.ok(config.health, "the health port is on");
+  assert.equal(ports.get("health"), config.health.port, "container port health is the server's CTM_HEALTH_PORT");
   const { startupProbe, readinessProbe, livenessProbe } = container;
   for (const [name, probe] of Object.entries({ startupProbe, readinessProbe, livenessProbe })) {
     assert.ok(probe?.grpc, `${name} must be a native gRPC probe`);
-    assert.equal(probe.grpc.port, config.port, `${name} must call the server's gRPC port`);
+    assert.equal(probe.grpc.port, config.health.port, `${name} must call the server's health port`);
   }
   assert.equal(readinessProbe?.grpc?.service, CTM_SERVICE);
   assert.equal(livenessProbe?.grpc?.service ?? "", "");

@@ -20,8 +20,10 @@ describe("server configuration", () => {
       maxBatch: 64,
       maxQueue: 256,
       streamWriteIdleMs: 30000,
+      holdAnswersMs: 0,
       metrics: { host: "127.0.0.1", port: 9464 },
       http: { host: "127.0.0.1", port: 8080 },
+      health: null,
       graceMs: 10000,
       maxConnectionAgeMs: 0,
       // On by default: nothing else closes a connection that nghttp2 has ended (docs/reliability.md).

@@ -4,15 +4,17 @@
  * while the server's event loop is stuck, SERVING again once it runs.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { describe, it } from "node:test";
+import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
 import { checkHealth, healthClient, type ServingStatus } from "./support/healthClient.ts";
 import { MODEL_NAME, REPO, startTestServer } from "./support/testServer.ts";
 
+const execFileAsync = promisify(execFile);
 const SERVICES = ["", "ctm.v1.CtmService", modelHealthService(MODEL_NAME)];
 const statuses = async (port: number, services = SERVICES): Promise<ServingStatus[]> => {
   const client = healthClient(`127.0.0.1:${port}`);
@@ -125,6 +127,14 @@ describe("the health port", () => {
       assert.ok(!lines.some((line) => line.startsWith("error")), `a probe failed: ${lines.join(", ")}`);
       // The gRPC port agrees once the loop runs: it was never told otherwise.
       assert.deepEqual(await statuses(t.server.port), ["SERVING", "SERVING", "SERVING"]);
+
+      // The container's HEALTHCHECK asks the health port when CTM_HEALTH_PORT is set (CTM_PORT here
+      // points at nothing, so only the health port can make it pass).
+      const probe = await execFileAsync(process.execPath, ["--import", "tsx", "server/src/cli/healthProbe.ts"], {
+        cwd: REPO,
+        env: { ...process.env, CTM_HOST: "127.0.0.1", CTM_PORT: "1", CTM_HEALTH_PORT: String(t.server.healthPort) },
+      });
+      assert.equal(probe.stdout.trim(), `server at 127.0.0.1:${t.server.healthPort}: SERVING`);
     } finally {
       await t.close();
     }

@@ -11,7 +11,8 @@
  *
  * The address comes from the server's own configuration (CTM_HOST, CTM_PORT and the rest of the
  * environment, read by config.ts), so the probe always asks the port the server in the same container
- * was told to bind. A wildcard bind address is asked through loopback.
+ * was told to bind: its health port when CTM_HEALTH_PORT is set (plaintext, answered from its own
+ * thread), its gRPC port otherwise. A wildcard bind address is asked through loopback.
  */
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -29,7 +30,8 @@ const USAGE = `Usage: node --import tsx server/src/cli/healthProbe.ts [options]
   --server-name <name>  name to check the server certificate against (default: the certificate's
                         address, 127.0.0.1 for a wildcard bind)
 
-The address is the server's: CTM_HOST and CTM_PORT as the server reads them.
+The address is the server's: CTM_HOST and CTM_HEALTH_PORT (plaintext) when set, CTM_PORT otherwise,
+as the server reads them.
 Exit status: 0 SERVING, 1 anything else (NOT_SERVING, unreachable, timeout), 2 bad usage.`;
 
 interface HealthCheckResponse {
@@ -115,8 +117,9 @@ async function main(): Promise<number> {
       console.log(USAGE);
       return 0;
     }
-    address = probeAddress(config.host, config.port);
-    credentials = probeCredentials(options, config.tls !== null);
+    // The health port is always plaintext; the gRPC port speaks whatever the server was given.
+    address = probeAddress(config.host, config.health?.port ?? config.port);
+    credentials = config.health ? grpc.credentials.createInsecure() : probeCredentials(options, config.tls !== null);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`healthProbe: ${error.message}\n\n${USAGE}`);
