@@ -9,6 +9,7 @@ import { createServer } from "node:net";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
+import { freePort } from "../bench/serverProcess.ts";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
 import { checkHealth, healthClient, type ServingStatus } from "./support/healthClient.ts";
@@ -24,18 +25,6 @@ const statuses = async (port: number, services = SERVICES): Promise<ServingStatu
     client.close();
   }
 };
-
-/** A port nothing listens on right now (the OS's pick, released again). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 describe("the health port", () => {
   it("answers what the gRPC port answers: NOT_SERVING while loading, SERVING, NOT_SERVING while draining", async () => {
