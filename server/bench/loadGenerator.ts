@@ -18,8 +18,7 @@
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import type * as grpc from "@grpc/grpc-js";
-import { rawClassifyClients } from "./rawClassifyClients.ts";
+import { grpcFrame, type Http2ClassifyClient, http2ClassifyClients } from "./http2ClassifyClients.ts";
 import { countersBetween, readServerCounters, type ServerCounters } from "./serverCounters.ts";
 
 const [port, callers, metricsPort, ...phaseArgs] = process.argv.slice(2);
@@ -29,17 +28,10 @@ const phases = phaseArgs.map((arg) => {
   const bytes = readFileSync(file);
   const requests: Buffer[] = [];
   for (let i = 0; i < bytes.length; i += 4 + bytes.readUInt32BE(i))
-    requests.push(bytes.subarray(i + 4, i + 4 + bytes.readUInt32BE(i)));
+    requests.push(grpcFrame(bytes.subarray(i + 4, i + 4 + bytes.readUInt32BE(i))));
   return { file, seconds: Number(arg.slice(0, at)), requests };
 });
-const clients = rawClassifyClients(port as string);
-const classify = (client: grpc.Client, request: Buffer) =>
-  new Promise<void>((resolve, reject) =>
-    (client as unknown as Record<string, (r: Buffer, cb: (e: Error | null) => void) => void>).Classify?.(
-      request,
-      (error) => (error ? reject(error) : resolve()),
-    ),
-  );
+const clients = http2ClassifyClients(port as string);
 
 const results = phases.map((p) => ({
   file: p.file,
@@ -54,13 +46,13 @@ let done = false;
 const counters = async () => (Number(metricsPort) > 0 ? readServerCounters(Number(metricsPort)) : undefined);
 const callersDone = Promise.all(
   Array.from({ length: Number(callers) }, async (_, i) => {
-    const client = clients[i % clients.length] as grpc.Client;
+    const client = clients[i % clients.length] as Http2ClassifyClient;
     for (let next = i; !done; next++) {
       const mine = phase;
       const { requests } = phases[mine] as (typeof phases)[number];
       const result = results[mine] as (typeof results)[number];
       try {
-        await classify(client, requests[next % requests.length] as Buffer);
+        await client.classify(requests[next % requests.length] as Buffer);
         result.completed++;
       } catch {
         result.errors++;
