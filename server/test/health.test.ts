@@ -10,7 +10,7 @@ import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
-import { checkHealth, healthClient, type ServingStatus } from "./support/healthClient.ts";
+import { checkHealth, healthClient, type ServingStatus, watchHealth } from "./support/healthClient.ts";
 import { type GoldenCase, readModelJson, startTestServer, tensorRequest } from "./support/testServer.ts";
 
 const local = (port: number) => healthClient(`127.0.0.1:${port}`);
@@ -52,15 +52,7 @@ describe("health", () => {
   it("turns NOT_SERVING when draining, lets in-flight requests finish and refuses new ones", async () => {
     const t = await startTestServer({ graceMs: 30_000 });
     const client = local(t.server.port);
-    const watch = client.watch({ service: "" });
-    const seen: ServingStatus[] = [];
-    const notServing = new Promise<void>((resolve) =>
-      watch.on("data", ({ status }: { status: ServingStatus }) => {
-        seen.push(status);
-        if (status === "NOT_SERVING") resolve();
-      }),
-    );
-    watch.on("error", () => {}); // cut when the server stops
+    const { seen, notServing } = watchHealth(client);
 
     const request = fullRequest();
     const inFlight = Array.from({ length: 16 }, () => t.client.classify(request));

@@ -12,7 +12,7 @@ import * as grpc from "@grpc/grpc-js";
 import { freePort } from "../bench/serverProcess.ts";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
-import { checkHealth, healthClient, type ServingStatus } from "./support/healthClient.ts";
+import { checkHealth, healthClient, type ServingStatus, watchHealth } from "./support/healthClient.ts";
 import { MODEL_NAME, REPO, startTestServer } from "./support/testServer.ts";
 
 const execFileAsync = promisify(execFile);
@@ -49,15 +49,7 @@ describe("the health port", () => {
       assert.equal(unknown, grpc.status.NOT_FOUND);
 
       // A watcher on the health port sees the drain.
-      const watch = client.watch({ service: "" });
-      const seen: ServingStatus[] = [];
-      const notServing = new Promise<void>((resolve) =>
-        watch.on("data", ({ status }: { status: ServingStatus }) => {
-          seen.push(status);
-          if (status === "NOT_SERVING") resolve();
-        }),
-      );
-      watch.on("error", () => {});
+      const { call: watch, seen, notServing } = watchHealth(client);
       await new Promise((resolve) => setTimeout(resolve, 100));
       const stopping = t.server.shutdown(2000);
       await notServing;

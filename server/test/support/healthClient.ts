@@ -41,3 +41,17 @@ export async function healthOf(
     client.close();
   }
 }
+
+/** A Watch of `service` that records every status it is sent; `notServing` resolves at the first NOT_SERVING. */
+export function watchHealth(client: HealthClient, service = "") {
+  const call = client.watch({ service });
+  const seen: ServingStatus[] = [];
+  const notServing = new Promise<void>((resolve) =>
+    call.on("data", ({ status }: { status: ServingStatus }) => {
+      seen.push(status);
+      if (status === "NOT_SERVING") resolve();
+    }),
+  );
+  call.on("error", () => {}); // cut when the server stops
+  return { call, seen, notServing };
+}
