@@ -153,8 +153,8 @@ describe("holding answers under load (--hold-answers-ms)", () => {
     assert.deepEqual(answers(held), answers(at));
     const messages = (steps: StepMessage[]) => steps.filter((s) => s.finished.length > 0).length;
     assert.ok(messages(held) < messages(at), `held: ${messages(held)} messages, at once: ${messages(at)}`);
-    // Held until HOLD_UNTIL_ANSWERS (8) wait, or until the batch shrinks below HOLD_FROM_ROWS.
-    for (const s of held.slice(0, -1)) if (s.finished.length > 0) assert.ok(s.finished.length >= 5);
+    // (How many go together depends on how the newcomers were split over encoder runs, and on when
+    // the batch shrinks below HOLD_FROM_ROWS; only "fewer" is certain.)
   });
 
   it("never holds a lone request's answer, or any while the batch is small", async () => {
