@@ -17,7 +17,7 @@
  * Measurements alternate in rounds so that a change in background load hits both sides alike.
  *
  *   npm run bench -- [--rounds 3] [--requests 30] [--seconds 6] [--callers 64] [--threads N]
- *                    [--worker-nice N] [--hold-answers-ms N] [--out out/bench.json]
+ *                    [--worker-nice N] [--out out/bench.json]
  *
  * --threads and --worker-nice go to both servers; without them the servers use their defaults. The
  * bare loops (Node and Python) always get the intra-op thread count the servers run with.
@@ -73,17 +73,10 @@ const SERVER_FLAGS = ["--provider", "cpu", ...THREADS_FLAG];
 if (WORKER_NICE >= 0) SERVER_FLAGS.push("--worker-nice", String(WORKER_NICE));
 // What the servers will run with, resolved as they resolve it (they inherit this environment), so
 // that the bare loop gets the same intra-op thread count.
-const serverConfig = parseConfig(
-  [
-    ...SERVER_FLAGS,
-    ...(options.holdAnswersMs === undefined ? [] : ["--hold-answers-ms", String(options.holdAnswersMs)]),
-  ],
-  process.env,
-);
+const serverConfig = parseConfig(SERVER_FLAGS, process.env);
 if (serverConfig === "help") throw new Error("the server flags asked for help. This is a bug.");
 const THREADS = serverConfig.threads;
 const NICENESS = serverConfig.workerNice;
-const HOLD_ANSWERS_MS = serverConfig.holdAnswersMs;
 
 // ---------------------------------------------------------------- inputs
 const model = loadModelFolder(benchModelFolder(REPO));
@@ -293,7 +286,7 @@ async function main() {
     ),
   );
   console.error(
-    `model ${manifest.name}/${manifest.version}, ${ticks} ticks; ${machine.cores} cores (${machine.cpu}); load ${machine.loadAverageAtStart}; ${THREADS} intra-op thread(s), worker nice ${NICENESS}, hold answers ${HOLD_ANSWERS_MS} ms`,
+    `model ${manifest.name}/${manifest.version}, ${ticks} ticks; ${machine.cores} cores (${machine.cpu}); load ${machine.loadAverageAtStart}; ${THREADS} intra-op thread(s), worker nice ${NICENESS}`,
   );
   // The graphs' own costs by batch size, out of load, as the worker runs them: what the payoff of
   // early exit is predicted from (benchmark 2). Measured before and after the loads.
@@ -307,8 +300,6 @@ async function main() {
     "1024",
     "--health-port",
     String(healthPort),
-    "--hold-answers-ms",
-    String(HOLD_ANSWERS_MS),
   ]);
   const thin = await startServerProcess(REPO, ["--threads", String(THREADS)], "server/bench/thinServer.ts");
   const bare = await servedLoop(["--import", "tsx", "server/bench/bareLoopProcess.ts"]);
@@ -463,7 +454,6 @@ async function main() {
       threadsSource: THREADS_FLAG.length > 0 ? "--threads" : "server default",
       workerNice: NICENESS,
       workerNiceSource: WORKER_NICE >= 0 ? "--worker-nice" : "server default",
-      holdAnswersMs: HOLD_ANSWERS_MS,
       pngSamples: pngs.length,
     },
     images: {

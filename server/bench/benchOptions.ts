@@ -14,7 +14,6 @@ Runs the three measurements of docs/benchmarks.md side by side (several minutes 
   --callers <n>       concurrent callers of the load generator (default 64)
   --threads <n>       onnxruntime intra-op threads, passed to both servers (default: theirs)
   --worker-nice <n>   --worker-nice passed to both servers (default: theirs)
-  --hold-answers-ms <n>  --hold-answers-ms passed to the server (default: its own)
   --out <file>        results JSON (default out/bench.json); the summary table goes to stdout
   --help              this text`;
 
@@ -27,8 +26,6 @@ export interface BenchOptions {
   threads: number | undefined;
   /** undefined: the servers' default. */
   workerNice: number | undefined;
-  /** undefined: the server's default. */
-  holdAnswersMs: number | undefined;
   out: string;
 }
 
@@ -47,7 +44,6 @@ export function parseBenchOptions(argv: string[]): BenchOptions | "help" {
         callers: { type: "string" },
         threads: { type: "string" },
         "worker-nice": { type: "string" },
-        "hold-answers-ms": { type: "string" },
         out: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -73,7 +69,6 @@ export function parseBenchOptions(argv: string[]): BenchOptions | "help" {
     callers: number("callers", 64, 1, true),
     threads: values.threads === undefined ? undefined : number("threads", 1, 1, true),
     workerNice: values["worker-nice"] === undefined ? undefined : number("worker-nice", 0, 0, true),
-    holdAnswersMs: values["hold-answers-ms"] === undefined ? undefined : number("hold-answers-ms", 0, 0, true),
     out: typeof values.out === "string" && values.out ? values.out : "out/bench.json",
   };
 }

@@ -31,8 +31,6 @@ export interface ServerConfig {
    * ends with DEADLINE_EXCEEDED; meanwhile its request is parked and holds no batch slot.
    */
   streamWriteIdleMs: number;
-  /** See --hold-answers-ms (SchedulerOptions.holdAnswersMs). */
-  holdAnswersMs: number;
   /** null: no metrics endpoint. */
   metrics: { host: string; port: number } | null;
   /** null: no playground page (and no JSON + server-sent-events bridge) on its own HTTP port. */
@@ -100,7 +98,6 @@ export type ConfigKey =
   | "maxBatch"
   | "maxQueue"
   | "streamWriteIdleMs"
-  | "holdAnswersMs"
   | "metricsHost"
   | "metricsPort"
   | "httpPort"
@@ -197,14 +194,6 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     default: "30000",
     description:
       "how long a ClassifyStream may wait for its client to take a message before it ends with DEADLINE_EXCEEDED (its request is parked meanwhile and holds no batch slot)",
-  },
-  {
-    key: "holdAnswersMs",
-    flag: "--hold-answers-ms",
-    env: "CTM_HOLD_ANSWERS_MS",
-    default: "0",
-    description:
-      "while other requests are still thinking, hold a finished answer up to this long so that answers leave together (fewer messages, wake-ups and socket writes per answer under load; a lone request is never held) (0: off)",
   },
   {
     key: "metricsHost",
@@ -501,7 +490,6 @@ export function parseConfig(
     maxBatch: integer("maxBatch", 1, 4096),
     maxQueue: integer("maxQueue", 0, 1_000_000),
     streamWriteIdleMs: integer("streamWriteIdleMs", 1, 3_600_000),
-    holdAnswersMs: integer("holdAnswersMs", 0, 1000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
     http: httpPort === 0 ? null : { host, port: httpPort },
     health: healthPort === 0 ? null : { host, port: healthPort, stallMs: healthStallMs },

@@ -160,7 +160,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         formats: config.limits.imageFormats,
       },
       session: { provider: config.provider, threads: config.threads },
-      holdAnswersMs: config.holdAnswersMs,
     };
     await loadModels(
       registry,

@@ -20,7 +20,6 @@ describe("server configuration", () => {
       maxBatch: 64,
       maxQueue: 256,
       streamWriteIdleMs: 30000,
-      holdAnswersMs: 0,
       metrics: { host: "127.0.0.1", port: 9464 },
       http: { host: "127.0.0.1", port: 8080 },
       health: null,

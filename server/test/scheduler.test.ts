@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { HaltPolicy } from "../src/engine/haltPolicy.ts";
-import { HOLD_FROM_ROWS, Scheduler, type TickBatch } from "../src/engine/scheduler.ts";
+import { Scheduler, type TickBatch } from "../src/engine/scheduler.ts";
 import type { AdmitMessage, Finished, StepMessage } from "../src/engine/workerProtocol.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { CtmBatch } from "../src/runtime/ctmBatch.ts";
@@ -98,71 +98,5 @@ describe("a graph run that fails", () => {
       await running;
       await real.close();
     }
-  });
-});
-
-describe("holding answers under load (--hold-answers-ms)", () => {
-  const quickPolicy = (ticks: number): HaltPolicy => ({ ...everyTick, minTicks: ticks, maxTicks: ticks });
-  /** Runs `admissions` through a scheduler over the real batch; returns every step message. */
-  async function serve(holdAnswersMs: number, admissions: AdmitMessage[]): Promise<StepMessage[]> {
-    const model = loadModelFolder(modelDir());
-    const batch = await CtmBatch.open(model, { provider: "cpu", threads: 1 });
-    const steps: StepMessage[] = [];
-    let count = 0;
-    let done: (() => void) | undefined;
-    const all = new Promise<void>((resolve) => {
-      done = resolve;
-    });
-    const scheduler = new Scheduler(
-      batch,
-      model.manifest.output,
-      (step) => {
-        steps.push(step);
-        count += step.finished.length;
-        if (count === admissions.length) done?.();
-      },
-      Date.now,
-      undefined,
-      { holdAnswersMs },
-    );
-    const running = scheduler.run();
-    for (const a of admissions) scheduler.admit(a);
-    await all;
-    scheduler.stop();
-    await running;
-    await batch.close();
-    return steps;
-  }
-  const cases = golden.cases as GoldenCase[];
-  // HOLD_FROM_ROWS + 8 rows that each stop at their own tick, 1 to 8: without a hold, answers leave
-  // a few at every boundary.
-  const staggered = Array.from({ length: HOLD_FROM_ROWS + 8 }, (_, i) => ({
-    ...admission(i + 1, cases[i % cases.length] as GoldenCase),
-    streamTicks: false,
-    policy: quickPolicy(1 + (i % 8)),
-  }));
-  const answers = (steps: StepMessage[]) =>
-    steps
-      .flatMap((s) => s.finished)
-      .map((f) => (f.outcome === "halted" ? [f.id, f.ticksUsed, Array.from(f.logits)] : [f.id, f.outcome]))
-      .sort((a, b) => (a[0] as number) - (b[0] as number));
-
-  it("sends the same answers in fewer messages while a large batch is thinking", async () => {
-    const at = await serve(0, staggered);
-    const held = await serve(60_000, staggered);
-    assert.deepEqual(answers(held), answers(at));
-    const messages = (steps: StepMessage[]) => steps.filter((s) => s.finished.length > 0).length;
-    assert.ok(messages(held) < messages(at), `held: ${messages(held)} messages, at once: ${messages(at)}`);
-    // (How many go together depends on how the newcomers were split over encoder runs, and on when
-    // the batch shrinks below HOLD_FROM_ROWS; only "fewer" is certain.)
-  });
-
-  it("never holds a lone request's answer, or any while the batch is small", async () => {
-    const few = staggered.slice(0, 8);
-    const at = await serve(0, few);
-    const held = await serve(60_000, few);
-    assert.deepEqual(answers(held), answers(at));
-    const sizes = (steps: StepMessage[]) => steps.filter((s) => s.finished.length > 0).map((s) => s.finished.length);
-    assert.deepEqual(sizes(held), sizes(at));
   });
 });

@@ -47,8 +47,6 @@ export interface EngineOptions {
   maxTicks: number;
   image: ImageLimits;
   session: SessionSettings;
-  /** SchedulerOptions.holdAnswersMs (default 0: answers go at once). */
-  holdAnswersMs?: number;
 }
 
 /** The slice of a pino logger the engine uses. */
@@ -495,7 +493,6 @@ export class ModelEngine {
       session: this.options.session,
       niceness: this.options.workerNice,
       warmUpRows: this.options.maxBatch,
-      holdAnswersMs: this.options.holdAnswersMs ?? 0,
     };
     let thread: SchedulerThread;
     try {

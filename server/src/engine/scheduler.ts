@@ -24,18 +24,6 @@ import type { AdmitMessage, Finished, StepMessage, StepRun, TickRows } from "./w
 
 /** Graph-run statistics wait at most this long for a message to ride along with. */
 const REPORT_EVERY_MS = 200;
-/**
- * Held answers go as soon as this many are waiting: a group this size already shares its message and
- * socket writes well, and holding it longer only delays its callers (in a closed loop, fewer callers
- * in flight and smaller batches).
- */
-const HOLD_UNTIL_ANSWERS = 8;
-/**
- * Answers are held only while at least this many rows are thinking: a batch that size means the
- * server is loaded, requests already take tens of milliseconds, and the hold is a few percent of that.
- * Under light load an answer goes at once.
- */
-export const HOLD_FROM_ROWS = 16;
 
 /** The runtime's batch, as the scheduler uses it (CtmBatch implements it). */
 export interface TickBatch {
@@ -73,21 +61,8 @@ interface Active {
   parked: boolean;
 }
 
-export interface SchedulerOptions {
-  /**
-   * While other rows are still thinking, hold halted answers up to this long (or until
-   * HOLD_UNTIL_ANSWERS wait) so that several reach the event loop in one message, and the sockets in
-   * one write (0: send each boundary's at once). Only under load (HOLD_FROM_ROWS), never while the
-   * batch would otherwise go idle: a lone request is not held.
-   */
-  holdAnswersMs?: number;
-}
-
 export class Scheduler {
   private incoming: AdmitMessage[] = [];
-  /** Halted answers waiting to be sent with others (SchedulerOptions.holdAnswersMs), and since when. */
-  private held: Finished[] = [];
-  private heldSince = 0;
   private readonly active = new Map<number, Active>();
   private readonly cancelled = new Set<number>();
   private wake: (() => void) | undefined;
@@ -105,7 +80,6 @@ export class Scheduler {
     private readonly now: () => number = Date.now,
     /** Delivers the messages that have arrived, synchronously (see the class comment). */
     private readonly inbox?: () => void,
-    private readonly options: SchedulerOptions = {},
   ) {
     this.width = layout.shape.reduce((a, b) => a * b, 1);
   }
@@ -151,7 +125,6 @@ export class Scheduler {
       this.unaccountedMs += performance.now() - started;
       if (!this.inbox) await nextTurn();
     }
-    if (this.held.length > 0) this.report(undefined, [], true);
   }
 
   private runnable(request: Active): boolean {
@@ -226,32 +199,12 @@ export class Scheduler {
     this.report(ticks, finished);
   }
 
-  /**
-   * Sends what the main thread needs now; run statistics ride along, or go alone once they are old.
-   * Halted answers may wait for company (SchedulerOptions.holdAnswersMs); anything else goes at once
-   * and takes the held answers with it.
-   */
+  /** Sends what the main thread needs now; run statistics ride along, or go alone once they are old. */
   private report(ticks: TickRows | undefined, finished: Finished[], flush = false): void {
     const now = performance.now();
-    if (finished.length > 0) {
-      if (this.held.length === 0) this.heldSince = now;
-      this.held.push(...finished);
-    }
-    const holdMs = this.options.holdAnswersMs ?? 0;
-    const hold =
-      holdMs > 0 &&
-      !flush &&
-      !ticks &&
-      now - this.heldSince < holdMs &&
-      this.held.length < HOLD_UNTIL_ANSWERS &&
-      this.active.size >= HOLD_FROM_ROWS &&
-      this.anyRunnable() &&
-      finished.every((f) => f.outcome === "halted");
-    const send = this.held.length > 0 && !hold;
     const due = this.runs.length > 0 && (flush || now - this.reportedAt >= REPORT_EVERY_MS);
-    if (!ticks && !send && !due) return;
-    this.emit({ type: "step", runs: this.runs, ticks, finished: send ? this.held : [] });
-    if (send) this.held = [];
+    if (!ticks && finished.length === 0 && !due) return;
+    this.emit({ type: "step", runs: this.runs, ticks, finished });
     this.runs = [];
     this.reportedAt = now;
   }

@@ -12,7 +12,7 @@ const port = parentPort;
 if (!port) throw new Error("schedulerWorker.ts must run in a worker thread. This is a bug.");
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-const { model, session, niceness, warmUpRows, holdAnswersMs } = workerData as WorkerData;
+const { model, session, niceness, warmUpRows } = workerData as WorkerData;
 // Before the sessions exist, so that their intra-op threads inherit it.
 if (niceness > 0) lowerThreadPriority(niceness);
 let batch: CtmBatch;
@@ -39,7 +39,6 @@ const scheduler = new Scheduler(
   () => {
     for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) deliver(next.message);
   },
-  { holdAnswersMs },
 );
 port.on("message", deliver);
 post({ type: "ready", provider: batch.provider, fallbackReason: batch.fallbackReason });

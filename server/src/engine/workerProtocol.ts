@@ -14,8 +14,6 @@ export interface WorkerData {
   niceness: number;
   /** Rows of the warm-up run before the worker reports ready: the engine's max-batch. */
   warmUpRows: number;
-  /** SchedulerOptions.holdAnswersMs. */
-  holdAnswersMs: number;
 }
 
 // ---------------------------------------------------------------- main -> worker

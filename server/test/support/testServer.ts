@@ -80,7 +80,6 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     maxBatch: 64,
     maxQueue: 256,
     streamWriteIdleMs: defaults.streamWriteIdleMs,
-    holdAnswersMs: defaults.holdAnswersMs,
     metrics: { host: "127.0.0.1", port: 0 },
     http: null,
     health: null,
