@@ -24,7 +24,6 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
@@ -36,6 +35,7 @@ import * as hdr from "hdr-histogram-js";
 import { parseConfig } from "../src/config.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { benchMachine, loadAverage } from "./benchMachine.ts";
 import { benchModelFolder } from "./benchModel.ts";
 import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "./benchOptions.ts";
 import { measureGraphCosts, predictedMsPerAnswer } from "./graphCostModel.ts";
@@ -265,13 +265,7 @@ async function servedLoop(script: string[], flags: string[] = []) {
 
 // ---------------------------------------------------------------- run
 async function main() {
-  const machine = {
-    cpu: cpus()[0]?.model ?? "unknown",
-    cores: availableParallelism(),
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
-    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
-  };
+  const machine = benchMachine();
   mkdirSync(dirname(OUT), { recursive: true });
   const tensorFile = requestFile("tensor", [request]);
   const pngFile = requestFile("png", [{ model: manifest.name, image: { data: pngs[0] }, halt_policy: everyTick }]);
@@ -442,7 +436,7 @@ async function main() {
   const loneBudget = 1.3 * (p50(bareMs) + p50(rpcMs));
   const results = {
     date: new Date().toISOString(),
-    machine: { ...machine, loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))) },
+    machine: { ...machine, loadAverageAtEnd: loadAverage() },
     model: `${manifest.name}/${manifest.version}`,
     ticksPerRequest: ticks,
     settings: {

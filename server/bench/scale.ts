@@ -20,7 +20,6 @@
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -30,6 +29,7 @@ import { parseConfig } from "../src/config.ts";
 import type { Manifest } from "../src/model/manifest.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { benchMachine, loadAverage } from "./benchMachine.ts";
 import { measureGraphs, residentMiB } from "./scaleGraphs.ts";
 import { scaleModel } from "./scaleModel.ts";
 import { writeScalePlots } from "./scalePlots.ts";
@@ -162,13 +162,9 @@ function outside(before: Times, after: Times) {
 // ---------------------------------------------------------------- run
 async function main() {
   const machine = {
-    cpu: cpus()[0]?.model ?? "unknown",
-    cores: availableParallelism(),
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
+    ...benchMachine(),
     provider: PROVIDER,
     threads: serverConfig === "help" ? 0 : serverConfig.threads,
-    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
   };
   mkdirSync(OUT, { recursive: true });
   const log = (line: string) => console.error(`[bench:scale ${preset}] ${line}`);
@@ -406,7 +402,7 @@ async function main() {
       date: new Date().toISOString(),
       preset,
       command: `npm run bench:scale -- ${argv.join(" ")}`,
-      machine: { ...machine, loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))) },
+      machine: { ...machine, loadAverageAtEnd: loadAverage() },
       model: {
         name: manifest.name,
         parameters: record.parameters,
