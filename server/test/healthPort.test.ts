@@ -11,7 +11,9 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { freePort } from "../bench/serverProcess.ts";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
+import { serveHealthPort } from "../src/transport/healthPort.ts";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
+import { ServingHealth } from "../src/transport/servingHealth.ts";
 import { checkHealth, healthClient, type ServingStatus, watchHealth } from "./support/healthClient.ts";
 import { MODEL_NAME, REPO, startTestServer } from "./support/testServer.ts";
 
@@ -118,6 +120,18 @@ describe("the health port", () => {
       assert.equal(probe.stdout.trim(), `server at 127.0.0.1:${t.server.healthPort}: SERVING`);
     } finally {
       await t.close();
+    }
+  });
+
+  it("keeps a status that changes while its thread is still starting", async () => {
+    const health = new ServingHealth({ "": "NOT_SERVING" });
+    const starting = serveHealthPort(health, { host: "127.0.0.1", port: 0, stallMs: 5000 });
+    health.setStatus("", "SERVING"); // after the snapshot the thread starts from, before it listens
+    const port = await starting;
+    try {
+      assert.deepEqual(await statuses(port.port, [""]), ["SERVING"]);
+    } finally {
+      await port.close();
     }
   });
 

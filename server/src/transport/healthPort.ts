@@ -53,6 +53,10 @@ export async function serveHealthPort(health: ServingHealth, options: HealthPort
   beatNow();
   const data: HealthPortWorkerData = { ...options, statuses: health.snapshot(), heartbeat };
   const worker = spawnWorker(new URL("./healthPortThread.ts", import.meta.url), data);
+  // Subscribed at once, with the snapshot just taken: no change can fall between the two. The thread
+  // receives what is posted before it listens once it does.
+  const post = (message: HealthPortMessage) => send(worker, message);
+  const stop = health.onChange((service, status) => post({ kind: "status", service, status }));
   let exitCode: number | undefined;
   const exited = new Promise<void>((resolve) =>
     worker.once("exit", (code) => {
@@ -74,13 +78,12 @@ export async function serveHealthPort(health: ServingHealth, options: HealthPort
       throw failure ?? new Error(`the health port's thread exited (code ${exitCode}) before listening`);
     }),
   ]).catch(async (error: Error) => {
+    stop();
     await worker.terminate();
     throw error;
   });
   const timer = setInterval(beatNow, HEARTBEAT_MS);
   timer.unref();
-  const post = (message: HealthPortMessage) => send(worker, message);
-  const stop = health.onChange((service, status) => post({ kind: "status", service, status }));
   let closing: Promise<void> | undefined;
   return {
     port,
