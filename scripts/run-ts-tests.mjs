@@ -19,15 +19,32 @@ function find(dir) {
   return found;
 }
 
-const filter = process.argv.slice(2);
+// `--in <folder>` narrows the search to one of the folders (npm run test:deploy passes `--in deploy`).
+const DIRS = ["server", "loadtest", "deploy"];
+const argv = process.argv.slice(2);
+const inAt = argv.indexOf("--in");
+const only = inAt >= 0 ? argv[inAt + 1] : undefined;
+const filter = inAt >= 0 ? argv.filter((_, i) => i !== inAt && i !== inAt + 1) : argv;
+if (inAt >= 0 && !DIRS.includes(only)) {
+  console.error(`run-ts-tests: --in takes one of ${DIRS.join(", ")}, got ${JSON.stringify(only ?? "")}`);
+  process.exit(2);
+}
 if (filter.includes("--help") || filter.includes("-h")) {
-  console.log(`Usage: npm run test:ts -- [substring ...]
+  console.log(
+    only === "deploy"
+      ? `Usage: npm run test:deploy -- [substring ...]
+
+Runs the deployment tests, every *.test.ts file under deploy/ (the Dockerfile built as a script, the
+Kubernetes and KServe manifests, provider selection; docs/deploy.md says what each checks), or only
+those whose path contains one of the substrings (e.g. npm run test:deploy -- kubernetes).`
+      : `Usage: npm run test:ts -- [substring ...]
 
 Runs every *.test.ts file under server/, loadtest/ and deploy/, or only those whose path contains one
-of the substrings (e.g. npm run test:ts -- reflection cli.test).`);
+of the substrings (e.g. npm run test:ts -- reflection cli.test).`,
+  );
   process.exit(0);
 }
-const files = ["server", "loadtest", "deploy"]
+const files = (only ? [only] : DIRS)
   .flatMap((dir) => {
     try {
       return find(join(root, dir));

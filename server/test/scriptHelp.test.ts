@@ -23,27 +23,37 @@ const ANSWER_HELP: Record<string, RegExp> = {
   loadtest: /compare/,
   soak: /--minutes/,
   health: /--service/,
+  "bench:scale:cuda": /--provider cuda/,
   train: /--steps/,
   export: /--checkpoint/,
   calibrate: /--model/,
   fixtures: /--count/,
   bootstrap: /--python/,
   "test:ts": /substring/,
+  "test:deploy": /under deploy\//,
 };
 
-/** Scripts that take no options of their own, or hand them to a tool with its own --help. */
-const NO_OPTIONS = [
-  "test",
-  "lint",
-  "format",
-  "typecheck",
-  "test:py",
-  "test:deploy",
-  "docker:build",
-  "docker:build:cuda",
-  // A shell script that hands its arguments to bench:scale for every preset.
+/**
+ * Scripts whose usage line is npm's own (the Python ones are argparse's `python -m ...`): each names
+ * itself, not the file or the script it runs (health named `node --import tsx ...`, test:deploy
+ * printed test:ts's usage).
+ */
+const NAMES_ITSELF = [
+  "classify",
+  "bench",
+  "bench:oip",
+  "bench:scale",
   "bench:scale:cuda",
+  "loadtest",
+  "soak",
+  "health",
+  "bootstrap",
+  "test:ts",
+  "test:deploy",
 ];
+
+/** Scripts that take no options of their own, or hand them to a tool with its own --help. */
+const NO_OPTIONS = ["test", "lint", "format", "typecheck", "test:py", "docker:build", "docker:build:cuda"];
 
 describe("npm run <script> -- --help", { concurrency: 4 }, () => {
   it("every script in package.json is accounted for", () => {
@@ -64,6 +74,14 @@ describe("npm run <script> -- --help", { concurrency: 4 }, () => {
       });
       assert.match(stdout, /^usage:/im);
       assert.match(stdout, mentions);
+      if (script === "start") assert.match(stdout, /^usage: npm start\b/im);
+      if (NAMES_ITSELF.includes(script)) {
+        // The usage line, and the line after it where the usage is a list of forms (loadtest).
+        const lines = stdout.split("\n");
+        const at = lines.findIndex((line) => /^usage:/i.test(line));
+        const head = lines.slice(at, at + 2).join("\n");
+        assert.ok(head.includes(`npm run ${script} `), `the usage of ${script} names npm run ${script}:\n${head}`);
+      }
     });
   }
 });

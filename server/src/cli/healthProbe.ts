@@ -2,8 +2,10 @@
  * Asks a running server's gRPC health service whether it is SERVING; exits 0 if so, 1 if not.
  * The container HEALTHCHECK runs it (Kubernetes probes speak gRPC health natively and need no client).
  *
- *   node --import tsx server/src/cli/healthProbe.ts [--service <name>] [--timeout-ms <n>]
+ *   npm run health -- [--service <name>] [--timeout-ms <n>]
  *        [--tls-ca <pem> [--tls-cert <pem> --tls-key <pem>] [--server-name <name>]]
+ *
+ * (The image's HEALTHCHECK runs the same file as `node --import tsx server/src/cli/healthProbe.ts`.)
  *
  * Health needs no bearer token (see transport/authentication.ts), but a TLS port needs a TLS client:
  * the probe uses one when the server's CTM_TLS_CERT is set, trusting --tls-ca, and presents
@@ -20,7 +22,9 @@ import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { ConfigError, parseConfig } from "../config.ts";
 
-const USAGE = `Usage: node --import tsx server/src/cli/healthProbe.ts [options]
+const USAGE = `Usage: npm run health -- [options]
+
+Asks the server's gRPC health service (grpc.health.v1.Health/Check) whether it is SERVING.
 
   --service <name>      service to ask about ("" is the whole server; default "")
   --timeout-ms <n>      give up after n milliseconds (default 3000)
@@ -32,7 +36,8 @@ const USAGE = `Usage: node --import tsx server/src/cli/healthProbe.ts [options]
 
 The address is the server's: CTM_HOST and CTM_HEALTH_PORT (plaintext) when set, CTM_PORT otherwise,
 as the server reads them.
-Exit status: 0 SERVING, 1 anything else (NOT_SERVING, unreachable, timeout), 2 bad usage.`;
+Exit status: 0 SERVING, 1 anything else (NOT_SERVING, unreachable, timeout), 2 bad usage.
+In the container image the HEALTHCHECK runs it without npm: node --import tsx server/src/cli/healthProbe.ts`;
 
 interface HealthCheckResponse {
   status: "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
