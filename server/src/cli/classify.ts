@@ -18,6 +18,7 @@ import {
   type ModelInfoMessage,
   type TickUpdateMessage,
 } from "../transport/protocol.ts";
+import { describeConnectionFailure } from "./connectionFailure.ts";
 import { isMazeModel, plotRoute } from "./routePlot.ts";
 import { renderTracePlot } from "./tracePlot.ts";
 
@@ -324,8 +325,10 @@ async function run(options: Options): Promise<void> {
   }
 }
 
+let address = "";
 try {
   const options = parseArgs(process.argv.slice(2));
+  if (options !== "help") address = options.address;
   if (options === "help") {
     console.log(USAGE);
   } else {
@@ -338,7 +341,12 @@ try {
   }
   const status = error as Partial<grpc.ServiceError>;
   if (typeof status.code === "number") {
-    console.error(`classify: ${grpc.status[status.code]}: ${status.details}`);
+    const unreachable = describeConnectionFailure(status, address, {
+      address: "--address",
+      tls: null,
+      usingTls: false,
+    });
+    console.error(`classify: ${grpc.status[status.code]}: ${unreachable ?? status.details}`);
   } else {
     console.error(`classify: ${error instanceof Error ? error.message : String(error)}`);
   }
