@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
+import { describeConnectionFailure } from "../../server/src/cli/connectionFailure.ts";
 import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
@@ -64,6 +65,7 @@ export class CtmConnection {
   private constructor(
     private readonly clients: CtmClient[],
     private readonly token: string | undefined,
+    private readonly options: ConnectionOptions,
   ) {}
 
   static open(options: ConnectionOptions): CtmConnection {
@@ -78,7 +80,7 @@ export class CtmConnection {
       { length: options.connections },
       () => new CtmClient(options.address, credentials, channelOptions) as unknown as CtmClient,
     );
-    return new CtmConnection(clients, options.token);
+    return new CtmConnection(clients, options.token, options);
   }
 
   /** Per-call metadata. The token rides on every call, so it works over plaintext too (e.g. behind a TLS proxy). */
@@ -125,8 +127,25 @@ export class CtmConnection {
     return this.client().ClassifyStream(request, this.metadata(), options);
   }
 
-  /** `wanted`, or the only model the server has. */
+  /**
+   * `wanted`, or the only model the server has. The first call of a run, so a failure to connect is
+   * explained here: the error keeps its gRPC code, and its details say what to check.
+   */
   async pickModel(wanted: string | undefined, deadline: Date): Promise<ModelInfoMessage> {
+    try {
+      return await this.askModel(wanted, deadline);
+    } catch (error) {
+      const unreachable = describeConnectionFailure(error as grpc.ServiceError, this.options.address, {
+        address: "--address",
+        tls: "--tls-ca",
+        usingTls: this.options.tls !== null,
+      });
+      if (unreachable) Object.assign(error as grpc.ServiceError, { details: unreachable });
+      throw error;
+    }
+  }
+
+  private async askModel(wanted: string | undefined, deadline: Date): Promise<ModelInfoMessage> {
     if (wanted) return this.unary((c) => c.GetModel, { name: wanted }, { deadline });
     const { models } = await this.unary((c) => c.ListModels, {}, { deadline });
     const [only] = models;

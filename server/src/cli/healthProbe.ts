@@ -21,6 +21,7 @@ import { pathToFileURL } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { ConfigError, parseConfig } from "../config.ts";
+import { describeConnectionFailure } from "./connectionFailure.ts";
 
 const USAGE = `Usage: npm run health -- [options]
 
@@ -58,7 +59,10 @@ export function probeAddress(host: string, port: number): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** One grpc.health.v1.Health/Check call; resolves to the status, or to the error's text. */
+/**
+ * One grpc.health.v1.Health/Check call; resolves to the status, or to the error's text (for a failed
+ * connection, what to check).
+ */
 export function checkHealth(
   address: string,
   serviceName: string,
@@ -78,7 +82,13 @@ export function checkHealth(
   return new Promise((resolve) => {
     client.Check({ service: serviceName }, { deadline: Date.now() + timeoutMs }, (error, response) => {
       client.close();
-      resolve(error ? `${grpc.status[error.code] ?? error.code}: ${error.details}` : (response?.status ?? "UNKNOWN"));
+      if (!error) return resolve(response?.status ?? "UNKNOWN");
+      const unreachable = describeConnectionFailure(error, address, {
+        address: "",
+        tls: "--tls-ca",
+        usingTls: credentials._isSecure(),
+      });
+      resolve(`${grpc.status[error.code] ?? error.code}: ${unreachable ?? error.details}`);
     });
   });
 }
