@@ -6,7 +6,8 @@
  * Prints a table of the per-tick top class, its probability and the certainty (or JSON lines with
  * --json), then the answer and why the model stopped. --help lists every option.
  */
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import {
   type ClassifyRequestMessage,
@@ -18,6 +19,7 @@ import {
   type ModelInfoMessage,
   type TickUpdateMessage,
 } from "../transport/protocol.ts";
+import { callerPath } from "./callerPath.ts";
 import { describeConnectionFailure } from "./connectionFailure.ts";
 import { isMazeModel, plotRoute } from "./routePlot.ts";
 import { renderTracePlot } from "./tracePlot.ts";
@@ -263,7 +265,7 @@ async function run(options: Options): Promise<void> {
     const classes = model.labels.length;
     const request: ClassifyRequestMessage = {
       model: model.name,
-      ...readInput(options.file),
+      ...readInput(callerPath(options.file)),
       halt_policy: options.policy,
       // The plot follows the leading classes through every tick, so it needs all of them.
       top_k: options.plot && model.output_shape.length === 1 ? classes : options.topK,
@@ -312,11 +314,13 @@ async function run(options: Options): Promise<void> {
     if (!result) throw new Error("the server ended the call without a final result");
     if (!options.json) print(summary(result));
     if (options.plot) {
+      const plotFile = callerPath(options.plot);
+      mkdirSync(dirname(plotFile), { recursive: true });
       if (isMazeModel(model.output_shape, model.labels) && model.input.image) {
         // A maze model's answer is a route: draw it over the maze (every tick with --stream).
-        await plotRoute(options.plot, model, readFileSync(options.file), trace, result, options.stream);
+        await plotRoute(plotFile, model, readFileSync(callerPath(options.file)), trace, result, options.stream);
       } else {
-        await plot(options.plot, model, trace, result);
+        await plot(plotFile, model, trace, result);
       }
       if (!options.json) print(`plot saved to ${options.plot}`);
     }
