@@ -21,6 +21,7 @@ import { pathToFileURL } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { ConfigError, parseConfig } from "../config.ts";
+import { callerPath } from "./callerPath.ts";
 import { describeConnectionFailure } from "./connectionFailure.ts";
 
 const USAGE = `Usage: npm run health -- [options]
@@ -156,7 +157,7 @@ function probeCredentials(options: ProbeOptions, serverUsesTls: boolean): grpc.C
   const read = (flag: string, path: string | undefined) => {
     if (!path) return null;
     try {
-      return readFileSync(path);
+      return readFileSync(callerPath(path));
     } catch (error) {
       throw new ConfigError(`${flag}: cannot read ${path}: ${(error as Error).message}`);
     }
