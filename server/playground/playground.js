@@ -3,18 +3,23 @@
 // `window.playground` exposes the run's state, for the browser test and for the curious.
 
 const $ = (id) => document.getElementById(id);
+// One colour per class, none of them the colours the chart keeps for itself (below), so that p(5) is
+// never read as the halt line.
 const COLORS = [
   "#4fa3ff",
   "#ff9f43",
   "#2ed573",
   "#ff6b81",
   "#a29bfe",
-  "#ffd32a",
+  "#8395a7",
   "#1dd1a1",
   "#e056fd",
   "#ff7f50",
   "#7bed9f",
 ];
+const CERTAINTY_COLOR = "#ffffff";
+const THRESHOLD_COLOR = "#ff2d2d";
+const HALT_COLOR = "#ffd32a";
 const state = {
   models: [],
   model: undefined,
@@ -23,6 +28,7 @@ const state = {
   /** The image to send when the user has not drawn since: bytes of a dropped, pasted or sample image. */
   image: undefined,
   run: undefined,
+  colors: { classes: COLORS, certainty: CERTAINTY_COLOR, threshold: THRESHOLD_COLOR, halt: HALT_COLOR },
 };
 window.playground = state;
 
@@ -135,6 +141,21 @@ async function failureOf(response) {
   }
 }
 
+/** Whether the drawing canvas makes an input for this model: one grey channel, as a drawn digit is. */
+function drawable(model) {
+  return model.input?.image?.channels === 1;
+}
+
+/** The kind of input a model takes, in the words of someone choosing what to give it. */
+function inputDescription(model) {
+  const image = model.input?.image;
+  if (!image) return `a tensor of shape [${(model.input?.shape ?? []).join(", ")}] (gRPC only: this page sends images)`;
+  const size = `${image.width}x${image.height}`;
+  if (image.preprocess === "mnist-digit") return `a digit (${size} grey): draw it, or drop a photo of one`;
+  const what = model.task === "maze" ? "a maze" : "an image";
+  return `${what} (${size}, ${image.channels === 1 ? "grey" : "colour"}): pick a sample or drop an image`;
+}
+
 async function loadModels() {
   showError(undefined);
   const response = await fetch("api/models", { headers: headers() });
@@ -144,27 +165,67 @@ async function loadModels() {
   const previous = select.value;
   select.replaceChildren(
     ...state.models.map((m) => {
-      const option = new Option(
-        `${m.name} v${m.version}${m.state === "MODEL_STATE_READY" ? "" : " (not ready)"}`,
-        m.name,
-      );
-      option.disabled = m.state !== "MODEL_STATE_READY";
+      const ready = m.state === "MODEL_STATE_READY";
+      const option = new Option(`${m.name} v${m.version}${ready ? "" : " (not ready)"}`, m.name);
+      option.title = inputDescription(m);
+      option.disabled = !ready;
       return option;
     }),
   );
   const ready = state.models.filter((m) => m.state === "MODEL_STATE_READY");
-  select.value = ready.some((m) => m.name === previous) ? previous : (ready[0]?.name ?? "");
+  // The page opens on a model the drawing canvas is for, so that "draw a digit" means what it says.
+  const preferred = ready.find(drawable) ?? ready[0];
+  select.value = ready.some((m) => m.name === previous) ? previous : (preferred?.name ?? "");
   selectModel();
 }
 
+/** A sample's label as a reader wants it: a class name, or a route as its moves (right x4, up x2, ...). */
+function sampleLabel(model, label) {
+  if (!Array.isArray(label)) return model.labels[label] ?? String(label);
+  const moves = label.map((index) => model.labels[index] ?? String(index));
+  const runs = [];
+  for (const move of moves) {
+    const last = runs.at(-1);
+    if (last?.move === move) last.count++;
+    else runs.push({ move, count: 1 });
+  }
+  return runs.map(({ move, count }) => (count > 1 ? `${move} ×${count}` : move)).join(", ");
+}
+
+/** Forgets the run on screen: its answer, heatmap, chart and error belong to the model it ran on. */
+function clearRun() {
+  state.run?.controller.abort();
+  state.run = undefined;
+  state.inputPixels = undefined;
+  showError(undefined);
+  following = true;
+  $("head").replaceChildren(new Option("mean of all heads", "-1"));
+  $("think").disabled = false;
+  $("stop").disabled = true;
+  render();
+}
+
+/** Two models read the same input when their input specs agree (a digit means nothing to a maze solver). */
+function sameInput(a, b) {
+  return JSON.stringify(a?.input) === JSON.stringify(b?.input);
+}
+
 function selectModel() {
+  const previous = state.model;
   state.model = state.models.find((m) => m.name === $("model").value);
+  if (previous && previous.name !== state.model?.name) {
+    clearRun();
+    if (!sameInput(previous, state.model)) clearDrawing();
+  }
+  $("input-kind").textContent = state.model ? `Takes ${inputDescription(state.model)}.` : "";
+  draw.title =
+    state.model && !drawable(state.model) ? `${state.model.name} takes ${inputDescription(state.model)}` : "";
   const box = $("samples");
   box.replaceChildren();
   if (!state.model) return;
   for (const sample of state.model.samples.slice(0, 30)) {
     const img = new Image();
-    img.alt = `sample ${sample.file}, label ${state.model.labels[sample.label] ?? sample.label}`;
+    img.alt = `sample ${sample.file}: ${sampleLabel(state.model, sample.label)}`;
     img.title = img.alt;
     const url = `api/models/${encodeURIComponent(state.model.name)}/samples/${encodeURIComponent(sample.file)}`;
     img.addEventListener("click", async () => {
@@ -318,13 +379,14 @@ function drawSummary() {
       ? (result.top_k[0]?.label ??
         result.positions.map((p) => p.label).join(result.positions.every((p) => p.label.length === 1) ? "" : " "))
       : best?.label;
-    rows.push(["answer", answer ?? "–", "answer"]);
+    rows.push(["answer", answer ?? "–", last.positions.length ? "answer route" : "answer"]);
     rows.push(["certainty", (result?.certainty ?? last.certainty).toFixed(3)]);
     rows.push(["ticks used", String(result?.ticks_used ?? last.tick)]);
     if (result) {
       rows.push(["answer tick", String(result.answer_tick)]);
       rows.push(["halt reason", result.halt_reason.replace("HALT_REASON_", "").toLowerCase().replace("_", " ")]);
       rows.push(["threshold used", result.threshold_used.toFixed(3)]);
+      if (result.guarantee) rows.push(guaranteeRow(result.guarantee));
     }
     rows.push([result ? "latency" : "elapsed", `${run.latencyMs.toFixed(0)} ms`]);
   }
@@ -338,6 +400,14 @@ function drawSummary() {
       return [dt, dd];
     }),
   );
+}
+
+/** Whether the target the run asked for was certified, as the server says (the CLI prints the same). */
+function guaranteeRow(g) {
+  const promise = `${g.kind} ≥ ${g.target} with confidence ${g.confidence}`;
+  return g.met
+    ? ["guarantee", `met: ${promise} (${g.calibration_count} calibration items)`, "met"]
+    : ["guarantee", `NOT met: ${promise}: ${g.note}`, "not-met"];
 }
 
 const heatmap = $("heatmap");
@@ -480,7 +550,7 @@ function drawChart() {
   // The threshold the run halts at: the request's, or, once known, the one the server used.
   const threshold = run?.final?.threshold_used ?? run?.threshold;
   if (threshold !== undefined) {
-    g.strokeStyle = "#ff2d2d";
+    g.strokeStyle = THRESHOLD_COLOR;
     g.lineWidth = 2;
     g.setLineDash([6, 4]);
     g.beginPath();
@@ -488,7 +558,7 @@ function drawChart() {
     g.lineTo(W - pad.right, y(threshold));
     g.stroke();
     g.setLineDash([]);
-    legend.push(["threshold", "#ff2d2d"]);
+    legend.push(["threshold", THRESHOLD_COLOR]);
   }
   if (ticks.length === 0) return setLegend(legend);
   const single = ticks[0].positions.length === 0;
@@ -522,24 +592,24 @@ function drawChart() {
   line(
     g,
     ticks.map((t) => [x(t.tick), y(t.certainty)]),
-    "#ffffff",
+    CERTAINTY_COLOR,
     3,
   );
-  legend.unshift(["certainty", "#ffffff"]);
+  legend.unshift(["certainty", CERTAINTY_COLOR]);
   const result = run.final;
   if (result) {
-    g.strokeStyle = "#ffd32a";
+    g.strokeStyle = HALT_COLOR;
     g.lineWidth = 2;
     g.beginPath();
     g.moveTo(x(result.ticks_used), pad.top);
     g.lineTo(x(result.ticks_used), H - pad.bottom);
     g.stroke();
-    g.fillStyle = "#ffd32a";
+    g.fillStyle = HALT_COLOR;
     g.fillText(`halt (tick ${result.ticks_used})`, Math.min(x(result.ticks_used) + 4, W - 90), pad.top + 10);
     g.beginPath();
     g.arc(x(result.answer_tick), y(result.certainty), 5, 0, 2 * Math.PI);
     g.fill();
-    legend.push(["halt tick", "#ffd32a"]);
+    legend.push(["halt tick", HALT_COLOR]);
   }
   setLegend(legend);
 }
