@@ -1,10 +1,14 @@
-"""Calibration: which certainty threshold buys which accuracy, how many ticks it costs, and what it certifies.
+"""Calibration: which threshold on a halting signal buys which accuracy, how many ticks it costs, and
+what it certifies.
 
-The halting rule is the server's (docs/models.md): ticks are 1-based; halt after the first tick t with
-certainty_t >= threshold and answer with tick t; if no tick reaches it, run all T ticks and answer with
-the most certain one (earliest on ties), as the paper reads a CTM. For a grid of target accuracies and
-consistencies (agreement with the answer after all ticks) and confidence levels, the file also holds the
-threshold Learn-then-Test certifies (ctm.guarantee).
+A signal is a per-tick score in [0, 1] the server can halt on: the model's certainty (every model) and,
+for a model with a halting head, `halt` (its estimate that the tick's answer is right). The halting rule
+is the server's (docs/models.md): ticks are 1-based; halt after the first tick t with signal_t >=
+threshold and answer with tick t; if no tick reaches it, run all T ticks and answer with the tick whose
+signal was highest (earliest on ties): for certainty, the most certain tick, as the paper reads a CTM.
+For a grid of target accuracies and consistencies (agreement with the answer after all ticks under the
+same signal) and confidence levels, the file also holds the threshold Learn-then-Test certifies
+(ctm.guarantee), per signal.
 
     python -m ctm.calibrate --model models/mnist-ctm/1 [--split validation] [--write]
 recomputes calibration.json of an exported model folder with onnxruntime (what the server runs);
@@ -30,7 +34,7 @@ from PIL import Image
 
 from .guarantee import CONFIDENCES, METHOD, TARGETS, learn_then_test, risk_upper_bound
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff")
 
 THRESHOLDS = tuple(
@@ -38,6 +42,9 @@ THRESHOLDS = tuple(
         0.99, 0.995, 0.999, 1.0,
     })
 )  # fmt: skip
+# A halting head's sigmoid saturates near 1, where its useful thresholds lie: a finer grid there.
+HALT_THRESHOLDS = tuple(sorted({*THRESHOLDS, *(round(0.99 + i / 1000, 4) for i in range(10)), 0.9995, 0.9998, 0.9999}))
+SIGNAL_THRESHOLDS = {"certainty": THRESHOLDS, "halt": HALT_THRESHOLDS}
 
 
 def exit_ticks(certainty: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,24 +62,59 @@ def exit_ticks(certainty: np.ndarray, threshold: float) -> tuple[np.ndarray, np.
 
 
 def calibrate(
-    certainty: np.ndarray,
+    signals: dict[str, np.ndarray],
     correct: np.ndarray,
-    thresholds=THRESHOLDS,
-    agreement: np.ndarray | None = None,
+    predictions: np.ndarray | None = None,
     data: dict[str, Any] | None = None,
+    grids: dict[str, tuple[float, ...]] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy and ticks per threshold, accuracy per fixed tick budget, and what can be certified.
+    """Accuracy per fixed tick budget and, per signal, accuracy and ticks per threshold and what can be
+    certified.
 
-    certainty (N, T) in [0, 1]; correct (N, T) in [0, 1], the fraction of an item's positions the model
-    gets right at each tick; agreement (N, T) in [0, 1], the fraction of positions whose prediction at
-    each tick equals the answer after all T ticks (see `agreement_with_full_run`); without it the file
-    certifies accuracy only. `data` describes where the items came from (provenance).
+    signals: name -> (N, T) scores in [0, 1], "certainty" first; correct (N, T) in [0, 1], the fraction
+    of an item's positions the model gets right at each tick; predictions (N, T, P) class indices, from
+    which each signal's consistency (agreement with its own full-run answer) is measured; without them
+    the file certifies accuracy only. `data` describes where the items came from (provenance).
     """
+    certainty = signals["certainty"]
     n, ticks = certainty.shape
+    rows = np.arange(n)
+    fixed = []
+    for t in range(1, ticks + 1):
+        best = certainty[:, :t].argmax(1)
+        fixed.append(
+            {
+                "ticks": t,
+                "accuracy_at_tick": float(correct[:, t - 1].mean()),
+                "accuracy_most_certain": float(correct[rows, best].mean()),
+            }
+        )
+    data = data or {"count": int(n)}
+    blocks = {}
+    for name, signal in signals.items():
+        grid = (grids or SIGNAL_THRESHOLDS).get(name, THRESHOLDS)
+        agreement = None if predictions is None else agreement_with_full_run(signal, predictions)
+        blocks[name] = signal_calibration(signal, correct, grid, agreement, data)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "count": int(n),
+        "ticks": int(ticks),
+        "accuracy_most_certain": fixed[-1]["accuracy_most_certain"],
+        "accuracy_last_tick": fixed[-1]["accuracy_at_tick"],
+        "fixed_ticks": fixed,
+        "signals": blocks,
+    }
+
+
+def signal_calibration(
+    signal: np.ndarray, correct: np.ndarray, thresholds, agreement: np.ndarray | None, data: dict[str, Any]
+) -> dict[str, Any]:
+    """One signal's threshold table and guarantees."""
+    n, ticks = signal.shape
     rows = np.arange(n)
     table = []
     for threshold in thresholds:
-        ticks_run, answer, reached = exit_ticks(certainty, threshold)
+        ticks_run, answer, reached = exit_ticks(signal, threshold)
         row = {
             "threshold": threshold,
             "accuracy": float(correct[rows, answer].mean()),
@@ -86,31 +128,12 @@ def calibrate(
         if agreement is not None:
             row["consistency"] = float(agreement[rows, answer].mean())
         table.append(row)
-    fixed = []
-    for t in range(1, ticks + 1):
-        best = certainty[:, :t].argmax(1)
-        fixed.append(
-            {
-                "ticks": t,
-                "accuracy_at_tick": float(correct[:, t - 1].mean()),
-                "accuracy_most_certain": float(correct[rows, best].mean()),
-            }
-        )
-    data = data or {"count": int(n)}
-    guarantees: dict[str, Any] = {
-        "method": METHOD,
-        "accuracy": certify(certainty, 1 - correct, thresholds, data),
-    }
+    guarantees: dict[str, Any] = {"method": METHOD, "accuracy": certify(signal, 1 - correct, thresholds, data)}
     if agreement is not None:
-        guarantees["consistency"] = certify(certainty, 1 - agreement, thresholds, data)
+        guarantees["consistency"] = certify(signal, 1 - agreement, thresholds, data)
     return {
-        "schema_version": SCHEMA_VERSION,
-        "count": int(n),
-        "ticks": int(ticks),
-        "accuracy_most_certain": fixed[-1]["accuracy_most_certain"],
-        "accuracy_last_tick": fixed[-1]["accuracy_at_tick"],
+        "accuracy_full_run": float(correct[rows, signal.argmax(1)].mean()),
         "thresholds": table,
-        "fixed_ticks": fixed,
         "guarantees": guarantees,
     }
 
@@ -162,22 +185,25 @@ def certify(
     return {"data": data or {"count": int(len(certainty))}, "count": int(len(certainty)), "certified": certified}
 
 
-def agreement_with_full_run(certainty: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+def agreement_with_full_run(signal: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """(N, T): fraction of positions whose prediction at each tick equals the answer after all T ticks.
 
-    The answer after all ticks is what the server returns when nothing halts early: the most certain
-    tick of the T (earliest on ties). Threshold 1.0 gives that same answer, so its consistency is 1.
-    certainty (N, T); predictions (N, T, P) class indices.
+    The answer after all ticks is what the server returns when nothing halts early: the tick of the T
+    whose signal was highest (earliest on ties; for certainty, the most certain tick). Threshold 1.0
+    gives that same answer, so its consistency is 1. signal (N, T); predictions (N, T, P) class indices.
     """
-    rows = np.arange(len(certainty))
-    final = predictions[rows, certainty.argmax(1)]  # (N, P)
+    rows = np.arange(len(signal))
+    final = predictions[rows, signal.argmax(1)]  # (N, P)
     return (predictions == final[:, None, :]).mean(-1)
 
 
 def model_outputs(runner, inputs: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
-    """certainty (N, T), predictions (N, T, P) and top-class probability (N, T, P) of an exported model."""
+    """certainty (N, T), predictions (N, T, P), top-class probability (N, T, P) and, for a model with a
+    halting head, halt (N, T) of an exported model."""
     classes = runner.config.output_shape[-1]
     parts: dict[str, list[np.ndarray]] = {"certainty": [], "predictions": [], "top_probability": []}
+    if "halt" in runner.manifest["outputs"]:
+        parts["halt"] = []
     for start in range(0, len(inputs), batch):
         out = runner.run(inputs[start : start + batch])
         b, t = out["certainty"].shape
@@ -185,16 +211,24 @@ def model_outputs(runner, inputs: np.ndarray, batch: int = 256) -> dict[str, np.
         parts["certainty"].append(out["certainty"])
         parts["predictions"].append(probabilities.argmax(-1))
         parts["top_probability"].append(probabilities.max(-1))
+        if "halt" in parts:
+            parts["halt"].append(out["halt"])
     return {key: np.concatenate(values) for key, values in parts.items()}
 
 
-def smallest_threshold_within(calibration: dict[str, Any], points: float) -> dict[str, Any]:
-    """The smallest threshold whose accuracy is within `points` (percentage points) of full-tick accuracy."""
-    full = calibration["accuracy_most_certain"]
-    for row in calibration["thresholds"]:
-        if row["accuracy"] >= full - points / 100:
+def signals_of(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The halting signals among `model_outputs`: certainty, and halt where the model has it."""
+    return {name: outputs[name] for name in ("certainty", "halt") if name in outputs}
+
+
+def smallest_threshold_within(calibration: dict[str, Any], points: float, signal: str = "certainty") -> dict[str, Any]:
+    """The smallest threshold on `signal` whose accuracy is within `points` (percentage points) of the
+    signal's full-run accuracy."""
+    block = calibration["signals"][signal]
+    for row in block["thresholds"]:
+        if row["accuracy"] >= block["accuracy_full_run"] - points / 100:
             return row
-    return calibration["thresholds"][-1]
+    return block["thresholds"][-1]
 
 
 def calibration_files(folder: Path, base: str = "calibration.json") -> list[tuple[int, Path]]:
@@ -263,9 +297,24 @@ def calibrate_split(runner, split, name: str) -> dict[str, Any]:
     targets = split.targets.numpy().reshape(len(split.targets), 1, -1)
     out = model_outputs(runner, split.inputs.numpy())
     correct = (out["predictions"] == targets).mean(-1)
-    agreement = agreement_with_full_run(out["certainty"], out["predictions"])
     data = {"kind": "labeled", "split": name, "count": int(len(correct))}
-    return {"split": name, **calibrate(out["certainty"], correct, agreement=agreement, data=data)}
+    return {"split": name, **calibrate(signals_of(out), correct, out["predictions"], data=data)}
+
+
+def upgraded(calibration: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A calibration in this schema: a schema_version 2 file (certainty only, written before halting
+    signals) is moved under `signals.certainty`; schema_version 1 certified nothing and must be redone."""
+    version = calibration.get("schema_version")
+    if version == SCHEMA_VERSION:
+        return calibration
+    if version != 2:
+        raise SystemExit(f"{path}: schema_version {version}; rerun npm run calibrate -- --model ... --write first")
+    block = {
+        "accuracy_full_run": calibration["accuracy_most_certain"],
+        "thresholds": calibration.pop("thresholds"),
+        "guarantees": calibration.pop("guarantees"),
+    }
+    return {**calibration, "schema_version": SCHEMA_VERSION, "signals": {"certainty": block}}
 
 
 def calibrate_unlabeled(model: Path, folder: Path, runner=None) -> Path:
@@ -282,13 +331,13 @@ def calibrate_unlabeled(model: Path, folder: Path, runner=None) -> Path:
     if not existing:
         raise SystemExit(f"{model}: no {base} to start from; export the model or run --write first")
     version, newest = existing[-1]
-    calibration = json.loads(newest.read_text())
-    if calibration.get("schema_version") != SCHEMA_VERSION:
-        raise SystemExit(f"{newest}: schema_version {calibration.get('schema_version')}; rerun --write first")
+    calibration = upgraded(json.loads(newest.read_text()), newest)
     inputs, provenance = read_unlabeled(folder, runner.manifest)
     out = model_outputs(runner, inputs)
-    agreement = agreement_with_full_run(out["certainty"], out["predictions"])
-    calibration["guarantees"]["consistency"] = certify(out["certainty"], 1 - agreement, data=provenance)
+    for name, signal in signals_of(out).items():
+        agreement = agreement_with_full_run(signal, out["predictions"])
+        grid = SIGNAL_THRESHOLDS.get(name, THRESHOLDS)
+        calibration["signals"][name]["guarantees"]["consistency"] = certify(signal, 1 - agreement, grid, provenance)
     calibration["derived_from"] = newest.name
     path = model / f"{Path(base).stem}-{version + 1}{Path(base).suffix}"
     path.write_text(json.dumps(calibration, indent=1) + "\n")
@@ -316,10 +365,22 @@ def main(argv: list[str] | None = None) -> None:
     from .onnx_runner import OnnxCTM
     from .tasks import get_task
 
-    parser = argparse.ArgumentParser(prog="python -m ctm.calibrate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ctm.calibrate",
+        description=__doc__.split("\n\n")[0],
+        epilog="--evidence [options] runs ctm.calibration_evidence instead (see --evidence --help)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--model", required=True, help="exported model folder, or a model name under --models-dir")
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--split", default="validation", choices=("validation", "test"))
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("models"),
+        help="the model repository that --model names are looked up in",
+    )
+    parser.add_argument(
+        "--split", default="validation", choices=("validation", "test"), help="which held-out split to calibrate on"
+    )
     parser.add_argument("--write", action="store_true", help="rewrite calibration.json (validation split only)")
     parser.add_argument(
         "--unlabeled", type=Path, help="certify consistency on these inputs; writes calibration-N.json beside the model"
@@ -338,11 +399,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.split != "validation":
             raise SystemExit("--write only rewrites the validation calibration")
         (model / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
-    for row in result["thresholds"]:
-        print(
-            f"{row['threshold']:>6}  accuracy {row['accuracy']:.4f}  consistency {row['consistency']:.4f}"
-            f"  mean ticks {row['mean_ticks']:.2f}"
-        )
+    for signal, block in result["signals"].items():
+        print(f"signal {signal} (full run: accuracy {block['accuracy_full_run']:.4f})")
+        for row in block["thresholds"]:
+            print(
+                f"{row['threshold']:>7}  accuracy {row['accuracy']:.4f}  consistency {row['consistency']:.4f}"
+                f"  mean ticks {row['mean_ticks']:.2f}"
+            )
     return None
 
 

@@ -19,8 +19,13 @@ certified, or achieved >= target" (a request that cannot be certified is told so
   calibration set is drawn from it with replacement (i.i.d., as the guarantee assumes). This is the
   statement Learn-then-Test makes, and its coverage must be >= the confidence.
 
+All of it per halting signal: certainty, and for a model with a halting head its `halt` output, so
+that the two can be compared on the same draws; beside them the oracle, the fewest ticks any rule could
+spend for the full run's answers (`oracle_ticks`).
+
 Then per tick, on the whole pool: reliability diagrams and the expected calibration error (ECE, 10 equal
-bins) of the certainty and of the top-class probability as predictors of being right.
+bins) of the certainty, of the top-class probability and of the halting signal as predictors of being
+right.
 
 Writes evidence.json and summary.md to --out, then draws the plots (docs/img by default) with
 loadtest/src/plot/calibrationPlots.ts.
@@ -38,7 +43,15 @@ from typing import Any
 
 import numpy as np
 
-from .calibrate import THRESHOLDS, agreement_with_full_run, loss_table, model_outputs, resolve_model
+from .calibrate import (
+    SIGNAL_THRESHOLDS,
+    THRESHOLDS,
+    agreement_with_full_run,
+    loss_table,
+    model_outputs,
+    resolve_model,
+    signals_of,
+)
 from .guarantee import binomial_cdf, fixed_sequence, hoeffding_bentkus_p_value
 
 ACCURACY_TARGETS = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98)
@@ -127,6 +140,22 @@ def split_resample(
     return rows
 
 
+def oracle_ticks(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per item, the fewest ticks that give the full run's answer: the earliest tick from which the
+    prediction equals the last tick's and stays equal; an item the full run gets wrong counts 1 tick.
+
+    A lower bound that no causal rule reaches (it knows the future), for scale. predictions (N, T, P)
+    class indices; targets (N, P). Returns (N,) ticks, 1-based.
+    """
+    final = predictions[:, -1]  # (N, P)
+    same = (predictions == final[:, None]).all(-1)  # (N, T)
+    # Ticks from the end that all equal the final answer: the run of True at the end of each row.
+    settled = np.cumprod(same[:, ::-1], axis=1).sum(1)  # (N,)
+    ticks = predictions.shape[1] - settled + 1
+    right = (final == targets).all(-1)
+    return np.where(right, ticks, 1)
+
+
 def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS) -> dict[str, Any]:
     """Reliability diagram and expected calibration error of `confidence` as a predictor of `correct`.
 
@@ -152,9 +181,47 @@ def summary_markdown(result: dict[str, Any]) -> str:
         f"`{result['command']}` on {result['date']}: {result['pool']} held-out items, {result['splits']} draws of "
         f"{result['calibrate_count']} calibration items per mode",
         "",
+        f"Full-run accuracy (last tick) {result['accuracy_last_tick']:.2%}; oracle: {result['oracle_mean_ticks']:.2f} "
+        f"ticks on average (the earliest tick from which each answer is final; wrong ones count 1)",
+        "",
+        "**Signals compared**: mean ticks (test half) at each certified accuracy target, confidence 0.95, and how "
+        "often it was certified",
+        "",
+        "| target accuracy | " + " | ".join(f"{s}: mean ticks (certified)" for s in result["signals"]) + " | oracle |",
+        "|---:|" + "---:|" * (len(result["signals"]) + 1),
     ]
+    for target in ACCURACY_TARGETS:
+        cells = []
+        for signal in result["signals"]:
+            row = next(
+                r
+                for r in result["coverage"][signal]["accuracy"]
+                if r["rule"] == "ltt" and r["target"] == target and r["confidence"] == 0.95
+            )
+            cells.append(f"{row['mean_ticks']:.2f} ({row['certified_fraction']:.0%})")
+        lines.append(f"| {target} | " + " | ".join(cells) + f" | {result['oracle_mean_ticks']:.2f} |")
+    lines.append("")
+    for signal in result["signals"]:
+        lines += [f"### Signal: {signal}", ""]
+        lines += _coverage_tables(result["coverage"][signal])
+    lines += ["**Expected calibration error per tick** (10 equal bins)", ""]
+    ticks = result["reliability"]
+    lines += ["| tick | " + " | ".join(str(t["tick"]) for t in ticks) + " |", "|---|" + "---:|" * len(ticks)]
+    lines.append("| accuracy at the tick | " + " | ".join(f"{t['accuracy']:.1%}" for t in ticks) + " |")
+    for key, name in (
+        ("certainty", "ECE of certainty"),
+        ("top", "ECE of top-class probability"),
+        ("halt", "ECE of halt"),
+    ):
+        if key in ticks[0]:
+            lines.append(f"| {name} | " + " | ".join(f"{t[key]['ece']:.3f}" for t in ticks) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _coverage_tables(coverage: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines = []
     for kind in ("accuracy", "consistency"):
-        rows = result["coverage"][kind]
+        rows = coverage[kind]
         old = {r["target"]: r for r in rows if r["rule"] == "old"}
         lines += [
             f"**{kind}**: coverage against the pool's true {kind} / on the other half, and mean ticks",
@@ -172,27 +239,29 @@ def summary_markdown(result: dict[str, Any]) -> str:
                 f"{o['mean_ticks']:.2f} | {r['mean_ticks'] - o['mean_ticks']:+.2f} |"
             )
         lines.append("")
-    lines += ["**Expected calibration error per tick** (10 equal bins)", ""]
-    ticks = result["reliability"]
-    lines += ["| tick | " + " | ".join(str(t["tick"]) for t in ticks) + " |", "|---|" + "---:|" * len(ticks)]
-    lines.append("| accuracy at the tick | " + " | ".join(f"{t['accuracy']:.1%}" for t in ticks) + " |")
-    for key, name in (("certainty", "ECE of certainty"), ("top", "ECE of top-class probability")):
-        lines.append(f"| {name} | " + " | ".join(f"{t[key]['ece']:.3f}" for t in ticks) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     from .onnx_runner import OnnxCTM
     from .tasks import get_task
 
-    parser = argparse.ArgumentParser(prog="python -m ctm.calibration_evidence", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ctm.calibration_evidence",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--model", default="mnist-ctm", help="model folder, or a model name under --models-dir")
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--splits", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("out/calibration-evidence"))
+    parser.add_argument(
+        "--models-dir", type=Path, default=Path("models"), help="the model repository --model names are looked up in"
+    )
+    parser.add_argument("--splits", type=int, default=500, help="random calibrate/test draws per mode")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    parser.add_argument(
+        "--out", type=Path, default=Path("out/calibration-evidence"), help="where evidence.json and summary.md go"
+    )
     parser.add_argument("--plots", type=Path, default=Path("docs/img"), help="where the PNGs go")
-    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-plots", action="store_true", help="write the JSON and markdown only")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
@@ -204,35 +273,40 @@ def main(argv: list[str] | None = None) -> None:
     targets = np.concatenate([p.targets.numpy().reshape(len(p.targets), -1) for p in parts])
     out = model_outputs(runner, inputs)
     correct = (out["predictions"] == targets[:, None, :]).mean(-1)  # (N, T)
-    agreement = agreement_with_full_run(out["certainty"], out["predictions"])
+    signals = signals_of(out)
 
-    descending = sorted(THRESHOLDS, reverse=True)
-    coverage = {}
-    for kind, score, kind_targets in (
-        ("accuracy", correct, ACCURACY_TARGETS),
-        ("consistency", agreement, CONSISTENCY_TARGETS),
-    ):
-        losses, ticks = loss_table(out["certainty"], 1 - score, descending)
-        draws = [
-            split_resample(losses, ticks, descending, kind_targets, CONFIDENCES, args.splits, args.seed, population)
-            for population in (False, True)
-        ]
-        coverage[kind] = [
-            {**split, "coverage_population": population["coverage"], "mean_population": population["mean_achieved"]}
-            for split, population in zip(*draws, strict=True)
-        ]
+    coverage: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for signal_name, signal in signals.items():
+        agreement = agreement_with_full_run(signal, out["predictions"])
+        descending = sorted(SIGNAL_THRESHOLDS.get(signal_name, THRESHOLDS), reverse=True)
+        coverage[signal_name] = {}
+        for kind, score, kind_targets in (
+            ("accuracy", correct, ACCURACY_TARGETS),
+            ("consistency", agreement, CONSISTENCY_TARGETS),
+        ):
+            losses, ticks = loss_table(signal, 1 - score, descending)
+            draws = [
+                split_resample(losses, ticks, descending, kind_targets, CONFIDENCES, args.splits, args.seed, population)
+                for population in (False, True)
+            ]
+            coverage[signal_name][kind] = [
+                {**split, "coverage_population": population["coverage"], "mean_population": population["mean_achieved"]}
+                for split, population in zip(*draws, strict=True)
+            ]
 
     per_tick = []
     for t in range(out["certainty"].shape[1]):
         right = correct[:, t]
-        per_tick.append(
-            {
-                "tick": t + 1,
-                "accuracy": float(right.mean()),
-                "certainty": reliability(out["certainty"][:, t], right),
-                "top": reliability(out["top_probability"][:, t].mean(-1), right),
-            }
-        )
+        entry = {
+            "tick": t + 1,
+            "accuracy": float(right.mean()),
+            "certainty": reliability(out["certainty"][:, t], right),
+            "top": reliability(out["top_probability"][:, t].mean(-1), right),
+        }
+        if "halt" in signals:
+            # The head predicts "every position right"; for one position that is `right` itself.
+            entry["halt"] = reliability(signals["halt"][:, t], (correct[:, t] == 1).astype(float))
+        per_tick.append(entry)
     result = {
         "model": f"{runner.manifest['name']}/{runner.manifest['version']}",
         "command": " ".join(["npm run calibrate -- --evidence", *argv]),
@@ -241,6 +315,9 @@ def main(argv: list[str] | None = None) -> None:
         "calibrate_count": int(len(inputs) // 2),
         "splits": args.splits,
         "seed": args.seed,
+        "signals": list(signals),
+        "accuracy_last_tick": float(correct[:, -1].mean()),
+        "oracle_mean_ticks": float(oracle_ticks(out["predictions"], targets).mean()),
         "coverage": coverage,
         "reliability": per_tick,
     }

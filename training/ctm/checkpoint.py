@@ -62,6 +62,27 @@ def model_from_checkpoint(payload: dict[str, Any]) -> CTM:
     return model
 
 
+def init_from_checkpoint(model: CTM, payload: dict[str, Any]) -> list[str]:
+    """Load a checkpoint's weights into a model that may add a halting head to the same CTM.
+
+    Every parameter of the checkpoint must fit; only the halting head's may be missing (they keep their
+    fresh initialisation). Returns the names left fresh.
+    """
+    fresh = [k for k in model.state_dict() if k not in payload["model"] and k.startswith("halting.")]
+    expected = {k: v for k, v in model.state_dict().items() if k not in fresh}
+    problems = [f"missing key {k!r}" for k in expected if k not in payload["model"]]
+    problems += [f"unexpected key {k!r}" for k in payload["model"] if k not in expected]
+    problems += [
+        f"key {k!r} has shape {list(payload['model'][k].shape)}, expected {list(v.shape)}"
+        for k, v in expected.items()
+        if k in payload["model"] and tuple(payload["model"][k].shape) != tuple(v.shape)
+    ]
+    if problems:
+        raise CheckpointError("--init: the checkpoint does not fit the model: " + "; ".join(problems))
+    model.load_state_dict(payload["model"], strict=False)
+    return fresh
+
+
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

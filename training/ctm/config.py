@@ -57,6 +57,7 @@ class CTMConfig:
     input_shape: tuple[int, ...] = (1, 28, 28)  # one item, without the batch dimension
     index_seed: int = 0  # seeds the random neuron selections (stored as buffers anyway)
     unet_min_width: int = field(default=16)  # bottleneck width of the synapse U-Net
+    halting_hidden: int = 0  # hidden width of the halting head (model.HaltingHead); 0: no head
 
     def __post_init__(self) -> None:
         positive = ("iterations", "d_model", "d_input", "heads", "n_synch_out", "n_synch_action")
@@ -64,6 +65,8 @@ class CTMConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.halting_hidden < 0:
+            raise ConfigError(f"halting_hidden must be >= 0 (0: no halting head), got {self.halting_hidden}")
         if self.neuron_select_type not in NEURON_SELECT_TYPES:
             raise ConfigError(
                 f"neuron_select_type must be one of {NEURON_SELECT_TYPES}, got {self.neuron_select_type!r}"
@@ -221,6 +224,11 @@ class RunConfig:
     seed: int = 0
     augment: bool = True
     use_most_certain: bool = True  # dual-index loss: most certain tick (else the last tick)
+    # Weight of the "hold" term: the mean loss over the ticks after the best one, so that an answer,
+    # once found, is kept rather than lost with more thought. 0: the reference's loss exactly.
+    hold_weight: float = 0.0
+    halting_weight: float = 1.0  # weight of the halting head's loss (models with halting_hidden > 0)
+    compile: bool = False  # torch.compile the tick (faster steps after a ~40 s compile; docs/training.md)
     eval_every: int = 500
     checkpoint_every: int = 500
     eval_batch_size: int = 500
@@ -235,6 +243,9 @@ class RunConfig:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.grad_clip < 0:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}")
+        for name in ("hold_weight", "halting_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -5,7 +5,7 @@
     python -m ctm.export --reference state_dict.pt --task imagenet --set heads=16 --set iterations=50 --out ...
 
 Writes encoder.onnx (input -> K, V, initial state), tick.onnx ((K, V, state) -> (state, logits,
-certainty, probabilities, attention)), manifest.json, calibration.json (validation split), golden.json (PyTorch
+certainty, probabilities, attention[, halt])), manifest.json, calibration.json (validation split), golden.json (PyTorch
 per-tick outputs for the server's tests), samples/ (held-out test inputs) and checkpoint.pt.
 docs/models.md describes the format. A reference checkpoint (`--reference`) is read by `ctm.reference`;
 for the families we hold no data for (CIFAR, ImageNet, mazes) the folder has no calibration.json or
@@ -30,7 +30,7 @@ from .calibrate import calibrate_split
 from .checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig, parse_overrides
 from .fixtures import write_golden
-from .model import CTM, TickState
+from .model import CTM, TickState, probabilities
 from .onnx_runner import OnnxCTM
 from .reference import FAMILIES, import_reference, read_labels
 from .samples import write_samples
@@ -56,8 +56,9 @@ class EncoderGraph(nn.Module):
 
 
 class TickGraph(nn.Module):
-    """(K, V, *state) -> (*next state, logits, certainty, probabilities, attention): `CTM.tick`, plus
-    `CTM.attention_map` of the same state (B, heads, N), which a server copies only for callers who ask."""
+    """(K, V, *state) -> (*next state, logits, certainty, probabilities, attention[, halt]): `CTM.tick`,
+    plus `CTM.attention_map` of the same state (B, heads, N), which a server copies only for callers who
+    ask, and for a model with a halting head sigmoid(`CTM.halt_logit`) (B,), the halting signal."""
 
     def __init__(self, model: CTM):
         super().__init__()
@@ -65,10 +66,11 @@ class TickGraph(nn.Module):
 
     def forward(self, k: Tensor, v: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         next_state, logits, certainty = self.model.tick(k, v, TickState(*state))
-        classes = self.model.config.output_shape[-1]
-        probabilities = logits.unflatten(-1, (-1, classes)).softmax(-1).flatten(1)
         attention = self.model.attention_map(k, TickState(*state))
-        return (*next_state, logits, certainty, probabilities, attention)
+        outputs = (*next_state, logits, certainty, probabilities(logits, self.model.config.output_shape), attention)
+        if self.model.halting is None:
+            return outputs
+        return (*outputs, torch.sigmoid(self.model.halt_logit(next_state, logits)))
 
 
 def export_graphs(model: CTM, out: Path, external_data: bool | None = None) -> None:
@@ -85,6 +87,8 @@ def export_graphs(model: CTM, out: Path, external_data: bool | None = None) -> N
     state_in = [f"{name}_in" for name in STATE_NAMES]
     state_out = [f"{name}_out" for name in STATE_NAMES]
     tick_outputs = [*state_out, "logits", "certainty", "probabilities", "attention"]
+    if model.halting is not None:
+        tick_outputs.append("halt")
     encoder_outputs = [*CONTEXT_NAMES, *STATE_NAMES]
 
     def dynamic(names: list[str]) -> dict[str, dict[int, str]]:
@@ -205,7 +209,12 @@ def build_manifest(
             }
             for n in STATE_NAMES
         ],
-        "outputs": {"logits": "logits", "certainty": "certainty", "probabilities": "probabilities"},
+        "outputs": {
+            "logits": "logits",
+            "certainty": "certainty",
+            "probabilities": "probabilities",
+            **({"halt": "halt"} if model.halting is not None else {}),
+        },
         "attention": {"output": "attention", "token_grid": token_grid(model)},
         "opset": OPSET,
         "calibration": "calibration.json",
@@ -262,7 +271,13 @@ def export_model(
 
     manifest["metrics"] = {
         "validation": _summary(calibration),
-        "test": {**_summary(test_calibration), "calibration": test_calibration["thresholds"]},
+        "test": {
+            **_summary(test_calibration),
+            "signals": {
+                name: {"accuracy_full_run": block["accuracy_full_run"], "thresholds": block["thresholds"]}
+                for name, block in test_calibration["signals"].items()
+            },
+        },
     }
     (out / "calibration.json").write_text(json.dumps(calibration, indent=1) + "\n")
     write_golden(model, task, out, sample_index, name, version, golden)

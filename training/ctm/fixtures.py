@@ -24,10 +24,10 @@ from .tasks import Task
 
 @torch.no_grad()
 def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, Any]]:
-    """Per-tick logits, certainty, probabilities and attention (flattened heads x tokens) for a batch of
-    raw-tensor inputs."""
+    """Per-tick logits, certainty, probabilities, attention (flattened heads x tokens) and, for a model
+    with a halting head, its halting signal, for a batch of raw-tensor inputs."""
     model.eval()
-    logits, certainty = model(inputs)  # (B, out, T), (B, T)
+    logits, certainty, halt = model.think(inputs)  # (B, out, T), (B, T), (B, T) or (B, 0)
     k, v = model.encode(inputs)
     state, attention = model.initial_state(len(inputs)), []
     for _ in range(model.config.iterations):
@@ -35,7 +35,7 @@ def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, A
         state, _, _ = model.tick(k, v, state)
     classes = model.config.output_shape[-1]
     probabilities = logits.transpose(1, 2).unflatten(-1, (-1, classes)).softmax(-1).flatten(2)  # (B, T, out)
-    return [
+    cases = [
         {
             "input_shape": list(inputs.shape[1:]),
             "input": inputs[i].flatten().tolist(),
@@ -47,6 +47,10 @@ def golden_cases(model: CTM, inputs: Tensor, labels: Tensor) -> list[dict[str, A
         }
         for i in range(len(inputs))
     ]
+    if halt.shape[-1]:
+        for case, row in zip(cases, torch.sigmoid(halt), strict=True):
+            case["halt"] = row.tolist()
+    return cases
 
 
 def synthetic_inputs(input_spec: dict[str, Any], count: int, seed: int = 0) -> Tensor:

@@ -84,6 +84,8 @@ def validate_manifest(manifest: dict[str, Any], folder: Path | None = None) -> N
         need(tick_out, outputs["probabilities"], "outputs.probabilities", "tick outputs"),
     )
     same_shape("outputs.certainty", [], need(tick_out, outputs["certainty"], "outputs.certainty", "tick outputs"))
+    if "halt" in outputs:
+        same_shape("outputs.halt", [], need(tick_out, outputs["halt"], "outputs.halt", "tick outputs"))
     if "attention" in manifest:
         attention = manifest["attention"]
         tensor = need(tick_out, attention["output"], "attention.output", "tick outputs")

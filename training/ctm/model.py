@@ -12,11 +12,17 @@ Per tick (order matters for parity with the reference implementation):
   5. z = NLM(trace)                             private MLP per neuron        (B, D)
   6. S_out from the new z; logits = output_projector(S_out)
   7. certainty = 1 - normalised entropy (averaged over positions for multi-position outputs)
+
+Beside the tick, a model built with `halting_hidden > 0` has a halting head: from what the tick just
+computed (S_out, the probabilities, z) it predicts whether this tick's answer is already right, the
+signal a server halts on (`CTM.halt_logit`). Its inputs are detached, so learning it never changes
+what the CTM predicts; it only learns to read the CTM.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -42,6 +48,43 @@ class TickState(NamedTuple):
     sync_out_beta: Tensor  # (B, S_out)
 
 
+class Thoughts(NamedTuple):
+    """A forward pass over all ticks."""
+
+    logits: Tensor  # (B, out_dims, T)
+    certainty: Tensor  # (B, T)
+    halt: Tensor  # (B, T) halting logits; (B, 0) for a model without a halting head (fixed structure, no None)
+
+
+class HaltingHead(nn.Module):
+    """P(the answer at this tick is right) from the tick's S_out, probabilities and post-activations.
+
+    A small MLP on detached inputs: a learned reading of the CTM's state, as CALM's early-exit
+    classifiers read a transformer's hidden states. Certainty summarises the probabilities alone and
+    lags the answer; S_out and z also show whether the thought has settled. LayerNorm (no affine) puts
+    S_out and z on one scale whatever the decay rates made of them.
+    """
+
+    def __init__(self, synch_size_out: int, out_dims: int, d_model: int, hidden: int):
+        super().__init__()
+        self.widths = (synch_size_out, d_model)  # static, so that the exported LayerNorms have fixed shapes
+        self.net = nn.Sequential(
+            nn.Linear(synch_size_out + out_dims + d_model, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, sync_out: Tensor, probabilities: Tensor, z: Tensor) -> Tensor:
+        """(B, S_out), (B, out_dims), (B, D) -> halting logit (B,)."""
+        features = torch.cat(
+            [
+                F.layer_norm(sync_out.detach(), self.widths[:1]),
+                probabilities.detach(),
+                F.layer_norm(z.detach(), self.widths[1:]),
+            ],
+            dim=-1,
+        )
+        return self.net(features).squeeze(-1)
+
+
 class CTM(nn.Module):
     def __init__(self, config: CTMConfig):
         super().__init__()
@@ -63,6 +106,9 @@ class CTM(nn.Module):
             n_model, c.memory_length, c.memory_hidden_dims, c.deep_nlms, c.do_layernorm_nlm, dropout_nlm
         )
         self.output_projector = nn.Sequential(nn.Linear(c.synch_size_out, c.out_dims))
+        self.halting = (
+            HaltingHead(c.synch_size_out, c.out_dims, n_model, c.halting_hidden) if c.halting_hidden > 0 else None
+        )
 
         bound = math.sqrt(1 / n_model)
         self.start_activated_state = nn.Parameter(torch.empty(n_model).uniform_(-bound, bound))
@@ -135,6 +181,17 @@ class CTM(nn.Module):
         next_state = TickState(z, trace, action_alpha, action_beta, out_alpha, out_beta)
         return next_state, logits, certainty(logits, self.config.output_shape)
 
+    def halt_logit(self, state: TickState, logits: Tensor) -> Tensor:
+        """The halting head's logit for the tick that produced `state` and `logits` (B,).
+
+        Beside the tick, like `attention_map`: the tick keeps its outputs, and the export puts both in
+        one graph. sigmoid(halt_logit) is the `halt` output a server reads.
+        """
+        if self.halting is None:
+            raise ValueError("this model has no halting head (halting_hidden = 0). This is a bug.")
+        sync_out = state.sync_out_alpha / torch.sqrt(state.sync_out_beta)
+        return self.halting(sync_out, probabilities(logits, self.config.output_shape), state.z)
+
     def attend(self, query: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Multi-head attention of one query token over the input tokens (torch MHA semantics)."""
         d = self.config.d_input
@@ -168,14 +225,27 @@ class CTM(nn.Module):
     # ---------------------------------------------------------------- all ticks
     def forward(self, x: Tensor, iterations: int | None = None) -> tuple[Tensor, Tensor]:
         """Run T ticks. Returns logits (B, out_dims, T) and certainty (B, T)."""
-        k, v = self.encode(x)
-        state = self.initial_state(x.shape[0])
-        all_logits, all_certainty = [], []
-        for _ in range(iterations or self.config.iterations):
-            state, logits, cert = self.tick(k, v, state)
+        thoughts = self.think(x, iterations)
+        return thoughts.logits, thoughts.certainty
+
+    def think(self, x: Tensor, iterations: int | None = None) -> Thoughts:
+        """Run T ticks. Returns logits, certainty and the halting head's logits, stacked over ticks."""
+        all_logits, all_certainty, all_halt = [], [], []
+        for state, logits, cert in self.ticks(x, iterations):
             all_logits.append(logits)
             all_certainty.append(cert)
-        return torch.stack(all_logits, -1), torch.stack(all_certainty, -1)
+            if self.halting is not None:
+                all_halt.append(self.halt_logit(state, logits))
+        halt = torch.stack(all_halt, -1) if all_halt else x.new_zeros(x.shape[0], 0)
+        return Thoughts(torch.stack(all_logits, -1), torch.stack(all_certainty, -1), halt)
+
+    def ticks(self, x: Tensor, iterations: int | None = None) -> Iterator[tuple[TickState, Tensor, Tensor]]:
+        """Encode once, then yield (state, logits, certainty) after every tick."""
+        k, v = self.encode(x)
+        state = self.initial_state(x.shape[0])
+        for _ in range(iterations or self.config.iterations):
+            state, logits, cert = self.tick(k, v, state)
+            yield state, logits, cert
 
     # ---------------------------------------------------------------- internals
     def _products(self, z: Tensor, kind: str) -> Tensor:
@@ -201,6 +271,11 @@ def normalised_entropy(logits: Tensor, output_shape: tuple[int, ...]) -> Tensor:
     log_p = logits.log_softmax(-1)
     entropy = -(log_p.exp() * log_p).sum(-1) / math.log(output_shape[-1])
     return entropy.mean(-1)
+
+
+def probabilities(logits: Tensor, output_shape: tuple[int, ...]) -> Tensor:
+    """Softmax over the class dimension of every position, flattened like the logits. (B, out) -> (B, out)"""
+    return logits.unflatten(-1, (-1, output_shape[-1])).softmax(-1).flatten(1)
 
 
 def certainty(logits: Tensor, output_shape: tuple[int, ...]) -> Tensor:

@@ -30,7 +30,7 @@ class OnnxCTM:
 
     def run(self, inputs: np.ndarray, ticks: int | None = None) -> dict[str, np.ndarray]:
         """Per-tick outputs for a batch: logits (B, T, out), certainty (B, T), probabilities (B, T, out),
-        and attention (B, T, heads, N) when the manifest declares it."""
+        and, when the manifest declares them, attention (B, T, heads, N) and halt (B, T)."""
         m = self.manifest
         encoded = dict(
             zip(
@@ -42,8 +42,8 @@ class OnnxCTM:
         context = {c["name"]: encoded[c["name"]] for c in m["context"]}
         state = {s["input"]: encoded[s["init"]] for s in m["state"]}
         names = [o["name"] for o in m["graphs"]["tick"]["outputs"]]
-        per_tick: dict[str, list[np.ndarray]] = {"logits": [], "certainty": [], "probabilities": []}
         names_of = dict(m["outputs"])
+        per_tick: dict[str, list[np.ndarray]] = {key: [] for key in names_of}
         if "attention" in m:
             per_tick["attention"], names_of["attention"] = [], m["attention"]["output"]
         for _ in range(ticks or m["ticks"]["max"]):

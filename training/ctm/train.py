@@ -4,6 +4,9 @@ One process, or several with torchrun (DistributedDataParallel; gloo on CPU, ncc
     torchrun --nproc-per-node 2 -m ctm.train --task mnist ...
 Each process draws its own batches (seed + rank); gradients are averaged by DDP, so the effective batch
 is batch_size x processes.
+
+`--init CKPT` starts a new run from a checkpoint's weights (a fresh optimiser and schedule), optionally
+adding a halting head to it (`--set halting_hidden=64`); `--resume` continues a run exactly.
 """
 
 from __future__ import annotations
@@ -22,12 +25,23 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import init_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import CTMConfig, RunConfig, parse_overrides
 from .data import Split
-from .losses import accuracy_most_certain, predictions_at
-from .model import CTM
+from .losses import accuracy_most_certain, answers_right, halting_loss, predictions_at
+from .model import CTM, Thoughts
 from .tasks import Task, get_task
+
+
+class Thinking(torch.nn.Module):
+    """`CTM.think` as a module's forward, so that DistributedDataParallel sees the halting head's outputs."""
+
+    def __init__(self, model: CTM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Thoughts:
+        return self.model.think(x)
 
 
 def lr_at(step: int, run: RunConfig) -> float:
@@ -40,24 +54,30 @@ def lr_at(step: int, run: RunConfig) -> float:
 
 @torch.no_grad()
 def evaluate(model: CTM, split: Split, batch_size: int = 500) -> dict[str, float]:
-    """Accuracy at the most certain tick (the paper's reading) and at the last tick."""
+    """Accuracy at the most certain tick (the paper's reading) and at the last tick; with a halting head,
+    also at the tick the head rates highest (what a server answers when no threshold is reached)."""
     was_training = model.training
     model.eval()
     shape = model.config.output_shape
-    most_certain, last = [], []
+    reads: dict[str, list[torch.Tensor]] = {"most_certain": [], "last_tick": [], "most_halting": []}
     for start in range(0, len(split), batch_size):
         x, y = split.inputs[start : start + batch_size], split.targets[start : start + batch_size]
-        logits, certainty = model(x)
-        most_certain.append(accuracy_most_certain(logits, certainty, y, shape))
+        thoughts = model.think(x)
+        logits = thoughts.logits
+        reads["most_certain"].append(accuracy_most_certain(logits, thoughts.certainty, y, shape))
         final = torch.full((len(y),), logits.shape[-1] - 1)
-        last.append((predictions_at(logits, final, shape) == y.reshape(len(y), -1)).float().mean(-1))
+        reads["last_tick"].append((predictions_at(logits, final, shape) == y.reshape(len(y), -1)).float().mean(-1))
+        if thoughts.halt.shape[-1]:
+            reads["most_halting"].append(accuracy_most_certain(logits, thoughts.halt, y, shape))
     model.train(was_training)
-    result = {
-        "accuracy_most_certain": torch.cat(most_certain).mean().item(),
-        "accuracy_last_tick": torch.cat(last).mean().item(),
-    }
-    if len(shape) == 2:  # several positions: also the share of items with every position right (a solved maze)
-        result["solved_most_certain"] = (torch.cat(most_certain) == 1).float().mean().item()
+    result = {}
+    for name, values in reads.items():
+        if not values:
+            continue
+        per_item = torch.cat(values)
+        result[f"accuracy_{name}"] = per_item.mean().item()
+        if len(shape) == 2:  # several positions: also the share of items with every position right (a solved maze)
+            result[f"solved_{name}"] = (per_item == 1).float().mean().item()
     return result
 
 
@@ -74,6 +94,7 @@ def train(
     out: Path,
     resume: Path | None = None,
     progress: bool = True,
+    init: Path | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and return the final metrics. Writes checkpoints and metrics.jsonl to `out`."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -91,13 +112,23 @@ def train(
     else:
         torch.manual_seed(run.seed)  # identical initial weights on every process
         model = CTM(model_config)
+        if init is not None:
+            fresh = init_from_checkpoint(model, load_checkpoint(init))
+            if is_main:
+                print(f"initialised from {init}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""), flush=True)
     generator = seed_everything(run.seed + 1000 * rank)
     if "rng" in extra and not distributed:
         # Same batches and augmentations as an uninterrupted run would have drawn.
         generator.set_state(extra["rng"])
         torch.set_rng_state(extra["torch_rng"])
 
-    wrapped = DistributedDataParallel(model) if distributed else model
+    if run.compile:
+        # The tick is where the time goes (dozens of small kernels, 30 times a step); compiled, each
+        # tick's elementwise work fuses. The loop over ticks stays in Python: unrolled, the compile took
+        # minutes and the step was slower.
+        model.tick = torch.compile(model.tick, dynamic=False)
+    thinking = Thinking(model)
+    wrapped = DistributedDataParallel(thinking) if distributed else thinking
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     if "optimizer" in extra:
         optimizer.load_state_dict(extra["optimizer"])
@@ -123,8 +154,11 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, run)
         x, y = task.train_batch(model_config, train_split, run.batch_size, generator, run.augment)
-        logits, certainty = wrapped(x)
-        loss, _, t2 = task.loss(logits, certainty, y, shape, run.use_most_certain)
+        logits, certainty, halt = wrapped(x)
+        loss, _, t2 = task.loss(logits, certainty, y, shape, run.use_most_certain, run.hold_weight)
+        if halt.shape[-1]:
+            halt_loss = halting_loss(halt, answers_right(logits.detach(), y, shape))
+            loss = loss + run.halting_weight * halt_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip or float("inf"))
@@ -142,12 +176,16 @@ def train(
                 "mean_certain_tick": round(t2.float().mean().item() + 1, 2),
                 "elapsed_s": round(time.time() - started, 1),
             }
+            if halt.shape[-1]:
+                record["halting_loss"] = round(halt_loss.item(), 5)
             done = step + 1 == run.steps
             if (step + 1) % run.eval_every == 0 or done:
                 validation = evaluate(model, valid_split, run.eval_batch_size)
                 record.update({f"validation_{k}": round(v, 4) for k, v in validation.items()})
                 metrics = {"step": step + 1, **{f"validation_{k}": v for k, v in validation.items()}}
                 best = max(best, validation["accuracy_most_certain"])
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in validation.items())
+                (bar.write if progress else print)(f"step {step + 1}: validation {shown}")
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
             bar.set_postfix(loss=record["loss"], acc=record["train_accuracy"])
@@ -179,6 +217,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="mnist", help="task to learn: mnist, parity or maze")
     parser.add_argument("--out", type=Path, help="folder for ckpt.pt and metrics.jsonl (default checkpoints/TASK)")
     parser.add_argument("--resume", type=Path, help="continue from this checkpoint (flags given here still apply)")
+    parser.add_argument(
+        "--init", type=Path, help="start a new run from this checkpoint's weights (its architecture; --set "
+        "halting_hidden=N adds a halting head), with a fresh optimiser and schedule"
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, help="optimiser steps (overrides the task default)")
     parser.add_argument("--batch-size", type=int, help="batch size per process")
     parser.add_argument("--lr", type=float, help="peak learning rate")
@@ -198,9 +240,12 @@ def main(argv: list[str] | None = None) -> None:
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // processes))
 
+    if args.resume and args.init:
+        parser.error("--resume continues a run and --init starts one: give one of them")
     overrides = parse_overrides(args.set)
     model_keys = set(CTMConfig.__dataclass_fields__)
-    model_config = task.model.replace(**{k: v for k, v in overrides.items() if k in model_keys})
+    base_model = CTMConfig.from_dict(load_checkpoint(args.init)["model_args"]) if args.init else task.model
+    model_config = base_model.replace(**{k: v for k, v in overrides.items() if k in model_keys})
     run_values: dict[str, Any] = {**task.run, "task": task.name}
     if args.resume:  # the checkpoint's run settings, changed only where this command says so
         payload = load_checkpoint(args.resume)
@@ -213,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     run = RunConfig().replace(**run_values)
     out = args.out or Path("checkpoints") / task.name
 
-    metrics = train(task, model_config, run, out, args.resume, progress=not args.no_progress)
+    metrics = train(task, model_config, run, out, args.resume, progress=not args.no_progress, init=args.init)
     if metrics:
         print(json.dumps(metrics))
 

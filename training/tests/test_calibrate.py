@@ -21,15 +21,39 @@ def test_exit_ticks_first_reach_else_most_certain():
 def test_calibration_table():
     certainty = np.array([[0.2, 0.95, 0.99], [0.3, 0.7, 0.5], [0.91, 0.2, 0.1]])
     correct = np.array([[0, 1, 1], [1, 0, 1], [0, 1, 1]], dtype=float)
-    table = calibrate(certainty, correct, thresholds=(0.9, 1.0))
-    low, high = table["thresholds"]
+    table = calibrate({"certainty": certainty}, correct, grids={"certainty": (0.9, 1.0)})
+    low, high = table["signals"]["certainty"]["thresholds"]
     assert low["accuracy"] == pytest.approx(1 / 3)  # item 0 right at tick 2; item 1 wrong at tick 2; item 2 wrong
     assert low["mean_ticks"] == pytest.approx(2.0)
     assert low["exit_histogram"] == [1, 1, 1]
     assert high["mean_ticks"] == 3 and high["reached_fraction"] == 0
     assert [f["accuracy_at_tick"] for f in table["fixed_ticks"]] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert table["accuracy_most_certain"] == pytest.approx(1 / 3)  # ticks 3, 2, 1
+    assert table["signals"]["certainty"]["accuracy_full_run"] == pytest.approx(1 / 3)
     assert smallest_threshold_within(table, 0.5)["threshold"] == 0.9
+
+
+def test_every_signal_is_calibrated_with_its_own_rule():
+    # The same two items, halting on certainty or on a halting head's signal: each signal halts and, when
+    # nothing reaches the threshold, answers by its own scores.
+    certainty = np.array([[0.2, 0.5, 0.95], [0.1, 0.3, 0.4]])
+    halt = np.array([[0.1, 0.97, 0.99], [0.8, 0.2, 0.3]])
+    correct = np.array([[0, 1, 1], [1, 0, 0]], dtype=float)
+    predictions = np.array([[[2], [1], [1]], [[0], [3], [4]]])
+    table = calibrate(
+        {"certainty": certainty, "halt": halt},
+        correct,
+        predictions,
+        grids={"certainty": (0.9, 1.0), "halt": (0.9, 1.0)},
+    )
+    by_certainty = table["signals"]["certainty"]["thresholds"][0]
+    by_halt = table["signals"]["halt"]["thresholds"][0]
+    assert by_certainty["mean_ticks"] == 3 and by_certainty["accuracy"] == 0.5  # item 1 answers tick 3 (wrong)
+    assert by_halt["mean_ticks"] == 2.5 and by_halt["accuracy"] == 1.0  # 2 ticks; 3 ticks, answer tick 1 (right)
+    assert table["signals"]["halt"]["accuracy_full_run"] == 1.0
+    # Consistency is agreement with the signal's own full-run answer: threshold 1.0 agrees with itself.
+    assert table["signals"]["halt"]["thresholds"][-1]["consistency"] == 1.0
+    assert "consistency" in table["signals"]["halt"]["guarantees"]
 
 
 def test_threshold_grid_is_sorted_and_within_bounds():
@@ -47,7 +71,7 @@ def shipped_copy(tmp_path):
 
 
 def test_unlabeled_calibration_writes_the_next_version_with_provenance(tmp_path):
-    from ctm.calibrate import calibrate_unlabeled, calibration_files
+    from ctm.calibrate import calibrate_unlabeled, calibration_files, upgraded
 
     folder = shipped_copy(tmp_path)
     traffic = tmp_path / "traffic"
@@ -58,8 +82,9 @@ def test_unlabeled_calibration_writes_the_next_version_with_provenance(tmp_path)
 
     written = calibrate_unlabeled(folder, traffic)
     assert written.name == "calibration-2.json"
-    new = json.loads(written.read_text())
-    shipped = json.loads((folder / "calibration.json").read_text())
+    new = json.loads(written.read_text())["signals"]["certainty"]
+    # A calibration written before halting signals (schema_version 2) is read as the certainty's.
+    shipped = upgraded(json.loads((folder / "calibration.json").read_text()), folder)["signals"]["certainty"]
     data = new["guarantees"]["consistency"]["data"]
     assert data["kind"] == "unlabeled" and data["count"] == 120 and data["files"] == 120
     assert data["dir"] == str(traffic) and len(data["sha256"]) == 64 and data["date"].endswith("Z")
@@ -78,7 +103,10 @@ def test_unlabeled_calibration_writes_the_next_version_with_provenance(tmp_path)
     # Same data, same hash; the next run is the next version, and it is the newest.
     again = calibrate_unlabeled(folder, traffic)
     assert again.name == "calibration-3.json"
-    assert json.loads(again.read_text())["guarantees"]["consistency"]["data"]["sha256"] == data["sha256"]
+    assert (
+        json.loads(again.read_text())["signals"]["certainty"]["guarantees"]["consistency"]["data"]["sha256"]
+        == (data["sha256"])
+    )
     assert json.loads(again.read_text())["derived_from"] == "calibration-2.json"
     assert [v for v, _ in calibration_files(folder)] == [1, 2, 3]
 

@@ -23,15 +23,19 @@ TOLERANCE = 1e-4
 
 
 def assert_parity(model: CTM, folder: Path, batch_sizes=(1, 5)) -> None:
-    """For each batch size and every trained tick, ORT logits and certainty match PyTorch within 1e-4."""
+    """For each batch size and every trained tick, ORT logits, certainty and (with a halting head) the
+    halting signal match PyTorch within 1e-4."""
     runner = OnnxCTM(folder)
     model.eval()
     inputs = get_task(runner.manifest["task"]).split(model.config, "validation").inputs
     for batch in batch_sizes:
         x = inputs[:batch]  # real inputs: the distribution the graphs will serve
         with torch.no_grad():
-            logits, certainty = model(x)  # (B, out, T), (B, T)
+            logits, certainty, halt = model.think(x)  # (B, out, T), (B, T), (B, T) or (B, 0)
         out = runner.run(x.numpy())  # the state is fed back tick after tick, as the server does
+        assert ("halt" in out) == (model.halting is not None)
+        if model.halting is not None:
+            np.testing.assert_allclose(out["halt"], torch.sigmoid(halt).numpy(), atol=TOLERANCE, rtol=0)
         assert out["logits"].shape == (batch, model.config.iterations, model.config.out_dims)
         np.testing.assert_allclose(out["logits"], logits.permute(0, 2, 1).numpy(), atol=TOLERANCE, rtol=0)
         np.testing.assert_allclose(out["certainty"], certainty.numpy(), atol=TOLERANCE, rtol=0)
@@ -78,6 +82,31 @@ def test_small_mnist_model_graphs_match_pytorch(tmp_path):
     model = CTM(small_config(synapse_depth=4, neuron_select_type="random-pairing", n_random_pairing_self=2))
     export_model(model, get_task("mnist"), tmp_path, "tiny", 1, source={"format": "test"}, samples=5)
     assert_parity(model, tmp_path)
+
+
+def test_halting_head_is_a_tick_output_declared_in_the_manifest(tmp_path):
+    model = CTM(small_config(halting_hidden=16))
+    manifest = export_model(model, get_task("mnist"), tmp_path, "tiny", 1, source={"format": "test"}, samples=3)
+    assert manifest["outputs"]["halt"] == "halt"
+    validate_manifest(manifest, tmp_path)
+    assert_parity(model, tmp_path)
+    calibration = json.loads((tmp_path / "calibration.json").read_text())
+    assert set(calibration["signals"]) == {"certainty", "halt"}
+    assert set(calibration["signals"]["halt"]["guarantees"]) >= {"accuracy", "consistency"}
+    golden = json.loads((tmp_path / "golden.json").read_text())
+    assert all(len(case["halt"]) == model.config.iterations for case in golden["cases"])
+    broken = copy.deepcopy(manifest)
+    broken["outputs"]["halt"] = "nope"
+    with pytest.raises(ManifestError, match="outputs.halt"):
+        validate_manifest(broken, tmp_path)
+
+
+def test_a_model_without_a_halting_head_exports_as_before(tmp_path):
+    model = CTM(small_config())
+    manifest = export_model(model, get_task("mnist"), tmp_path, "tiny", 1, source={"format": "test"}, samples=3)
+    assert "halt" not in manifest["outputs"]
+    assert "halt" not in {o["name"] for o in manifest["graphs"]["tick"]["outputs"]}
+    assert set(json.loads((tmp_path / "calibration.json").read_text())["signals"]) == {"certainty"}
 
 
 def test_parity_task_model_with_multi_position_output(tmp_path):
@@ -137,6 +166,8 @@ def test_shipped_model_matches_its_checkpoint_and_is_valid():
         np.testing.assert_allclose(out["logits"][0], case["logits"], atol=TOLERANCE, rtol=0)
         attention = out["attention"][0].reshape(len(case["attention"]), -1)
         np.testing.assert_allclose(attention, case["attention"], atol=TOLERANCE, rtol=0)
+        if "halt" in case:
+            np.testing.assert_allclose(out["halt"][0], case["halt"], atol=TOLERANCE, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +189,7 @@ def test_manifest_validates(exported):
 def test_export_calibrates_accuracy_and_consistency(exported):
     # Without consistency in a fresh export's calibration, target_consistency is refused on it.
     folder, _ = exported
-    guarantees = json.loads((folder / "calibration.json").read_text())["guarantees"]
+    guarantees = json.loads((folder / "calibration.json").read_text())["signals"]["certainty"]["guarantees"]
     assert set(guarantees) >= {"accuracy", "consistency"}
 
 

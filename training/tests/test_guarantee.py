@@ -129,11 +129,12 @@ def test_agreement_with_the_full_run_makes_threshold_one_fully_consistent():
     certainty = rng.random((200, 6))
     predictions = rng.integers(0, 3, (200, 6, 1))
     agreement = agreement_with_full_run(certainty, predictions)
+    assert (agreement[np.arange(200), certainty.argmax(1)] == 1).all()
     correct = (predictions == 0).mean(-1)
-    table = calibrate(certainty, correct, thresholds=(0.5, 1.0), agreement=agreement)
-    assert table["thresholds"][-1]["consistency"] == 1.0
-    assert table["schema_version"] == 2
-    consistency = table["guarantees"]["consistency"]["certified"]
+    table = calibrate({"certainty": certainty}, correct, predictions, grids={"certainty": (0.5, 1.0)})
+    assert table["signals"]["certainty"]["thresholds"][-1]["consistency"] == 1.0
+    assert table["schema_version"] == 3
+    consistency = table["signals"]["certainty"]["guarantees"]["consistency"]["certified"]
     assert all(p["threshold"] in (0.5, 1.0, None) for p in consistency)
 
 

@@ -5,11 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from ctm.checkpoint import load_checkpoint, model_from_checkpoint
 from ctm.config import RunConfig
-from ctm.losses import dual_index_loss
+from ctm.losses import answers_right, dual_index_loss, halting_loss
 from ctm.model import CTM
 from ctm.tasks import get_task
 from ctm.train import lr_at, main, train
@@ -73,3 +74,70 @@ def test_two_process_gloo_ddp_run_completes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     payload = load_checkpoint(tmp_path / "ckpt.pt")
     assert payload["step"] == 4 and payload["metrics"]["processes"] == 2
+
+
+def test_a_halting_head_learns_beside_the_model(tmp_path):
+    task = get_task("mnist")
+    config = small_config(iterations=4, halting_hidden=16)
+    run = RunConfig(steps=40, batch_size=32, lr=1e-2, warmup_steps=3, eval_every=40, checkpoint_every=40, augment=False)
+    metrics = train(task, config, run, tmp_path, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    first, last = records[0]["halting_loss"], sum(r["halting_loss"] for r in records[-5:]) / 5
+    assert last < first - 0.05, (first, last)
+    # The served answer when nothing halts early: the tick the head rates highest.
+    assert 0.1 < metrics["validation_accuracy_most_halting"] <= 1
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "ckpt.pt"))
+    assert model.halting is not None
+
+
+def test_the_halting_head_never_changes_what_the_model_predicts():
+    # Its inputs are detached: the CTM's gradients are the same with and without its loss.
+    torch.manual_seed(0)
+    model = CTM(small_config(iterations=3, halting_hidden=8))
+    split = get_task("mnist").split(model.config, "validation")
+    x, y = split.inputs[:16], split.targets[:16]
+
+    def ctm_gradients(with_halting: bool) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        thoughts = model.think(x)
+        loss, _, _ = dual_index_loss(thoughts.logits, thoughts.certainty, y, model.config.output_shape)
+        if with_halting:
+            loss = loss + halting_loss(thoughts.halt, answers_right(thoughts.logits.detach(), y, (10,)))
+        loss.backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters() if not k.startswith("halting.")}
+
+    plain, with_head = ctm_gradients(False), ctm_gradients(True)
+    for key, grad in plain.items():
+        torch.testing.assert_close(with_head[key], grad, msg=key)
+
+
+def test_init_adds_a_halting_head_to_a_trained_model(tmp_path):
+    common = ["--task", "parity", "--no-progress", "--set", "iterations=3", "--set", "d_model=32", "--set", "d_input=16",
+              "--set", "synapse_depth=2", "--set", "warmup_steps=2", "--batch-size", "8"]  # fmt: skip
+    main([*common, "--steps", "3", "--out", str(tmp_path / "first")])
+    first = load_checkpoint(tmp_path / "first" / "ckpt.pt")
+    main([*common, "--steps", "2", "--set", "lr=1e-9", "--set", "halting_hidden=8", "--out", str(tmp_path / "second"),
+          "--init", str(tmp_path / "first" / "ckpt.pt")])  # fmt: skip
+    second = load_checkpoint(tmp_path / "second" / "ckpt.pt")
+    assert second["model_args"]["halting_hidden"] == 8 and second["step"] == 2
+    assert {k for k in second["model"] if k.startswith("halting.")}
+    for key, value in first["model"].items():  # lr 1e-9: the CTM's weights are where --init put them
+        torch.testing.assert_close(second["model"][key], value, atol=1e-6, rtol=0, msg=key)
+
+
+def test_compiled_tick_trains_like_the_eager_one():
+    config = small_config(iterations=3, halting_hidden=8)
+    split = get_task("mnist").split(config, "validation")
+    x, y = split.inputs[:8], split.targets[:8]
+    losses = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = CTM(config)
+        if compiled:
+            model.tick = torch.compile(model.tick, dynamic=False)
+        thoughts = model.think(x)
+        loss, _, _ = dual_index_loss(thoughts.logits, thoughts.certainty, y, config.output_shape, hold_weight=0.5)
+        loss.backward()
+        losses.append((loss.item(), model.synapses[1].weight.grad.clone()))
+    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-5)
+    torch.testing.assert_close(losses[1][1], losses[0][1], atol=1e-5, rtol=1e-4)
