@@ -2,7 +2,8 @@
  * The Kubernetes manifests against the server and the images: every CTM_* variable and flag is a
  * server option with a valid value (parsed by config.ts itself, on top of the image's own ENV), and the
  * ports, probes, drain timing, user and labels agree across Deployment, Service, autoscaler,
- * disruption budget and Dockerfile.
+ * disruption budget and Dockerfile. kustomize.test.ts renders every kustomization under deploy/ and holds
+ * what it renders against the schemas, the CPUs and the GPUs.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -204,7 +205,8 @@ test("the gpu patch asks for a GPU on GPU nodes and starts the server with --pro
 
 const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" });
 test("kubectl kustomize renders both variants, and the rendered Deployments pass the same checks", {
-  skip: kubectl.status === 0 ? false : "kubectl is not installed",
+  skip:
+    kubectl.status === 0 ? false : "local-only: kubectl is not installed (Debian's kubectl, or any Kubernetes release)",
 }, () => {
   const render = (dir: string) => {
     const result = spawnSync("kubectl", ["kustomize", dir], { encoding: "utf8" });
@@ -220,6 +222,7 @@ test("kubectl kustomize renders both variants, and the rendered Deployments pass
   assert.equal(theContainer(deployment).image, `ctm-serve:${VERSION}-cuda`);
   assert.equal(checkDeployment(deployment, "cuda").provider, "cuda");
   assert.equal(theContainer(deployment).resources?.requests?.["nvidia.com/gpu"], "1");
+  assert.equal(theContainer(deployment).env?.find((e) => e.name === "CTM_THREADS")?.value, "1");
   assert.deepEqual(gpu.map((o) => o.kind).sort(), [
     "Deployment",
     "HorizontalPodAutoscaler",
