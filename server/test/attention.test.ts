@@ -135,7 +135,7 @@ describe("the scheduler worker copies attention", () => {
         type: "admit",
         id,
         input: Float32Array.from(golden.input),
-        policy: { threshold: 1, minTicks: 3, maxTicks: 3, patience: 0, deadlineMs: 0 },
+        policy: { signal: "certainty", threshold: 1, minTicks: 3, maxTicks: 3, patience: 0, deadlineMs: 0 },
         deadlineAt: Number.POSITIVE_INFINITY,
         streamTicks: true,
         attention,

@@ -79,7 +79,7 @@ describe("CtmBatch encoder runs in parts of encoderRows", () => {
           type: "admit",
           id,
           input: input.slice(),
-          policy: { threshold: 1, minTicks: ticks, maxTicks: ticks, patience: 0, deadlineMs: 0 },
+          policy: { signal: "certainty", threshold: 1, minTicks: ticks, maxTicks: ticks, patience: 0, deadlineMs: 0 },
           deadlineAt: Number.POSITIVE_INFINITY,
           streamTicks: false,
           readAhead: 0,

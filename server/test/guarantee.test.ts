@@ -160,7 +160,7 @@ describe("calibration files", () => {
     const { dir } = modelsWith({ "calibration.json": v1 });
     const calibration = loadModelFolder(dir).calibration;
     assert.equal(calibration?.schemaVersion, 1);
-    assert.deepEqual(calibration?.guarantees, {});
-    assert.equal(calibration?.thresholds.length, v1.thresholds.length);
+    assert.deepEqual(calibration?.signals.certainty.guarantees, {});
+    assert.equal(calibration?.signals.certainty.thresholds.length, v1.thresholds.length);
   });
 });

@@ -41,8 +41,8 @@ describe("model folders", () => {
     assert.deepEqual(model.manifest.input.shape, at(manifest, "input").shape);
     assert.deepEqual(model.manifest.output.labels, at(manifest, "output").labels);
     assert.equal(model.manifest.state.length, (manifest.state as unknown[]).length);
-    assert.ok(model.calibration && model.calibration.thresholds.length > 0);
-    const thresholds = model.calibration.thresholds.map((p) => p.threshold);
+    assert.ok(model.calibration && model.calibration.signals.certainty.thresholds.length > 0);
+    const thresholds = model.calibration.signals.certainty.thresholds.map((p) => p.threshold);
     assert.deepEqual(
       thresholds,
       [...thresholds].sort((a, b) => a - b),

@@ -18,6 +18,7 @@ import { type GoldenCase, modelDir, readModelJson } from "./support/testServer.t
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
 const everyTick: HaltPolicy = {
+  signal: "certainty",
   threshold: 1,
   minTicks: golden.ticks,
   maxTicks: golden.ticks,

@@ -1,8 +1,10 @@
 /**
  * What a target_accuracy or target_consistency request is promised, and the threshold that keeps the
  * promise. The promise is the calibration's: Learn-then-Test certified, on the calibration set, that
- * halting at the threshold gives at least the target with at least the confidence (over the draw of
- * that set), under the calibrated rule (min_ticks 1, max_ticks = the calibration's ticks, no patience).
+ * halting at the threshold on one signal (certainty, or a halting head's output) gives at least the
+ * target with at least the confidence (over the draw of that set), under the calibrated rule
+ * (min_ticks 1, max_ticks = the calibration's ticks, no patience). Each signal has its own thresholds
+ * and its own certificate; a threshold certified on one says nothing about the other.
  *
  * When nothing certifies the target the request runs with threshold 1.0 (every tick: the most
  * conservative setting) and is told the guarantee was not met, instead of being refused or silently
@@ -13,6 +15,7 @@ import {
   type GuaranteeKind,
   type GuaranteeTable,
   gridPointFor,
+  type HaltSignal,
   highestConfidence,
 } from "../model/calibration.ts";
 import { invalidArgument, ServerError } from "./serverError.ts";
@@ -26,6 +29,8 @@ const EVERY_TICK = 1;
 /** The promise made when the policy was resolved. */
 export interface GuaranteePlan {
   kind: GuaranteeKind;
+  /** The signal the threshold applies to and the certificate was made on. */
+  signal: HaltSignal;
   /** As requested, with the confidence's default filled in. */
   target: number;
   confidence: number;
@@ -50,11 +55,12 @@ export interface GuaranteeOutcome extends GuaranteePlan {
 interface PlanContext {
   model: string;
   calibration: Calibration | undefined;
+  signal: HaltSignal;
 }
 
-/** The bound on target_confidence for this model, as a closed upper end. */
+/** The bound on target_confidence for this model and signal, as a closed upper end. */
 export function confidenceBound(kind: GuaranteeKind, context: PlanContext): number | undefined {
-  const table = context.calibration?.guarantees[kind];
+  const table = context.calibration?.signals[context.signal]?.guarantees[kind];
   return table ? highestConfidence(table) : undefined;
 }
 
@@ -68,7 +74,7 @@ export function planGuarantee(
   confidence: number,
   context: PlanContext,
 ): GuaranteePlan {
-  const { calibration, model } = context;
+  const { calibration, model, signal } = context;
   const field = `halt_policy.target_${kind}`;
   if (!calibration) {
     throw new ServerError(
@@ -76,10 +82,18 @@ export function planGuarantee(
       `model ${model} has no calibration, so ${field} cannot be resolved; set halt_policy.certainty_threshold instead`,
     );
   }
-  const table = calibration.guarantees[kind];
-  if (!table) return uncertifiedPlan(kind, target, confidence, calibration, model, field);
+  const calibrated = calibration.signals[signal];
+  if (!calibrated) {
+    // Only the halt signal can be missing: every calibration holds certainty.
+    throw new ServerError(
+      "FAILED_PRECONDITION",
+      `model ${model}'s ${calibration.file} (schema_version ${calibration.schemaVersion}) does not calibrate the halt signal, so ${field} cannot be certified on halt_policy.halt_signal halt; recalibrate with npm run calibrate -- --model ${model} --write, or halt on certainty`,
+    );
+  }
+  const table = calibrated.guarantees[kind];
+  if (!table) return uncertifiedPlan(kind, signal, target, confidence, calibration, model, field);
   const point = gridPointFor(table, target, confidence);
-  const base = { kind, target, confidence, calibrationCount: table.count };
+  const base = { kind, signal, target, confidence, calibrationCount: table.count };
   if (point && point.threshold !== null) {
     return {
       ...base,
@@ -98,13 +112,17 @@ export function planGuarantee(
     riskBound: point?.riskBound ?? 0,
     certifiedTarget: 0,
     certifiedConfidence: 0,
-    note: `no threshold certifies ${field} ${target} at confidence ${confidence} on the ${table.count} calibration items (the highest certified at that confidence is ${highestTarget(table, confidence)}); ran every tick (threshold 1.0)`,
+    note: `no threshold on ${signal} certifies ${field} ${target} at confidence ${confidence} on the ${table.count} calibration items (the highest certified at that confidence is ${highestTarget(table, confidence)}); ran every tick (threshold 1.0)`,
   };
 }
 
-/** A schema_version 1 calibration: accuracy by the old rule, which certifies nothing; no consistency. */
+/**
+ * A signal without guarantees (a schema_version 1 calibration): accuracy by the old rule, which
+ * certifies nothing; no consistency.
+ */
 function uncertifiedPlan(
   kind: GuaranteeKind,
+  signal: HaltSignal,
   target: number,
   confidence: number,
   calibration: Calibration,
@@ -118,9 +136,12 @@ function uncertifiedPlan(
     );
   }
   // Accuracy is not monotonic in the threshold, so every point is considered.
-  const reaching = calibration.thresholds.filter((p) => p.accuracy >= target).map((p) => p.threshold);
+  const reaching = (calibration.signals[signal]?.thresholds ?? [])
+    .filter((p) => p.accuracy >= target)
+    .map((p) => p.threshold);
   return {
     kind,
+    signal,
     target,
     confidence,
     certified: false,

@@ -2,15 +2,18 @@
  * When a CTM stops thinking. The rule is the one calibration.json was measured with, so a threshold
  * resolved from a target accuracy means the same thing here as it did there.
  *
- * Ticks are 1-based. After tick t, in this order:
- *   THRESHOLD  t >= minTicks and certainty_t >= threshold                     answer = tick t
+ * A policy halts on one signal: the model's certainty, or, for a model with a halting head, the head's
+ * `halt` output (its estimate that the tick's answer is right). Ticks are 1-based. After tick t, in
+ * this order:
+ *   THRESHOLD  t >= minTicks and signal_t >= threshold                        answer = tick t
  *   PATIENCE   patience > 0, t >= minTicks and the top class has been the same for the last
- *              `patience` ticks                                                answer = most certain tick
- *   MAX_TICKS  t == maxTicks                                                    answer = most certain tick
- *   DEADLINE   the request's deadline has passed                               answer = most certain tick
- * "Most certain" is the earliest tick with the highest certainty so far, as in the CTM paper.
+ *              `patience` ticks                                                answer = best tick
+ *   MAX_TICKS  t == maxTicks                                                    answer = best tick
+ *   DEADLINE   the request's deadline has passed                               answer = best tick
+ * "Best" is the earliest tick with the highest signal so far: for certainty the most certain tick, as
+ * in the CTM paper.
  */
-import type { Calibration } from "../model/calibration.ts";
+import type { Calibration, HaltSignal } from "../model/calibration.ts";
 import { type GuaranteePlan, keepToCalibratedRule, planGuarantee, resolveConfidence } from "./haltGuarantee.ts";
 import { invalidArgument } from "./serverError.ts";
 
@@ -18,7 +21,11 @@ export type HaltReason = "THRESHOLD" | "PATIENCE" | "MAX_TICKS" | "DEADLINE";
 
 /** What a client asked for. `undefined` (and 0 for the integer fields) means "use the default". */
 export interface HaltPolicyRequest {
+  /** The signal to halt on; undefined: the one the threshold names, else for a target the best one. */
+  haltSignal?: HaltSignal;
   certaintyThreshold?: number;
+  /** A threshold on the halting head's output. */
+  haltThreshold?: number;
   targetAccuracy?: number;
   targetConsistency?: number;
   /** Only with a target; undefined means DEFAULT_TARGET_CONFIDENCE. */
@@ -31,6 +38,8 @@ export interface HaltPolicyRequest {
 
 /** A complete, validated policy. */
 export interface HaltPolicy {
+  /** The signal `threshold` applies to, and that picks the answer when no tick reaches it. */
+  signal: HaltSignal;
   threshold: number;
   /** Set when the threshold was resolved from a target accuracy. */
   targetAccuracy?: number;
@@ -48,8 +57,13 @@ export interface HaltPolicy {
   deadlineMs: number;
 }
 
-/** Used when a request sets neither a threshold nor a target accuracy. */
+/**
+ * Used when a request sets neither a threshold nor a target: on certainty, whatever the model has, so
+ * that a request that says nothing behaves the same on every model; and on the halt signal when the
+ * request names that signal but no threshold.
+ */
 export const DEFAULT_CERTAINTY_THRESHOLD = 0.9;
+export const DEFAULT_HALT_THRESHOLD = 0.9;
 
 /** What a model allows; from its manifest and calibration. */
 export interface TickLimits {
@@ -63,10 +77,27 @@ export interface TickLimits {
    */
   serverMaxTicks?: number;
   calibration?: Calibration;
+  /** Whether the model has a halting head (manifest outputs.halt): it can halt on "halt" too. */
+  hasHaltSignal?: boolean;
+}
+
+/** The signals a model can halt on: certainty, and halt when it has a halting head. */
+export function signalsOf(limits: Pick<TickLimits, "hasHaltSignal">): HaltSignal[] {
+  return limits.hasHaltSignal ? ["certainty", "halt"] : ["certainty"];
+}
+
+/**
+ * The signal a target is certified on when the request names none: the halting head's, when the model
+ * has one and its calibration certifies on it (it tracks when the answer is final, where certainty
+ * lags), else certainty.
+ */
+export function bestSignal(limits: Pick<TickLimits, "hasHaltSignal" | "calibration">): HaltSignal {
+  return limits.hasHaltSignal && limits.calibration?.signals.halt ? "halt" : "certainty";
 }
 
 export function defaultHaltPolicy(limits: TickLimits): HaltPolicy {
   return {
+    signal: "certainty",
     threshold: DEFAULT_CERTAINTY_THRESHOLD,
     minTicks: 1,
     maxTicks: Math.min(limits.trainedTicks, limits.maxTicks),
@@ -78,9 +109,10 @@ export function defaultHaltPolicy(limits: TickLimits): HaltPolicy {
 /** Fills in defaults and checks every bound; errors name the field, the bound and the value. */
 export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits): HaltPolicy {
   const policy = defaultHaltPolicy(limits);
-  const { certaintyThreshold, targetAccuracy, targetConsistency, targetConfidence } = request;
+  const { certaintyThreshold, haltThreshold, targetAccuracy, targetConsistency, targetConfidence } = request;
   const chosen = [
     ["halt_policy.certainty_threshold", certaintyThreshold],
+    ["halt_policy.halt_threshold", haltThreshold],
     ["halt_policy.target_accuracy", targetAccuracy],
     ["halt_policy.target_consistency", targetConsistency],
   ].filter(([, value]) => value !== undefined);
@@ -88,10 +120,15 @@ export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits
     const fields = chosen.map(([field, value]) => `${field} (${value})`);
     throw invalidArgument(`set at most one of ${fields.slice(0, -1).join(", ")} and ${fields.at(-1)}`);
   }
+  const kind = targetAccuracy !== undefined ? "accuracy" : targetConsistency !== undefined ? "consistency" : undefined;
+  policy.signal = resolveSignal(request, kind !== undefined, limits);
   if (certaintyThreshold !== undefined) {
     policy.threshold = unitInterval("halt_policy.certainty_threshold", certaintyThreshold);
+  } else if (haltThreshold !== undefined) {
+    policy.threshold = unitInterval("halt_policy.halt_threshold", haltThreshold);
+  } else if (policy.signal === "halt") {
+    policy.threshold = DEFAULT_HALT_THRESHOLD;
   }
-  const kind = targetAccuracy !== undefined ? "accuracy" : targetConsistency !== undefined ? "consistency" : undefined;
   if (kind === undefined && targetConfidence !== undefined) {
     throw invalidArgument(
       `halt_policy.target_confidence (${targetConfidence}) applies only with halt_policy.target_accuracy or halt_policy.target_consistency`,
@@ -99,7 +136,7 @@ export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits
   }
   if (kind !== undefined) {
     const target = unitInterval(`halt_policy.target_${kind}`, (targetAccuracy ?? targetConsistency) as number);
-    const context = { model: limits.model, calibration: limits.calibration };
+    const context = { model: limits.model, calibration: limits.calibration, signal: policy.signal };
     const confidence = resolveConfidence(kind, targetConfidence, context);
     policy.guarantee = planGuarantee(kind, target, confidence, context);
     policy.threshold = policy.guarantee.threshold;
@@ -134,6 +171,38 @@ export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits
   return policy;
 }
 
+/**
+ * The signal a request halts on, checked against the model and against the request's own threshold: a
+ * threshold on one signal with the other named is a contradiction, not a choice to make for the client.
+ */
+function resolveSignal(request: HaltPolicyRequest, hasTarget: boolean, limits: TickLimits): HaltSignal {
+  const { haltSignal, certaintyThreshold, haltThreshold } = request;
+  if (haltSignal === "halt" && certaintyThreshold !== undefined) {
+    throw invalidArgument(
+      `halt_policy.certainty_threshold (${certaintyThreshold}) is a threshold on certainty, but halt_policy.halt_signal is halt; set halt_policy.halt_threshold instead, or halt_signal certainty`,
+    );
+  }
+  if (haltSignal === "certainty" && haltThreshold !== undefined) {
+    throw invalidArgument(
+      `halt_policy.halt_threshold (${haltThreshold}) is a threshold on the halt signal, but halt_policy.halt_signal is certainty; set halt_policy.certainty_threshold instead, or halt_signal halt`,
+    );
+  }
+  const signal: HaltSignal =
+    haltSignal ??
+    (haltThreshold !== undefined
+      ? "halt"
+      : certaintyThreshold === undefined && hasTarget
+        ? bestSignal(limits)
+        : "certainty");
+  if (signal === "halt" && !limits.hasHaltSignal) {
+    const field = haltSignal === "halt" ? "halt_policy.halt_signal" : "halt_policy.halt_threshold";
+    throw invalidArgument(
+      `${field}: model ${limits.model} has no halting head (its manifest declares no outputs.halt), so it can halt on certainty only; use halt_policy.certainty_threshold or a target, or a model exported with a halting head`,
+    );
+  }
+  return signal;
+}
+
 /** Which bound made limits.maxTicks what it is. */
 function maxTicksSource(limits: TickLimits): string {
   const { serverMaxTicks } = limits;
@@ -154,22 +223,28 @@ function count(field: string, value: number | undefined): number {
   return value;
 }
 
+/** One tick's signals: certainty always, halt for a model with a halting head. */
+export interface TickSignals {
+  certainty: number;
+  halt?: number;
+}
+
 export interface Halt<T> {
   reason: HaltReason;
   ticksUsed: number;
   answerTick: number;
-  answerCertainty: number;
-  answer: T;
+  /** The answer tick's signals. */
+  answer: TickSignals & { payload: T };
 }
 
 /**
  * Applies a policy to one request's ticks as they arrive. `payload` is whatever the caller needs back
- * for the answer tick (its logits and probabilities); only the current and the most certain tick's
- * payloads are kept.
+ * for the answer tick (its logits and probabilities); only the current and the best tick's payloads
+ * are kept.
  */
 export class HaltTracker<T> {
   private ticks = 0;
-  private best: { tick: number; certainty: number; payload: T } | undefined;
+  private best: { tick: number; value: number; answer: TickSignals & { payload: T } } | undefined;
   private topClass: string | undefined;
   private run = 0;
 
@@ -184,15 +259,18 @@ export class HaltTracker<T> {
   }
 
   /** Records one tick; returns the halt decision, or undefined to keep thinking. */
-  observe(certainty: number, topClass: string, payload: T, now: number): Halt<T> | undefined {
+  observe(signals: TickSignals, topClass: string, payload: T, now: number): Halt<T> | undefined {
     const tick = ++this.ticks;
-    if (this.best === undefined || certainty > this.best.certainty) this.best = { tick, certainty, payload };
+    const { minTicks, threshold, patience, maxTicks, signal } = this.policy;
+    const value = signal === "halt" ? signals.halt : signals.certainty;
+    if (value === undefined) throw new Error(`a policy on "${signal}" got a tick without it. This is a bug.`);
+    const answer = { ...signals, payload };
+    if (this.best === undefined || value > this.best.value) this.best = { tick, value, answer };
     this.run = topClass === this.topClass ? this.run + 1 : 1;
     this.topClass = topClass;
 
-    const { minTicks, threshold, patience, maxTicks } = this.policy;
-    if (tick >= minTicks && certainty >= threshold) {
-      return { reason: "THRESHOLD", ticksUsed: tick, answerTick: tick, answerCertainty: certainty, answer: payload };
+    if (tick >= minTicks && value >= threshold) {
+      return { reason: "THRESHOLD", ticksUsed: tick, answerTick: tick, answer };
     }
     if (patience > 0 && tick >= minTicks && this.run >= patience) return this.halt("PATIENCE");
     if (tick >= maxTicks) return this.halt("MAX_TICKS");
@@ -202,12 +280,6 @@ export class HaltTracker<T> {
 
   private halt(reason: HaltReason): Halt<T> {
     const best = this.best as NonNullable<typeof this.best>;
-    return {
-      reason,
-      ticksUsed: this.ticks,
-      answerTick: best.tick,
-      answerCertainty: best.certainty,
-      answer: best.payload,
-    };
+    return { reason, ticksUsed: this.ticks, answerTick: best.tick, answer: best.answer };
   }
 }

@@ -89,6 +89,8 @@ export interface ClassifyJob {
 export interface TickReport {
   tick: number;
   certainty: number;
+  /** The halting head's output: only for a model with one. */
+  halt?: number;
   logits: Float32Array;
   prediction: Prediction;
   /** Only for requests with includeAttention: weights row-major in `shape` ([heads, *token grid]). */
@@ -99,7 +101,9 @@ export interface InferenceResult {
   reason: HaltReason;
   ticksUsed: number;
   answerTick: number;
+  /** The answer tick's signals; halt only for a model with a halting head. */
   certainty: number;
+  halt?: number;
   logits: Float32Array;
   prediction: Prediction;
   policy: HaltPolicy;
@@ -182,6 +186,7 @@ export class ModelEngine {
       maxTicks: options.maxTicks > 0 ? Math.min(manifest.ticks.max, options.maxTicks) : manifest.ticks.max,
       calibration,
       serverMaxTicks: options.maxTicks,
+      hasHaltSignal: manifest.outputs.halt !== undefined,
     };
     this.defaultPolicy = defaultHaltPolicy(this.limits);
   }
@@ -540,6 +545,7 @@ export class ModelEngine {
         const tick: TickReport = {
           tick: rows.ticks[i] as number,
           certainty: rows.certainty[i] as number,
+          ...(rows.halt && { halt: rows.halt[i] as number }),
           logits: rows.logits.subarray(i * width, (i + 1) * width),
           prediction: describePrediction(probabilities, output, request.topK),
         };
@@ -591,6 +597,7 @@ export class ModelEngine {
       ticksUsed: done.ticksUsed,
       answerTick: done.answerTick,
       certainty: done.certainty,
+      ...(done.halt !== undefined && { halt: done.halt }),
       logits: done.logits,
       prediction: describePrediction(done.probabilities, this.definition.manifest.output, request.topK),
       policy: request.policy,

@@ -38,6 +38,8 @@ export interface TickBatch {
     logits: Float32Array;
     certainty: Float32Array;
     probabilities: Float32Array;
+    /** [rows], when the model has a halting head. */
+    halt?: Float32Array;
     /** [rows, heads x tokens], when the model has an attention output. */
     attention?: Float32Array;
     runMs: number;
@@ -258,12 +260,11 @@ export class Scheduler {
       if (!request) throw new Error(`row ${row} has id ${id}, which is not active. This is a bug.`);
       const logits = run.logits.slice(row * width, (row + 1) * width);
       const probabilities = run.probabilities.slice(row * width, (row + 1) * width);
-      const halt = request.tracker.observe(
-        run.certainty[row] as number,
-        topClassKey(logits, this.layout),
-        { logits, probabilities },
-        now,
-      );
+      const signals = {
+        certainty: run.certainty[row] as number,
+        ...(run.halt && { halt: run.halt[row] as number }),
+      };
+      const halt = request.tracker.observe(signals, topClassKey(logits, this.layout), { logits, probabilities }, now);
       if (request.streamTicks) streamed.push(row);
       if (halt) halts.set(id, halt);
     });
@@ -278,9 +279,10 @@ export class Scheduler {
         reason: halt.reason,
         ticksUsed: halt.ticksUsed,
         answerTick: halt.answerTick,
-        certainty: halt.answerCertainty,
-        logits: halt.answer.logits,
-        probabilities: halt.answer.probabilities,
+        certainty: halt.answer.certainty,
+        ...(halt.answer.halt !== undefined && { halt: halt.answer.halt }),
+        logits: halt.answer.payload.logits,
+        probabilities: halt.answer.payload.probabilities,
       });
     }
     this.batch.leave(halts.keys());
@@ -294,6 +296,7 @@ export class Scheduler {
       ids: [],
       ticks: [],
       certainty: new Float32Array(rows.length),
+      ...(run.halt && { halt: new Float32Array(rows.length) }),
       logits: new Float32Array(rows.length * width),
       probabilities: new Float32Array(rows.length * width),
     };
@@ -308,6 +311,7 @@ export class Scheduler {
       out.ids.push(id);
       out.ticks.push((this.active.get(id) as Active).tracker.ticksDone);
       out.certainty[i] = run.certainty[row] as number;
+      if (out.halt && run.halt) out.halt[i] = run.halt[row] as number;
       out.logits.set(run.logits.subarray(row * width, (row + 1) * width), i * width);
       out.probabilities.set(run.probabilities.subarray(row * width, (row + 1) * width), i * width);
     });
@@ -319,6 +323,7 @@ export class Scheduler {
 export function transferablesOf(step: StepMessage): ArrayBuffer[] {
   const buffers: ArrayBufferLike[] = [];
   if (step.ticks) buffers.push(step.ticks.certainty.buffer, step.ticks.logits.buffer, step.ticks.probabilities.buffer);
+  if (step.ticks?.halt) buffers.push(step.ticks.halt.buffer);
   if (step.ticks?.attention) buffers.push(step.ticks.attention.buffer);
   for (const f of step.finished) {
     if (f.outcome === "halted" && f.logits.buffer !== f.probabilities.buffer)

@@ -46,6 +46,8 @@ export interface TickRows {
   ids: number[];
   ticks: number[];
   certainty: Float32Array;
+  /** Row i's halting-head output: present when the model has one. */
+  halt?: Float32Array;
   logits: Float32Array;
   probabilities: Float32Array;
   /**
@@ -62,7 +64,9 @@ export type Finished =
       reason: HaltReason;
       ticksUsed: number;
       answerTick: number;
+      /** The answer tick's signals; halt only for a model with a halting head. */
       certainty: number;
+      halt?: number;
       logits: Float32Array;
       probabilities: Float32Array;
     }

@@ -1,13 +1,18 @@
 /**
- * calibration.json: accuracy and tick counts against certainty thresholds, measured on a validation
- * split with the same halting rule the server applies (min_ticks 1, max_ticks = trained ticks). The
- * server reads it to turn a client's target accuracy or consistency into a threshold and to report it
- * in GetModel.
+ * calibration.json: accuracy and tick counts against thresholds on a halting signal, measured on a
+ * validation split with the same halting rule the server applies (min_ticks 1, max_ticks = trained
+ * ticks): halt after the first tick whose signal reaches the threshold and answer with it; when none
+ * does, run every tick and answer with the tick whose signal was highest (earliest on ties). The server
+ * reads it to turn a client's target accuracy or consistency into a threshold and to report it in
+ * GetModel.
  *
- * schema_version 2 adds `guarantees`: for a grid of targets and confidences, the threshold that
- * Learn-then-Test certifies (training/ctm/guarantee.py) for accuracy and for consistency (agreement
- * with the answer after all ticks), or null when none does. schema_version 1 files are still read;
- * they certify nothing.
+ * A signal is a per-tick score in [0, 1]: the model's certainty (every model) and, for a model with a
+ * halting head, `halt` (the head's estimate that the tick's answer is right). schema_version 3 holds one
+ * block per signal under `signals`: its threshold table and its `guarantees`, for a grid of targets and
+ * confidences the threshold that Learn-then-Test certifies (training/ctm/guarantee.py) for accuracy and
+ * for consistency (agreement with that signal's own answer after all ticks), or null when none does.
+ * schema_version 2 (the table and guarantees at the top level) and 1 (no guarantees: it certifies
+ * nothing) are still read, as the certainty signal's block.
  *
  * A model folder may hold several calibrations: `calibration.json` (version 1) and
  * `calibration-N.json` (N >= 2, written by `npm run calibrate -- --unlabeled DIR`). The newest wins.
@@ -28,6 +33,10 @@ export interface CalibrationPoint {
 
 export type GuaranteeKind = "accuracy" | "consistency";
 export const GUARANTEE_KINDS: readonly GuaranteeKind[] = ["accuracy", "consistency"];
+
+/** What a request can halt on: the model's certainty, or its halting head's output. */
+export type HaltSignal = "certainty" | "halt";
+export const HALT_SIGNALS: readonly HaltSignal[] = ["certainty", "halt"];
 
 /** One grid point: the threshold Learn-then-Test chose for (target, confidence), or null. */
 export interface CertifiedPoint {
@@ -56,8 +65,17 @@ export interface GuaranteeTable {
   certified: CertifiedPoint[];
 }
 
+/** One signal's calibration: what each threshold on it gave, and what it certifies. */
+export interface SignalCalibration {
+  /** Accuracy of running every tick and answering with the tick whose signal was highest. */
+  accuracyFullRun: number;
+  /** Sorted by threshold, ascending. */
+  thresholds: CalibrationPoint[];
+  guarantees: Partial<Record<GuaranteeKind, GuaranteeTable>>;
+}
+
 export interface Calibration {
-  schemaVersion: 1 | 2;
+  schemaVersion: 1 | 2 | 3;
   /** The file's name within the model folder. */
   file: string;
   split: string;
@@ -65,18 +83,46 @@ export interface Calibration {
   ticks: number;
   accuracyMostCertain: number;
   accuracyLastTick: number;
-  /** Sorted by threshold, ascending. */
-  thresholds: CalibrationPoint[];
-  guarantees: Partial<Record<GuaranteeKind, GuaranteeTable>>;
+  /** Certainty always; halt when the file calibrates a halting head (schema_version 3). */
+  signals: { certainty: SignalCalibration } & Partial<Record<HaltSignal, SignalCalibration>>;
 }
+
+const SCHEMA_VERSIONS = [1, 2, 3] as const;
+const fraction = (r: JsonReader) => r.number({ min: 0, max: 1 });
 
 export function parseCalibration(document: unknown, file: string): Calibration {
   const root = new JsonReader(file, document);
   const schemaField = root.field("schema_version").integer();
-  if (schemaField !== 1 && schemaField !== 2) root.field("schema_version").fail(`must be 1 or 2, got ${schemaField}`);
-  const schema = schemaField as 1 | 2;
-  const fraction = (r: JsonReader) => r.number({ min: 0, max: 1 });
-  const thresholds = root
+  if (!(SCHEMA_VERSIONS as readonly number[]).includes(schemaField))
+    root.field("schema_version").fail(`must be 1, 2 or 3, got ${schemaField}`);
+  const schema = schemaField as Calibration["schemaVersion"];
+  const accuracyMostCertain = fraction(root.field("accuracy_most_certain"));
+  let signals: Calibration["signals"];
+  if (schema === 3) {
+    const section = root.field("signals");
+    const certainty = parseSignal(section.field("certainty"), 3);
+    signals = { certainty };
+    // Signals this server does not know are left alone: a newer file still serves the ones it does.
+    if (section.has("halt")) signals.halt = parseSignal(section.field("halt"), 3);
+  } else {
+    // Before schema 3 the file held the certainty signal's table and guarantees at the top level.
+    signals = { certainty: parseSignal(root, schema, accuracyMostCertain) };
+  }
+  return {
+    schemaVersion: schema,
+    file: basename(file),
+    split: root.field("split").string(),
+    count: root.field("count").positiveInteger(),
+    ticks: root.field("ticks").positiveInteger(),
+    accuracyMostCertain,
+    accuracyLastTick: fraction(root.field("accuracy_last_tick")),
+    signals,
+  };
+}
+
+/** A signal's block (schema 3), or the top level of an older file read as certainty's block. */
+function parseSignal(block: JsonReader, schema: Calibration["schemaVersion"], fullRun?: number): SignalCalibration {
+  const thresholds = block
     .field("thresholds")
     .array({ minLength: 1 })
     .map((t) => {
@@ -94,21 +140,15 @@ export function parseCalibration(document: unknown, file: string): Calibration {
       };
     })
     .sort((a, b) => a.threshold - b.threshold);
-  const guarantees: Calibration["guarantees"] = {};
-  if (schema === 2) {
-    const section = root.field("guarantees");
+  const guarantees: SignalCalibration["guarantees"] = {};
+  if (schema >= 2) {
+    const section = block.field("guarantees");
     for (const kind of GUARANTEE_KINDS) {
       if (section.has(kind)) guarantees[kind] = parseGuaranteeTable(section.field(kind));
     }
   }
   return {
-    schemaVersion: schema,
-    file: basename(file),
-    split: root.field("split").string(),
-    count: root.field("count").positiveInteger(),
-    ticks: root.field("ticks").positiveInteger(),
-    accuracyMostCertain: fraction(root.field("accuracy_most_certain")),
-    accuracyLastTick: fraction(root.field("accuracy_last_tick")),
+    accuracyFullRun: fullRun ?? fraction(block.field("accuracy_full_run")),
     thresholds,
     guarantees,
   };

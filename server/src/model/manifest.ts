@@ -72,8 +72,11 @@ export interface Manifest {
   graphs: { encoder: GraphSpec; tick: GraphSpec };
   context: ContextTensor[];
   state: StateTensor[];
-  /** Tick-graph output names. */
-  outputs: { logits: string; certainty: string; probabilities: string };
+  /**
+   * Tick-graph output names. `halt`, [batch] in [0, 1], only for a model with a halting head: the head's
+   * estimate that this tick's answer is right, a second signal a request can halt on beside certainty.
+   */
+  outputs: { logits: string; certainty: string; probabilities: string; halt?: string };
   /**
    * The tick graph's optional attention output, [batch, heads, tokens]: the weights of the tick's query
    * over the input tokens. `shape` is [heads, *token grid], the grid as the manifest's `token_grid`
@@ -117,11 +120,12 @@ export function parseManifest(document: unknown, file = MANIFEST_FILE): Manifest
       shape: parseFixedShape(s.field("shape")),
     }));
   const outputsReader = root.field("outputs");
-  const outputs = {
+  const outputs: Manifest["outputs"] = {
     logits: outputsReader.field("logits").string(),
     certainty: outputsReader.field("certainty").string(),
     probabilities: outputsReader.field("probabilities").string(),
   };
+  if (outputsReader.has("halt")) outputs.halt = outputsReader.field("halt").string();
 
   const manifest: Manifest = {
     name: root.field("name").string(),
@@ -339,5 +343,15 @@ function checkGraphWiring(root: JsonReader, m: Manifest): void {
       outputs
         .field(field)
         .fail(`"${name}" has ${size} value(s) per item, expected ${width} for output.shape [${m.output.shape}]`);
+  }
+  if (m.outputs.halt !== undefined) {
+    // One value per item whatever the output shape: the head judges the whole answer, every position.
+    const name = m.outputs.halt;
+    const graphTensor = find(tick.outputs, name);
+    if (!graphTensor) throw outputs.field("halt").error(`"${name}" is not among graphs.tick.outputs`);
+    if (graphTensor.shape.length !== 1)
+      outputs
+        .field("halt")
+        .fail(`"${name}" must be ["batch"] (one value per item), got ${JSON.stringify(graphTensor.shape)}`);
   }
 }

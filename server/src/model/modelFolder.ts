@@ -60,6 +60,12 @@ export function loadModelFolder(dir: string): ModelDefinition {
   const calibration = calibrationFile
     ? parseCalibration(readJson(join(folder, calibrationFile)), join(folder, calibrationFile))
     : undefined;
+  if (calibration?.signals.halt && manifest.outputs.halt === undefined) {
+    // Thresholds on a signal the graphs do not compute: the calibration belongs to another export.
+    throw new ModelFolderError(
+      `${join(folder, calibrationFile as string)}: signals.halt calibrates a halting head, but ${MANIFEST_FILE} declares no outputs.halt; recalibrate with npm run calibrate -- --model ${folder} --write`,
+    );
+  }
   return { dir: folder, manifest, calibration, encoderPath, tickPath };
 }
 

@@ -27,6 +27,8 @@ export interface TickRun {
   logits: Float32Array;
   certainty: Float32Array;
   probabilities: Float32Array;
+  /** [rows]: present when the model has a halting head (manifest outputs.halt). */
+  halt?: Float32Array;
   /** [rows, heads x tokens]: present when the model has an attention output. */
   attention?: Float32Array;
   runMs: number;
@@ -84,7 +86,13 @@ export class CtmBatch {
    * computes those weights for the tick anyway, and a fetch list that changed with the requests would
    * rebuild the run arguments. Copying them anywhere is the scheduler's, and only for rows that asked.
    */
-  private readonly outputs: { logits: Output; certainty: Output; probabilities: Output; attention?: Output };
+  private readonly outputs: {
+    logits: Output;
+    certainty: Output;
+    probabilities: Output;
+    halt?: Output;
+    attention?: Output;
+  };
   private pending: Pending[] = [];
   private readonly leaving = new Set<number>();
   private readonly parking = new Set<number>();
@@ -136,6 +144,7 @@ export class CtmBatch {
       logits: output(manifest.outputs.logits),
       certainty: output(manifest.outputs.certainty),
       probabilities: output(manifest.outputs.probabilities),
+      ...(manifest.outputs.halt !== undefined && { halt: output(manifest.outputs.halt) }),
       ...(manifest.attention && { attention: output(manifest.attention.output) }),
     };
   }
@@ -255,12 +264,13 @@ export class CtmBatch {
       [f.current, f.next] = [f.next, f.current];
       [feeds[f.name], fetches[f.output]] = [fetches[f.output] as ort.Tensor, feeds[f.name] as ort.Tensor];
     }
-    const { logits, certainty, probabilities, attention } = this.outputs;
+    const { logits, certainty, probabilities, halt, attention } = this.outputs;
     return {
       ids: [...this.ids],
       logits: logits.buffer.subarray(0, n * logits.rowSize),
       certainty: certainty.buffer.subarray(0, n),
       probabilities: probabilities.buffer.subarray(0, n * probabilities.rowSize),
+      ...(halt && { halt: halt.buffer.subarray(0, n) }),
       ...(attention && { attention: attention.buffer.subarray(0, n * attention.rowSize) }),
       runMs,
     };

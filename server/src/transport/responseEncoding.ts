@@ -70,7 +70,7 @@ function encodeCalibrationData(data: CalibrationData | undefined): CalibrationDa
 /** Every grid point a threshold certifies, per kind; the uncertified ones are left out. */
 function encodeCertified(calibration: Calibration): CertifiedTargetMessage[] {
   return GUARANTEE_KINDS.flatMap((kind) =>
-    (calibration.guarantees[kind]?.certified ?? [])
+    (calibration.signals.certainty.guarantees[kind]?.certified ?? [])
       .filter((p) => p.threshold !== null)
       .map((p) => ({
         kind,
@@ -211,7 +211,7 @@ function encodeDefinition(definition: ModelDefinition, defaultPolicy: HaltPolicy
           ticks: calibration.ticks,
           accuracy_most_certain: calibration.accuracyMostCertain,
           accuracy_last_tick: calibration.accuracyLastTick,
-          thresholds: calibration.thresholds.map((p) => ({
+          thresholds: calibration.signals.certainty.thresholds.map((p) => ({
             threshold: p.threshold,
             accuracy: p.accuracy,
             mean_ticks: p.meanTicks,
@@ -223,8 +223,8 @@ function encodeDefinition(definition: ModelDefinition, defaultPolicy: HaltPolicy
           schema_version: calibration.schemaVersion,
           file: calibration.file,
           certified: encodeCertified(calibration),
-          accuracy_data: encodeCalibrationData(calibration.guarantees.accuracy?.data),
-          consistency_data: encodeCalibrationData(calibration.guarantees.consistency?.data),
+          accuracy_data: encodeCalibrationData(calibration.signals.certainty.guarantees.accuracy?.data),
+          consistency_data: encodeCalibrationData(calibration.signals.certainty.guarantees.consistency?.data),
         }
       : null,
     default_policy: defaultPolicy ? encodePolicy(defaultPolicy) : {},
