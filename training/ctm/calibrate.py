@@ -79,22 +79,26 @@ def calibrate(
     certainty = signals["certainty"]
     n, ticks = certainty.shape
     rows = np.arange(n)
+    routes = predictions is not None and predictions.shape[-1] > 1  # several positions: also whole answers right
     fixed = []
     for t in range(1, ticks + 1):
         best = certainty[:, :t].argmax(1)
-        fixed.append(
-            {
-                "ticks": t,
-                "accuracy_at_tick": float(correct[:, t - 1].mean()),
-                "accuracy_most_certain": float(correct[rows, best].mean()),
-            }
-        )
+        row = {
+            "ticks": t,
+            "accuracy_at_tick": float(correct[:, t - 1].mean()),
+            "accuracy_most_certain": float(correct[rows, best].mean()),
+        }
+        if routes:
+            row["solved_at_tick"] = float((correct[:, t - 1] == 1).mean())
+        fixed.append(row)
     data = data or {"count": int(n)}
     blocks = {}
     for name, signal in signals.items():
         grid = (grids or SIGNAL_THRESHOLDS).get(name, THRESHOLDS)
         agreement = None if predictions is None else agreement_with_full_run(signal, predictions)
         blocks[name] = signal_calibration(signal, correct, grid, agreement, data)
+        if routes:
+            blocks[name]["solved_full_run"] = float((correct[rows, signal.argmax(1)] == 1).mean())
     return {
         "schema_version": SCHEMA_VERSION,
         "count": int(n),

@@ -273,8 +273,11 @@ def export_model(
         "validation": _summary(calibration),
         "test": {
             **_summary(test_calibration),
+            # What GetModel and the playground show: accuracy (and, for routes, the share solved) by
+            # tick, and each signal's full-run answer with its threshold table.
+            "by_tick": test_calibration["fixed_ticks"],
             "signals": {
-                name: {"accuracy_full_run": block["accuracy_full_run"], "thresholds": block["thresholds"]}
+                name: {key: value for key, value in block.items() if key != "guarantees"}
                 for name, block in test_calibration["signals"].items()
             },
         },
