@@ -18,14 +18,16 @@ import { REPO } from "./support/testServer.ts";
 const SITE = mkdtempSync(join(tmpdir(), "ctm-py-signals-"));
 writeFileSync(
   join(SITE, "sitecustomize.py"),
-  `import os, signal, time
-def stop(number, frame):
-    print(f"python {os.getpid()} got {signal.Signals(number).name}", flush=True)
-    os._exit(3)
-signal.signal(signal.SIGTERM, stop)
-signal.signal(signal.SIGINT, stop)
-print(f"python {os.getpid()} waiting", flush=True)
-time.sleep(60)
+  `import os, signal, sys, time
+# Only the Python that py.mjs runs (ctm.train, pytest, -c): not the pip that bootstrap.mjs may run first.
+if "pip" not in sys.orig_argv:
+    def stop(number, frame):
+        print(f"python {os.getpid()} got {signal.Signals(number).name}", flush=True)
+        os._exit(3)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"python {os.getpid()} waiting", flush=True)
+    time.sleep(60)
 `,
 );
 const WAITING = /python (\d+) waiting/;
