@@ -31,6 +31,12 @@ export interface ServerConfig {
    * ends with DEADLINE_EXCEEDED; meanwhile its request is parked and holds no batch slot.
    */
   streamWriteIdleMs: number;
+  /**
+   * How long a request may take to arrive: a gRPC request message once its first byte has (a unary
+   * call's, with the end of its stream, from the call's start), a playground request body once its
+   * headers have. Longer: the call ends with DEADLINE_EXCEEDED (HTTP 408).
+   */
+  receiveTimeoutMs: number;
   /** null: no metrics endpoint. */
   metrics: { host: string; port: number } | null;
   /** null: no playground page (and no JSON + server-sent-events bridge) on its own HTTP port. */
@@ -76,7 +82,7 @@ export interface RequestLimits {
   maxTensorValues: number;
   /** Most bytes of request messages that calls in progress may hold at once, all calls together. */
   maxInflightBytes: number;
-  /** Largest width x height of an image, read from its header before any pixel is decoded. */
+  /** Largest width x height of an image, read from its header before any pixel is decoded; 0: derived from the served models (imagePixelLimit.ts). */
   maxImagePixels: number;
   /** Largest width or height of an image, likewise. */
   maxImageSide: number;
@@ -98,6 +104,7 @@ export type ConfigKey =
   | "maxBatch"
   | "maxQueue"
   | "streamWriteIdleMs"
+  | "receiveTimeoutMs"
   | "metricsHost"
   | "metricsPort"
   | "httpPort"
@@ -194,6 +201,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     default: "30000",
     description:
       "how long a ClassifyStream may wait for its client to take a message before it ends with DEADLINE_EXCEEDED (its request is parked meanwhile and holds no batch slot)",
+  },
+  {
+    key: "receiveTimeoutMs",
+    flag: "--receive-timeout-ms",
+    env: "CTM_RECEIVE_TIMEOUT_MS",
+    default: "30000",
+    description:
+      "how long a request may take to arrive: a gRPC message once its first byte has (a unary call's from the call's start), a playground request body once its headers have; longer: DEADLINE_EXCEEDED (HTTP 408) and the bytes are let go",
   },
   {
     key: "metricsHost",
@@ -321,9 +336,9 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     key: "maxImageBytes",
     flag: "--max-image-bytes",
     env: "CTM_MAX_IMAGE_BYTES",
-    default: String(1024 * 1024),
+    default: String(8 * 1024 * 1024),
     description:
-      "largest encoded image a request may carry; larger: RESOURCE_EXHAUSTED before the message is decoded (a model's input is small: send images scaled down to a few times its size)",
+      "largest encoded image a request may carry, enough for a phone photo; larger: RESOURCE_EXHAUSTED before the message is decoded (a model's input is small: npm run classify scales large images down before sending)",
   },
   {
     key: "maxTensorValues",
@@ -345,8 +360,9 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     key: "maxImagePixels",
     flag: "--max-image-pixels",
     env: "CTM_MAX_IMAGE_PIXELS",
-    default: "50000000",
-    description: "largest width x height of an input image, checked from its header before decoding",
+    default: "",
+    description:
+      "largest width x height of an input image, checked from its header before decoding (default: derived from the served models, 4096 times the largest image input's pixels, at least 16777216 - a 4096 x 4096 photo - and at most 50000000)",
   },
   {
     key: "maxImageSide",
@@ -490,6 +506,7 @@ export function parseConfig(
     maxBatch: integer("maxBatch", 1, 4096),
     maxQueue: integer("maxQueue", 0, 1_000_000),
     streamWriteIdleMs: integer("streamWriteIdleMs", 1, 3_600_000),
+    receiveTimeoutMs: integer("receiveTimeoutMs", 1, 3_600_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },
     http: httpPort === 0 ? null : { host, port: httpPort },
     health: healthPort === 0 ? null : { host, port: healthPort, stallMs: healthStallMs },
@@ -512,7 +529,7 @@ export function parseConfig(
       maxImageBytes: integer("maxImageBytes", 1, 1024 * 1024 * 1024),
       maxTensorValues: raw.has("maxTensorValues") ? integer("maxTensorValues", 1, 256 * 1024 * 1024) : 0,
       maxInflightBytes: integer("maxInflightBytes", 1024, 64 * 1024 * 1024 * 1024),
-      maxImagePixels: integer("maxImagePixels", 1, 1_000_000_000),
+      maxImagePixels: raw.has("maxImagePixels") ? integer("maxImagePixels", 1, 1_000_000_000) : 0,
       maxImageSide: integer("maxImageSide", 1, 1_000_000),
       imageFormats: formatList(),
       maxTicks: integer("maxTicks", 0, 1_000_000),

@@ -10,10 +10,13 @@ import * as grpc from "@grpc/grpc-js";
 import type { ServerConfig } from "./config.ts";
 import { loadModels } from "./engine/modelLoading.ts";
 import { ModelRegistry, nameOf } from "./engine/modelRegistry.ts";
+import { listenError } from "./listenError.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
+import { defaultImagePixels } from "./runtime/imagePixelLimit.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
+import { connectionOptions } from "./transport/connectionUpkeep.ts";
 import { createCtmService } from "./transport/ctmService.ts";
 import { type HealthPort, serveHealthPort } from "./transport/healthPort.ts";
 import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
@@ -23,8 +26,9 @@ import { modelHealthService } from "./transport/modelHealth.ts";
 import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { addReflectionService } from "./transport/reflectionService.ts";
-import { sizedClassifyDecoding } from "./transport/requestDecoding.ts";
-import { deriveRequestSizeLimits, type ServedInput } from "./transport/requestSize.ts";
+import { arrivalInterceptor } from "./transport/requestArrival.ts";
+import { sizedClassifyDecoding, sizedInferDecoding } from "./transport/requestDecoding.ts";
+import { deriveRequestSizeLimits, messageTooLarge, type ServedInput } from "./transport/requestSize.ts";
 import { serverCredentials } from "./transport/serverCredentials.ts";
 import { ServingHealth } from "./transport/servingHealth.ts";
 
@@ -44,6 +48,8 @@ export interface RunningServer {
   /** The health port (healthPort.ts); null when --health-port is 0. */
   healthPort: number | null;
   registry: ModelRegistry;
+  /** grpc.health.v1's record of what is serving (the health port mirrors it). */
+  health: ServingHealth;
   /** Drains (up to `graceMs`, default config.graceMs) and stops. Safe to call more than once. */
   shutdown(graceMs?: number): Promise<void>;
 }
@@ -62,34 +68,39 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const credentials = serverCredentials(config.tls);
   const tokens = TokenTable.load(config.auth);
   // The message limits follow from the models' manifests, read (not loaded) before the port binds.
-  const sizes = deriveRequestSizeLimits(config.limits, servedInputs(config.modelsDir));
+  const inputs = servedInputs(config.modelsDir);
+  const sizes = deriveRequestSizeLimits(config.limits, inputs);
+  const imagePixels =
+    config.limits.maxImagePixels ||
+    defaultImagePixels(inputs.filter((input) => input.kind === "image").map((input) => pixelsOf(input.shape)));
   const inflight = new InflightBytes(config.limits.maxInflightBytes);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": sizes.maxMessageBytes,
-    "grpc.max_concurrent_streams": config.limits.maxConcurrentStreams,
-    // Node stops reading a connection once nghttp2 has ended it with its own GOAWAY (a protocol
-    // error, the Rapid Reset limit) and tells no one, so its socket would stay open for good; an
-    // unanswered keepalive ping or the idle timeout is what closes it (docs/reliability.md).
-    ...(config.keepaliveMs > 0 && {
-      "grpc.keepalive_time_ms": config.keepaliveMs,
-      "grpc.keepalive_timeout_ms": config.keepaliveTimeoutMs,
-    }),
-    ...(config.maxConnectionIdleMs > 0 && { "grpc.max_connection_idle_ms": config.maxConnectionIdleMs }),
-    // grpc-js's default is no limit; it adds the +/-10% jitter so that replicas' clients do not all
-    // reconnect at once.
-    ...(config.maxConnectionAgeMs > 0 && {
-      "grpc.max_connection_age_ms": config.maxConnectionAgeMs,
-      "grpc.max_connection_age_grace_ms": config.graceMs,
-    }),
-    // The token check runs first, so that only authenticated calls count against the in-flight bound.
-    interceptors: [...(tokens ? [authInterceptor(tokens)] : []), inflightInterceptor(inflight)],
+    ...connectionOptions({ ...config, maxConcurrentStreams: config.limits.maxConcurrentStreams }),
+    // Bytes are counted as they arrive first, before the token check: a message still arriving costs
+    // memory whoever sends it. The token check comes next, so that only authenticated calls' decoded
+    // messages count against the in-flight bound.
+    interceptors: [
+      arrivalInterceptor({
+        inflight,
+        receiveTimeoutMs: config.receiveTimeoutMs,
+        maxMessageBytes: sizes.maxMessageBytes,
+        tooLarge: (bytes) => messageTooLarge(bytes, sizes),
+        onMissingStream: () =>
+          log.error(
+            "grpc-js no longer shows a call's HTTP/2 stream where callStream.ts looks: request bytes are not counted as they arrive. This is a bug.",
+          ),
+      }),
+      ...(tokens ? [authInterceptor(tokens)] : []),
+      inflightInterceptor(inflight),
+    ],
   });
   server.addService(
     sizedClassifyDecoding(protocol.ctmService, sizes),
     createCtmService(registry, metrics, log, { streamWriteIdleMs: config.streamWriteIdleMs }),
   );
   server.addService(
-    inference.inferenceService,
+    sizedInferDecoding(inference.inferenceService, sizes, config.maxBatch),
     createInferenceService(registry, health, metrics, log, {
       maxBatch: config.maxBatch,
       streamWriteIdleMs: config.streamWriteIdleMs,
@@ -100,7 +111,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, bound) =>
-      error ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`)) : resolve(bound),
+      error ? reject(listenError("gRPC", config.host, config.port, "--port", error)) : resolve(bound),
     );
   });
   log.info(
@@ -111,7 +122,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       authTokens: tokens?.size ?? 0,
       maxMessageBytes: sizes.maxMessageBytes,
       maxTensorValues: sizes.maxTensorValues,
-      derivedLimits: sizes.derived,
+      maxImagePixels: imagePixels,
+      derivedLimits: [...sizes.derived, ...(config.limits.maxImagePixels ? [] : ["maxImagePixels"])],
     },
     "gRPC listening; loading models",
   );
@@ -128,7 +140,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   };
   try {
     if (config.health) {
-      healthPort = await serveHealthPort(health, config.health);
+      healthPort = await serveHealthPort(health, {
+        ...config.health,
+        receiveTimeoutMs: config.receiveTimeoutMs,
+        upkeep: { ...config, maxConcurrentStreams: config.limits.maxConcurrentStreams },
+      });
       log.info({ host: config.health.host, port: healthPort.port }, "grpc.health.v1 on the health port");
     }
     if (config.metrics) {
@@ -137,7 +153,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     }
     if (config.http) {
       playground = await servePlayground(
-        { ...config.http, tls: config.tls, tokens, sizes, inflight, streamWriteIdleMs: config.streamWriteIdleMs },
+        {
+          ...config.http,
+          tls: config.tls,
+          tokens,
+          sizes,
+          inflight,
+          streamWriteIdleMs: config.streamWriteIdleMs,
+          receiveTimeoutMs: config.receiveTimeoutMs,
+        },
         registry,
         metrics,
         log,
@@ -155,7 +179,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       maxQueue: config.maxQueue,
       maxTicks: config.limits.maxTicks,
       image: {
-        maxPixels: config.limits.maxImagePixels,
+        maxPixels: imagePixels,
         maxSide: config.limits.maxImageSide,
         formats: config.limits.imageFormats,
       },
@@ -216,8 +240,14 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     httpPort: playground?.port ?? null,
     healthPort: healthPort?.port ?? null,
     registry,
+    health,
     shutdown,
   };
+}
+
+/** Height x width of an image input's [channels, height, width] shape. */
+function pixelsOf(shape: readonly number[]): number {
+  return (shape.at(-1) ?? 1) * (shape.at(-2) ?? 1);
 }
 
 /**

@@ -20,6 +20,7 @@ describe("server configuration", () => {
       maxBatch: 64,
       maxQueue: 256,
       streamWriteIdleMs: 30000,
+      receiveTimeoutMs: 30000,
       metrics: { host: "127.0.0.1", port: 9464 },
       http: { host: "127.0.0.1", port: 8080 },
       health: null,
@@ -35,10 +36,12 @@ describe("server configuration", () => {
       limits: {
         // 0: derived from the served models when the server starts (transport/requestSize.ts).
         maxMessageBytes: 0,
-        maxImageBytes: 1024 * 1024,
+        // Enough for a phone photo (a 4032 x 3024 JPEG is about 3.7 MB).
+        maxImageBytes: 8 * 1024 * 1024,
         maxTensorValues: 0,
         maxInflightBytes: 128 * 1024 * 1024,
-        maxImagePixels: 50_000_000,
+        // 0: derived from the served models' image inputs (runtime/imagePixelLimit.ts).
+        maxImagePixels: 0,
         maxImageSide: 16384,
         imageFormats: ["png", "jpeg", "webp", "gif", "tiff"],
         maxTicks: 0,

@@ -125,7 +125,14 @@ describe("the health port", () => {
 
   it("keeps a status that changes while its thread is still starting", async () => {
     const health = new ServingHealth({ "": "NOT_SERVING" });
-    const starting = serveHealthPort(health, { host: "127.0.0.1", port: 0, stallMs: 5000 });
+    const defaults = parseConfig([], {}) as ServerConfig;
+    const starting = serveHealthPort(health, {
+      host: "127.0.0.1",
+      port: 0,
+      stallMs: 5000,
+      receiveTimeoutMs: defaults.receiveTimeoutMs,
+      upkeep: { ...defaults, maxConcurrentStreams: defaults.limits.maxConcurrentStreams },
+    });
     health.setStatus("", "SERVING"); // after the snapshot the thread starts from, before it listens
     const port = await starting;
     try {

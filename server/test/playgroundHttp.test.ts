@@ -238,7 +238,10 @@ describe("playground over HTTP: request size", () => {
     assert.equal(big.status, 429);
     const error = (await big.json()) as { code: string; message: string };
     assert.equal(error.code, "RESOURCE_EXHAUSTED");
-    assert.match(error.message, /^the request body must be at most \d+ bytes \(gRPC's message limit/);
+    assert.match(
+      error.message,
+      /^the request body is \d+ bytes, beyond the \d+ this server reads: an image of up to --max-image-bytes, base64-encoded, or a tensor of up to --max-tensor-values values, as JSON; raise --max-image-bytes for larger images$/,
+    );
     // A tensor still fits, and runs.
     const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
     const ok = await post(url, { model: MODEL_NAME, tensor: { shape: golden.input_shape, values: golden.input } });

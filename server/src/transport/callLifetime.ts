@@ -6,6 +6,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import { ServerError } from "../engine/serverError.ts";
+import { resetCall } from "./callStream.ts";
 
 /** What every kind of server call has: a deadline, and a 'cancelled' event. */
 export interface AbortableCall {
@@ -62,7 +63,8 @@ export function abortSignalOf(call: AbortableCall): CallAbort {
  * DEADLINE_EXCEEDED when neither happens within `idleMs`: a client that stops reading would otherwise
  * hold its request (and its HTTP/2 stream) for as long as its connection lives. DEADLINE_EXCEEDED
  * rather than RESOURCE_EXHAUSTED: what ran out is time, and retrying at once would not help a client
- * that does not read. The status reaches the client behind the messages it has not read yet.
+ * that does not read. No status could reach it (trailers wait behind the messages it does not take),
+ * so the call's stream is reset, which lets go of them too.
  */
 export function drained(
   call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
@@ -86,6 +88,7 @@ export function drained(
       const details = `the client took no message for ${idleMs} ms (--stream-write-idle-ms); the stream was ended to free its place in the batch`;
       onIdle(details);
       reject(new ServerError("DEADLINE_EXCEEDED", details));
+      resetCall(call);
     }, idleMs);
     call.once("drain", done);
     call.once("cancelled", done);

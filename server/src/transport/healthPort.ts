@@ -14,8 +14,10 @@
  * grpc.health.v1 is served on it.
  */
 import type { Worker } from "node:worker_threads";
-import type { ServingStatus } from "grpc-health-check";
 import { spawnWorker } from "../engine/spawnWorker.ts";
+import { ListenError } from "../listenError.ts";
+import type { ConnectionUpkeep } from "./connectionUpkeep.ts";
+import type { ServingStatus } from "./healthService.ts";
 import type { ServingHealth } from "./servingHealth.ts";
 
 const HEARTBEAT_MS = 100;
@@ -26,6 +28,10 @@ export interface HealthPortOptions {
   port: number;
   /** How long the main event loop may go without running before every service reads NOT_SERVING. */
   stallMs: number;
+  /** The gRPC port's keepalive, idle and stream settings: without them broken connections stayed for good. */
+  upkeep: ConnectionUpkeep;
+  /** How long a request may take to arrive (--receive-timeout-ms). */
+  receiveTimeoutMs: number;
 }
 
 export interface HealthPort {
@@ -71,7 +77,7 @@ export async function serveHealthPort(health: ServingHealth, options: HealthPort
     new Promise<number>((resolve, reject) =>
       worker.on("message", (message: HealthPortMessage) => {
         if (message.kind === "listening") resolve(message.port);
-        if (message.kind === "failed") reject(new Error(message.message));
+        if (message.kind === "failed") reject(new ListenError(message.message));
       }),
     ),
     exited.then(() => {

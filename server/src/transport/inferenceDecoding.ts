@@ -10,7 +10,7 @@
  */
 import type { HaltPolicyRequest } from "../engine/haltPolicy.ts";
 import type { ModelInput } from "../engine/modelInput.ts";
-import { invalidArgument, ServerError } from "../engine/serverError.ts";
+import { echo, invalidArgument, ServerError } from "../engine/serverError.ts";
 import type { InputSpec } from "../model/manifest.ts";
 import type {
   InferInputTensorMessage,
@@ -59,6 +59,12 @@ const POLICY_PARAMETERS = {
 const IGNORED_PARAMETERS = new Set(["priority", "timeout", "triton_enable_empty_final_response"]);
 const SEQUENCE_PARAMETERS = new Set(["sequence_id", "sequence_start", "sequence_end"]);
 
+/**
+ * The longest request id: it comes back in every response of the request (one per tick on a stream),
+ * so a 500 KB id would be sent, and held for a slow reader, once per tick.
+ */
+export const MAX_ID_CHARS = 1024;
+
 export interface DecodedInfer {
   model: string;
   version: number;
@@ -72,6 +78,12 @@ export interface DecodedInfer {
 
 /** The model-independent part of a request: its model, id, halt policy and wanted outputs. */
 export function decodeInferRequest(request: ModelInferRequestMessage): DecodedInfer {
+  const id = request.id ?? "";
+  if (id.length > MAX_ID_CHARS) {
+    throw invalidArgument(
+      `id ${echo(id)} is longer than the ${MAX_ID_CHARS} characters an id may have (it is sent back with every response)`,
+    );
+  }
   return {
     model: request.model_name ?? "",
     version: decodeVersion(request.model_version ?? ""),
@@ -196,7 +208,7 @@ function batchOf(input: InferInputTensorMessage, rowShape: number[], maxBatch: n
   const matches =
     shape.length === rowShape.length + 1 && rowShape.every((d, i) => shape[i + 1] === d) && Number.isInteger(batch);
   if (!matches) {
-    throw invalidArgument(`inputs[0].shape must be ${wanted} for input "${input.name}", got [${shape.join(", ")}]`);
+    throw invalidArgument(`inputs[0].shape must be ${wanted} for input "${input.name}", got ${echo(shape)}`);
   }
   if (batch < 1 || batch > maxBatch) {
     throw invalidArgument(`inputs[0].shape[0] (the batch) must be in [1, ${maxBatch}] (--max-batch), got ${batch}`);
@@ -252,7 +264,7 @@ function imageRows(input: InferInputTensorMessage, raw: Uint8Array | undefined, 
   const images = raw !== undefined ? splitBytesTensor(raw, batch) : (input.contents?.bytes_contents ?? []);
   if (images.length !== batch) {
     throw invalidArgument(
-      `inputs[0].contents.bytes_contents must hold ${batch} encoded image(s) for shape [${shape.join(", ")}], got ${images.length}`,
+      `inputs[0].contents.bytes_contents must hold ${batch} encoded image(s) for shape ${echo(shape)}, got ${images.length}`,
     );
   }
   return images.map((data) => ({ kind: "image", data }));

@@ -31,6 +31,7 @@ export function loadInferenceProtocol(): InferenceProtocol {
     packageDefinition,
     inferenceService: weighedDecoding(tolerantDecoding(InferenceClient.service, ["ModelInfer", "ModelStreamInfer"]), [
       "ModelInfer",
+      "ModelStreamInfer",
     ]),
     InferenceClient,
   };

@@ -8,7 +8,13 @@
  * fail fails the call and cancels the others. ModelStreamInfer answers each request with one response
  * per tick, the last one flagged triton_final_response; a request that fails is one response with
  * error_message, and the stream goes on.
+ *
+ * A stream is bounded like everything else: each request counts against --max-inflight-bytes until it
+ * is answered, at most --max-batch of its requests run at once, and while that many run, or while its
+ * client takes no answers, the stream reads no more (HTTP/2 flow control then holds the client back).
+ * A client that takes nothing for --stream-write-idle-ms loses the whole call, not one request.
  */
+import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
@@ -20,7 +26,7 @@ import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import { abortSignalOf, drained } from "./callLifetime.ts";
 import { type CallStatus, toStatus } from "./errorPolicy.ts";
-import { type DecodedInfer, decodeInferRequest, decodeRows, inV2Terms } from "./inferenceDecoding.ts";
+import { type DecodedInfer, decodeInferRequest, decodeRows, inV2Terms, MAX_ID_CHARS } from "./inferenceDecoding.ts";
 import {
   answerView,
   encodeInferResponse,
@@ -33,6 +39,7 @@ import type {
   ModelInferResponseMessage,
   ModelStreamInferResponseMessage,
 } from "./inferenceProtocol.ts";
+import { releaseMessage } from "./inflightBytes.ts";
 import { modelHealthService } from "./modelHealth.ts";
 import { throwIfUndecodable } from "./requestDecoding.ts";
 import { recordRequest } from "./requestMetrics.ts";
@@ -109,6 +116,8 @@ export function createInferenceService(
     signal: AbortSignal,
   ): Promise<InferenceResult[]> {
     const rowsAbort = new AbortController();
+    // Each row listens to it a few times over (the engine, its input's preparation); 64 rows are not a leak.
+    setMaxListeners(4 * rows.length + 8, rowsAbort.signal);
     const stop = () => rowsAbort.abort(signal.reason);
     signal.addEventListener("abort", stop, { once: true });
     try {
@@ -224,18 +233,38 @@ export function createInferenceService(
     ModelStreamInfer(call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>) {
       const { signal, throwIfGone, dispose } = abortSignalOf(call);
       const running = new Set<Promise<void>>();
+      /** Set while the client's window is full: every answer waits for the same 'drain' (one timer, one log line). */
+      let backedUp: Promise<void> | undefined;
+      let reading = true;
+      // Read on only while the stream has room and its client takes its answers.
+      const pace = () => {
+        const hold = running.size >= options.maxBatch || backedUp !== undefined;
+        if (hold === !reading) return;
+        reading = !hold;
+        if (hold) call.pause();
+        else call.resume();
+      };
       const write = async (message: ModelStreamInferResponseMessage) => {
+        while (backedUp) await backedUp;
         throwIfGone();
-        // Respect backpressure: a slow reader pauses its requests, not the whole server.
-        if (!call.write(message))
-          await drained(call, options.streamWriteIdleMs, (details) =>
-            log.warn({ method: "ModelStreamInfer" }, details),
-          );
+        if (call.write(message)) return;
+        backedUp = drained(call, options.streamWriteIdleMs, (details) =>
+          log.warn(
+            { method: "ModelStreamInfer", requests: running.size },
+            `${details}; its ${running.size} request(s) are cancelled`,
+          ),
+        ).finally(() => {
+          backedUp = undefined;
+          pace();
+        });
+        pace();
+        await backedUp;
       };
 
       async function streamOne(request: ModelInferRequestMessage): Promise<void> {
         const started = performance.now();
         let model = request.model_name ?? "";
+        let failure: CallStatus | undefined;
         try {
           const { decoded, engine, rows } = admit(request);
           model = engine.name;
@@ -253,15 +282,22 @@ export function createInferenceService(
           }
           record(model, "ModelStreamInfer", grpcStatus.OK, started);
         } catch (error) {
-          const status = toStatus(inV2Terms(error, 0), log, { method: "ModelStreamInfer", model });
-          record(model, "ModelStreamInfer", status.code, started);
-          if (!signal.aborted) await write(errorResponse(request, status)).catch(() => undefined);
+          failure = toStatus(inV2Terms(error, 0), log, { method: "ModelStreamInfer", model });
+          record(model, "ModelStreamInfer", failure.code, started);
+        } finally {
+          // Its bytes go back before its refusal waits to be written: a refused request holds nothing.
+          releaseMessage(request);
         }
+        if (failure && !signal.aborted) await write(errorResponse(request, failure)).catch(() => undefined);
       }
 
       call.on("data", (request: ModelInferRequestMessage) => {
-        const done = streamOne(request).finally(() => running.delete(done));
+        const done = streamOne(request).finally(() => {
+          running.delete(done);
+          pace();
+        });
         running.add(done);
+        pace();
       });
       call.on("end", async () => {
         await Promise.all(running);
@@ -293,9 +329,10 @@ function errorResponse(request: ModelInferRequestMessage, status: CallStatus): M
   return {
     error_message: status.details,
     infer_response: {
-      model_name: request.model_name ?? "",
-      model_version: request.model_version ?? "",
-      id: request.id ?? "",
+      // Echoed only where they could be valid: a refused 1 MB name is not sent back on every refusal.
+      model_name: echoable(request.model_name),
+      model_version: echoable(request.model_version),
+      id: echoable(request.id),
       parameters: {
         triton_final_response: { bool_param: true },
         error_code: { string_param: grpcStatus[status.code] ?? String(status.code) },
@@ -304,4 +341,8 @@ function errorResponse(request: ModelInferRequestMessage, status: CallStatus): M
       raw_output_contents: [],
     },
   };
+}
+
+function echoable(value: string | undefined): string {
+  return value !== undefined && value.length <= MAX_ID_CHARS ? value : "";
 }

@@ -5,7 +5,8 @@
  * total past the bound is refused with RESOURCE_EXHAUSTED at once, before the handler sees it.
  *
  * Only messages that carry their body size (decoded ClassifyRequests, see requestDecoding.ts) count:
- * the others are a few bytes.
+ * the others are a few bytes. A stream's messages (ModelStreamInfer) each count until their handler is
+ * done with them and calls releaseMessage, so that a long stream does not hold every request it sent.
  */
 import * as grpc from "@grpc/grpc-js";
 import { ServerError } from "../engine/serverError.ts";
@@ -42,9 +43,17 @@ export function inflightRefusal(inflight: InflightBytes, bytes: number): ServerE
   );
 }
 
-/** Counts each call's request message against `inflight` until the call ends. */
+const RELEASE = Symbol("release message bytes");
+
+/** Gives back the bytes a streamed request message holds, once its handler is done with it (idempotent). */
+export function releaseMessage(message: unknown): void {
+  if (typeof message === "object" && message !== null && RELEASE in message)
+    (message as { [RELEASE]: () => void })[RELEASE]();
+}
+
+/** Counts each call's request message against `inflight` until the call ends (a stream's: see releaseMessage). */
 export function inflightInterceptor(inflight: InflightBytes): grpc.ServerInterceptor {
-  return (_method, call) => {
+  return (method, call) => {
     let taken = 0;
     let ended = false;
     let refused = false;
@@ -68,6 +77,17 @@ export function inflightInterceptor(inflight: InflightBytes): grpc.ServerInterce
               });
             }
             taken += bytes;
+            if (method.requestStream) {
+              let released = false;
+              Object.defineProperty(message, RELEASE, {
+                value: () => {
+                  if (released || ended) return;
+                  released = true;
+                  taken -= bytes;
+                  inflight.give(bytes);
+                },
+              });
+            }
             nextMessage(message);
           },
           onReceiveHalfClose(nextHalfClose) {

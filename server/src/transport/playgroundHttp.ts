@@ -13,6 +13,12 @@
  * --tls-client-ca wants a client certificate); with tokens, every /api/ call needs
  * `Authorization: Bearer <token>`, granted per model as on gRPC. The page itself holds no data and is
  * served to anyone, so that it can ask for the token.
+ *
+ * A request body is counted against --max-inflight-bytes before it is read (its declared length, or
+ * each chunk of a chunked one as it comes) and must arrive within --receive-timeout-ms; a client that
+ * leaves mid-upload is CANCELLED, not a server error. Bound to a loopback address, the port answers
+ * only requests addressed to a loopback name (a page elsewhere that rebinds its own name to 127.0.0.1
+ * gets 421), and the API refuses requests from another origin (403); no page may frame this one.
  */
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
@@ -24,7 +30,7 @@ import { fileURLToPath } from "node:url";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import type { ServerConfig } from "../config.ts";
 import { type ModelRegistry, nameOf } from "../engine/modelRegistry.ts";
-import { ServerError } from "../engine/serverError.ts";
+import { echo, ServerError } from "../engine/serverError.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import type { TokenTable } from "./authentication.ts";
@@ -61,10 +67,16 @@ const HTTP_CODES: Partial<Record<grpcStatus, number>> = {
 const HEADERS = {
   "cache-control": "no-store",
   "x-content-type-options": "nosniff",
-  // Everything the page uses is its own; drawn and dropped images become data: or blob: URLs.
+  // Everything the page uses is its own; drawn and dropped images become data: or blob: URLs. No other
+  // page may frame it (a framed page can be clicked on by whoever framed it); X-Frame-Options for
+  // browsers that predate frame-ancestors.
   "content-security-policy":
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'",
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+  "x-frame-options": "DENY",
 };
+
+/** Names a loopback-bound port answers to (the port itself is not checked: a rebinding page uses it too). */
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
 export interface PlaygroundOptions {
   host: string;
@@ -77,6 +89,8 @@ export interface PlaygroundOptions {
   inflight: InflightBytes;
   /** How long a stream may wait for its client to take an event (--stream-write-idle-ms). */
   streamWriteIdleMs: number;
+  /** How long a request body may take to arrive once its headers have (--receive-timeout-ms). */
+  receiveTimeoutMs: number;
 }
 
 export interface PlaygroundServer {
@@ -99,6 +113,18 @@ export async function servePlayground(
   /** The model label of a request's metrics: a name the client made up would add a series for good. */
   const label = (model: string) =>
     model === "" ? "(none)" : registry.listed().some((listed) => nameOf(listed) === model) ? model : "(unknown)";
+  // Models and their sample lists do not change while the server runs: read each labels file once.
+  const samplesOf = new Map<string, { file: string; label: number }[]>();
+  const cachedSamples = (dir: string, labelsFile: string | undefined) => {
+    const key = `${dir}\0${labelsFile ?? ""}`;
+    let list = samplesOf.get(key);
+    if (!list) {
+      list = sampleList(dir, labelsFile);
+      samplesOf.set(key, list);
+    }
+    return list;
+  };
+  const loopback = isLoopback(options.host);
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     route(req, res).catch((error: unknown) => {
       const status = statusOf(error, log, { transport: "http", path: req.url });
@@ -106,9 +132,13 @@ export async function servePlayground(
       else res.destroy();
     });
   };
+  // Node's own limits, in step with ours: the headers within --receive-timeout-ms, the whole request
+  // (headers, then a body that has the same again) within twice it.
+  const timeouts = { headersTimeout: options.receiveTimeoutMs, requestTimeout: 2 * options.receiveTimeoutMs };
   const server = options.tls
     ? https.createServer(
         {
+          ...timeouts,
           cert: readFileSync(options.tls.cert),
           key: readFileSync(options.tls.key),
           ...(options.tls.clientCa && {
@@ -119,10 +149,12 @@ export async function servePlayground(
         },
         handler,
       )
-    : http.createServer(handler);
+    : http.createServer(timeouts, handler);
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = new URL(req.url ?? "/", "http://playground").pathname;
+    const misdirected = loopback ? foreignHost(req) : undefined;
+    if (misdirected) return sendError(res, misdirected, 421);
     const page = STATIC[path];
     if (page && (req.method === "GET" || req.method === "HEAD")) {
       const body = readFileSync(join(PLAYGROUND_DIR, page.file));
@@ -131,6 +163,8 @@ export async function servePlayground(
       return;
     }
     if (!path.startsWith("/api/")) return sendError(res, notFound(`no page at ${path}; the playground is at /`));
+    const crossOrigin = foreignOrigin(req);
+    if (crossOrigin) return sendError(res, crossOrigin);
     const grant = authorise(req, options.tokens);
     if (path === "/api/models" && req.method === "GET") {
       const models = registry.listed().map((model) => {
@@ -141,7 +175,7 @@ export async function servePlayground(
           ...info,
           // Not in ModelInfo (yet): [heads, *token grid] of TickUpdate.attention, [] without one.
           attention_shape: manifest?.attention?.shape ?? [],
-          samples: engine ? sampleList(engine.definition.dir, manifest?.samples) : [],
+          samples: engine ? cachedSamples(engine.definition.dir, manifest?.samples) : [],
         };
       });
       return sendJson(res, 200, { models });
@@ -151,7 +185,7 @@ export async function servePlayground(
       const [name, file] = [pathPart(sample[1] as string), pathPart(sample[2] as string)];
       grant.check(name, "model");
       const { definition } = registry.get(name, 0);
-      const listed = sampleList(definition.dir, definition.manifest.samples).find((s) => s.file === file);
+      const listed = cachedSamples(definition.dir, definition.manifest.samples).find((s) => s.file === file);
       if (!listed) throw new ServerError("NOT_FOUND", `model "${name}" has no sample ${JSON.stringify(file)}`);
       const body = readFileSync(resolve(definition.dir, samplesDir(definition.manifest.samples), listed.file));
       res.writeHead(200, { ...HEADERS, "content-type": imageType(listed.file), "content-length": body.length });
@@ -165,23 +199,24 @@ export async function servePlayground(
   async function classify(req: http.IncomingMessage, res: http.ServerResponse, grant: Grant): Promise<void> {
     const started = performance.now();
     const controller = new AbortController();
-    // The browser closed the page or pressed stop: the engine drops the request at its next tick.
+    // The browser closed the page or pressed stop (mid-upload too): the engine drops the request at its
+    // next tick, and the call counts as CANCELLED.
     res.on("close", () => {
       if (!res.writableFinished) controller.abort(new DOMException("the client closed the connection", "AbortError"));
     });
     let model = "";
     let sent = false;
-    let held = 0;
+    const body = new BodyReader(req, maxBodyBytes, options.inflight, options.receiveTimeoutMs);
     try {
-      const body = await readBody(req, maxBodyBytes);
-      // Counted with gRPC's requests against the one bound, from receipt until the call ends.
-      if (!options.inflight.tryTake(body.length)) throw inflightRefusal(options.inflight, body.length);
-      held = body.length;
-      const message = classifyRequestFromJson(parseJson(body));
+      const message = classifyRequestFromJson(parseJson(await body.read()));
       model = message.model ?? "";
       grant.check(model, "model");
       const refusal = oversizeRequest(
-        { imageBytes: message.image?.data?.length ?? 0, tensorValues: message.tensor?.values?.length ?? 0 },
+        {
+          imageBytes: message.image?.data?.length ?? 0,
+          tensorValues: message.tensor?.values?.length ?? 0,
+          shapeEntries: message.tensor?.shape?.length ?? 0,
+        },
         sizes,
       );
       if (refusal) throw refusal;
@@ -209,7 +244,10 @@ export async function servePlayground(
       metrics.requestFinished(label(model), METHOD, "OK", (performance.now() - started) / 1000);
       res.end();
     } catch (error) {
-      const status = statusOf(error, log, { method: METHOD, model });
+      // Whatever failed once the client had gone, it was the client that went.
+      const status = controller.signal.aborted
+        ? toStatus(controller.signal.reason, log)
+        : statusOf(error, log, { method: METHOD, model });
       metrics.requestFinished(
         label(model),
         METHOD,
@@ -217,13 +255,13 @@ export async function servePlayground(
         (performance.now() - started) / 1000,
       );
       if (controller.signal.aborted) res.destroy();
-      else if (!sent) sendError(res, status);
+      else if (!sent) sendError(res, status, error instanceof HttpRefusal ? error.httpStatus : undefined, body.unread);
       else {
         write("error", errorBody(status));
         res.end();
       }
     } finally {
-      options.inflight.give(held);
+      body.release();
     }
 
     function start(): void {
@@ -266,7 +304,11 @@ interface Grant {
 }
 
 class HttpRefusal extends Error {
-  constructor(readonly status: CallStatus) {
+  /** `httpStatus`: when the status's usual HTTP code does not fit (408 for a body that came too slowly). */
+  constructor(
+    readonly status: CallStatus,
+    readonly httpStatus?: number,
+  ) {
     super(status.details);
   }
 }
@@ -306,36 +348,150 @@ function statusOf(error: unknown, log: Logger, context: object): CallStatus {
   return error instanceof HttpRefusal ? error.status : toStatus(error, log, context);
 }
 
-function sendError(res: http.ServerResponse, status: CallStatus): void {
-  sendJson(res, HTTP_CODES[status.code] ?? 500, errorBody(status));
+/** `close`: the request's body was not read, so the connection is closed rather than drained. */
+function sendError(res: http.ServerResponse, status: CallStatus, httpStatus?: number, close = false): void {
+  sendJson(res, httpStatus ?? HTTP_CODES[status.code] ?? 500, errorBody(status), close);
 }
 
-function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
+function sendJson(res: http.ServerResponse, code: number, body: unknown, close = false): void {
   const text = JSON.stringify(body);
   res.writeHead(code, {
     ...HEADERS,
     "content-type": "application/json; charset=utf-8",
     "content-length": Buffer.byteLength(text),
+    ...(close && { connection: "close" }),
   });
   res.end(text);
 }
 
-async function readBody(req: http.IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers["content-length"] ?? Number.NaN);
-  const tooLarge = () =>
-    new ServerError(
-      "RESOURCE_EXHAUSTED",
-      `the request body must be at most ${maxBytes} bytes (gRPC's message limit, --max-message-bytes, written as JSON)`,
-    );
-  if (declared > maxBytes) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw tooLarge();
-    chunks.push(chunk);
+/**
+ * A request body, read under the server's bounds: its declared length is taken from the in-flight
+ * bound before a byte is read (a chunked body's chunks as they come), it must come within `timeoutMs`,
+ * and one beyond `maxBytes` is refused. Every refusal comes before the body is held; `release` gives
+ * the bytes back once the call ends.
+ */
+class BodyReader {
+  private held = 0;
+  /** Set when the body was refused unread: the connection then closes rather than read the rest. */
+  unread = false;
+
+  constructor(
+    private readonly req: http.IncomingMessage,
+    private readonly maxBytes: number,
+    private readonly inflight: InflightBytes,
+    private readonly timeoutMs: number,
+  ) {}
+
+  read(): Promise<Buffer> {
+    const { req, maxBytes, timeoutMs } = this;
+    const declared = Number(req.headers["content-length"] ?? Number.NaN);
+    this.unread = true;
+    if (declared > maxBytes) return Promise.reject(this.tooLarge(declared));
+    try {
+      if (Number.isFinite(declared)) this.take(declared);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const done = (error: unknown, body?: Buffer) => {
+        clearTimeout(timer);
+        req.removeListener("data", onData);
+        req.removeListener("end", onEnd);
+        req.removeListener("close", onClose);
+        req.removeListener("error", onClose);
+        if (error === undefined) {
+          this.unread = false;
+          resolve(body as Buffer);
+        } else {
+          // Nothing more is read: the refusal goes out and the connection closes behind it.
+          req.pause();
+          reject(error);
+        }
+      };
+      const onData = (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) return done(this.tooLarge(size));
+        try {
+          if (!Number.isFinite(declared)) this.take(chunk.length);
+        } catch (error) {
+          return done(error);
+        }
+        chunks.push(chunk);
+      };
+      const onEnd = () => done(undefined, Buffer.concat(chunks));
+      // The client went away mid-upload: a cancellation, not a fault of the server's.
+      const onClose = () =>
+        done(new DOMException("the client closed the connection before its request body arrived", "AbortError"));
+      const timer = setTimeout(
+        () =>
+          done(
+            new HttpRefusal(
+              {
+                code: grpcStatus.DEADLINE_EXCEEDED,
+                details: `the request body did not arrive within ${timeoutMs} ms (--receive-timeout-ms): ${size} bytes came`,
+              },
+              408,
+            ),
+          ),
+        timeoutMs,
+      );
+      req.on("data", onData);
+      req.on("end", onEnd);
+      req.on("close", onClose);
+      req.on("error", onClose);
+    });
   }
-  return Buffer.concat(chunks);
+
+  release(): void {
+    this.inflight.give(this.held);
+    this.held = 0;
+  }
+
+  private take(bytes: number): void {
+    if (!this.inflight.tryTake(bytes)) throw inflightRefusal(this.inflight, this.held + bytes);
+    this.held += bytes;
+  }
+
+  private tooLarge(bytes: number): ServerError {
+    return new ServerError(
+      "RESOURCE_EXHAUSTED",
+      `the request body is ${bytes} bytes, beyond the ${this.maxBytes} this server reads: an image of up to --max-image-bytes, base64-encoded, or a tensor of up to --max-tensor-values values, as JSON; raise --max-image-bytes for larger images`,
+    );
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** 421 for a request whose Host names something other than this loopback-bound port. */
+function foreignHost(req: http.IncomingMessage): CallStatus | undefined {
+  const host = (req.headers.host ?? "").toLowerCase();
+  const name = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.replace(/:\d*$/, "");
+  if (LOOPBACK_HOSTS.has(name) || /^127\.\d+\.\d+\.\d+$/.test(name)) return undefined;
+  return {
+    code: grpcStatus.PERMISSION_DENIED,
+    details: `this server listens on a loopback address and answers only requests addressed to it (localhost, 127.0.0.1 or [::1]), not to ${echo(host)}: a page that points its own name at this machine (DNS rebinding) must not reach it`,
+  };
+}
+
+/** 403 for an API request a page of another origin sent (the browser says so in Origin). */
+function foreignOrigin(req: http.IncomingMessage): CallStatus | undefined {
+  const origin = req.headers.origin;
+  if (origin === undefined) return undefined;
+  let originHost: string | undefined;
+  try {
+    originHost = new URL(origin).host;
+  } catch {
+    originHost = undefined;
+  }
+  if (originHost !== undefined && originHost === (req.headers.host ?? "").toLowerCase()) return undefined;
+  return {
+    code: grpcStatus.PERMISSION_DENIED,
+    details: `the API answers only the playground's own page; this request came from ${echo(origin)}`,
+  };
 }
 
 function parseJson(body: Buffer): unknown {

@@ -7,7 +7,13 @@ import type { ClassifyJob } from "../engine/modelEngine.ts";
 import type { ModelInput } from "../engine/modelInput.ts";
 import { invalidArgument, type ServerError } from "../engine/serverError.ts";
 import type { ClassifyRequestMessage } from "./protocol.ts";
-import { oversizeRequest, type RequestSizeLimits, weighClassifyRequest } from "./requestSize.ts";
+import {
+  oversizeRequest,
+  type RequestSizeLimits,
+  unfitInferRequest,
+  weighClassifyRequest,
+  weighInferRequest,
+} from "./requestSize.ts";
 
 export interface DecodedClassify {
   model: string;
@@ -74,9 +80,25 @@ export function sizedClassifyDecoding(
 }
 
 /**
+ * ModelInfer and ModelStreamInfer reading a request's lists from its framing before decoding it: one
+ * that cannot match any served model (a million-entry shape, more values than a batch holds) is
+ * handed to the handler as a refusal (INVALID_ARGUMENT naming the field and the bound), never decoded.
+ */
+export function sizedInferDecoding(
+  service: grpc.ServiceDefinition,
+  limits: RequestSizeLimits,
+  maxBatch: number,
+): grpc.ServiceDefinition {
+  return wrapDeserializers(service, ["ModelInfer", "ModelStreamInfer"], (deserialize) => (bytes) => {
+    const refusal = unfitInferRequest(weighInferRequest(bytes), limits, maxBatch);
+    return refusal ? ({ [REFUSED]: refusal } satisfies RefusedRequest) : deserialize(bytes);
+  });
+}
+
+/**
  * `service` with `methods` tagging each decoded request with its body size (MESSAGE_BYTES), so that
- * the in-flight bound counts them; for methods with one request message only, since a stream's
- * messages would be held until the call ends.
+ * the in-flight bound counts them: a unary call's until the call ends, a stream's message until its
+ * handler calls releaseMessage (inflightBytes.ts).
  */
 export function weighedDecoding(service: grpc.ServiceDefinition, methods: string[]): grpc.ServiceDefinition {
   return wrapDeserializers(
@@ -108,11 +130,15 @@ export function tolerantDecoding(service: grpc.ServiceDefinition, methods: strin
   });
 }
 
-/** INVALID_ARGUMENT for a body that tolerantDecoding could not decode as a `messageType`. */
+/**
+ * INVALID_ARGUMENT for a body that tolerantDecoding could not decode as a `messageType`, and the
+ * refusal of one a sized decoding refused unread.
+ */
 export function throwIfUndecodable<T extends object>(
-  request: T | UndecodableRequest,
+  request: T | UndecodableRequest | RefusedRequest,
   messageType: string,
 ): asserts request is T {
+  if (REFUSED in request) throw request[REFUSED];
   if (UNDECODABLE in request) {
     const { bytes, reason } = request[UNDECODABLE];
     throw invalidArgument(`the request (${bytes} bytes) is not a valid ${messageType} message: ${reason}`);

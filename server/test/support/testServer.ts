@@ -80,6 +80,7 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     maxBatch: 64,
     maxQueue: 256,
     streamWriteIdleMs: defaults.streamWriteIdleMs,
+    receiveTimeoutMs: defaults.receiveTimeoutMs,
     metrics: { host: "127.0.0.1", port: 0 },
     http: null,
     health: null,
