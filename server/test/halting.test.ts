@@ -1,65 +1,23 @@
 /**
- * Halting semantics end to end. Each input's full 30-tick trace is read once; every policy's expected
- * outcome is then derived from that trace with the documented rule and compared with what the server
- * decides on its own.
+ * Halting semantics end to end. Each input's full trace is read once; every policy's expected outcome
+ * is then derived from that trace with the documented rule and compared with what the server decides
+ * on its own, on every signal the shipped model has (haltSignal.test.ts holds the halt signal to the
+ * same rule on a model with a halting head whatever is shipped).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import type {
-  ClassifyRequestMessage,
-  ClassifyResponseMessage,
-  HaltPolicyMessage,
-  HaltReasonName,
-  ModelInfoMessage,
-  TickUpdateMessage,
+import type { HaltSignal } from "../src/model/calibration.ts";
+import {
+  type ClassifyRequestMessage,
+  type ClassifyResponseMessage,
+  HALT_SIGNAL_NAMES,
+  type HaltPolicyMessage,
+  type ModelInfoMessage,
+  type TickUpdateMessage,
 } from "../src/transport/protocol.ts";
+import { type Expected, expected, type Rule, signalOf, thresholdsBetween } from "./support/haltingRule.ts";
 import { MODEL_NAME, samples, startTestServer, type TestServer } from "./support/testServer.ts";
-
-interface Expected {
-  reason: HaltReasonName;
-  ticksUsed: number;
-  answerTick: number;
-}
-
-/** The rule from the proto, over a full trace. */
-function expected(
-  trace: TickUpdateMessage[],
-  policy: Required<
-    Omit<HaltPolicyMessage, "target_accuracy" | "target_consistency" | "target_confidence" | "deadline_ms">
-  >,
-): Expected {
-  const top = (t: number) => trace[t - 1]?.top_k[0]?.index;
-  const mostCertain = (t: number) => {
-    let best = 1;
-    for (let i = 2; i <= t; i++)
-      if ((trace[i - 1] as TickUpdateMessage).certainty > (trace[best - 1] as TickUpdateMessage).certainty) best = i;
-    return best;
-  };
-  for (let t = 1; t <= trace.length; t++) {
-    if (t >= policy.min_ticks && (trace[t - 1] as TickUpdateMessage).certainty >= policy.certainty_threshold) {
-      return { reason: "HALT_REASON_THRESHOLD", ticksUsed: t, answerTick: t };
-    }
-    let run = 1;
-    while (run < t && top(t - run) === top(t)) run++;
-    if (policy.patience > 0 && t >= policy.min_ticks && run >= policy.patience) {
-      return { reason: "HALT_REASON_PATIENCE", ticksUsed: t, answerTick: mostCertain(t) };
-    }
-    if (t === policy.max_ticks) return { reason: "HALT_REASON_MAX_TICKS", ticksUsed: t, answerTick: mostCertain(t) };
-  }
-  throw new Error("the policy never halts within the trace");
-}
-
-/** Thresholds that fall strictly between two distinct certainties of the trace, so no run can tie. */
-function thresholdsBetween(trace: TickUpdateMessage[]): number[] {
-  const values = [...new Set(trace.map((t) => t.certainty))].sort((a, b) => a - b);
-  const gaps: number[] = [];
-  for (let i = 1; i < values.length; i++) {
-    const [lo, hi] = [values[i - 1] as number, values[i] as number];
-    if (hi - lo > 1e-4) gaps.push((lo + hi) / 2);
-  }
-  return [gaps[0], gaps[Math.floor(gaps.length / 2)], gaps.at(-1)].filter((g): g is number => g !== undefined && g > 0);
-}
 
 describe("halting", () => {
   let t: TestServer;
@@ -91,15 +49,30 @@ describe("halting", () => {
     const answer = input.trace[want.answerTick - 1] as TickUpdateMessage;
     assert.equal(response.top_k[0]?.index, answer.top_k[0]?.index, context);
     assert.ok(Math.abs(response.certainty - answer.certainty) < 1e-5, context);
+    assert.equal(response.halt, answer.halt, context);
     return response;
   }
 
-  it("halts at the first tick whose certainty reaches the threshold", async () => {
-    for (const input of inputs) {
-      for (const threshold of thresholdsBetween(input.trace)) {
-        const policy = { certainty_threshold: threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
-        const response = await check(input, policy, expected(input.trace, policy));
-        assert.equal(response.threshold_used, threshold);
+  /** The request for a rule: its threshold in the field of its signal. */
+  const asPolicy = (rule: Rule): HaltPolicyMessage => ({
+    [rule.signal === "halt" ? "halt_threshold" : "certainty_threshold"]: rule.threshold,
+    min_ticks: rule.min_ticks,
+    max_ticks: rule.max_ticks,
+    patience: rule.patience,
+  });
+  const signals = () =>
+    model.halt_signals.map((name): HaltSignal => (name === "HALT_SIGNAL_HALT" ? "halt" : "certainty"));
+
+  it("halts at the first tick whose signal reaches the threshold, on every signal the model has", async () => {
+    assert.ok(signals().includes("certainty"));
+    for (const signal of signals()) {
+      for (const input of inputs) {
+        for (const threshold of thresholdsBetween(input.trace, signal)) {
+          const rule = { signal, threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
+          const response = await check(input, asPolicy(rule), expected(input.trace, rule));
+          assert.equal(response.threshold_used, threshold);
+          assert.equal(response.halt_signal, HALT_SIGNAL_NAMES[signal]);
+        }
       }
     }
   });
@@ -112,50 +85,65 @@ describe("halting", () => {
     }
   });
 
-  it("stops at max_ticks with the most certain tick when the threshold is never reached", async () => {
-    for (const input of inputs) {
-      const unreachable = Math.max(...input.trace.map((m) => m.certainty)) + 1e-3;
-      if (unreachable > 1) continue;
-      const policy = { certainty_threshold: unreachable, min_ticks: 1, max_ticks: 9, patience: 0 };
-      await check(input, policy, expected(input.trace, policy));
+  it("stops at max_ticks with the signal's best tick when the threshold is never reached", async () => {
+    for (const signal of signals()) {
+      for (const input of inputs) {
+        const unreachable = Math.max(...input.trace.map((m) => signalOf(m, signal))) + 1e-3;
+        if (unreachable > 1) continue;
+        const rule = { signal, threshold: unreachable, min_ticks: 1, max_ticks: 9, patience: 0 };
+        await check(input, asPolicy(rule), expected(input.trace, rule));
+      }
     }
   });
 
   it("stops when the top class has not changed for `patience` ticks", async () => {
     for (const input of inputs) {
       for (const patience of [2, 4, 8]) {
-        const policy = { certainty_threshold: 1, min_ticks: 3, max_ticks: model.trained_ticks, patience };
-        await check(input, policy, expected(input.trace, policy));
+        const rule = {
+          signal: "certainty" as const,
+          threshold: 1,
+          min_ticks: 3,
+          max_ticks: model.trained_ticks,
+          patience,
+        };
+        await check(input, asPolicy(rule), expected(input.trace, rule));
       }
     }
   });
 
-  it("resolves a target accuracy to the threshold its calibration certifies and reports the threshold used", async () => {
-    const certified = (model.calibration?.certified ?? []).filter(
-      (p) => p.kind === "accuracy" && p.confidence === 0.95,
-    );
-    assert.ok(certified.length >= 4, "the shipped model's calibration certifies accuracy targets at 0.95");
+  it("resolves a target accuracy to the threshold its calibration certifies on the model's best signal", async () => {
+    // The best signal: halt for a model whose calibration certifies on its halting head, else certainty.
+    const signal: HaltSignal = model.target_signal === "HALT_SIGNAL_HALT" ? "halt" : "certainty";
+    assert.equal(model.target_signal, model.halt_signals.at(-1));
+    const calibrated = model.calibration?.signals.find((s) => s.signal === model.target_signal);
+    const certified = (calibrated?.certified ?? []).filter((p) => p.kind === "accuracy" && p.confidence === 0.95);
+    assert.ok(certified.length >= 4, `the shipped model's calibration certifies accuracy targets at 0.95 on ${signal}`);
     for (const point of certified.filter((_, i) => i % 4 === 0)) {
       for (const input of inputs.slice(0, 2)) {
-        const policy = {
-          certainty_threshold: point.threshold,
-          min_ticks: 1,
-          max_ticks: model.trained_ticks,
-          patience: 0,
-        };
-        const response = await check(input, { target_accuracy: point.target }, expected(input.trace, policy));
+        const rule = { signal, threshold: point.threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
+        const response = await check(input, { target_accuracy: point.target }, expected(input.trace, rule));
         assert.equal(response.threshold_used, point.threshold);
+        assert.equal(response.halt_signal, model.target_signal);
         assert.equal(response.applied_policy.target_accuracy, point.target);
         assert.equal(response.guarantee?.met, true);
+        assert.equal(response.guarantee?.signal, model.target_signal);
       }
     }
   });
 
   it("applies the documented defaults when the request sets no policy", async () => {
     const input = inputs[0] as (typeof inputs)[number];
-    const policy = { certainty_threshold: 0.9, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
-    const response = await check(input, {}, expected(input.trace, policy));
+    const rule = {
+      signal: "certainty" as const,
+      threshold: 0.9,
+      min_ticks: 1,
+      max_ticks: model.trained_ticks,
+      patience: 0,
+    };
+    const response = await check(input, {}, expected(input.trace, rule));
     assert.equal(response.threshold_used, 0.9);
+    assert.equal(response.halt_signal, "HALT_SIGNAL_CERTAINTY");
+    assert.equal(model.default_policy.halt_signal, "HALT_SIGNAL_CERTAINTY");
     assert.equal(response.applied_policy.max_ticks, model.trained_ticks);
     assert.deepEqual(model.default_policy.certainty_threshold, 0.9);
   });
@@ -190,9 +178,9 @@ describe("halting", () => {
     const input = inputs[1] as (typeof inputs)[number];
     const [threshold] = thresholdsBetween(input.trace);
     assert.ok(threshold !== undefined);
-    const policy = { certainty_threshold: threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
-    const want = expected(input.trace, policy);
-    const messages = await t.client.collect({ ...input.request, halt_policy: policy });
+    const rule = { signal: "certainty" as const, threshold, min_ticks: 1, max_ticks: model.trained_ticks, patience: 0 };
+    const want = expected(input.trace, rule);
+    const messages = await t.client.collect({ ...input.request, halt_policy: asPolicy(rule) });
     assert.equal(messages.length, want.ticksUsed);
     const last = messages.at(-1) as TickUpdateMessage;
     assert.ok(last.final && messages.slice(0, -1).every((m) => !m.final));

@@ -16,6 +16,7 @@
  * Every request that passes admission is reported to the observer exactly once, when it leaves
  * `requests` (or, if it never got there, where it ended), under how it ended.
  */
+import type { HaltSignal } from "../model/calibration.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { SessionSettings } from "../runtime/executionProvider.ts";
 import type { ImageLimits } from "../runtime/imagePreprocess.ts";
@@ -32,6 +33,7 @@ import { type ModelInput, prepareInput } from "./modelInput.ts";
 import { describePrediction, type Prediction, resolveTopK } from "./prediction.ts";
 import { SchedulerThread } from "./schedulerThread.ts";
 import { ServerError } from "./serverError.ts";
+import { timerDelay } from "./timerDelay.ts";
 import type { Finished, StepMessage, StepRun, ToWorker, WorkerData } from "./workerProtocol.ts";
 
 /** Provider fallback reasons already logged at warn by this process (see startWorker). */
@@ -91,6 +93,8 @@ export interface TickReport {
   certainty: number;
   /** The halting head's output: only for a model with one. */
   halt?: number;
+  /** The signal the request halts on (its policy's). */
+  signal: HaltSignal;
   logits: Float32Array;
   prediction: Prediction;
   /** Only for requests with includeAttention: weights row-major in `shape` ([heads, *token grid]). */
@@ -279,7 +283,7 @@ export class ModelEngine {
     this.requests.set(request.id, request);
     this.queue.push(request);
     if (Number.isFinite(request.deadlineAt)) {
-      request.expiry = setTimeout(() => this.expire(request), Math.max(0, request.deadlineAt - Date.now()));
+      request.expiry = setTimeout(() => this.expire(request), timerDelay(request.deadlineAt));
     }
     this.dispatch();
 
@@ -445,6 +449,11 @@ export class ModelEngine {
   /** A queued request whose halt_policy deadline passed before it had a tick: DEADLINE_EXCEEDED. */
   private expire(request: Request): void {
     if (request.worker || !this.requests.has(request.id)) return;
+    // A deadline beyond Node's longest timer is reached in more than one step.
+    if (Date.now() < request.deadlineAt) {
+      request.expiry = setTimeout(() => this.expire(request), timerDelay(request.deadlineAt));
+      return;
+    }
     this.settle(request, "expired", this.expiredError(request));
   }
 
@@ -546,6 +555,7 @@ export class ModelEngine {
           tick: rows.ticks[i] as number,
           certainty: rows.certainty[i] as number,
           ...(rows.halt && { halt: rows.halt[i] as number }),
+          signal: request.policy.signal,
           logits: rows.logits.subarray(i * width, (i + 1) * width),
           prediction: describePrediction(probabilities, output, request.topK),
         };

@@ -7,6 +7,7 @@ import { type GuaranteePlan, guaranteeOutcome } from "../engine/haltGuarantee.ts
 import type { HaltPolicy, HaltReason } from "../engine/haltPolicy.ts";
 import type { InferenceResult, ModelEngine } from "../engine/modelEngine.ts";
 import { type Prediction, positionsOf } from "../engine/prediction.ts";
+import type { HaltSignal } from "../model/calibration.ts";
 import { IMAGE_INPUT, OUTPUT_NAMES, type OutputName, TENSOR_INPUT } from "./inferenceDecoding.ts";
 import type {
   InferOutputTensorMessage,
@@ -21,6 +22,10 @@ import type {
 export interface RowView {
   tick: number;
   certainty: number;
+  /** The halting head's output: only for a model with one. */
+  halt?: number;
+  /** The signal the request halts on. */
+  signal?: HaltSignal;
   logits: Float32Array;
   prediction: Prediction;
   result: InferenceResult | undefined;
@@ -31,6 +36,8 @@ export function answerView(result: InferenceResult): RowView {
   return {
     tick: result.answerTick,
     certainty: result.certainty,
+    ...(result.halt !== undefined && { halt: result.halt }),
+    signal: result.policy.signal,
     logits: result.logits,
     prediction: result.prediction,
     result,
@@ -80,6 +87,7 @@ export function encodeInferResponse(
       case "certainty":
         add(name, "FP32", [], float32(rows.map((row) => row.certainty)));
         break;
+
       case "tick":
         add(name, "INT32", [], int32(rows.map((row) => row.tick)));
         break;
@@ -116,6 +124,8 @@ function responseParameters(rows: RowView[], finished: boolean, final: boolean |
   if (rows.length !== 1 || !first) return parameters;
   parameters.tick = int64(first.tick);
   parameters.certainty = double(first.certainty);
+  if (first.halt !== undefined) parameters.halt = double(first.halt);
+  if (first.signal !== undefined) parameters.halt_signal = string(first.signal);
   const { result } = first;
   if (result) {
     parameters.answer_tick = int64(result.answerTick);
@@ -131,6 +141,7 @@ function guaranteeParameters(plan: GuaranteePlan, reason: HaltReason): Parameter
   const outcome = guaranteeOutcome(plan, reason);
   return {
     guarantee_kind: string(outcome.kind),
+    guarantee_signal: string(outcome.signal),
     guarantee_target: double(outcome.target),
     guarantee_confidence: double(outcome.confidence),
     guarantee_met: boolean(outcome.met),
@@ -142,6 +153,7 @@ function guaranteeParameters(plan: GuaranteePlan, reason: HaltReason): Parameter
 
 function policyParameters(policy: HaltPolicy): ParameterMap {
   const parameters: ParameterMap = {
+    halt_signal: string(policy.signal),
     threshold_used: double(policy.threshold),
     min_ticks: int64(policy.minTicks),
     max_ticks: int64(policy.maxTicks),

@@ -5,7 +5,7 @@
  * Only JSON types are checked here: every bound is decodeClassifyRequest's and the engine's.
  */
 import { invalidArgument } from "../engine/serverError.ts";
-import type { ClassifyRequestMessage, HaltPolicyMessage } from "./protocol.ts";
+import type { ClassifyRequestMessage, HaltPolicyMessage, HaltSignalName } from "./protocol.ts";
 
 const UINT32_MAX = 0xffff_ffff;
 
@@ -29,7 +29,15 @@ export const HALT_POLICY_FIELDS = [
   "deadline_ms",
   "target_consistency",
   "target_confidence",
+  "halt_signal",
+  "halt_threshold",
 ] as const;
+/** HaltSignal's values by name and by number, as proto3's JSON mapping writes an enum. */
+const HALT_SIGNALS: readonly HaltSignalName[] = [
+  "HALT_SIGNAL_UNSPECIFIED",
+  "HALT_SIGNAL_CERTAINTY",
+  "HALT_SIGNAL_HALT",
+];
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export function classifyRequestFromJson(body: unknown): ClassifyRequestMessage {
@@ -76,6 +84,8 @@ function haltPolicy(value: unknown): HaltPolicyMessage {
     // Plain proto3 doubles, as gRPC decodes them: absent is 0, which means not set.
     target_consistency: optional(policy, "target_consistency", number, at) ?? 0,
     target_confidence: optional(policy, "target_confidence", number, at) ?? 0,
+    halt_threshold: optional(policy, "halt_threshold", number, at) ?? 0,
+    halt_signal: optional(policy, "halt_signal", haltSignal, at) ?? "HALT_SIGNAL_UNSPECIFIED",
   };
   // proto3 `optional`: absent and null both mean unset, as proto-loader hands them to the decoder.
   const threshold = optional(policy, "certainty_threshold", number, at);
@@ -124,6 +134,15 @@ const uint32: Field<number> = (value, field) => {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > UINT32_MAX)
     throw invalidArgument(`${field} must be an integer in [0, ${UINT32_MAX}], got ${describe(value)}`);
   return value;
+};
+
+const haltSignal: Field<HaltSignalName> = (value, field) => {
+  const named = typeof value === "number" ? HALT_SIGNALS[value] : HALT_SIGNALS.find((name) => name === value);
+  if (named === undefined)
+    throw invalidArgument(
+      `${field} must be one of ${HALT_SIGNALS.join(", ")} (or its number, 0 to ${HALT_SIGNALS.length - 1}), got ${describe(value)}`,
+    );
+  return named;
 };
 
 function list<T>(value: unknown, field: string, item: Field<T>): T[] {

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
+import type { HaltSignal } from "../model/calibration.ts";
 import { tolerantClassifyDecoding } from "./requestDecoding.ts";
 
 export const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
@@ -57,6 +58,14 @@ export type HaltReasonName =
   | "HALT_REASON_MAX_TICKS"
   | "HALT_REASON_DEADLINE";
 
+export type HaltSignalName = "HALT_SIGNAL_UNSPECIFIED" | "HALT_SIGNAL_CERTAINTY" | "HALT_SIGNAL_HALT";
+
+/** The engine's halt signals by their ctm.v1 enum names. */
+export const HALT_SIGNAL_NAMES: Record<HaltSignal, HaltSignalName> = {
+  certainty: "HALT_SIGNAL_CERTAINTY",
+  halt: "HALT_SIGNAL_HALT",
+};
+
 export interface HaltPolicyMessage {
   /** 0: not set. */
   certainty_threshold?: number;
@@ -69,6 +78,9 @@ export interface HaltPolicyMessage {
   /** Plain proto3 doubles: 0 means not set. */
   target_consistency?: number;
   target_confidence?: number;
+  halt_signal?: HaltSignalName;
+  /** 0: not set. */
+  halt_threshold?: number;
 }
 
 export interface ClassifyRequestMessage {
@@ -110,6 +122,9 @@ export interface ClassifyResponseMessage {
   trace: TickUpdateMessage[];
   logits: number[];
   guarantee: GuaranteeMessage | null;
+  /** The answer tick's halting-head output; absent (undefined) for a model without one. */
+  halt?: number;
+  halt_signal: HaltSignalName;
 }
 
 export interface GuaranteeMessage {
@@ -123,6 +138,7 @@ export interface GuaranteeMessage {
   certified_target: number;
   certified_confidence: number;
   note: string;
+  signal: HaltSignalName;
 }
 
 export interface CertifiedTargetMessage {
@@ -155,6 +171,9 @@ export interface TickUpdateMessage {
   /** [heads, *token grid] row-major; empty unless the request set include_attention. */
   attention: number[];
   attention_shape: number[];
+  /** The tick's halting-head output; absent (undefined) for a model without one. */
+  halt?: number;
+  halt_signal: HaltSignalName;
 }
 
 export interface ListModelsResponseMessage {
@@ -169,6 +188,15 @@ export interface CalibrationPointMessage {
   p90_ticks: number;
   p99_ticks: number;
   reached_fraction: number;
+}
+
+export interface SignalCalibrationMessage {
+  signal: HaltSignalName;
+  accuracy_full_run: number;
+  thresholds: CalibrationPointMessage[];
+  certified: CertifiedTargetMessage[];
+  accuracy_data: CalibrationDataMessage | null;
+  consistency_data: CalibrationDataMessage | null;
 }
 
 export interface ModelInfoMessage {
@@ -207,11 +235,14 @@ export interface ModelInfoMessage {
     certified: CertifiedTargetMessage[];
     accuracy_data: CalibrationDataMessage | null;
     consistency_data: CalibrationDataMessage | null;
+    signals: SignalCalibrationMessage[];
   } | null;
   default_policy: HaltPolicyMessage;
   provider: string;
   state: ModelStateName;
   load_error: string;
+  halt_signals: HaltSignalName[];
+  target_signal: HaltSignalName;
 }
 
 export type ModelStateName = "MODEL_STATE_UNSPECIFIED" | "MODEL_STATE_READY" | "MODEL_STATE_FAILED";

@@ -1,10 +1,10 @@
 /** Engine results -> ctm.v1 messages. */
 import { guaranteeOutcome } from "../engine/haltGuarantee.ts";
-import type { HaltPolicy, HaltReason } from "../engine/haltPolicy.ts";
+import { bestSignal, type HaltPolicy, type HaltReason, signalsOf } from "../engine/haltPolicy.ts";
 import type { InferenceResult, ModelEngine, TickReport } from "../engine/modelEngine.ts";
 import type { FailedModel, ListedModel } from "../engine/modelRegistry.ts";
 import type { Prediction } from "../engine/prediction.ts";
-import { type Calibration, type CalibrationData, GUARANTEE_KINDS } from "../model/calibration.ts";
+import { type CalibrationData, GUARANTEE_KINDS, HALT_SIGNALS, type SignalCalibration } from "../model/calibration.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type {
   CalibrationDataMessage,
@@ -14,8 +14,10 @@ import type {
   HaltPolicyMessage,
   HaltReasonName,
   ModelInfoMessage,
+  SignalCalibrationMessage,
   TickUpdateMessage,
 } from "./protocol.ts";
+import { HALT_SIGNAL_NAMES } from "./protocol.ts";
 
 const REASONS: Record<HaltReason, HaltReasonName> = {
   THRESHOLD: "HALT_REASON_THRESHOLD",
@@ -26,7 +28,10 @@ const REASONS: Record<HaltReason, HaltReasonName> = {
 
 export function encodePolicy(policy: HaltPolicy): HaltPolicyMessage {
   const message: HaltPolicyMessage = {
-    certainty_threshold: policy.threshold,
+    // The threshold goes in the field of its signal; the other stays 0 ("not set").
+    certainty_threshold: policy.signal === "certainty" ? policy.threshold : 0,
+    halt_threshold: policy.signal === "halt" ? policy.threshold : 0,
+    halt_signal: HALT_SIGNAL_NAMES[policy.signal],
     min_ticks: policy.minTicks,
     max_ticks: policy.maxTicks,
     patience: policy.patience,
@@ -52,6 +57,7 @@ function encodeGuarantee(policy: HaltPolicy, reason: HaltReason): GuaranteeMessa
     certified_target: outcome.certifiedTarget,
     certified_confidence: outcome.certifiedConfidence,
     note: outcome.note,
+    signal: HALT_SIGNAL_NAMES[outcome.signal],
   };
 }
 
@@ -67,10 +73,10 @@ function encodeCalibrationData(data: CalibrationData | undefined): CalibrationDa
   };
 }
 
-/** Every grid point a threshold certifies, per kind; the uncertified ones are left out. */
-function encodeCertified(calibration: Calibration): CertifiedTargetMessage[] {
+/** Every grid point a threshold on the signal certifies, per kind; the uncertified ones are left out. */
+function encodeCertified(calibrated: SignalCalibration): CertifiedTargetMessage[] {
   return GUARANTEE_KINDS.flatMap((kind) =>
-    (calibration.signals.certainty.guarantees[kind]?.certified ?? [])
+    (calibrated.guarantees[kind]?.certified ?? [])
       .filter((p) => p.threshold !== null)
       .map((p) => ({
         kind,
@@ -81,6 +87,32 @@ function encodeCertified(calibration: Calibration): CertifiedTargetMessage[] {
         mean_ticks: p.meanTicks,
       })),
   );
+}
+
+function encodeThresholds(calibrated: SignalCalibration) {
+  return calibrated.thresholds.map((p) => ({
+    threshold: p.threshold,
+    accuracy: p.accuracy,
+    mean_ticks: p.meanTicks,
+    p50_ticks: p.p50Ticks,
+    p90_ticks: p.p90Ticks,
+    p99_ticks: p.p99Ticks,
+    reached_fraction: p.reachedFraction,
+  }));
+}
+
+function encodeSignalCalibration(
+  signal: (typeof HALT_SIGNALS)[number],
+  calibrated: SignalCalibration,
+): SignalCalibrationMessage {
+  return {
+    signal: HALT_SIGNAL_NAMES[signal],
+    accuracy_full_run: calibrated.accuracyFullRun,
+    thresholds: encodeThresholds(calibrated),
+    certified: encodeCertified(calibrated),
+    accuracy_data: encodeCalibrationData(calibrated.guarantees.accuracy?.data),
+    consistency_data: encodeCalibrationData(calibrated.guarantees.consistency?.data),
+  };
 }
 
 function encodePrediction(prediction: Prediction) {
@@ -99,6 +131,8 @@ export function encodeTick(tick: TickReport, result?: ClassifyResponseMessage): 
     result: result ?? null,
     attention: tick.attention ? Array.from(tick.attention.weights) : [],
     attention_shape: tick.attention ? [...tick.attention.shape] : [],
+    ...(tick.halt !== undefined && { halt: tick.halt }),
+    halt_signal: HALT_SIGNAL_NAMES[tick.signal],
   };
 }
 
@@ -120,6 +154,8 @@ export function encodeResult(
     trace,
     logits: Array.from(result.logits),
     guarantee: encodeGuarantee(result.policy, result.reason),
+    ...(result.halt !== undefined && { halt: result.halt }),
+    halt_signal: HALT_SIGNAL_NAMES[result.policy.signal],
   };
 }
 
@@ -173,11 +209,14 @@ const EMPTY_INFO: ModelInfoMessage = {
   provider: "",
   state: "MODEL_STATE_UNSPECIFIED",
   load_error: "",
+  halt_signals: [],
+  target_signal: "HALT_SIGNAL_UNSPECIFIED",
 };
 
 function encodeDefinition(definition: ModelDefinition, defaultPolicy: HaltPolicy | undefined): ModelInfoMessage {
   const { manifest, calibration } = definition;
   const { image } = manifest.input;
+  const signals = { hasHaltSignal: manifest.outputs.halt !== undefined, calibration };
   return {
     name: manifest.name,
     version: manifest.version,
@@ -211,25 +250,24 @@ function encodeDefinition(definition: ModelDefinition, defaultPolicy: HaltPolicy
           ticks: calibration.ticks,
           accuracy_most_certain: calibration.accuracyMostCertain,
           accuracy_last_tick: calibration.accuracyLastTick,
-          thresholds: calibration.signals.certainty.thresholds.map((p) => ({
-            threshold: p.threshold,
-            accuracy: p.accuracy,
-            mean_ticks: p.meanTicks,
-            p50_ticks: p.p50Ticks,
-            p90_ticks: p.p90Ticks,
-            p99_ticks: p.p99Ticks,
-            reached_fraction: p.reachedFraction,
-          })),
+          // Certainty's, as before halting heads, so that older clients read what they did.
+          thresholds: encodeThresholds(calibration.signals.certainty),
           schema_version: calibration.schemaVersion,
           file: calibration.file,
-          certified: encodeCertified(calibration),
+          certified: encodeCertified(calibration.signals.certainty),
           accuracy_data: encodeCalibrationData(calibration.signals.certainty.guarantees.accuracy?.data),
           consistency_data: encodeCalibrationData(calibration.signals.certainty.guarantees.consistency?.data),
+          signals: HALT_SIGNALS.flatMap((signal) => {
+            const calibrated = calibration.signals[signal];
+            return calibrated ? [encodeSignalCalibration(signal, calibrated)] : [];
+          }),
         }
       : null,
     default_policy: defaultPolicy ? encodePolicy(defaultPolicy) : {},
     provider: "",
     state: "MODEL_STATE_UNSPECIFIED",
     load_error: "",
+    halt_signals: signalsOf(signals).map((signal) => HALT_SIGNAL_NAMES[signal]),
+    target_signal: HALT_SIGNAL_NAMES[bestSignal(signals)],
   };
 }
