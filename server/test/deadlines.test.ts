@@ -68,4 +68,29 @@ describe("halt_policy.deadline_ms before the first tick", () => {
     assert.equal(metricValue(text, "ctm_halts_total", { model: MODEL_NAME, reason: "EXPIRED" }), 2);
     for (const answer of await Promise.all(blockers)) assert.equal(answer.ticks_used, golden.ticks);
   });
+
+  it("holds a deadline_ms beyond Node's longest timer (2^31 - 1 ms) as far off, not as passed", async () => {
+    // setTimeout fires such a delay after 1 ms: every queued request with one used to expire at once.
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      const blockers = Array.from({ length: 8 }, (_, i) => t.client.classify(full(i)));
+      for (let polls = 0; polls < 1000; polls++) {
+        if (metricValue(await t.metrics(), "ctm_queue_depth") >= 4) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const far = [2 ** 31, 3_000_000_000, 4_294_967_295].flatMap((deadline_ms) =>
+        [0, 1].map((i) => t.client.classify(tensorRequest(golden.cases[i] as GoldenCase, { deadline_ms }))),
+      );
+      for (const answer of await Promise.all(far)) assert.notEqual(answer.halt_reason, "HALT_REASON_DEADLINE");
+      await Promise.all(blockers);
+      assert.deepEqual(
+        warnings.filter((w) => w.name === "TimeoutOverflowWarning").map((w) => w.message),
+        [],
+      );
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
 });
