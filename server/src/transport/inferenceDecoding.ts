@@ -11,6 +11,7 @@
 import type { HaltPolicyRequest } from "../engine/haltPolicy.ts";
 import type { ModelInput } from "../engine/modelInput.ts";
 import { echo, invalidArgument, ServerError } from "../engine/serverError.ts";
+import { HALT_SIGNALS, type HaltSignal } from "../model/calibration.ts";
 import type { InputSpec } from "../model/manifest.ts";
 import type {
   InferInputTensorMessage,
@@ -32,6 +33,7 @@ export const OUTPUT_NAMES = [
   "probabilities",
   "logits",
   "certainty",
+  "halt",
   "tick",
   "answer_tick",
   "ticks_used",
@@ -42,6 +44,7 @@ export type OutputName = (typeof OUTPUT_NAMES)[number];
 /** Request parameters that set the halt policy, by their ctm.v1 halt_policy names. */
 const POLICY_PARAMETERS = {
   certainty_threshold: "certaintyThreshold",
+  halt_threshold: "haltThreshold",
   target_accuracy: "targetAccuracy",
   target_consistency: "targetConsistency",
   target_confidence: "targetConfidence",
@@ -108,15 +111,31 @@ function decodePolicy(parameters: ParameterMap): HaltPolicyRequest {
   for (const [key, parameter] of Object.entries(parameters)) {
     if (key in POLICY_PARAMETERS) {
       policy[POLICY_PARAMETERS[key as keyof typeof POLICY_PARAMETERS]] = numberParameter(key, parameter);
+    } else if (key === "halt_signal") {
+      policy.haltSignal = signalParameter(parameter);
     } else if (SEQUENCE_PARAMETERS.has(key)) {
       throw invalidArgument(`parameters.${key} is set, but this server serves no sequence models`);
     } else if (!IGNORED_PARAMETERS.has(key)) {
       throw invalidArgument(
-        `parameters.${key} is not a parameter this server reads; the halt policy is set by ${Object.keys(POLICY_PARAMETERS).join(", ")}`,
+        `parameters.${key} is not a parameter this server reads; the halt policy is set by halt_signal, ${Object.keys(POLICY_PARAMETERS).join(", ")}`,
       );
     }
   }
   return policy;
+}
+
+/** parameters.halt_signal: the signal's name as the engine and ctm.v1's JSON examples write it. */
+function signalParameter(parameter: InferParameterMessage): HaltSignal {
+  const text = parameter.parameter_choice === "string_param" ? (parameter.string_param ?? "") : undefined;
+  const signal = HALT_SIGNALS.find((s) => s === text);
+  if (signal === undefined) {
+    const choice = parameter.parameter_choice;
+    const given = choice ? `${choice} ${JSON.stringify(parameter[choice])}` : "no value";
+    throw invalidArgument(
+      `parameters.halt_signal must be a string_param, ${HALT_SIGNALS.map((s) => JSON.stringify(s)).join(" or ")}, got ${given}`,
+    );
+  }
+  return signal;
 }
 
 /** `key`: the parameter's name under `parameters.`, or its full path when it starts with "outputs[". */

@@ -25,7 +25,7 @@ export interface RowView {
   /** The halting head's output: only for a model with one. */
   halt?: number;
   /** The signal the request halts on. */
-  signal?: HaltSignal;
+  signal: HaltSignal;
   logits: Float32Array;
   prediction: Prediction;
   result: InferenceResult | undefined;
@@ -69,8 +69,11 @@ export function encodeInferResponse(
     outputs.push({ name, datatype, shape: [batch, ...dims] });
     raw.push(data);
   };
+  const halting = hasHaltOutput(engine);
   for (const name of shape.outputs) {
     if (RESULT_OUTPUTS.has(name) && !finished) continue;
+    // Every output by default is every output the model has: a model without a halting head has no halt.
+    if (name === "halt" && !halting) continue;
     const results = rows.map((row) => row.result as InferenceResult);
     switch (name) {
       case "probabilities":
@@ -86,6 +89,9 @@ export function encodeInferResponse(
         break;
       case "certainty":
         add(name, "FP32", [], float32(rows.map((row) => row.certainty)));
+        break;
+      case "halt":
+        add(name, "FP32", [], float32(rows.map((row) => row.halt ?? Number.NaN)));
         break;
 
       case "tick":
@@ -125,7 +131,7 @@ function responseParameters(rows: RowView[], finished: boolean, final: boolean |
   parameters.tick = int64(first.tick);
   parameters.certainty = double(first.certainty);
   if (first.halt !== undefined) parameters.halt = double(first.halt);
-  if (first.signal !== undefined) parameters.halt_signal = string(first.signal);
+  parameters.halt_signal = string(first.signal);
   const { result } = first;
   if (result) {
     parameters.answer_tick = int64(result.answerTick);
@@ -228,18 +234,27 @@ function inputsOf(engine: ModelEngine): TensorSpec[] {
   return inputs;
 }
 
+/** Whether the model has a halting head, and so a "halt" output. */
+export function hasHaltOutput(engine: ModelEngine): boolean {
+  return engine.definition.manifest.outputs.halt !== undefined;
+}
+
 function outputsOf(engine: ModelEngine): TensorSpec[] {
   const { shape } = engine.definition.manifest.output;
   const specs: Record<OutputName, Omit<TensorSpec, "name">> = {
     probabilities: { datatype: "FP32", dims: shape },
     logits: { datatype: "FP32", dims: shape },
     certainty: { datatype: "FP32", dims: [] },
+    halt: { datatype: "FP32", dims: [] },
     tick: { datatype: "INT32", dims: [] },
     answer_tick: { datatype: "INT32", dims: [] },
     ticks_used: { datatype: "INT32", dims: [] },
     halt_reason: { datatype: "BYTES", dims: [] },
   };
-  return OUTPUT_NAMES.map((name) => ({ name, ...specs[name] }));
+  return OUTPUT_NAMES.filter((name) => name !== "halt" || hasHaltOutput(engine)).map((name) => ({
+    name,
+    ...specs[name],
+  }));
 }
 
 /** The platform a model reports: the runtime behind the tick-by-tick engine. */

@@ -19,7 +19,7 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import type { InferenceResult, ModelEngine } from "../engine/modelEngine.ts";
+import type { InferenceResult, ModelEngine, TickReport } from "../engine/modelEngine.ts";
 import type { ModelRegistry } from "../engine/modelRegistry.ts";
 import { invalidArgument } from "../engine/serverError.ts";
 import type { Logger } from "../logger.ts";
@@ -32,6 +32,7 @@ import {
   encodeInferResponse,
   encodeModelConfig,
   encodeModelMetadata,
+  hasHaltOutput,
   type RowView,
 } from "./inferenceEncoding.ts";
 import type {
@@ -89,6 +90,12 @@ export function createInferenceService(
         manifest.output.shape.length !== 1
           ? `outputs[].parameters.classification needs a [classes] output; model ${engine.name}'s is [${manifest.output.shape.join(", ")}]`
           : `outputs[].parameters.classification must be in [1, ${classes}] for model ${engine.name}, got ${decoded.classification}`,
+      );
+    }
+    const named = (request.outputs ?? []).findIndex((output) => output.name === "halt");
+    if (named >= 0 && !hasHaltOutput(engine)) {
+      throw invalidArgument(
+        `outputs[${named}].name halt: model ${engine.name} has no halting head (its manifest declares no outputs.halt), so it has no halt output`,
       );
     }
     const rows = decodeRows(request, manifest.input, engine.name, options.maxBatch);
@@ -312,10 +319,7 @@ export function createInferenceService(
 type RowsOf = ReturnType<typeof decodeRows>;
 
 /** A stream's response row: the tick it reports, or, should the answer come alone, the answer. */
-function streamView(
-  tick: { tick: number; certainty: number; logits: Float32Array; prediction: RowView["prediction"] } | undefined,
-  result: InferenceResult | undefined,
-): RowView | undefined {
+function streamView(tick: TickReport | undefined, result: InferenceResult | undefined): RowView | undefined {
   if (tick) return { ...tick, result };
   return result ? { ...answerView(result), tick: result.ticksUsed } : undefined;
 }

@@ -6,7 +6,8 @@ import type * as grpc from "@grpc/grpc-js";
 import type { ClassifyJob } from "../engine/modelEngine.ts";
 import type { ModelInput } from "../engine/modelInput.ts";
 import { invalidArgument, type ServerError } from "../engine/serverError.ts";
-import type { ClassifyRequestMessage } from "./protocol.ts";
+import { HALT_SIGNALS, type HaltSignal } from "../model/calibration.ts";
+import { type ClassifyRequestMessage, HALT_SIGNAL_NAMES, type HaltSignalName } from "./protocol.ts";
 import {
   oversizeRequest,
   type RequestSizeLimits,
@@ -157,7 +158,9 @@ export function decodeClassifyRequest(
     job: {
       input: decodeInput(request),
       policy: {
+        haltSignal: decodeHaltSignal(policy.halt_signal),
         certaintyThreshold: unlessZero(policy.certainty_threshold),
+        haltThreshold: unlessZero(policy.halt_threshold),
         targetAccuracy: unlessZero(policy.target_accuracy),
         targetConsistency: unlessZero(policy.target_consistency),
         targetConfidence: unlessZero(policy.target_confidence),
@@ -180,6 +183,18 @@ export function decodeClassifyRequest(
  */
 function unlessZero(value: number | undefined): number | undefined {
   return value === 0 ? undefined : value;
+}
+
+/** HALT_SIGNAL_UNSPECIFIED is "not set"; a number proto-loader could not name is no signal at all. */
+function decodeHaltSignal(name: HaltSignalName | number | undefined): HaltSignal | undefined {
+  if (name === undefined || name === "HALT_SIGNAL_UNSPECIFIED") return undefined;
+  const signal = HALT_SIGNALS.find((s) => HALT_SIGNAL_NAMES[s] === name);
+  if (signal === undefined) {
+    throw invalidArgument(
+      `halt_policy.halt_signal must be ${HALT_SIGNALS.map((s) => HALT_SIGNAL_NAMES[s]).join(" or ")} (or unset), got ${name}`,
+    );
+  }
+  return signal;
 }
 
 function decodeInput(request: ClassifyRequestMessage): ModelInput {
