@@ -45,6 +45,8 @@ export interface GoldenCase {
   logits: number[][];
   certainty: number[];
   probabilities: number[][];
+  /** Per tick: the halting head's output, for a model with one. */
+  halt?: number[];
   sample?: string;
 }
 
