@@ -1,6 +1,7 @@
 /**
  * Golden values cross the language boundary: training/ writes each fixture input with PyTorch's
- * per-tick logits, certainty and probabilities; the server, through gRPC, must reproduce them.
+ * per-tick logits, certainty, probabilities and (for a model with a halting head) halt; the server,
+ * through gRPC, must reproduce them.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -31,6 +32,13 @@ function checkTicks(ticks: TickUpdateMessage[], golden: GoldenCase, label: strin
     assert.ok(logits <= TOLERANCE, `${label} tick ${i + 1}: logits differ by ${logits}`);
     const certainty = Math.abs(tick.certainty - (golden.certainty[i] as number));
     assert.ok(certainty <= TOLERANCE, `${label} tick ${i + 1}: certainty differs by ${certainty}`);
+    // A model with a halting head has golden halt values, and streams them; one without streams none.
+    if (golden.halt) {
+      const halt = Math.abs((tick.halt ?? Number.NaN) - (golden.halt[i] as number));
+      assert.ok(halt <= TOLERANCE, `${label} tick ${i + 1}: halt differs by ${halt}`);
+    } else {
+      assert.equal(tick.halt, undefined, `${label} tick ${i + 1}: a model without a halting head streams no halt`);
+    }
     const probabilities = golden.probabilities[i] as number[];
     for (const score of tick.top_k) {
       const diff = Math.abs(score.probability - (probabilities[score.index] as number));
