@@ -1,13 +1,14 @@
 /** The command-line client (`npm run classify`), run as a process against a real server. */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
 import type { TickUpdateMessage } from "../src/transport/protocol.ts";
+import { HALTING_MODEL, haltingModelsDir, haltingSamples } from "./support/haltingModel.ts";
 import { MODEL_NAME, REPO, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
 const run = promisify(execFile);
@@ -41,8 +42,12 @@ describe("npm run classify", () => {
     const { stdout } = await classify(file, "--threshold", "0.8");
     const rows = stdout.split("\n").filter((line) => /^\s+\d+\s/.test(line));
     assert.equal(rows.length, expected.ticks_used);
+    // tick, top-1 and p, certainty, halt for a model with a halting head, and the bar.
+    const halt = (await t.client.getModel(MODEL_NAME)).halt_signals.includes("HALT_SIGNAL_HALT")
+      ? "\\d\\.\\d{3}\\s+"
+      : "";
     rows.forEach((row, i) => {
-      assert.match(row, new RegExp(`^\\s+${i + 1}\\s+\\S+\\s+\\d\\.\\d{3}\\s+\\d\\.\\d{3}\\s+[#.|]+$`));
+      assert.match(row, new RegExp(`^\\s+${i + 1}\\s+\\S+\\s+\\d\\.\\d{3}\\s+\\d\\.\\d{3}\\s+${halt}[#.|]+$`));
     });
     const top = expected.top_k[0];
     assert.ok(top);
@@ -118,7 +123,78 @@ describe("npm run classify", () => {
     const notMet = await classify(file, "--target-consistency", "0.9999");
     assert.match(
       notMet.stdout,
-      /guarantee NOT met: consistency >= 0\.9999 with confidence 0\.95: no threshold certifies/,
+      /guarantee NOT met: consistency >= 0\.9999 with confidence 0\.95: no threshold on (certainty|halt) certifies/,
     );
+  });
+});
+
+describe("npm run classify on a model with a halting head", () => {
+  let t: TestServer;
+  let file: string;
+  const dir = mkdtempSync(join(tmpdir(), "ctm-cli-halt-"));
+
+  before(async () => {
+    t = await startTestServer({ modelsDir: haltingModelsDir() });
+    const sample = haltingSamples()[0] as Sample;
+    file = join(dir, sample.file);
+    writeFileSync(file, sample.png);
+  });
+  after(() => t.close());
+
+  const classify = (...args: string[]) =>
+    run(
+      process.execPath,
+      ["--import", "tsx", "server/src/cli/classify.ts", "--address", t.address, "--model", HALTING_MODEL, ...args],
+      { cwd: REPO, encoding: "utf8" },
+    );
+
+  it("prints the halt signal per tick beside certainty and halts on the signal asked for", async () => {
+    const expected = await t.client.classify({
+      model: HALTING_MODEL,
+      image: { data: readFileSync(file) },
+      halt_policy: { halt_signal: "HALT_SIGNAL_HALT", halt_threshold: 0.85 },
+      include_trace: true,
+    });
+    const { stdout } = await classify(file, "--signal", "halt", "--halt-threshold", "0.85");
+    assert.match(stdout, /^tick\s+top-1\s+p\s+certainty {2}halt$/m);
+    const rows = stdout.split("\n").filter((line) => /^\s+\d+\s/.test(line));
+    assert.equal(rows.length, expected.ticks_used);
+    rows.forEach((row, i) => {
+      const tick = expected.trace[i] as TickUpdateMessage;
+      assert.match(
+        row,
+        new RegExp(
+          `^\\s+${i + 1}\\s+\\S+\\s+\\d\\.\\d{3}\\s+${tick.certainty.toFixed(3)}\\s+${tick.halt?.toFixed(3)}\\s+[#.|]+$`,
+        ),
+      );
+    });
+    assert.match(stdout, new RegExp(`, halt ${expected.halt?.toFixed(3)}, from tick ${expected.answer_tick}`));
+    if (expected.halt_reason === "HALT_REASON_THRESHOLD")
+      assert.match(stdout, /halt reached the threshold \(threshold 0\.850 on halt\)/);
+    else assert.match(stdout, /\(threshold 0\.850 on halt\)/);
+    const bad = await classify(file, "--signal", "halting").then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(bad?.code, 2);
+    assert.match(bad?.stderr ?? "", /--signal must be certainty or halt, got "halting"/);
+  });
+
+  it("plots the halt signal in its own colour", async () => {
+    const plot = join(dir, "halt.png");
+    await classify(file, "--plot", plot, "--min-ticks", "8");
+    const { data, info } = await sharp(plot).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const [r, g, b] = [0x94, 0x00, 0xd3];
+    let violet = 0;
+    for (let i = 0; i < data.length; i += info.channels) {
+      if (
+        Math.abs((data[i] as number) - r) +
+          Math.abs((data[i + 1] as number) - g) +
+          Math.abs((data[i + 2] as number) - b) <
+        30
+      )
+        violet++;
+    }
+    assert.ok(violet > 200, `${violet} pixels of the halt line and its legend`);
   });
 });

@@ -3,8 +3,9 @@
  *
  *   npm run classify -- digit.png [--threshold 0.9] [--stream] [--json] [--plot ticks.png]
  *
- * Prints a table of the per-tick top class, its probability and the certainty (or JSON lines with
- * --json), then the answer and why the model stopped. --help lists every option.
+ * Prints a table of the per-tick top class, its probability, the certainty and, for a model with a
+ * halting head, its halt signal (or JSON lines with --json), then the answer and why the model stopped.
+ * --help lists every option.
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
@@ -13,7 +14,9 @@ import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
   type GuaranteeMessage,
+  HALT_SIGNAL_NAMES,
   type HaltPolicyMessage,
+  type HaltSignalName,
   type ListModelsResponseMessage,
   loadProtocol,
   type ModelInfoMessage,
@@ -31,6 +34,10 @@ const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
   --address <host:port>   server (default $CTM_ADDRESS or 127.0.0.1:50051)
   --model <name>          model to ask (default: the only loaded model)
   --threshold <t>         certainty threshold in (0, 1] (server default 0.9)
+  --halt-threshold <t>    instead: a threshold on the halting head's signal, in (0, 1] (models with
+                          a halting head only)
+  --signal <s>            the signal to halt on: certainty or halt (default: the one the threshold
+                          names; for a target, the model's best, halt when it has a calibrated head)
   --target-accuracy <a>   instead of a threshold: the accuracy wanted, in (0, 1], certified by the
                           model's calibration (the answer says whether the guarantee was met)
   --target-consistency <c>  instead: agreement wanted with the answer after all ticks, in (0, 1]
@@ -42,7 +49,7 @@ const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
   --top-k <k>             classes to report per tick
   --stream                print each tick as the server computes it (ClassifyStream)
   --json                  JSON lines instead of a table
-  --plot <file.png>       save a plot of class probabilities and certainty over ticks
+  --plot <file.png>       save a plot of class probabilities, certainty and halt over ticks
   --timeout-ms <n>        gRPC deadline for the whole call (default 30000)`;
 
 class UsageError extends Error {}
@@ -96,6 +103,16 @@ function parseArgs(argv: string[]): Options | "help" {
       case "--threshold":
         options.policy.certainty_threshold = number(arg, value(), false);
         break;
+      case "--halt-threshold":
+        options.policy.halt_threshold = number(arg, value(), false);
+        break;
+      case "--signal": {
+        const signal = value();
+        if (signal !== "certainty" && signal !== "halt")
+          throw new UsageError(`--signal must be certainty or halt, got ${JSON.stringify(signal ?? "")}`);
+        options.policy.halt_signal = HALT_SIGNAL_NAMES[signal];
+        break;
+      }
       case "--target-accuracy":
         options.policy.target_accuracy = number(arg, value(), false);
         break;
@@ -179,11 +196,21 @@ function readInput(file: string): Pick<ClassifyRequestMessage, "image" | "tensor
 // ---------------------------------------------------------------- output
 const BAR = 24;
 
-/** proto-loader marks set `optional` fields with a synthetic "_field" key; it is not part of the message. */
-const json = (message: object) => JSON.stringify(message, (key, value) => (key.startsWith("_") ? undefined : value));
+/**
+ * proto-loader names the member set of every oneof under the oneof's own name (halt_value: "halt"), and
+ * of proto3 `optional` fields under "_field"; neither is part of the message.
+ */
+const ONEOF_NAMES = new Set(["halt_value", "input"]);
+const json = (message: object) =>
+  JSON.stringify(message, (key, value) => (key.startsWith("_") || ONEOF_NAMES.has(key) ? undefined : value));
 
-function bar(certainty: number, threshold: number): string {
-  const filled = Math.round(certainty * BAR);
+/** The value of the signal a message was halted on. */
+const signalValue = (message: { certainty: number; halt?: number; halt_signal: HaltSignalName }) =>
+  message.halt_signal === "HALT_SIGNAL_HALT" ? (message.halt ?? 0) : message.certainty;
+const signalName = (name: HaltSignalName) => (name === "HALT_SIGNAL_HALT" ? "halt" : "certainty");
+
+function bar(value: number, threshold: number): string {
+  const filled = Math.round(value * BAR);
   const mark = Math.min(BAR - 1, Math.round(threshold * BAR));
   return Array.from({ length: BAR }, (_, i) => (i === mark ? "|" : i < filled ? "#" : ".")).join("");
 }
@@ -194,12 +221,16 @@ function topOf(message: TickUpdateMessage | ClassifyResponseMessage): string {
   return message.positions.map((p) => p.label).join(" ");
 }
 
-function tableRow(update: TickUpdateMessage, threshold: number): string {
-  return `${String(update.tick).padStart(4)}  ${topOf(update).padEnd(14)}  ${update.certainty.toFixed(3)}  ${bar(update.certainty, threshold)}`;
+/** A row per tick: top class, certainty, halt (models with a halting head), and a bar of the signal halted on. */
+function tableRow(update: TickUpdateMessage, threshold: number, halting: boolean): string {
+  // Under its header: certainty's column is as wide as the word.
+  const certainty = halting ? update.certainty.toFixed(3).padEnd(9) : update.certainty.toFixed(3);
+  const halt = halting ? `  ${update.halt === undefined ? "  -  " : update.halt.toFixed(3)}` : "";
+  return `${String(update.tick).padStart(4)}  ${topOf(update).padEnd(14)}  ${certainty}${halt}  ${bar(signalValue(update), threshold)}`;
 }
 
 const REASONS: Record<string, string> = {
-  HALT_REASON_THRESHOLD: "certainty reached the threshold",
+  HALT_REASON_THRESHOLD: "reached the threshold",
   HALT_REASON_PATIENCE: "the top class stopped changing (patience)",
   HALT_REASON_MAX_TICKS: "max ticks reached without reaching the threshold",
   HALT_REASON_DEADLINE: "the deadline passed",
@@ -209,9 +240,12 @@ function summary(result: ClassifyResponseMessage): string {
   const answer = result.top_k[0]
     ? `${result.top_k[0].label} (p ${result.top_k[0].probability.toFixed(3)})`
     : result.positions.map((p) => p.label).join(" ");
+  const halt = result.halt === undefined ? "" : `, halt ${result.halt.toFixed(3)}`;
+  const signal = signalName(result.halt_signal);
+  const reason = REASONS[result.halt_reason] ?? result.halt_reason;
   return [
-    `answer: ${answer}, certainty ${result.certainty.toFixed(3)}, from tick ${result.answer_tick}`,
-    `halted after ${result.ticks_used} tick(s): ${REASONS[result.halt_reason] ?? result.halt_reason} (threshold ${result.threshold_used.toFixed(3)})`,
+    `answer: ${answer}, certainty ${result.certainty.toFixed(3)}${halt}, from tick ${result.answer_tick}`,
+    `halted after ${result.ticks_used} tick(s): ${result.halt_reason === "HALT_REASON_THRESHOLD" ? `${signal} ${reason}` : reason} (threshold ${result.threshold_used.toFixed(3)} on ${signal})`,
     ...(result.guarantee ? [guaranteeLine(result.guarantee)] : []),
   ].join("\n");
 }
@@ -243,10 +277,13 @@ async function plot(
       ),
     });
   }
+  const halting = trace.every((t) => t.halt !== undefined);
   await renderTracePlot(
     {
       title: `${model.name}/${model.version}: ${summary(result).split("\n")[0]}`,
       certainty: trace.map((t) => t.certainty),
+      ...(halting && { halt: trace.map((t) => t.halt as number) }),
+      signal: signalName(result.halt_signal),
       classes,
       threshold: result.threshold_used,
       answerTick: result.answer_tick,
@@ -272,14 +309,20 @@ async function run(options: Options): Promise<void> {
       include_trace: !options.stream,
     };
     // 0 means "not set" (the server default) for both, as in the contract.
-    const threshold = options.policy.certainty_threshold || model.default_policy.certainty_threshold || 0.9;
+    const threshold =
+      options.policy.certainty_threshold ||
+      options.policy.halt_threshold ||
+      model.default_policy.certainty_threshold ||
+      0.9;
+    const halting = model.halt_signals.includes("HALT_SIGNAL_HALT");
     const print = (line: string) => process.stdout.write(`${line}\n`);
     // The table's header waits for the first row, so that a refused call prints the error alone.
     let headed = options.json;
     const row = (line: string) => {
       if (!headed) {
         print(`${model.name}/${model.version}  ${options.file}  (${options.stream ? "streaming" : "unary"})`);
-        print(`tick  ${(model.output_shape.length === 1 ? "top-1    p" : "per-position").padEnd(14)}  certainty`);
+        const columns = `${(model.output_shape.length === 1 ? "top-1    p" : "per-position").padEnd(14)}  certainty${halting ? "  halt" : ""}`;
+        print(`tick  ${columns}`);
         headed = true;
       }
       print(line);
@@ -296,7 +339,7 @@ async function run(options: Options): Promise<void> {
       )(request, { deadline });
       for await (const update of call as AsyncIterable<TickUpdateMessage>) {
         trace.push(update);
-        row(options.json ? json(update) : tableRow(update, threshold));
+        row(options.json ? json(update) : tableRow(update, threshold, halting));
         if (update.final && update.result) result = update.result;
       }
     } else {
@@ -308,7 +351,8 @@ async function run(options: Options): Promise<void> {
       );
       trace.push(...response.trace);
       result = response;
-      for (const update of response.trace) row(options.json ? json(update) : tableRow(update, response.threshold_used));
+      for (const update of response.trace)
+        row(options.json ? json(update) : tableRow(update, response.threshold_used, halting));
       if (options.json) print(json({ ...response, trace: undefined }));
     }
     if (!result) throw new Error("the server ended the call without a final result");

@@ -1,6 +1,7 @@
 /**
- * A PNG of how a CTM made up its mind: the probability of the leading classes and the certainty at
- * every tick, with the threshold and the answer tick marked. Drawn as SVG and rasterised by sharp, so
+ * A PNG of how a CTM made up its mind: the probability of the leading classes, the certainty and (for a
+ * model with a halting head) the halt signal at every tick, with the threshold and the answer tick
+ * marked. Drawn as SVG and rasterised by sharp, so
  * no chart library is needed.
  */
 import sharp from "sharp";
@@ -14,10 +15,17 @@ export interface PlotSeries {
 export interface TracePlot {
   title: string;
   certainty: number[];
+  /** The halting head's output per tick, for a model with one. */
+  halt?: number[];
+  /** The signal the threshold applies to. */
+  signal: "certainty" | "halt";
   classes: PlotSeries[];
   threshold: number;
   answerTick: number;
 }
+
+/** The halt signal's own colour: none of the classes' (COLOURS), nor certainty's black. */
+export const HALT_COLOUR = "#9400d3";
 
 const WIDTH = 800;
 const HEIGHT = 450;
@@ -45,6 +53,8 @@ export function traceSvg(plot: TracePlot): string {
   const y = (value: number) => MARGIN.top + (1 - Math.max(0, Math.min(1, value))) * plotHeight;
   const line = (values: number[]) => values.map((v, i) => `${x(i + 1).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
 
+  // The threshold in the colour of the signal it applies to.
+  const thresholdColour = plot.signal === "halt" ? HALT_COLOUR : "#000";
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`,
@@ -63,7 +73,7 @@ export function traceSvg(plot: TracePlot): string {
   parts.push(
     `<text x="${MARGIN.left + plotWidth / 2}" y="${HEIGHT - 12}" text-anchor="middle">tick</text>`,
     `<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotWidth}" height="${plotHeight}" fill="none" stroke="#999"/>`,
-    `<line x1="${MARGIN.left}" x2="${MARGIN.left + plotWidth}" y1="${y(plot.threshold)}" y2="${y(plot.threshold)}" stroke="#000" stroke-dasharray="6 4"/>`,
+    `<line x1="${MARGIN.left}" x2="${MARGIN.left + plotWidth}" y1="${y(plot.threshold)}" y2="${y(plot.threshold)}" stroke="${thresholdColour}" stroke-dasharray="6 4"/>`,
     `<line x1="${x(plot.answerTick)}" x2="${x(plot.answerTick)}" y1="${MARGIN.top}" y2="${MARGIN.top + plotHeight}" stroke="#888" stroke-dasharray="2 3"/>`,
   );
   const legend = (row: number, colour: string, text: string, dashed = false) =>
@@ -78,7 +88,12 @@ export function traceSvg(plot: TracePlot): string {
   });
   parts.push(`<polyline points="${line(plot.certainty)}" fill="none" stroke="#000" stroke-width="3"/>`);
   legend(plot.classes.length, "#000", "certainty");
-  legend(plot.classes.length + 1, "#000", `threshold ${plot.threshold.toFixed(3)}`, true);
+  let row = plot.classes.length + 1;
+  if (plot.halt) {
+    parts.push(`<polyline points="${line(plot.halt)}" fill="none" stroke="${HALT_COLOUR}" stroke-width="3"/>`);
+    legend(row++, HALT_COLOUR, "halt");
+  }
+  legend(row, thresholdColour, `threshold ${plot.threshold.toFixed(3)} (${plot.signal})`, true);
   parts.push("</svg>");
   return parts.join("\n");
 }
