@@ -20,6 +20,8 @@ const COLORS = [
 const CERTAINTY_COLOR = "#ffffff";
 const THRESHOLD_COLOR = "#ff2d2d";
 const HALT_COLOR = "#ffd32a";
+// The halting head's signal, per tick (a model with a halting head): its own colour, not the halt tick's.
+const HALT_SIGNAL_COLOR = "#00e5ff";
 const state = {
   models: [],
   model: undefined,
@@ -28,7 +30,13 @@ const state = {
   /** The image to send when the user has not drawn since: bytes of a dropped, pasted or sample image. */
   image: undefined,
   run: undefined,
-  colors: { classes: COLORS, certainty: CERTAINTY_COLOR, threshold: THRESHOLD_COLOR, halt: HALT_COLOR },
+  colors: {
+    classes: COLORS,
+    certainty: CERTAINTY_COLOR,
+    threshold: THRESHOLD_COLOR,
+    halt: HALT_COLOR,
+    haltSignal: HALT_SIGNAL_COLOR,
+  },
 };
 window.playground = state;
 
@@ -240,8 +248,30 @@ function selectModel() {
     box.append(img);
   }
   $("max-ticks").placeholder = String(state.model.max_ticks);
+  selectSignals();
 }
 $("model").addEventListener("change", selectModel);
+
+/** Whether the model has a halting head, and so a second signal to halt on and draw. */
+function hasHaltSignal(model) {
+  return Boolean(model?.halt_signals?.includes("HALT_SIGNAL_HALT"));
+}
+
+/** The signals the model has; the one its targets are certified on comes selected. */
+function selectSignals() {
+  const halting = hasHaltSignal(state.model);
+  const select = $("signal");
+  select.querySelector('option[value="halt"]').disabled = !halting;
+  select.title = halting
+    ? "what the threshold, or the target's guarantee, is on"
+    : `${state.model?.name ?? "this model"} has no halting head: it halts on certainty only`;
+  select.value = state.model?.target_signal === "HALT_SIGNAL_HALT" ? "halt" : "certainty";
+  showSignal();
+}
+function showSignal() {
+  $("signal-name").textContent = $("signal").value === "halt" ? "halt signal" : "certainty";
+}
+$("signal").addEventListener("change", showSignal);
 
 async function canvasBytes() {
   if (state.image) return state.image;
@@ -261,8 +291,11 @@ function requestBody(imageBytes) {
     min_ticks: Number($("min-ticks").value) || 0,
     max_ticks: Number($("max-ticks").value) || 0,
   };
-  if (byThreshold) policy.certainty_threshold = Number($("threshold").value);
+  const signal = $("signal").value;
+  // The threshold goes in its signal's field; a target is certified on the signal chosen.
+  if (byThreshold) policy[signal === "halt" ? "halt_threshold" : "certainty_threshold"] = Number($("threshold").value);
   else policy.target_accuracy = Number($("accuracy").value);
+  policy.halt_signal = signal === "halt" ? "HALT_SIGNAL_HALT" : "HALT_SIGNAL_CERTAINTY";
   const attention = Boolean(state.model?.attention_shape?.length);
   return {
     model: state.model?.name ?? "",
@@ -280,7 +313,8 @@ async function think() {
   const run = { controller, ticks: [], input: undefined, final: undefined, startedAt: performance.now(), latencyMs: 0 };
   state.run = run;
   const body = requestBody(await canvasBytes());
-  run.threshold = body.halt_policy.certainty_threshold;
+  run.threshold = body.halt_policy.certainty_threshold ?? body.halt_policy.halt_threshold;
+  run.signal = body.halt_policy.halt_signal;
   $("think").disabled = true;
   $("stop").disabled = false;
   render();
@@ -381,11 +415,14 @@ function drawSummary() {
       : best?.label;
     rows.push(["answer", answer ?? "–", last.positions.length ? "answer route" : "answer"]);
     rows.push(["certainty", (result?.certainty ?? last.certainty).toFixed(3)]);
+    const halt = result ? result.halt : last.halt;
+    if (halt !== undefined) rows.push(["halt signal", halt.toFixed(3)]);
     rows.push(["ticks used", String(result?.ticks_used ?? last.tick)]);
     if (result) {
       rows.push(["answer tick", String(result.answer_tick)]);
       rows.push(["halt reason", result.halt_reason.replace("HALT_REASON_", "").toLowerCase().replace("_", " ")]);
-      rows.push(["threshold used", result.threshold_used.toFixed(3)]);
+      const signal = result.halt_signal === "HALT_SIGNAL_HALT" ? "halt signal" : "certainty";
+      rows.push(["threshold used", `${result.threshold_used.toFixed(3)} on ${signal}`]);
       if (result.guarantee) rows.push(guaranteeRow(result.guarantee));
     }
     rows.push([result ? "latency" : "elapsed", `${run.latencyMs.toFixed(0)} ms`]);
@@ -404,7 +441,8 @@ function drawSummary() {
 
 /** Whether the target the run asked for was certified, as the server says (the CLI prints the same). */
 function guaranteeRow(g) {
-  const promise = `${g.kind} ≥ ${g.target} with confidence ${g.confidence}`;
+  const signal = g.signal === "HALT_SIGNAL_HALT" ? "the halt signal" : "certainty";
+  const promise = `${g.kind} ≥ ${g.target} with confidence ${g.confidence}, on ${signal}`;
   return g.met
     ? ["guarantee", `met: ${promise} (${g.calibration_count} calibration items)`, "met"]
     : ["guarantee", `NOT met: ${promise}: ${g.note}`, "not-met"];
@@ -558,7 +596,8 @@ function drawChart() {
     g.lineTo(W - pad.right, y(threshold));
     g.stroke();
     g.setLineDash([]);
-    legend.push(["threshold", THRESHOLD_COLOR]);
+    const signal = run?.final?.halt_signal ?? run?.signal;
+    legend.push([`threshold (${signal === "HALT_SIGNAL_HALT" ? "halt signal" : "certainty"})`, THRESHOLD_COLOR]);
   }
   if (ticks.length === 0) return setLegend(legend);
   const single = ticks[0].positions.length === 0;
@@ -596,6 +635,17 @@ function drawChart() {
     3,
   );
   legend.unshift(["certainty", CERTAINTY_COLOR]);
+  // A model with a halting head: its estimate, per tick, that the tick's answer is right.
+  const halting = ticks.filter((t) => t.halt !== undefined);
+  if (halting.length > 0) {
+    line(
+      g,
+      halting.map((t) => [x(t.tick), y(t.halt)]),
+      HALT_SIGNAL_COLOR,
+      3,
+    );
+    legend.splice(1, 0, ["halt signal", HALT_SIGNAL_COLOR]);
+  }
   const result = run.final;
   if (result) {
     g.strokeStyle = HALT_COLOR;
@@ -607,7 +657,9 @@ function drawChart() {
     g.fillStyle = HALT_COLOR;
     g.fillText(`halt (tick ${result.ticks_used})`, Math.min(x(result.ticks_used) + 4, W - 90), pad.top + 10);
     g.beginPath();
-    g.arc(x(result.answer_tick), y(result.certainty), 5, 0, 2 * Math.PI);
+    // The answer's dot sits on the line of the signal it was chosen by.
+    const onHalt = result.halt_signal === "HALT_SIGNAL_HALT" && result.halt !== undefined;
+    g.arc(x(result.answer_tick), y(onHalt ? result.halt : result.certainty), 5, 0, 2 * Math.PI);
     g.fill();
     legend.push(["halt tick", HALT_COLOR]);
   }

@@ -120,10 +120,14 @@ describe("the playground with both shipped models, in headless Chromium", { skip
       `every line its own colour: ${JSON.stringify(items)}`,
     );
     // Whichever classes a run happens to chart: no class has a colour the chart keeps for itself.
-    const colors = await page.evaluate<{ classes: string[]; certainty: string; threshold: string; halt: string }>(
-      "window.playground.colors",
-    );
-    for (const reserved of [colors.certainty, colors.threshold, colors.halt]) {
+    const colors = await page.evaluate<{
+      classes: string[];
+      certainty: string;
+      threshold: string;
+      halt: string;
+      haltSignal: string;
+    }>("window.playground.colors");
+    for (const reserved of [colors.certainty, colors.threshold, colors.halt, colors.haltSignal]) {
       assert.ok(!colors.classes.includes(reserved), `a class is drawn in ${reserved}`);
     }
   });
