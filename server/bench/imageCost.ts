@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import type { ImageInput } from "../src/model/manifest.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
+import { defaultImagePixels } from "../src/runtime/imagePixelLimit.ts";
 import { type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
 import { digitPhoto } from "../test/support/digitPhoto.ts";
 import { preprocessWithSharpChain } from "../test/support/sharpChainPreprocess.ts";
@@ -35,7 +36,8 @@ const pngs = (JSON.parse(readFileSync(labels, "utf8")) as { file: string }[])
   .map((s) => readFileSync(join(dirname(labels), s.file)));
 const { limits } = parseConfig([], {}) as ServerConfig;
 const LIMITS: ImageLimits = {
-  maxPixels: limits.maxImagePixels,
+  // The server's default for the shipped 28 x 28 model (derived when not set).
+  maxPixels: limits.maxImagePixels || defaultImagePixels([28 * 28]),
   maxSide: limits.maxImageSide,
   formats: limits.imageFormats,
 };

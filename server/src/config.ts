@@ -7,6 +7,7 @@
  */
 import { availableParallelism } from "node:os";
 import { LOG_LEVELS, type LogLevel } from "./logger.ts";
+import { defaultDecodeSlots } from "./runtime/decodeSlots.ts";
 // Raster formats only: vector and document formats (SVG, PDF) would run interpreters on the input.
 import { RASTER_FORMATS, type RasterFormat } from "./runtime/imageHeader.ts";
 import { PROVIDER_CHOICES, type ProviderChoice } from "./runtime/providerChoice.ts";
@@ -26,6 +27,8 @@ export interface ServerConfig {
   maxBatch: number;
   /** Most requests waiting for a batch slot (per model) before RESOURCE_EXHAUSTED. */
   maxQueue: number;
+  /** Images libvips decodes at once, for the whole process (runtime/decodeSlots.ts). */
+  decodeSlots: number;
   /**
    * How long a stream may wait for its client to take a message (HTTP/2 flow control) before it
    * ends with DEADLINE_EXCEEDED; meanwhile its request is parked and holds no batch slot.
@@ -103,6 +106,7 @@ export type ConfigKey =
   | "workerNice"
   | "maxBatch"
   | "maxQueue"
+  | "decodeSlots"
   | "streamWriteIdleMs"
   | "receiveTimeoutMs"
   | "metricsHost"
@@ -193,6 +197,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_MAX_QUEUE",
     default: "256",
     description: "most requests waiting for a batch slot per model; beyond it: RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "decodeSlots",
+    flag: "--decode-slots",
+    env: "CTM_DECODE_SLOTS",
+    default: "",
+    description:
+      "images decoded at once by libvips, all models together; the others wait their turn, and leave the line undecoded if their call ends (default: half the available CPUs, at least 1)",
   },
   {
     key: "streamWriteIdleMs",
@@ -505,6 +517,7 @@ export function parseConfig(
     workerNice: integer("workerNice", 0, 19),
     maxBatch: integer("maxBatch", 1, 4096),
     maxQueue: integer("maxQueue", 0, 1_000_000),
+    decodeSlots: raw.has("decodeSlots") ? integer("decodeSlots", 1, 1024) : defaultDecodeSlots(cpus),
     streamWriteIdleMs: integer("streamWriteIdleMs", 1, 3_600_000),
     receiveTimeoutMs: integer("receiveTimeoutMs", 1, 3_600_000),
     metrics: metricsPort === 0 ? null : { host: metricsHost, port: metricsPort },

@@ -6,6 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineObserver } from "./engine/modelEngine.ts";
+import { decodeCounts } from "./runtime/decodeSlots.ts";
 
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -89,6 +90,24 @@ export class ServerMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "ctm_" });
+    // The process's decode line (runtime/decodeSlots.ts), read when scraped.
+    new Counter({
+      name: "ctm_image_decodes_total",
+      help: "Images libvips began to decode (small plain PNGs are decoded without it), all models together.",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(decodeCounts().started);
+      },
+    });
+    new Gauge({
+      name: "ctm_image_decodes_waiting",
+      help: "Images waiting for one of the --decode-slots.",
+      registers: [this.registry],
+      collect() {
+        this.set(decodeCounts().waiting);
+      },
+    });
   }
 
   requestFinished(model: string, method: string, status: string, seconds: number): void {

@@ -14,6 +14,7 @@ import { listenError } from "./listenError.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
+import { setDecodeSlots } from "./runtime/decodeSlots.ts";
 import { defaultImagePixels } from "./runtime/imagePixelLimit.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { connectionOptions } from "./transport/connectionUpkeep.ts";
@@ -74,6 +75,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     config.limits.maxImagePixels ||
     defaultImagePixels(inputs.filter((input) => input.kind === "image").map((input) => pixelsOf(input.shape)));
   const inflight = new InflightBytes(config.limits.maxInflightBytes);
+  setDecodeSlots(config.decodeSlots);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": sizes.maxMessageBytes,
     ...connectionOptions({ ...config, maxConcurrentStreams: config.limits.maxConcurrentStreams }),

@@ -19,6 +19,8 @@ describe("server configuration", () => {
       workerNice: 5,
       maxBatch: 64,
       maxQueue: 256,
+      // Half the (8) CPUs: decodes leave the other half to the event loop and the workers.
+      decodeSlots: 4,
       streamWriteIdleMs: 30000,
       receiveTimeoutMs: 30000,
       metrics: { host: "127.0.0.1", port: 9464 },

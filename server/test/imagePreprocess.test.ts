@@ -13,6 +13,7 @@ import type { ImageInput } from "../src/model/manifest.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { BlankImageError } from "../src/runtime/blankImage.ts";
 import { readImageHeader } from "../src/runtime/imageHeader.ts";
+import { defaultImagePixels } from "../src/runtime/imagePixelLimit.ts";
 import { ImageDecodeError, type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
 import { digitPhoto } from "./support/digitPhoto.ts";
 import { pngBomb, truncatedPng } from "./support/pngBomb.ts";
@@ -21,7 +22,8 @@ import { type GoldenCase, modelDir, readModelJson, type Sample, samples } from "
 /** The server's default limits. */
 const { limits } = parseConfig([], {}) as ServerConfig;
 const LIMITS: ImageLimits = {
-  maxPixels: limits.maxImagePixels,
+  // The server's default for the shipped 28 x 28 model (derived when not set).
+  maxPixels: limits.maxImagePixels || defaultImagePixels([28 * 28]),
   maxSide: limits.maxImageSide,
   formats: limits.imageFormats,
 };

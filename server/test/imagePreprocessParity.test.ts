@@ -11,6 +11,7 @@ import sharp from "sharp";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import type { ImageInput } from "../src/model/manifest.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
+import { defaultImagePixels } from "../src/runtime/imagePixelLimit.ts";
 import { greyOnWhite, type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
 import { decodePlainPng } from "../src/runtime/plainPng.ts";
 import { digitPhoto, type PhotoOptions } from "./support/digitPhoto.ts";
@@ -19,7 +20,8 @@ import { modelDir, type Sample, samples } from "./support/testServer.ts";
 
 const { limits } = parseConfig([], {}) as ServerConfig;
 const LIMITS: ImageLimits = {
-  maxPixels: limits.maxImagePixels,
+  // The server's default for the shipped 28 x 28 model (derived when not set).
+  maxPixels: limits.maxImagePixels || defaultImagePixels([28 * 28]),
   maxSide: limits.maxImageSide,
   formats: limits.imageFormats,
 };

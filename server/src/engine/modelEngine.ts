@@ -246,9 +246,19 @@ export class ModelEngine {
     this.reserve();
     let input: Float32Array;
     try {
-      input = await prepareInput(job.input, this.definition.manifest.input, this.name, this.options.image);
+      // A request aborted while its image waits or decodes gives its place back at once.
+      const prepared = await prepareInput(
+        job.input,
+        this.definition.manifest.input,
+        this.name,
+        this.options.image,
+        signal,
+      ).catch((error: unknown) => {
+        if (signal.aborted) return undefined;
+        throw error;
+      });
       // Whatever happened while the input was prepared ends the request here, counted once.
-      if (signal.aborted) {
+      if (signal.aborted || prepared === undefined) {
         this.observer?.finished(this.name, "cancelled", undefined, 0);
         throw signal.reason;
       }
@@ -260,6 +270,7 @@ export class ModelEngine {
         this.observer?.finished(this.name, "failed", undefined, 0);
         throw new ServerError("UNAVAILABLE", this.failed);
       }
+      input = prepared;
       job.onInput?.(input);
     } finally {
       this.preparing--;

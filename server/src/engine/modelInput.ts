@@ -12,12 +12,17 @@ export type ModelInput =
   | { kind: "image"; data: Uint8Array }
   | { kind: "tensor"; shape: readonly number[]; values: ArrayLike<number> };
 
-/** Any input as the graph's float32 row (images preprocessed as the spec says), or INVALID_ARGUMENT. */
+/**
+ * Any input as the graph's float32 row (images preprocessed as the spec says), or INVALID_ARGUMENT.
+ * When `signal` aborts first it rejects with the signal's reason at once: an image still decoding
+ * finishes on its own, but its request no longer waits for it (nor holds its place in the queue).
+ */
 export async function prepareInput(
   input: ModelInput,
   spec: InputSpec,
   model: string,
   limits: ImageLimits,
+  signal?: AbortSignal,
 ): Promise<Float32Array> {
   if (input.kind === "tensor") return checkTensorInput(input, spec, model);
   if (!spec.image) {
@@ -27,7 +32,7 @@ export async function prepareInput(
   }
   if (input.data.length === 0) throw invalidArgument("input.image.data is empty");
   try {
-    return await preprocessImage(input.data, spec.image, limits);
+    return await untilAborted(preprocessImage(input.data, spec.image, limits, signal), signal);
   } catch (error) {
     if (error instanceof ImageDecodeError) throw invalidArgument(`input.image.data ${error.message}`);
     if (error instanceof BlankImageError) throw invalidArgument(`input.image.data has no ink: ${error.message}`);
@@ -86,5 +91,16 @@ function pixelRanges(image: ImageInput): { low: number; high: number; slack: num
     const std = image.normalize.std[c] as number;
     const [a, b] = [(0 - mean) / std, (1 - mean) / std];
     return { low: Math.min(a, b), high: Math.max(a, b), slack: 1e-4 * Math.abs(b - a) };
+  });
+}
+
+/** `work`, or the signal's reason as soon as it aborts (`work` goes on, unobserved). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    signal.addEventListener("abort", abort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", abort));
   });
 }

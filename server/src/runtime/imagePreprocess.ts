@@ -17,6 +17,7 @@
 import sharp, { type Sharp } from "sharp";
 import type { ImageInput } from "../model/manifest.ts";
 import { BlankImageError, noInkReason } from "./blankImage.ts";
+import { inDecodeSlot } from "./decodeSlots.ts";
 import { FORMAT_NAMES, type ImageHeader, type RasterFormat, readImageHeader } from "./imageHeader.ts";
 import { lanczosResize } from "./lanczosResize.ts";
 import { decodePlainPng, MAX_PIXELS as PLAIN_PNG_PIXELS, type RawPixels } from "./plainPng.ts";
@@ -45,15 +46,27 @@ const MIN_CONTRAST = 16;
 // Requests are one-off images: libvips' operation cache would only hold on to their memory.
 sharp.cache(false);
 
-export async function preprocessImage(data: Uint8Array, spec: ImageInput, limits: ImageLimits): Promise<Float32Array> {
+/**
+ * `signal`: the request's; while the image waits for a decode slot (decodeSlots.ts), aborting it takes
+ * the image out of the line undecoded.
+ */
+export async function preprocessImage(
+  data: Uint8Array,
+  spec: ImageInput,
+  limits: ImageLimits,
+  signal?: AbortSignal,
+): Promise<Float32Array> {
   const header = admitHeader(data, limits);
   if (spec.preprocess === "mnist-digit") {
-    const grey = await workingGrey(data, header, limits);
+    const grey = await workingGrey(data, header, limits, signal);
     return normalise(digitCanvas(grey, spec), spec, 1);
   }
-  const meta = await admitToLibvips(data, header, limits);
   const channels = spec.channels === 1 ? 1 : 3;
-  return normalise(await resized(data, spec, meta, limits), spec, channels);
+  const pixels = await inDecodeSlot(async () => {
+    const meta = await admitToLibvips(data, header, limits);
+    return resized(data, spec, meta, limits);
+  }, signal);
+  return normalise(pixels, spec, channels);
 }
 
 /** One-channel pixels, row by row. */
@@ -166,7 +179,12 @@ function firstChannels(data: Uint8Array, have: number, want: number): Uint8Array
  * The image as grey pixels on white paper, at most WORKING_SIZE a side: decoded here when it is a
  * plain PNG that small, by one libvips pipeline otherwise.
  */
-async function workingGrey(data: Uint8Array, header: AdmittedHeader, limits: ImageLimits): Promise<Grey> {
+async function workingGrey(
+  data: Uint8Array,
+  header: AdmittedHeader,
+  limits: ImageLimits,
+  signal: AbortSignal | undefined,
+): Promise<Grey> {
   const { width, height } = header;
   if (
     header.format === "png" &&
@@ -179,9 +197,14 @@ async function workingGrey(data: Uint8Array, header: AdmittedHeader, limits: Ima
     // from ours by up to 2 grey levels, where grey + alpha and RGB agree within one.
     if (decoded && decoded.channels !== 4) return greyOnWhite(decoded);
   }
-  await admitToLibvips(data, header, limits);
-  const reduced = decode(data, limits).resize(WORKING_SIZE, WORKING_SIZE, { fit: "inside", withoutEnlargement: true });
-  return raw(reduced, 1);
+  return inDecodeSlot(async () => {
+    await admitToLibvips(data, header, limits);
+    const reduced = decode(data, limits).resize(WORKING_SIZE, WORKING_SIZE, {
+      fit: "inside",
+      withoutEnlargement: true,
+    });
+    return raw(reduced, 1);
+  }, signal);
 }
 
 /** sRGB-encoded 0-255 -> linear light, as libvips converts to greyscale. */
