@@ -154,6 +154,9 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return "an array";
   if (value === null) return "null";
   if (typeof value === "object") return "an object";
+  // JSON.parse reads a number too large for a double as Infinity, which JSON.stringify writes "null".
+  if (typeof value === "number" && !Number.isFinite(value))
+    return "a number too large to represent (it reads as Infinity)";
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 40 ? `${text.slice(0, 40)}...` : text;
 }
