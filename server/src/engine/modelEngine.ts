@@ -16,6 +16,7 @@
  * Every request that passes admission is reported to the observer exactly once, when it leaves
  * `requests` (or, if it never got there, where it ended), under how it ended.
  */
+import { performance } from "node:perf_hooks";
 import type { HaltSignal } from "../model/calibration.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { SessionSettings } from "../runtime/executionProvider.ts";
@@ -30,6 +31,7 @@ import {
   type TickLimits,
 } from "./haltPolicy.ts";
 import { type ModelInput, prepareInput } from "./modelInput.ts";
+import type { RequestTiming } from "./modelStatistics.ts";
 import { describePrediction, type Prediction, resolveTopK } from "./prediction.ts";
 import { SchedulerThread } from "./schedulerThread.ts";
 import { ServerError } from "./serverError.ts";
@@ -65,6 +67,8 @@ export interface EngineObserver {
   /** Requests waiting for a batch slot, holding one, and parked (their readers stopped taking ticks). */
   occupancy(model: string, queued: number, active: number, parked: number): void;
   finished(model: string, outcome: Finished["outcome"], reason: HaltReason | undefined, ticksUsed: number): void;
+  /** How an answered or failed request spent its time, stage by stage (per-version statistics). */
+  timed?(model: string, timing: RequestTiming): void;
 }
 
 export interface ClassifyJob {
@@ -138,6 +142,10 @@ interface Request {
   taken: number;
   /** Fires when a queued request's halt_policy deadline passes. */
   expiry: NodeJS.Timeout | undefined;
+  /** performance.now() when it arrived, when its input was ready, and when it got a batch slot. */
+  arrivedAt: number;
+  preparedAt: number;
+  dispatchedAt: number;
 }
 
 /** First wait before restarting a worker again after a restart failed; it doubles up to the cap. */
@@ -164,6 +172,8 @@ export class ModelEngine {
   private nextId = 1;
   /** drain() was called: no new requests. */
   private draining = false;
+  /** Why, when it is not the server shutting down (a model version unloaded). */
+  private drainReason: string | undefined;
   /** Set once the drain's grace period is over (or close() ran): requests still preparing fail with it. */
   private cutOff: string | undefined;
   /** close() was called: no worker may start or be restarted any more. */
@@ -232,7 +242,14 @@ export class ModelEngine {
    * caller aborts; stopping the iteration early cancels the request.
    */
   async *classify(job: ClassifyJob, signal: AbortSignal): AsyncGenerator<InferenceEvent> {
-    if (this.draining) throw new ServerError("UNAVAILABLE", "the server is shutting down and accepts no new requests");
+    if (this.draining) {
+      throw new ServerError(
+        "UNAVAILABLE",
+        this.drainReason
+          ? `${this.drainReason} and accepts no new requests; retry the request`
+          : "the server is shutting down and accepts no new requests",
+      );
+    }
     if (this.failed) throw new ServerError("UNAVAILABLE", this.failed);
     const policy = resolveHaltPolicy(job.policy, this.limits);
     const topK = resolveTopK(job.topK, this.definition.manifest.output, this.name);
@@ -243,6 +260,7 @@ export class ModelEngine {
       );
     }
     const receivedAt = Date.now();
+    const arrivedAt = performance.now();
     this.reserve();
     let input: Float32Array;
     try {
@@ -290,6 +308,9 @@ export class ModelEngine {
       pushed: 0,
       taken: 0,
       expiry: undefined,
+      arrivedAt,
+      preparedAt: performance.now(),
+      dispatchedAt: 0,
     };
     this.requests.set(request.id, request);
     this.queue.push(request);
@@ -314,9 +335,13 @@ export class ModelEngine {
     }
   }
 
-  /** Stops admitting; waits up to `graceMs` for in-flight requests, then cancels the rest. */
-  async drain(graceMs: number): Promise<void> {
+  /**
+   * Stops admitting; waits up to `graceMs` for in-flight requests, then cancels the rest. `reason`
+   * says why in refusals, when it is not the server shutting down (a model version was unloaded).
+   */
+  async drain(graceMs: number, reason?: string): Promise<void> {
     this.draining = true;
+    this.drainReason = reason;
     if (this.requests.size > 0 || this.preparing > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -330,7 +355,7 @@ export class ModelEngine {
       clearTimeout(timer);
       this.idle = undefined;
     }
-    this.cutOff = `the server shut down before this request finished (grace period ${graceMs} ms)`;
+    this.cutOff = `${reason ?? "the server shut down"} before this request finished (grace period ${graceMs} ms)`;
     const leftover = [...this.requests.values()];
     if (leftover.length > 0)
       this.log.warn(
@@ -387,6 +412,7 @@ export class ModelEngine {
       }
       slot.requests.add(request.id);
       request.worker = slot;
+      request.dispatchedAt = performance.now();
       const message: ToWorker = {
         type: "admit",
         id: request.id,
@@ -489,6 +515,7 @@ export class ModelEngine {
       this.queue = this.queue.filter((r) => r !== request);
     }
     this.observer?.finished(this.name, outcome, undefined, ticksUsed);
+    if (outcome === "failed" || outcome === "expired") this.timedFailure(request);
     if (error !== undefined) request.channel.fail(error);
     this.reportOccupancy();
     this.checkIdle();
@@ -601,8 +628,10 @@ export class ModelEngine {
         request.channel.push({ tick: undefined, result: this.resultOf(request, done) });
         request.channel.end();
       } else if (done.outcome === "failed") {
+        this.timedFailure(request);
         request.channel.fail(new Error(`model ${this.name}: graph run failed: ${done.message}`));
       } else if (done.outcome === "expired") {
+        this.timedFailure(request);
         request.channel.fail(this.expiredError(request));
       } else {
         request.channel.fail(new DOMException("cancelled", "AbortError"));
@@ -612,8 +641,10 @@ export class ModelEngine {
     this.checkIdle();
   }
 
+  /** The answer of a halted request (built once per request), timed stage by stage for its statistics. */
   private resultOf(request: Request, done: Extract<Finished, { outcome: "halted" }>): InferenceResult {
-    return {
+    const outputAt = performance.now();
+    const result: InferenceResult = {
       reason: done.reason,
       ticksUsed: done.ticksUsed,
       answerTick: done.answerTick,
@@ -623,6 +654,21 @@ export class ModelEngine {
       prediction: describePrediction(done.probabilities, this.definition.manifest.output, request.topK),
       policy: request.policy,
     };
+    const end = performance.now();
+    this.observer?.timed?.(this.name, {
+      outcome: "success",
+      totalMs: end - request.arrivedAt,
+      inputMs: request.preparedAt - request.arrivedAt,
+      queueMs: request.dispatchedAt - request.preparedAt,
+      inferMs: outputAt - request.dispatchedAt,
+      outputMs: end - outputAt,
+    });
+    return result;
+  }
+
+  private timedFailure(request: Request): void {
+    const totalMs = performance.now() - request.arrivedAt;
+    this.observer?.timed?.(this.name, { outcome: "fail", totalMs, inputMs: 0, queueMs: 0, inferMs: 0, outputMs: 0 });
   }
 
   /**
