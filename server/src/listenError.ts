@@ -9,7 +9,7 @@ export class ListenError extends Error {
 
 /**
  * `what`: "gRPC", "metrics", ...; `flag`: the option that sets the port, `hostFlag` the one that sets
- * the address; `cause`: the bind's error or its text.
+ * the address; `cause`: the bind's error or its text. Every port but the gRPC one can be turned off.
  */
 export function listenError(
   what: string,
@@ -19,6 +19,7 @@ export function listenError(
   cause: unknown,
   hostFlag = "--host",
 ): ListenError {
+  const off = flag === "--port" ? "" : `; ${flag} 0 turns it off`;
   const text = cause instanceof Error ? cause.message : String(cause);
   const code = /\b(EADDRINUSE|EACCES|EADDRNOTAVAIL|ENOTFOUND|EAI_AGAIN)\b/.exec(text)?.[1];
   const env = `CTM_${flag.slice(2).toUpperCase().replaceAll("-", "_")}`;
@@ -30,5 +31,5 @@ export function listenError(
         : code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_AGAIN"
           ? `this machine has no address ${host}; check ${hostFlag}`
           : `${text}; choose another ${flag} (or ${env})`;
-  return new ListenError(`cannot serve ${what} on ${host}:${port} (${flag}): ${why}`);
+  return new ListenError(`cannot serve ${what} on ${host}:${port} (${flag}): ${why}${off}`);
 }

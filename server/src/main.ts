@@ -2,7 +2,9 @@
  * `npm start`: serve every model in the models folder until SIGTERM or SIGINT.
  * Run with --help for the options.
  */
+import * as grpc from "@grpc/grpc-js";
 import { ConfigError, helpText, parseConfig } from "./config.ts";
+import { ListenError } from "./listenError.ts";
 import { createLogger } from "./logger.ts";
 import { startServer } from "./server.ts";
 
@@ -20,6 +22,14 @@ if (config === "help") {
 }
 
 const log = createLogger(config.logLevel);
+// grpc-js's own error lines go to the log as warnings, not raw to stderr; the one it writes when a
+// port cannot be bound is dropped, since the start-up error below says the same, naming the flag.
+grpc.setLogger({
+  error: (...args: unknown[]) => {
+    const text = args.map(String).join(" ");
+    if (!/No address added out of total/.test(text)) log.warn({ component: "grpc-js" }, text);
+  },
+});
 log.info({ config }, "starting");
 try {
   const server = await startServer(config, { logger: log });
@@ -42,6 +52,12 @@ try {
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 } catch (error) {
-  log.fatal({ err: error }, "could not start");
+  if (error instanceof ListenError) {
+    // A port in use is a mistake to correct, not a bug: one line, no stack.
+    log.fatal(error.message);
+    console.error(`ctm-serve: ${error.message}`);
+  } else {
+    log.fatal({ err: error }, "could not start");
+  }
   process.exit(1);
 }

@@ -6,6 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineObserver } from "./engine/modelEngine.ts";
+import { listenError } from "./listenError.ts";
 import { decodeCounts } from "./runtime/decodeSlots.ts";
 
 export class ServerMetrics {
@@ -156,7 +157,9 @@ export async function serveMetrics(
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (error) =>
+      reject(listenError("metrics", host, port, "--metrics-port", error, "--metrics-host")),
+    );
     server.listen(port, host, () => resolve());
   });
   return { server, port: (server.address() as AddressInfo).port };

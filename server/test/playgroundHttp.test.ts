@@ -188,7 +188,7 @@ describe("playground over HTTP", () => {
     await assert.rejects(
       startTestServer({ http: { host: "127.0.0.1", port: taken } }),
       new RegExp(
-        `cannot serve the playground on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE.*choose another --http-port, or 0`,
+        `cannot serve the playground on 127\\.0\\.0\\.1:${taken} \\(--http-port\\): the port is in use \\(another ctm-serve\\?\\); choose another --http-port \\(or CTM_HTTP_PORT\\), or stop what holds it; --http-port 0 turns it off$`,
       ),
     );
   });

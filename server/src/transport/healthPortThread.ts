@@ -41,6 +41,15 @@ const watch = setInterval(
   Math.max(10, Math.min(250, data.stallMs / 4)),
 );
 
+// This thread has grpc-js to itself: its line on a port it cannot bind repeats the error the main
+// thread reports, naming --health-port; anything else it says still goes to stderr.
+grpc.setLogger({
+  error: (...args: unknown[]) => {
+    const text = args.map(String).join(" ");
+    if (!/No address added out of total/.test(text)) console.error(text);
+  },
+});
+
 const server = new grpc.Server({
   "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
   ...connectionOptions(data.upkeep),

@@ -31,6 +31,7 @@ import { status as grpcStatus } from "@grpc/grpc-js";
 import type { ServerConfig } from "../config.ts";
 import { type ModelRegistry, nameOf } from "../engine/modelRegistry.ts";
 import { echo, ServerError } from "../engine/serverError.ts";
+import { listenError } from "../listenError.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import type { TokenTable } from "./authentication.ts";
@@ -276,11 +277,7 @@ export async function servePlayground(
 
   const port = await new Promise<number>((resolvePort, reject) => {
     server.once("error", (error) =>
-      reject(
-        new Error(
-          `cannot serve the playground on ${options.host}:${options.port}: ${error.message}; choose another --http-port, or 0 to turn it off`,
-        ),
-      ),
+      reject(listenError("the playground", options.host, options.port, "--http-port", error)),
     );
     server.listen(options.port, options.host, () => resolvePort((server.address() as AddressInfo).port));
   });
