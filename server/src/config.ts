@@ -6,6 +6,8 @@
  * CONFIG_OPTIONS is exported so that deployment manifests can be checked against it.
  */
 import { availableParallelism } from "node:os";
+import { ServerError } from "./engine/serverError.ts";
+import { parseVersionPolicies, type VersionPolicies } from "./engine/versionPolicy.ts";
 import { LOG_LEVELS, type LogLevel } from "./logger.ts";
 import { defaultDecodeSlots } from "./runtime/decodeSlots.ts";
 // Raster formats only: vector and document formats (SVG, PDF) would run interpreters on the input.
@@ -70,7 +72,21 @@ export interface ServerConfig {
   limits: RequestLimits;
   /** What a model folder that cannot be loaded does at start-up: stop the server, or be reported and skipped. */
   onModelError: ModelErrorPolicy;
+  /** Which model versions serve, and how that changes while the server runs (engine/modelControl.ts). */
+  modelControl: ModelControlConfig;
 }
+
+export interface ModelControlConfig {
+  mode: ModelControlMode;
+  /** poll: how often the models folder is read again. */
+  pollMs: number;
+  /** explicit: the models loaded at start-up; ["*"]: every one. */
+  loadModels: string[];
+  versionPolicies: VersionPolicies;
+}
+
+export const MODEL_CONTROL_MODES = ["none", "poll", "explicit"] as const;
+export type ModelControlMode = (typeof MODEL_CONTROL_MODES)[number];
 
 export const MODEL_ERROR_POLICIES = ["exit", "skip"] as const;
 export type ModelErrorPolicy = (typeof MODEL_ERROR_POLICIES)[number];
@@ -134,7 +150,11 @@ export type ConfigKey =
   | "imageFormats"
   | "maxTicks"
   | "maxConcurrentStreams"
-  | "onModelError";
+  | "onModelError"
+  | "modelControl"
+  | "repositoryPollMs"
+  | "loadModel"
+  | "versionPolicy";
 
 export interface ConfigOption {
   key: ConfigKey;
@@ -412,6 +432,37 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     description:
       "a model that fails to load at start-up: exit (the server does not start) or skip (serve the others; the broken one is reported not ready)",
   },
+  {
+    key: "modelControl",
+    flag: "--model-control",
+    env: "CTM_MODEL_CONTROL",
+    default: "none",
+    description:
+      "how the served models change while the server runs: none (what loaded at start-up serves until shutdown), poll (the models folder is read again every --repository-poll-ms: new versions load, removed ones unload, changed ones reload) or explicit (load and unload requests, RepositoryModelLoad / LoadModel)",
+  },
+  {
+    key: "repositoryPollMs",
+    flag: "--repository-poll-ms",
+    env: "CTM_REPOSITORY_POLL_MS",
+    default: "15000",
+    description: "with --model-control poll, how often the models folder is read again",
+  },
+  {
+    key: "loadModel",
+    flag: "--load-model",
+    env: "CTM_LOAD_MODEL",
+    default: "",
+    description:
+      "with --model-control explicit, the models loaded at start-up, comma-separated, or * for every one (default: none, as Triton's)",
+  },
+  {
+    key: "versionPolicy",
+    flag: "--version-policy",
+    env: "CTM_VERSION_POLICY",
+    default: "latest:1",
+    description:
+      'which versions of each model serve: latest, latest:N, all or specific:V[,V...]; per model after ";" as model=policy, e.g. "latest:2; maze-ctm=specific:1"',
+  },
 ];
 
 export class ConfigError extends Error {
@@ -549,7 +600,34 @@ export function parseConfig(
       maxConcurrentStreams: integer("maxConcurrentStreams", 1, 1_000_000),
     },
     onModelError: choice("onModelError", MODEL_ERROR_POLICIES),
+    modelControl: modelControlOf(),
   };
+
+  function modelControlOf(): ModelControlConfig {
+    const mode = choice("modelControl", MODEL_CONTROL_MODES);
+    const needs = (key: ConfigKey, wanted: ModelControlMode) => {
+      if (raw.has(key) && mode !== wanted) {
+        throw new ConfigError(
+          `${text(key).source} applies only with --model-control ${wanted}; ${text("modelControl").source} is ${mode}`,
+        );
+      }
+    };
+    needs("repositoryPollMs", "poll");
+    needs("loadModel", "explicit");
+    const loadModels = text("loadModel")
+      .value.split(",")
+      .map((m) => m.trim())
+      .filter((m) => m !== "");
+    let versionPolicies: VersionPolicies;
+    const policy = text("versionPolicy");
+    try {
+      versionPolicies = parseVersionPolicies(policy.value, policy.source);
+    } catch (error) {
+      if (error instanceof ServerError) throw new ConfigError(error.details);
+      throw error;
+    }
+    return { mode, pollMs: integer("repositoryPollMs", 10, 86_400_000), loadModels, versionPolicies };
+  }
 
   function tlsOf(): ServerConfig["tls"] {
     const cert = raw.has("tlsCert") ? nonEmpty("tlsCert") : null;

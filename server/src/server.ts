@@ -8,12 +8,12 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import type { ServerConfig } from "./config.ts";
-import { loadModels } from "./engine/modelLoading.ts";
+import { ModelControl } from "./engine/modelControl.ts";
 import { ModelRegistry, nameOf } from "./engine/modelRegistry.ts";
 import { listenError } from "./listenError.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { ServerMetrics, serveMetrics } from "./metrics.ts";
-import { discoverModelFolders, loadModelFolder } from "./model/modelFolder.ts";
+import { listRepository, loadModelFolder } from "./model/modelFolder.ts";
 import { setDecodeSlots } from "./runtime/decodeSlots.ts";
 import { defaultImagePixels } from "./runtime/imagePixelLimit.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
@@ -23,7 +23,9 @@ import { type HealthPort, serveHealthPort } from "./transport/healthPort.ts";
 import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
 import { createInferenceService } from "./transport/inferenceService.ts";
 import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts";
+import { checkInputFits } from "./transport/inputFit.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
+import { followModelSet } from "./transport/modelSetHealth.ts";
 import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { addReflectionService } from "./transport/reflectionService.ts";
@@ -49,6 +51,8 @@ export interface RunningServer {
   /** The health port (healthPort.ts); null when --health-port is 0. */
   healthPort: number | null;
   registry: ModelRegistry;
+  /** Model control: what serves, loading and unloading while the server runs. */
+  control: ModelControl;
   /** grpc.health.v1's record of what is serving (the health port mirrors it). */
   health: ServingHealth;
   /** Drains (up to `graceMs`, default config.graceMs) and stops. Safe to call more than once. */
@@ -75,6 +79,35 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     config.limits.maxImagePixels ||
     defaultImagePixels(inputs.filter((input) => input.kind === "image").map((input) => pixelsOf(input.shape)));
   const inflight = new InflightBytes(config.limits.maxInflightBytes);
+  const engineOptions = {
+    workers: config.workers,
+    workerNice: config.workerNice,
+    maxBatch: config.maxBatch,
+    maxQueue: config.maxQueue,
+    maxTicks: config.limits.maxTicks,
+    image: {
+      maxPixels: imagePixels,
+      maxSide: config.limits.maxImageSide,
+      formats: config.limits.imageFormats,
+    },
+    session: { provider: config.provider, threads: config.threads },
+  };
+  const control = new ModelControl(
+    registry,
+    {
+      modelsDir: config.modelsDir,
+      mode: config.modelControl.mode,
+      pollMs: config.modelControl.pollMs,
+      startupModels: config.modelControl.loadModels,
+      policies: config.modelControl.versionPolicies,
+      onModelError: config.onModelError,
+      engine: engineOptions,
+      graceMs: config.graceMs,
+      check: (definition) => checkInputFits(definition.manifest.name, definition.manifest.input, sizes),
+    },
+    log,
+    metrics.engine,
+  );
   setDecodeSlots(config.decodeSlots);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": sizes.maxMessageBytes,
@@ -134,6 +167,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   let playground: PlaygroundServer | undefined;
   let healthPort: HealthPort | undefined;
   const closeAll = async () => {
+    await control.close();
     await Promise.all(registry.all().map((engine) => engine.close()));
     server.forceShutdown();
     await playground?.close();
@@ -174,42 +208,16 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       );
     }
     await options.onListening?.(port);
-    const engineOptions = {
-      workers: config.workers,
-      workerNice: config.workerNice,
-      maxBatch: config.maxBatch,
-      maxQueue: config.maxQueue,
-      maxTicks: config.limits.maxTicks,
-      image: {
-        maxPixels: imagePixels,
-        maxSide: config.limits.maxImageSide,
-        formats: config.limits.imageFormats,
-      },
-      session: { provider: config.provider, threads: config.threads },
-    };
-    await loadModels(
-      registry,
-      { modelsDir: config.modelsDir, onModelError: config.onModelError, engine: engineOptions },
-      log,
-      metrics.engine,
-    );
+    await control.start();
   } catch (error) {
     await closeAll();
     throw error;
   }
   registry.markLoaded();
   let stopping: Promise<void> | undefined;
-  for (const model of registry.listed())
-    health.setStatus(
-      modelHealthService(nameOf(model)),
-      model.ready && !model.engine.failure ? "SERVING" : "NOT_SERVING",
-    );
-  // A model whose workers die and cannot be restarted reads NOT_SERVING until a restart succeeds.
-  for (const engine of registry.all()) {
-    engine.onFailureChange((failure) => {
-      if (!stopping) health.setStatus(modelHealthService(engine.name), failure ? "NOT_SERVING" : "SERVING");
-    });
-  }
+  // A model reads SERVING while a version of it serves: loaded, unloaded, or its workers dying and
+  // coming back, from the moment it changes.
+  followModelSet(registry, control, health, () => stopping !== undefined);
   health.setStatus("", "SERVING");
   health.setStatus(CTM_SERVICE, "SERVING");
   log.info(
@@ -223,6 +231,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       health.setStatus("", "NOT_SERVING");
       health.setStatus(CTM_SERVICE, "NOT_SERVING");
       for (const model of registry.listed()) health.setStatus(modelHealthService(nameOf(model)), "NOT_SERVING");
+      await control.close();
       await Promise.all(registry.all().map((engine) => engine.drain(graceMs)));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
@@ -242,6 +251,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     httpPort: playground?.port ?? null,
     healthPort: healthPort?.port ?? null,
     registry,
+    control,
     health,
     shutdown,
   };
@@ -253,13 +263,14 @@ function pixelsOf(shape: readonly number[]): number {
 }
 
 /**
- * The inputs of the models that will be served, from their manifests alone. A folder that cannot be
- * read is left out here: loading it reports the error (or stops the start) with the details.
+ * The inputs of every model version in the folder, from their manifests alone (any of them may be
+ * loaded while the server runs). A folder that cannot be read is left out here: loading it reports the
+ * error (or stops the start) with the details.
  */
 function servedInputs(modelsDir: string): ServedInput[] {
   let folders: string[];
   try {
-    folders = discoverModelFolders(modelsDir);
+    folders = listRepository(modelsDir).flatMap((model) => model.versions.map((v) => v.dir));
   } catch {
     return [];
   }

@@ -50,6 +50,12 @@ describe("server configuration", () => {
         maxConcurrentStreams: 256,
       },
       onModelError: "exit",
+      modelControl: {
+        mode: "none",
+        pollMs: 15000,
+        loadModels: [],
+        versionPolicies: { fallback: { kind: "latest", count: 1 }, models: new Map() },
+      },
     });
   });
 

@@ -1,85 +1,70 @@
 /**
- * Loads every model folder into the registry under one policy for the ones that cannot be loaded:
- * `exit` fails the start with the first error, `skip` records the model as failed (listed, not ready,
- * its calls UNAVAILABLE with the error) and serves the others.
+ * Loading model versions: each folder's manifest is read and checked first, then the engines of every
+ * version that parsed start together. Used for the start-up load and for every later load (a load
+ * request, a poll that found a new or changed version), under one rule for what fails: the error names
+ * the folder, the file and the problem, and the caller decides what a failure costs (modelControl.ts:
+ * at start-up under --on-model-error exit, the start; otherwise the version, listed with its error).
  *
- * Every manifest is parsed before any worker starts, so a broken manifest under `exit` costs no thread;
- * each worker then checks its graphs against the manifest as it opens them (runtime/graphContract.ts).
+ * Every manifest is parsed before any worker starts, so a broken manifest costs no thread; each worker
+ * then checks its graphs against the manifest as it opens them (runtime/graphContract.ts).
  */
-import type { ModelErrorPolicy } from "../config.ts";
-import { discoverModelFolders, loadModelFolder, type ModelDefinition } from "../model/modelFolder.ts";
+import { loadModelFolder, type ModelDefinition } from "../model/modelFolder.ts";
 import { type EngineLog, type EngineObserver, type EngineOptions, ModelEngine } from "./modelEngine.ts";
-import type { FailedModel, ModelRegistry } from "./modelRegistry.ts";
+import type { FailedModel } from "./modelRegistry.ts";
 
-export interface ModelLoadingOptions {
-  modelsDir: string;
-  onModelError: ModelErrorPolicy;
-  engine: EngineOptions;
+/** A version folder to load, and the observer its engine reports to. */
+export interface VersionToLoad {
+  dir: string;
+  observer: (definition: ModelDefinition) => EngineObserver | undefined;
 }
+
+export type LoadOutcome =
+  | { dir: string; engine: ModelEngine; definition: ModelDefinition }
+  | { dir: string; failed: FailedModel; error: unknown };
 
 /**
- * Fills `registry`. Throws when the models folder is unusable, when a model fails under `exit`, and
- * when no model at all could be loaded; engines already started stay in the registry for the caller
- * to close.
+ * Loads `versions`: parses every manifest (and `check`s it: a model the server's fixed bounds cannot
+ * serve fails here), then starts the engines of those that parsed, all at once. Never throws: each
+ * version comes back loaded or failed, in the order given.
  */
-export async function loadModels(
-  registry: ModelRegistry,
-  options: ModelLoadingOptions,
+export async function loadVersions(
+  versions: readonly VersionToLoad[],
+  engineOptions: EngineOptions,
   log: EngineLog,
-  observer: EngineObserver | undefined,
-): Promise<void> {
-  const fail = (dir: string, definition: ModelDefinition | undefined, error: unknown) => {
-    if (options.onModelError === "exit") throw error;
-    const failed = failedModel(dir, definition, error);
-    registry.addFailure(failed);
-    log.error(
-      { model: failed.name, version: failed.version, dir, err: error },
-      `model ${failed.name} failed to load and is not served (--on-model-error skip): ${failed.reason}`,
-    );
-  };
-
-  const parsed: ModelDefinition[] = [];
-  for (const dir of discoverModelFolders(options.modelsDir)) {
+  check: (definition: ModelDefinition) => void = () => {},
+): Promise<LoadOutcome[]> {
+  type Parsed = { version: VersionToLoad; definition: ModelDefinition } | { version: VersionToLoad; error: unknown };
+  const parsed = versions.map((version): Parsed => {
     try {
-      parsed.push(loadModelFolder(dir));
+      const definition = loadModelFolder(version.dir);
+      check(definition);
+      return { version, definition };
     } catch (error) {
-      fail(dir, undefined, error);
-    }
-  }
-  // Settled, not raced: under `exit` every engine that did start must reach the registry to be closed.
-  const started = await Promise.allSettled(
-    parsed.map((definition) => ModelEngine.start(definition, options.engine, log, observer)),
-  );
-  const errors: unknown[] = [];
-  started.forEach((outcome, i) => {
-    const definition = parsed[i] as ModelDefinition;
-    if (outcome.status === "fulfilled") {
-      const engine = outcome.value;
-      registry.add(engine);
-      const { name, version } = definition.manifest;
-      log.info(
-        {
-          model: name,
-          version,
-          dir: definition.dir,
-          threads: options.engine.session.threads,
-          provider: engine.provider,
-        },
-        "model loaded",
-      );
-    } else {
-      errors.push(outcome.reason);
-      if (options.onModelError === "skip") fail(definition.dir, definition, outcome.reason);
+      return { version, error };
     }
   });
-  if (errors.length > 0 && options.onModelError === "exit") throw errors[0];
-  if (registry.all().length === 0) {
-    const reasons = registry.failed().map((f) => `${f.name}/${f.version}: ${f.reason}`);
-    throw new Error(`no model in ${options.modelsDir} could be loaded: ${reasons.join("; ")}`);
-  }
+  // Settled, not raced: every engine that did start must reach the caller, to serve or be closed.
+  return Promise.all(
+    parsed.map(async (item): Promise<LoadOutcome> => {
+      const { dir } = item.version;
+      if ("error" in item) return { dir, failed: failedModel(dir, undefined, item.error), error: item.error };
+      const { definition } = item;
+      try {
+        const engine = await ModelEngine.start(definition, engineOptions, log, item.version.observer(definition));
+        const { name, version } = definition.manifest;
+        log.info(
+          { model: name, version, dir, threads: engineOptions.session.threads, provider: engine.provider },
+          "model loaded",
+        );
+        return { dir, engine, definition };
+      } catch (error) {
+        return { dir, failed: failedModel(dir, definition, error), error };
+      }
+    }),
+  );
 }
 
-function failedModel(dir: string, definition: ModelDefinition | undefined, error: unknown): FailedModel {
+export function failedModel(dir: string, definition: ModelDefinition | undefined, error: unknown): FailedModel {
   const [versionDir, nameDir] = dir.split(/[\\/]/).reverse();
   return {
     name: definition?.manifest.name ?? nameDir ?? dir,

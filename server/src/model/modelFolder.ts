@@ -1,8 +1,9 @@
 /**
  * A model is a folder that describes itself: `<models>/<name>/<version>/manifest.json` beside its ONNX
- * graphs, calibration and fixtures (Triton's model-repository layout). The server serves the highest
- * version of every model it finds.
+ * graphs, calibration and fixtures (Triton's model-repository layout). Which versions of a model are
+ * served is the version policy's choice (engine/versionPolicy.ts); this file finds them on disk.
  */
+import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Calibration, newestCalibrationFile, parseCalibration } from "./calibration.ts";
@@ -20,26 +21,82 @@ export interface ModelDefinition {
   tickPath: string;
 }
 
-/** Model folders to serve: the highest numeric version under every `<modelsDir>/<name>/`. */
-export function discoverModelFolders(modelsDir: string): string[] {
+/** One version folder of a model on disk. */
+export interface VersionFolder {
+  version: number;
+  dir: string;
+}
+
+/** A model folder on disk and its version folders (those with a manifest), highest version first. */
+export interface RepositoryModel {
+  name: string;
+  versions: VersionFolder[];
+}
+
+/**
+ * Every `<modelsDir>/<name>/` folder, by name, with its `<version>/` folders that hold a manifest
+ * (a version is a positive integer without leading zeros, as Triton's). A model folder with none is
+ * listed with none: it is in the repository, with nothing to serve. The folder names are the only
+ * model names that ever reach a path: a name a client sends is looked up here, never joined to one.
+ */
+export function listRepository(modelsDir: string): RepositoryModel[] {
   const root = resolve(modelsDir);
   if (!existsSync(root) || !statSync(root).isDirectory()) {
     throw new ModelFolderError(`models dir ${root} does not exist or is not a directory`);
   }
-  const found: string[] = [];
+  const models: RepositoryModel[] = [];
   for (const name of readdirSync(root).sort()) {
     const modelDir = join(root, name);
-    if (!statSync(modelDir).isDirectory()) continue;
+    // A folder removed between the listing and this look is simply not there.
+    if (!isDirectory(modelDir) || name.startsWith(".")) continue;
     const versions = readdirSync(modelDir)
-      .filter((v) => /^[1-9][0-9]*$/.test(v) && existsSync(join(modelDir, v, MANIFEST_FILE)))
-      .map(Number)
-      .sort((a, b) => b - a);
-    if (versions.length > 0) found.push(join(modelDir, String(versions[0])));
+      .filter((v) => /^[1-9][0-9]{0,8}$/.test(v) && existsSync(join(modelDir, v, MANIFEST_FILE)))
+      .map((v) => ({ version: Number(v), dir: join(modelDir, v) }))
+      .sort((a, b) => b.version - a.version);
+    models.push({ name, versions });
   }
+  return models;
+}
+
+/** Model folders to serve by default: the highest numeric version under every `<modelsDir>/<name>/`. */
+export function discoverModelFolders(modelsDir: string): string[] {
+  const found = listRepository(modelsDir).flatMap((model) => model.versions.slice(0, 1).map((v) => v.dir));
   if (found.length === 0) {
-    throw new ModelFolderError(`no models found in ${root}: expected <name>/<version>/${MANIFEST_FILE}`);
+    throw new ModelFolderError(`no models found in ${resolve(modelsDir)}: expected <name>/<version>/${MANIFEST_FILE}`);
   }
   return found;
+}
+
+/**
+ * What a version folder's files are now: their names, sizes and modification times (not their bytes:
+ * reading every graph on every poll would cost more than the poll is worth). A version whose
+ * fingerprint changed since it was loaded is reloaded. Subfolders (samples) are not part of it.
+ */
+export function versionFingerprint(dir: string): string {
+  const hash = createHash("sha256");
+  let entries: string[];
+  try {
+    entries = readdirSync(dir).sort();
+  } catch {
+    return "";
+  }
+  for (const entry of entries) {
+    try {
+      const stat = statSync(join(dir, entry));
+      if (stat.isFile()) hash.update(`${entry}\0${stat.size}\0${stat.mtimeMs}\n`);
+    } catch {
+      // Removed while we looked: it is not part of the folder any more.
+    }
+  }
+  return hash.digest("hex");
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** Reads and checks a model folder; errors name the file and the field. */

@@ -97,6 +97,7 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     auth: { tokens: [], tokensFile: null },
     limits: { ...defaults.limits },
     onModelError: "exit",
+    modelControl: defaults.modelControl,
     ...overrides,
   };
 }
