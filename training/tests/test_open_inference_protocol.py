@@ -284,7 +284,13 @@ def test_server_metadata(client):
     metadata = client.get_server_metadata(as_json=True)
     assert metadata["name"] == "ctm-serve"
     assert re.fullmatch(r"\d+\.\d+\.\d+", metadata["version"])
-    assert set(metadata["extensions"]) == {"classification", "model_configuration"}
+    assert set(metadata["extensions"]) == {
+        "classification",
+        "model_configuration",
+        "model_repository",
+        "statistics",
+        "binary_tensor_data",
+    }
 
 
 def test_model_metadata_comes_from_the_manifest(client):

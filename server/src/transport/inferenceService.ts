@@ -14,8 +14,6 @@
  * client takes no answers, the stream reads no more (HTTP/2 flow control then holds the client back).
  * A client that takes nothing for --stream-write-idle-ms loses the whole call, not one request.
  */
-import { setMaxListeners } from "node:events";
-import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
@@ -26,23 +24,23 @@ import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import { abortSignalOf, drained } from "./callLifetime.ts";
 import { type CallStatus, toStatus } from "./errorPolicy.ts";
-import { type DecodedInfer, decodeInferRequest, decodeRows, inV2Terms, MAX_ID_CHARS } from "./inferenceDecoding.ts";
-import {
-  answerView,
-  encodeInferResponse,
-  encodeModelConfig,
-  encodeModelMetadata,
-  hasHaltOutput,
-  type RowView,
-} from "./inferenceEncoding.ts";
+import { inV2Terms, MAX_ID_CHARS } from "./inferenceDecoding.ts";
+import { answerView, encodeInferResponse, encodeModelConfig, type RowView } from "./inferenceEncoding.ts";
 import type {
   ModelInferRequestMessage,
   ModelInferResponseMessage,
   ModelStreamInferResponseMessage,
 } from "./inferenceProtocol.ts";
 import { releaseMessage } from "./inflightBytes.ts";
-import { modelHealthService } from "./modelHealth.ts";
-import { throwIfUndecodable } from "./requestDecoding.ts";
+import { admitInfer, answerRows, type InferRows, inferJob } from "./oip/inferCall.ts";
+import {
+  describedModel,
+  modelMetadata,
+  modelReady,
+  type ServerMetadata,
+  serverMetadata,
+  serverReady,
+} from "./oip/modelDescription.ts";
 import { recordRequest } from "./requestMetrics.ts";
 import type { ServingHealth } from "./servingHealth.ts";
 
@@ -54,14 +52,6 @@ export interface InferenceServiceOptions {
   /** ServerMetadata's name and version; default: package.json's. */
   server?: { name: string; version: string };
 }
-
-const PACKAGE = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
-  name: string;
-  version: string;
-};
-
-/** What ServerMetadata lists: Triton's names for the extensions this server implements. */
-const EXTENSIONS = ["classification", "model_configuration"];
 
 interface ModelRef {
   name?: string;
@@ -78,89 +68,6 @@ export function createInferenceService(
   const record = (model: string, method: string, code: grpcStatus, started: number) =>
     recordRequest(registry, metrics, model, method, code, started);
 
-  /** The engine a request names, and its rows; every check that needs no compute. */
-  function admit(request: ModelInferRequestMessage): { decoded: DecodedInfer; engine: ModelEngine; rows: RowsOf } {
-    throwIfUndecodable(request, "inference.ModelInferRequest");
-    const decoded = decodeInferRequest(request);
-    const engine = registry.get(decoded.model, decoded.version, "model_name");
-    const { manifest } = engine.definition;
-    const classes = manifest.output.labels.length;
-    if (decoded.classification > 0 && (manifest.output.shape.length !== 1 || decoded.classification > classes)) {
-      throw invalidArgument(
-        manifest.output.shape.length !== 1
-          ? `outputs[].parameters.classification needs a [classes] output; model ${engine.name}'s is [${manifest.output.shape.join(", ")}]`
-          : `outputs[].parameters.classification must be in [1, ${classes}] for model ${engine.name}, got ${decoded.classification}`,
-      );
-    }
-    const named = (request.outputs ?? []).findIndex((output) => output.name === "halt");
-    if (named >= 0 && !hasHaltOutput(engine)) {
-      throw invalidArgument(
-        `outputs[${named}].name halt: model ${engine.name} has no halting head (its manifest declares no outputs.halt), so it has no halt output`,
-      );
-    }
-    const rows = decodeRows(request, manifest.input, engine.name, options.maxBatch);
-    return { decoded, engine, rows };
-  }
-
-  /** The job of one row: the same ClassifyJob ctm.v1 builds, with every class reported. */
-  function jobOf(engine: ModelEngine, decoded: DecodedInfer, input: RowsOf[number], streamTicks: boolean) {
-    return {
-      input,
-      policy: decoded.policy,
-      topK: engine.definition.manifest.output.labels.length,
-      streamTicks,
-      pacedByReader: streamTicks,
-      // The v2 protocol has no field for it; ctm.v1's include_attention is the way to ask.
-      includeAttention: false,
-    };
-  }
-
-  /** Runs every row to its answer; the first failure aborts the rest and is thrown in v2 terms. */
-  async function answerRows(
-    engine: ModelEngine,
-    decoded: DecodedInfer,
-    rows: RowsOf,
-    signal: AbortSignal,
-  ): Promise<InferenceResult[]> {
-    const rowsAbort = new AbortController();
-    // Each row listens to it a few times over (the engine, its input's preparation); 64 rows are not a leak.
-    setMaxListeners(4 * rows.length + 8, rowsAbort.signal);
-    const stop = () => rowsAbort.abort(signal.reason);
-    signal.addEventListener("abort", stop, { once: true });
-    try {
-      return await Promise.all(
-        rows.map(async (input, row) => {
-          try {
-            let result: InferenceResult | undefined;
-            for await (const event of engine.classify(jobOf(engine, decoded, input, false), rowsAbort.signal)) {
-              result = event.result ?? result;
-            }
-            if (!result) throw new Error("ModelInfer: a row finished without a result. This is a bug.");
-            return result;
-          } catch (error) {
-            const refusal = inV2Terms(error, row);
-            if (!rowsAbort.signal.aborted) rowsAbort.abort(refusal);
-            throw refusal;
-          }
-        }),
-      );
-    } catch {
-      // The first failure is the call's, not the cancellations it caused in the other rows.
-      throw signal.aborted ? signal.reason : rowsAbort.signal.reason;
-    } finally {
-      signal.removeEventListener("abort", stop);
-    }
-  }
-
-  function modelOrFailure(ref: ModelRef): ModelEngine {
-    if (ref.version && !/^[1-9][0-9]{0,8}$/.test(ref.version)) {
-      throw invalidArgument(
-        `version must be empty (the loaded version) or a positive integer, got ${JSON.stringify(ref.version)}`,
-      );
-    }
-    return registry.get(ref.name ?? "", Number(ref.version || 0), "name");
-  }
-
   /** A unary description call: its answer, or its refusal through the error policy. */
   function describe<T>(
     method: string,
@@ -171,7 +78,7 @@ export function createInferenceService(
     const started = performance.now();
     const model = call.request.name ?? "";
     try {
-      callback(null, answer(modelOrFailure(call.request)));
+      callback(null, answer(describedModel(registry, call.request.name, call.request.version)));
       record(model, method, grpcStatus.OK, started);
     } catch (error) {
       const status = toStatus(error, log, { method, model });
@@ -187,27 +94,20 @@ export function createInferenceService(
     },
 
     ServerReady(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<{ ready: boolean }>) {
-      callback(null, { ready: health.statusOf("") === "SERVING" });
+      callback(null, { ready: serverReady(health) });
     },
 
     ModelReady(call: grpc.ServerUnaryCall<ModelRef, unknown>, callback: grpc.sendUnaryData<{ ready: boolean }>) {
       const { name = "", version = "" } = call.request;
-      const serving = name !== "" && health.statusOf(modelHealthService(name)) === "SERVING";
-      // A version that is not the loaded one is not ready, as an unknown model is not.
-      const loaded = registry.all().find((engine) => engine.name === name)?.definition.manifest.version;
-      callback(null, { ready: serving && (version === "" || version === String(loaded)) });
+      callback(null, { ready: modelReady(registry, health, name, version) });
     },
 
-    ServerMetadata(
-      _call: grpc.ServerUnaryCall<unknown, unknown>,
-      callback: grpc.sendUnaryData<{ name: string; version: string; extensions: string[] }>,
-    ) {
-      const { name, version } = options.server ?? PACKAGE;
-      callback(null, { name, version, extensions: EXTENSIONS });
+    ServerMetadata(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<ServerMetadata>) {
+      callback(null, serverMetadata(options.server));
     },
 
     ModelMetadata(call: grpc.ServerUnaryCall<ModelRef, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      describe("ModelMetadata", call, callback, encodeModelMetadata);
+      describe("ModelMetadata", call, callback, (engine) => modelMetadata(registry, engine));
     },
 
     ModelConfig(call: grpc.ServerUnaryCall<ModelRef, unknown>, callback: grpc.sendUnaryData<unknown>) {
@@ -222,7 +122,7 @@ export function createInferenceService(
       const { signal, throwIfGone, dispose } = abortSignalOf(call);
       let model = call.request.model_name ?? "";
       try {
-        const { decoded, engine, rows } = admit(call.request);
+        const { decoded, engine, rows } = admitInfer(registry, call.request, options.maxBatch);
         model = engine.name;
         const results = await answerRows(engine, decoded, rows, signal);
         throwIfGone();
@@ -273,14 +173,14 @@ export function createInferenceService(
         let model = request.model_name ?? "";
         let failure: CallStatus | undefined;
         try {
-          const { decoded, engine, rows } = admit(request);
+          const { decoded, engine, rows } = admitInfer(registry, request, options.maxBatch);
           model = engine.name;
           if (rows.length !== 1) {
             throw invalidArgument(
               `inputs[0].shape[0] (the batch) must be 1 for ModelStreamInfer, which answers with one response per tick; got ${rows.length} (send a batch to ModelInfer, or one request per row)`,
             );
           }
-          const job = jobOf(engine, decoded, rows[0] as RowsOf[number], true);
+          const job = inferJob(engine, decoded, rows[0] as InferRows[number], true);
           for await (const event of engine.classify(job, signal)) {
             const view = streamView(event.tick, event.result);
             if (!view) continue;
@@ -315,8 +215,6 @@ export function createInferenceService(
     },
   };
 }
-
-type RowsOf = ReturnType<typeof decodeRows>;
 
 /** A stream's response row: the tick it reports, or, should the answer come alone, the answer. */
 function streamView(tick: TickReport | undefined, result: InferenceResult | undefined): RowView | undefined {
