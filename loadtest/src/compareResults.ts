@@ -1,5 +1,5 @@
 /**
- * Compare mode: two result files side by side, point by point (matched on call, load and threshold),
+ * Compare mode: two result files side by side, point by point (matched on call, load and halting rule),
  * with the change of every headline figure, e.g. before and after a server change.
  */
 import type { LoadtestResult, PointResult } from "./loadtestResult.ts";

@@ -3,7 +3,8 @@
  * Times are milliseconds unless a name says otherwise; rates are per second.
  */
 import { readFileSync } from "node:fs";
-import type { Budget, CallKind, Load } from "./sweepPlan.ts";
+import type { HaltSignal } from "../../server/src/model/calibration.ts";
+import type { Budget, CallKind, Load, Rule, RuleTarget } from "./sweepPlan.ts";
 
 export const RESULT_SCHEMA = "ctm-loadtest/1";
 
@@ -31,7 +32,10 @@ export interface TickSummary {
   histogram: number[];
 }
 
-/** The model's own calibration at this threshold, when its grid has it (another split than the samples). */
+/**
+ * The model's own calibration of the point's signal at its threshold, when its grid has it (another
+ * split than the samples).
+ */
 export interface CalibrationReference {
   split: string;
   accuracy: number;
@@ -41,7 +45,11 @@ export interface CalibrationReference {
 
 export interface PointResult {
   call: CallKind;
+  /** The signal the threshold is on; absent in files from before halting signals: certainty. */
+  signal?: HaltSignal;
   threshold: number;
+  /** Set when the point's requests sent this target, which the server resolved to `threshold`. */
+  target?: RuleTarget;
   load: Load;
   /** Calls finished in the measured window: ok plus every error. */
   requests: number;
@@ -108,7 +116,11 @@ export interface LoadtestResult {
   settings: {
     calls: CallKind[];
     thresholds: number[];
-    /** Set when requests sent a target instead of a threshold; `threshold` is the one the server used. */
+    /** The signals halted on (absent in files from before halting signals: certainty). */
+    signals?: HaltSignal[];
+    /** Set when requests sent targets: each target on each signal, with the threshold the server used. */
+    targets?: Rule[];
+    /** Files from before several targets: the one target requests sent, and the threshold it ran at. */
     target?: { kind: "accuracy" | "consistency"; value: number; confidence: number; threshold: number; met: boolean };
     loads: Load[];
     budget: Budget;

@@ -1,5 +1,5 @@
 /**
- * `npm run loadtest -- [run] [options]` sweeps certainty thresholds x load against a running server and
+ * `npm run loadtest -- [run] [options]` sweeps halting rules x load against a running server and
  * writes result.json, results.csv, summary.md and PNG plots; `npm run loadtest -- compare A B` puts
  * two result files side by side; `report A` redraws a result's table and plots. --help lists every option.
  *
@@ -15,7 +15,6 @@ import { ProgressBar } from "./progressBar.ts";
 import { writeResultFiles } from "./resultFiles.ts";
 import { summaryMarkdown } from "./summaryMarkdown.ts";
 import { runSweep } from "./sweep.ts";
-import { planPoints } from "./sweepPlan.ts";
 
 async function main(command: Exclude<Command, "help">, argv: string[]): Promise<void> {
   if (command.kind === "compare") {
@@ -42,7 +41,9 @@ async function main(command: Exclude<Command, "help">, argv: string[]): Promise<
   };
   process.on("SIGINT", onSigint);
   try {
-    const points = planPoints(options.calls, options.loads, options.thresholds).length;
+    // One rule per threshold (or target) and signal; targets are resolved once the run has started.
+    const rules = (options.target?.values ?? options.thresholds).length * (options.signals?.length ?? 1);
+    const points = options.calls.length * options.loads.length * rules;
     const progress = new ProgressBar(process.stderr, points, options.progress);
     const result = await runSweep(options, { progress, signal: abort.signal, argv });
     const files = await writeResultFiles(result, options.out, options.plots);

@@ -2,10 +2,11 @@
  * Command line of `npm run loadtest`: every flag and environment variable is read here. Errors name
  * the flag and the value given.
  */
+import { HALT_SIGNALS, type HaltSignal } from "../../server/src/model/calibration.ts";
 import { ARRIVALS, type Arrival, type Budget, CALL_KINDS, type CallKind, type Load } from "./sweepPlan.ts";
 
 export const USAGE = `Usage:
-  npm run loadtest -- [run] [options]          sweep thresholds x load against a running server
+  npm run loadtest -- [run] [options]          sweep halting rules x load against a running server
   npm run loadtest -- compare A.json B.json    put two result files side by side
   npm run loadtest -- report A.json [--out D]  rewrite a result's CSV, summary and plots (default: beside it)
 
@@ -22,10 +23,14 @@ Target
   --connections <n>          HTTP/2 connections the calls are spread over (default 1)
 
 Sweep
-  --thresholds <list>        certainty thresholds in (0, 1] (default 0.5,0.8,0.9,0.95,0.99,1)
-  --target-accuracy <a>      instead of --thresholds: send halt_policy.target_accuracy; the sweep runs at
-                             the threshold the server certifies for it (asked once before the sweep)
-  --target-consistency <c>   the same with halt_policy.target_consistency
+  --thresholds <list>        thresholds in (0, 1] on each --signal (default 0.5,0.8,0.9,0.95,0.99,1)
+  --signal <list>            the signals to halt on: certainty, halt (a model with a halting head), or
+                             certainty,halt for both side by side (default: certainty; with a target,
+                             the signal the server certifies it on, the model's best)
+  --target-accuracy <list>   instead of --thresholds: send halt_policy.target_accuracy, one point per
+                             target and signal, each at the threshold the server certifies for it
+                             (asked once per target and signal before the sweep)
+  --target-consistency <list>  the same with halt_policy.target_consistency
   --target-confidence <p>    with a target: halt_policy.target_confidence (default: the server's, 0.95)
   --concurrency <list>       closed loop: callers in flight (default 1,4,16 unless --rate is given)
   --rate <list>              open loop: requests per second, latency from the scheduled send time
@@ -37,9 +42,11 @@ Sweep
   --warmup-requests <n>      instead of --warmup: this many unmeasured requests
   --timeout-ms <n>           deadline of each call (default 30000)
   --seed <n>                 seed of the Poisson arrivals (default 1)
-  --compare-thresholds       summarise what each threshold buys against the highest one: answers/s,
-                             p50/p99, mean ticks, accuracy, and the throughput gained against the gain
-                             the server's graph time predicts (needs --metrics for the prediction)
+  --compare-thresholds       summarise what each threshold buys against the highest one on its signal:
+                             answers/s, p50/p99, mean ticks, accuracy, and the throughput gained against
+                             the gain the server's graph time predicts (needs --metrics for the
+                             prediction); with targets and --signal certainty,halt, also the two
+                             signals side by side at each target, with a plot
   --metrics <url>            the server's Prometheus endpoint (e.g. http://127.0.0.1:9464/metrics):
                              record its encoder and tick-graph time per answer at every point
 
@@ -71,7 +78,9 @@ export interface RunOptions {
   token: string | undefined;
   connections: number;
   thresholds: number[];
-  /** Set with --target-accuracy or --target-consistency: requests send it instead of a threshold. */
+  /** --signal; null when not given (thresholds: certainty; targets: the server's choice). */
+  signals: HaltSignal[] | null;
+  /** Set with --target-accuracy or --target-consistency: requests send them instead of a threshold. */
   target: TargetOption | null;
   calls: CallKind[];
   loads: Load[];
@@ -91,7 +100,7 @@ export interface RunOptions {
 
 export interface TargetOption {
   kind: "accuracy" | "consistency";
-  value: number;
+  values: number[];
   /** 0: the server's default. */
   confidence: number;
 }
@@ -196,6 +205,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
     "--token",
     "--connections",
     "--thresholds",
+    "--signal",
     "--target-accuracy",
     "--target-consistency",
     "--target-confidence",
@@ -251,9 +261,22 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
       ? null
       : {
           kind: targetKind,
-          value: targetValue(`--target-${targetKind}`, get(`--target-${targetKind}`) as string),
+          values: distinct(
+            list(`--target-${targetKind}`, get(`--target-${targetKind}`) as string, (v) =>
+              targetValue(`--target-${targetKind}`, v),
+            ),
+          ),
           confidence: given.has("--target-confidence") ? confidence(get("--target-confidence") as string) : 0,
         };
+  const signals = given.has("--signal")
+    ? distinct(
+        list("--signal", get("--signal") as string, (text) => {
+          if (!(HALT_SIGNALS as readonly string[]).includes(text))
+            throw new UsageError(`--signal takes ${HALT_SIGNALS.join(", ")}, got ${JSON.stringify(text)}`);
+          return text as HaltSignal;
+        }),
+      )
+    : null;
 
   const tlsCa = get("--tls-ca");
   const tlsCert = get("--tls-cert");
@@ -318,8 +341,15 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
     throw new UsageError(`--seed must be a non-negative integer, got ${JSON.stringify(seedText)}`);
 
   const compareThresholds = switches.has("--compare-thresholds");
-  if (compareThresholds && thresholds.length < 2)
-    throw new UsageError(`--compare-thresholds needs at least 2 --thresholds, got ${thresholds.join(",")}`);
+  const rules = (target ? target.values.length : thresholds.length) * (signals?.length ?? 1);
+  if (compareThresholds && rules < 2) {
+    const given_ = target
+      ? `--target-${target.kind} ${target.values.join(",")}`
+      : `--thresholds ${thresholds.join(",")}`;
+    throw new UsageError(
+      `--compare-thresholds needs at least 2 ${target ? "targets" : "--thresholds"}, or --signal certainty,halt; got ${given_}${signals ? ` on ${signals.join(",")}` : ""}`,
+    );
+  }
   const metricsUrl = get("--metrics");
   if (metricsUrl !== undefined && !/^https?:\/\/[^/]+/.test(metricsUrl))
     throw new UsageError(`--metrics must be an http:// URL, got ${JSON.stringify(metricsUrl)}`);
@@ -339,6 +369,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
       token,
       connections: positiveInteger("--connections", get("--connections") ?? "1"),
       thresholds,
+      signals,
       target,
       calls,
       loads,

@@ -119,7 +119,9 @@ export class PointRecorder {
   finish(elapsedS: number, offeredRps: number | null, clientCpuCores: number): PointResult {
     return {
       call: this.spec.call,
+      signal: this.spec.signal ?? "certainty",
       threshold: this.spec.threshold,
+      ...(this.spec.target && { target: this.spec.target }),
       load: this.spec.load,
       requests: this.requests,
       ok: this.ok,

@@ -1,11 +1,12 @@
 /**
- * summary.md: a run as Markdown tables, ready to paste into docs. First what a threshold buys
- * (accuracy and ticks, the same under any load), then what it costs under each load (latency and
- * throughput, one table per call kind), then every point in full.
+ * summary.md: a run as Markdown tables, ready to paste into docs. First what a halting rule (a
+ * threshold, or a target, on a signal) buys (accuracy and ticks, the same under any load), then what
+ * it costs under each load (latency and throughput, one table per call kind), then every point in full.
  */
 import { type LoadtestResult, type PointResult, pooled } from "./loadtestResult.ts";
 import { percentileOfCounts } from "./pointRecorder.ts";
-import { type CallKind, type Load, loadLabel } from "./sweepPlan.ts";
+import { signalComparisonTable, signalsCompared } from "./signalComparison.ts";
+import { type CallKind, type Load, loadLabel, ruleLabel, rulesOf, sameRule } from "./sweepPlan.ts";
 import { thresholdComparisonTable } from "./thresholdComparison.ts";
 
 const percent = (value: number | null | undefined) =>
@@ -21,16 +22,21 @@ function loadName(load: Load): string {
   return load.kind === "closed" ? `c=${load.concurrency}` : `${load.rate}/s ${load.arrival}`;
 }
 
-/** Accuracy, ticks and halting per threshold, pooled over every call and load. */
+/** "threshold" while every rule is a certainty threshold (as before halting signals), else "rule". */
+function ruleHeader(result: LoadtestResult): string {
+  return rulesOf(result.points).every((r) => r.signal === "certainty" && !r.target) ? "threshold" : "rule";
+}
+
+/** Accuracy, ticks and halting per rule, pooled over every call and load. */
 export function thresholdTable(result: LoadtestResult): string {
   const split = result.points.find((p) => p.calibration)?.calibration?.split;
-  const rows = result.settings.thresholds.flatMap((t) => {
-    const points = result.points.filter((p) => p.threshold === t);
+  const rows = rulesOf(result.points).flatMap((rule) => {
+    const points = result.points.filter((p) => sameRule(p, rule));
     if (points.length === 0) return [];
     const all = pooled(points);
     const calibration = points.find((p) => p.calibration)?.calibration ?? null;
     const row = [
-      String(t),
+      ruleLabel(rule),
       percent(all.accuracy),
       all.meanTicks.toFixed(2),
       [50, 90, 99].map((q) => percentileOfCounts(all.ticks, q)).join(" / "),
@@ -41,14 +47,21 @@ export function thresholdTable(result: LoadtestResult): string {
       split ? [...row, percent(calibration?.accuracy), calibration ? calibration.meanTicks.toFixed(2) : "-"] : row,
     ];
   });
-  const header = ["threshold", "accuracy", "mean ticks", "ticks p50 / p90 / p99", "halted on threshold", "answers"];
+  const header = [
+    ruleHeader(result),
+    "accuracy",
+    "mean ticks",
+    "ticks p50 / p90 / p99",
+    "halted on threshold",
+    "answers",
+  ];
   return table(
     split ? [...header, `calibration accuracy (${split})`, `calibration mean ticks (${split})`] : header,
     rows,
   );
 }
 
-/** Thresholds down, loads across; each cell p50 / p99 latency and throughput (and first tick for streams). */
+/** Rules down, loads across; each cell p50 / p99 latency and throughput (and first tick for streams). */
 export function latencyTable(result: LoadtestResult, call: CallKind): string | null {
   const points = result.points.filter((p) => p.call === call);
   if (points.length === 0) return null;
@@ -59,11 +72,11 @@ export function latencyTable(result: LoadtestResult, call: CallKind): string | n
     const first = p.firstTickMs ? ` (1st tick ${ms(p.firstTickMs.p50)})` : "";
     return `${ms(p.latencyMs.p50)} / ${ms(p.latencyMs.p99)}${first} · ${p.throughputRps.toFixed(0)}/s${errors ? ` · ${errors} err` : ""}`;
   };
-  const rows = result.settings.thresholds.map((t) => [
-    String(t),
-    ...loads.map((load) => cell(points.find((p) => p.threshold === t && loadLabel(p.load) === loadLabel(load)))),
+  const rows = rulesOf(result.points).map((rule) => [
+    ruleLabel(rule),
+    ...loads.map((load) => cell(points.find((p) => sameRule(p, rule) && loadLabel(p.load) === loadLabel(load)))),
   ]);
-  return table(["threshold", ...loads.map(loadName)], rows);
+  return table([ruleHeader(result), ...loads.map(loadName)], rows);
 }
 
 /** Every point, every headline figure. */
@@ -73,7 +86,7 @@ export function pointTable(result: LoadtestResult): string {
     return [
       p.call,
       loadName(p.load),
-      String(p.threshold),
+      ruleLabel(p),
       String(p.ok) + (errors ? ` (+${errors} err: ${Object.keys(p.errors).join(", ")})` : ""),
       p.throughputRps.toFixed(1),
       p.latencyMs.p50.toFixed(1),
@@ -92,7 +105,7 @@ export function pointTable(result: LoadtestResult): string {
     [
       "call",
       "load",
-      "threshold",
+      ruleHeader(result),
       "answers",
       "answers/s",
       "p50 ms",
@@ -110,15 +123,23 @@ export function pointTable(result: LoadtestResult): string {
   );
 }
 
-/** Requests that sent a target: what they asked for and the threshold it resolved to. */
+/** Requests that sent targets: what they asked for and the threshold each resolved to, on which signal. */
 function targetSentence(result: LoadtestResult): string {
-  const target = result.settings.target;
+  const { target, targets } = result.settings;
+  const sentence = (t: { kind: string; value: number; confidence: number; met: boolean }, threshold: number) => {
+    const confidence = t.confidence > 0 ? t.confidence : "the server's default";
+    return `target_${t.kind} ${t.value} (confidence ${confidence}), which the server ran at threshold ${threshold}`;
+  };
+  if (targets?.length) {
+    return ` Requests sent ${targets
+      .map(
+        (r) =>
+          `${sentence(r.target as NonNullable<typeof r.target>, r.threshold)} on ${r.signal} (guarantee ${r.target?.met ? "met" : "not met"})`,
+      )
+      .join("; ")}.`;
+  }
   if (!target) return "";
-  const confidence = target.confidence > 0 ? target.confidence : "the server's default";
-  return (
-    ` Requests sent target_${target.kind} ${target.value} (confidence ${confidence}), which the server ran at ` +
-    `threshold ${target.threshold} (guarantee ${target.met ? "met" : "not met"}).`
-  );
+  return ` Requests sent ${sentence(target, target.threshold)} (guarantee ${target.met ? "met" : "not met"}).`;
 }
 
 export function summaryMarkdown(result: LoadtestResult): string {
@@ -129,7 +150,7 @@ export function summaryMarkdown(result: LoadtestResult): string {
       `${environment.loadAverage.start[0]?.toFixed(2)} at the start and ${environment.loadAverage.end[0]?.toFixed(2)} at the end.` +
       (result.interrupted ? " Interrupted: not every point ran." : "") +
       targetSentence(result),
-    "**Accuracy and ticks by threshold** (all calls and loads together)",
+    `**Accuracy and ticks by ${ruleHeader(result)}** (all calls and loads together)`,
     thresholdTable(result),
   ];
   for (const call of ["unary", "stream"] as const) {
@@ -142,8 +163,14 @@ export function summaryMarkdown(result: LoadtestResult): string {
     }
   }
   if (result.settings.compareThresholds) {
+    if (signalsCompared(result)) {
+      sections.push(
+        "**Signals compared** (at each target, the signals side by side under the same call and load; the last columns are halt's against certainty's)",
+        signalComparisonTable(result),
+      );
+    }
     sections.push(
-      "**Thresholds compared** (each against the highest under the same call and load; predicted from the server's graph time per answer)",
+      "**Thresholds compared** (each against the highest on its signal under the same call and load; predicted from the server's graph time per answer)",
       thresholdComparisonTable(result),
     );
   }

@@ -5,7 +5,12 @@
 import { setMaxListeners } from "node:events";
 import { arch, cpus, loadavg, platform } from "node:os";
 import * as grpc from "@grpc/grpc-js";
-import type { HaltPolicyMessage, ModelInfoMessage } from "../../server/src/transport/protocol.ts";
+import type { HaltSignal } from "../../server/src/model/calibration.ts";
+import {
+  HALT_SIGNAL_NAMES,
+  type HaltPolicyMessage,
+  type ModelInfoMessage,
+} from "../../server/src/transport/protocol.ts";
 import { type Drive, type DriveOptions, driveClosedLoop } from "./closedLoop.ts";
 import { CtmConnection } from "./connection.ts";
 import { makeCaller } from "./ctmCaller.ts";
@@ -16,7 +21,7 @@ import { PointRecorder } from "./pointRecorder.ts";
 import type { ProgressBar } from "./progressBar.ts";
 import { loadSamples, type Sample, type SampleSet } from "./samples.ts";
 import { graphTimeBetween, readGraphCounters } from "./serverGraphTime.ts";
-import { type Budget, budgetLabel, loadLabel, type PointSpec, planPoints } from "./sweepPlan.ts";
+import { type Budget, budgetLabel, loadLabel, type PointSpec, planPoints, type Rule, ruleLabel } from "./sweepPlan.ts";
 
 export interface SweepHooks {
   progress: ProgressBar;
@@ -29,8 +34,14 @@ export interface SweepHooks {
 const CONNECT_TIMEOUT_MS = 10_000;
 const PROGRESS_INTERVAL_MS = 200;
 
-function calibrationAt(model: ModelInfoMessage, threshold: number): CalibrationReference | null {
-  const point = model.calibration?.thresholds.find((p) => Math.abs(p.threshold - threshold) < 1e-9);
+/** The model's calibration of the rule's signal at its threshold, when its grid has it. */
+function calibrationAt(model: ModelInfoMessage, rule: Rule): CalibrationReference | null {
+  const signal = HALT_SIGNAL_NAMES[rule.signal ?? "certainty"];
+  // Servers from before halting signals list certainty's thresholds only, at the top level.
+  const thresholds =
+    model.calibration?.signals?.find((s) => s.signal === signal)?.thresholds ??
+    (signal === "HALT_SIGNAL_CERTAINTY" ? model.calibration?.thresholds : undefined);
+  const point = thresholds?.find((p) => Math.abs(p.threshold - rule.threshold) < 1e-9);
   if (!model.calibration || !point) return null;
   return {
     split: model.calibration.split,
@@ -66,7 +77,7 @@ function describePoint(point: PointResult): string {
   const errors = point.requests - point.ok;
   const accuracy = point.accuracy === null ? "" : ` acc ${(point.accuracy * 100).toFixed(1)}%`;
   return (
-    `${point.call} ${loadLabel(point.load)} t=${point.threshold}: ${point.ok} ok${errors ? `, ${errors} errors` : ""}, ` +
+    `${point.call} ${loadLabel(point.load)} t=${ruleLabel(point)}: ${point.ok} ok${errors ? `, ${errors} errors` : ""}, ` +
     `${point.throughputRps.toFixed(1)}/s, p50 ${point.latencyMs.p50.toFixed(1)} ms, p99 ${point.latencyMs.p99.toFixed(1)} ms, ` +
     `ticks ${point.ticks.mean.toFixed(2)}${accuracy}`
   );
@@ -95,10 +106,13 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
     }
     const sampleSet = resolveSamples(options, model);
     const maxTicks = model.default_policy.max_ticks || model.trained_ticks;
-    const target = options.target ? await resolveTarget(connection, model, sampleSet, options) : null;
-    const thresholds = target ? [target.threshold] : options.thresholds;
-    if (target) progress.log(target.description);
-    const plan = planPoints(options.calls, options.loads, thresholds);
+    checkSignals(options, model);
+    const rules = options.target
+      ? await resolveTargets(connection, model, sampleSet, options, (line) => progress.log(line))
+      : (options.signals ?? ["certainty"]).flatMap((signal) =>
+          options.thresholds.map((threshold): Rule => ({ signal, threshold })),
+        );
+    const plan = planPoints(options.calls, options.loads, rules);
     const perPoint = (budget: Budget | null) => (budget?.kind === "duration" ? budget.seconds : 0);
     progress.log(
       `${model.name}/${model.version} at ${options.address} (${model.provider}), ${sampleSet.samples.length} samples ` +
@@ -117,10 +131,10 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
         version: model.version,
         call: spec.call,
         threshold: spec.threshold,
-        policy: target?.policy,
+        policy: haltPolicyOf(spec, options),
         timeoutMs: options.timeoutMs,
       });
-      const label = `${spec.call} ${loadLabel(spec.load)} t=${spec.threshold}`;
+      const label = `${spec.call} ${loadLabel(spec.load)} t=${ruleLabel(spec)}`;
       const phase = async (budget: Budget, recorder: PointRecorder | null) => {
         let done = 0;
         const started = performance.now();
@@ -147,7 +161,7 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
       };
       if (options.warmup) await phase(options.warmup, null);
       if (signal.aborted) break;
-      const recorder = new PointRecorder(spec, maxTicks, calibrationAt(model, spec.threshold));
+      const recorder = new PointRecorder(spec, maxTicks, calibrationAt(model, spec));
       const graphBefore = options.metricsUrl ? await readGraphCounters(options.metricsUrl) : undefined;
       const cpuBefore = process.cpuUsage();
       const measured = await phase(options.budget, recorder);
@@ -193,8 +207,9 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
       samples: { source: sampleSet.source, count: sampleSet.samples.length, labelled: sampleSet.labelled },
       settings: {
         calls: options.calls,
-        thresholds,
-        ...(target ? { target: { ...target.option, threshold: target.threshold, met: target.met } } : {}),
+        thresholds: [...new Set(rules.map((r) => r.threshold))],
+        signals: [...new Set(rules.map((r) => r.signal ?? "certainty"))],
+        ...(options.target ? { targets: rules } : {}),
         loads: options.loads,
         budget: options.budget,
         warmup: options.warmup,
@@ -210,52 +225,84 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
   }
 }
 
-interface ResolvedTarget {
-  option: TargetOption;
-  policy: HaltPolicyMessage;
-  threshold: number;
-  met: boolean;
-  description: string;
+/** What a point's requests send: its threshold in its signal's field, or its target on its signal. */
+function haltPolicyOf(rule: Rule, options: RunOptions): HaltPolicyMessage {
+  const signal: HaltSignal = rule.signal ?? "certainty";
+  if (rule.target) {
+    const policy: HaltPolicyMessage = {
+      [`target_${rule.target.kind}`]: rule.target.value,
+      halt_signal: HALT_SIGNAL_NAMES[signal],
+    };
+    if (options.target && options.target.confidence > 0) policy.target_confidence = options.target.confidence;
+    return policy;
+  }
+  // certainty_threshold alone for certainty, as servers from before halting signals read it.
+  return signal === "halt" ? { halt_threshold: rule.threshold } : { certainty_threshold: rule.threshold };
+}
+
+/** --signal halt on a model without a halting head is refused before any point runs. */
+function checkSignals(options: RunOptions, model: ModelInfoMessage): void {
+  const has = model.halt_signals ?? ["HALT_SIGNAL_CERTAINTY"];
+  for (const signal of options.signals ?? []) {
+    if (!has.includes(HALT_SIGNAL_NAMES[signal])) {
+      throw new Error(
+        `--signal ${signal}: model ${model.name} has no halting head (it halts on ${has.map((s) => s.replace("HALT_SIGNAL_", "").toLowerCase()).join(", ")} only)`,
+      );
+    }
+  }
 }
 
 /**
- * A target request resolves to one threshold per model and calibration, so one call before the sweep
- * says which: the points are then measured, and labelled, at the threshold the server really uses.
+ * A target resolves to one threshold per model, calibration and signal, so one call per target and
+ * signal before the sweep says which: the points are then measured, and labelled, at the threshold
+ * the server really uses. Without --signal the server picks the signal (the model's best), and the
+ * rule records the one it used.
  */
-async function resolveTarget(
+async function resolveTargets(
   connection: CtmConnection,
   model: ModelInfoMessage,
   sampleSet: SampleSet,
   options: RunOptions,
-): Promise<ResolvedTarget> {
+  log: (line: string) => void,
+): Promise<Rule[]> {
   const option = options.target as TargetOption;
-  const policy: HaltPolicyMessage = { [`target_${option.kind}`]: option.value };
-  if (option.confidence > 0) policy.target_confidence = option.confidence;
   const [sample] = sampleSet.samples;
   if (!sample) throw new Error("no samples to ask the server for the target's threshold with");
-  let response: Awaited<ReturnType<CtmConnection["classify"]>>;
-  try {
-    response = await connection.classify(
-      { model: model.name, version: model.version, ...sample.input, halt_policy: policy, top_k: 1 },
-      { deadline: Date.now() + options.timeoutMs },
-    );
-  } catch (error) {
-    const status = error as Partial<grpc.ServiceError>;
-    if (typeof status.code !== "number") throw error;
-    throw new Error(
-      `the server refused target_${option.kind} ${option.value}: ${grpc.status[status.code]}: ${status.details}`,
-    );
+  const rules: Rule[] = [];
+  for (const signal of options.signals ?? [undefined]) {
+    for (const value of option.values) {
+      const policy: HaltPolicyMessage = { [`target_${option.kind}`]: value };
+      if (option.confidence > 0) policy.target_confidence = option.confidence;
+      if (signal) policy.halt_signal = HALT_SIGNAL_NAMES[signal];
+      let response: Awaited<ReturnType<CtmConnection["classify"]>>;
+      try {
+        response = await connection.classify(
+          { model: model.name, version: model.version, ...sample.input, halt_policy: policy, top_k: 1 },
+          { deadline: Date.now() + options.timeoutMs },
+        );
+      } catch (error) {
+        const status = error as Partial<grpc.ServiceError>;
+        if (typeof status.code !== "number") throw error;
+        throw new Error(
+          `the server refused target_${option.kind} ${value}${signal ? ` on ${signal}` : ""}: ${grpc.status[status.code]}: ${status.details}`,
+        );
+      }
+      const guarantee = response.guarantee;
+      const met = guarantee?.met ?? false;
+      // A server from before halting signals says no signal: it halted on certainty.
+      const used: HaltSignal = response.halt_signal === "HALT_SIGNAL_HALT" ? "halt" : "certainty";
+      const promise = guarantee
+        ? `${guarantee.kind} >= ${guarantee.target} with confidence ${guarantee.confidence}`
+        : `target_${option.kind} ${value}`;
+      log(
+        `target: ${promise} on ${used} -> threshold ${response.threshold_used} (guarantee ${met ? "met" : `not met: ${guarantee?.note ?? "no guarantee"}`})`,
+      );
+      rules.push({
+        signal: used,
+        threshold: response.threshold_used,
+        target: { kind: option.kind, value, confidence: option.confidence, met },
+      });
+    }
   }
-  const guarantee = response.guarantee;
-  const met = guarantee?.met ?? false;
-  const promise = guarantee
-    ? `${guarantee.kind} >= ${guarantee.target} with confidence ${guarantee.confidence}`
-    : `target_${option.kind} ${option.value}`;
-  return {
-    option,
-    policy,
-    threshold: response.threshold_used,
-    met,
-    description: `target: ${promise} -> threshold ${response.threshold_used} (guarantee ${met ? "met" : `not met: ${guarantee?.note ?? "no guarantee"}`})`,
-  };
+  return rules;
 }

@@ -1,18 +1,18 @@
 /**
- * --compare-thresholds: what each certainty threshold buys against the highest one in the run, under
- * the same call kind and load. The payoff achieved is the throughput ratio; the payoff predicted is
+ * --compare-thresholds: what each threshold buys against the highest one on the same signal in the run,
+ * under the same call kind and load. The payoff achieved is the throughput ratio; the payoff predicted is
  * what the server's own graph time per answer says it should be (encoder plus the ticks actually run,
  * at the batch sizes the server formed), from --metrics. Achieved well below predicted means that
  * something other than the graphs - gRPC, preprocessing, the client - limits the server.
  */
 import type { LoadtestResult, PointResult } from "./loadtestResult.ts";
-import { type CallKind, type Load, loadLabel } from "./sweepPlan.ts";
+import { type CallKind, type Load, loadLabel, ruleLabel } from "./sweepPlan.ts";
 
 export interface ThresholdPayoff {
   call: CallKind;
   load: Load;
   threshold: number;
-  /** The threshold this one is compared with: the highest measured under the same call and load. */
+  /** The threshold this one is compared with: the highest on its signal under the same call and load. */
   baseline: number;
   point: PointResult;
   /**
@@ -29,7 +29,8 @@ const graphMs = (p: PointResult) => (p.graph ? p.graph.encoderMs + p.graph.tickM
 export function thresholdPayoffs(result: LoadtestResult): ThresholdPayoff[] {
   const groups = new Map<string, PointResult[]>();
   for (const p of result.points) {
-    const key = `${p.call} ${loadLabel(p.load)}`;
+    // Thresholds on different signals are different scales: each signal has its own baseline.
+    const key = `${p.call} ${loadLabel(p.load)} ${p.signal ?? "certainty"}`;
     groups.set(key, [...(groups.get(key) ?? []), p]);
   }
   return [...groups.values()].flatMap((points) => {
@@ -80,7 +81,7 @@ export function thresholdComparisonTable(result: LoadtestResult): string {
     return [
       r.call,
       loadLabel(r.load),
-      r.threshold === r.baseline ? `${r.threshold} (baseline)` : String(r.threshold),
+      r.threshold === r.baseline ? `${ruleLabel(r.point)} (baseline)` : ruleLabel(r.point),
       p.throughputRps.toFixed(1),
       `${ms(p.latencyMs.p50)} / ${ms(p.latencyMs.p99)}`,
       p.ticks.mean.toFixed(2),

@@ -355,10 +355,12 @@ describe("npm run loadtest against a real server", () => {
   });
 
   it("sends a target accuracy and measures at the threshold the server certified for it", async () => {
-    const certified = model.calibration?.certified.find(
-      (p) => p.kind === "accuracy" && p.target === 0.95 && p.confidence === 0.9,
-    );
-    assert.ok(certified, "the shipped calibration certifies accuracy 0.95 at confidence 0.9");
+    // Without --signal the server certifies the target on the model's best signal, and says which.
+    const signal = model.target_signal === "HALT_SIGNAL_HALT" ? "halt" : "certainty";
+    const certified = model.calibration?.signals
+      .find((s) => s.signal === model.target_signal)
+      ?.certified.find((p) => p.kind === "accuracy" && p.target === 0.95 && p.confidence === 0.9);
+    assert.ok(certified, `the shipped calibration certifies accuracy 0.95 at confidence 0.9 on ${signal}`);
     const targetOut = join(work, "target");
     const ran = await run([
       ...["--address", address, "--model", MODEL, "--samples", images],
@@ -366,22 +368,24 @@ describe("npm run loadtest against a real server", () => {
       ...["--requests", "4", "--warmup-requests", "0", "--no-plots", "--no-progress", "--out", targetOut],
     ]);
     assert.equal(ran.code, 0, ran.stderr);
-    assert.match(ran.stderr, /target: accuracy >= 0\.95 with confidence 0\.9 -> threshold [0-9.]+ \(guarantee met\)/);
+    assert.match(
+      ran.stderr,
+      new RegExp(
+        `target: accuracy >= 0\\.95 with confidence 0\\.9 on ${signal} -> threshold [0-9.]+ \\(guarantee met\\)`,
+      ),
+    );
     const targeted = JSON.parse(readFileSync(join(targetOut, RESULT_FILES.json), "utf8")) as LoadtestResult;
-    assert.deepEqual(targeted.settings.target, {
-      kind: "accuracy",
-      value: 0.95,
-      confidence: 0.9,
-      threshold: certified.threshold,
-      met: true,
-    });
+    const target = { kind: "accuracy", value: 0.95, confidence: 0.9, met: true };
+    assert.deepEqual(targeted.settings.targets, [{ signal, threshold: certified.threshold, target }]);
     assert.deepEqual(
-      targeted.points.map((p) => [p.threshold, p.ok]),
-      [[certified.threshold, 4]],
+      targeted.points.map((p) => [p.signal, p.threshold, p.target, p.ok]),
+      [[signal, certified.threshold, target, 4]],
     );
     assert.match(
       readFileSync(join(targetOut, RESULT_FILES.markdown), "utf8"),
-      /Requests sent target_accuracy 0\.95 \(confidence 0\.9\), which the server ran at threshold [0-9.]+ \(guarantee met\)/,
+      new RegExp(
+        `Requests sent target_accuracy 0\\.95 \\(confidence 0\\.9\\), which the server ran at threshold [0-9.]+ on ${signal} \\(guarantee met\\)`,
+      ),
     );
   });
 
@@ -451,7 +455,9 @@ describe("npm run loadtest against a real server", () => {
   });
 
   it("draws the plots as valid PNGs", async () => {
-    for (const name of Object.values(PLOT_FILES)) {
+    // The signals side by side need targets on both signals (signalComparison.test.ts).
+    assert.ok(!existsSync(join(out, PLOT_FILES.signals)));
+    for (const name of Object.values(PLOT_FILES).filter((n) => n !== PLOT_FILES.signals)) {
       const file = join(out, name);
       assert.ok(existsSync(file), name);
       assert.ok(isPng(file), `${name} is not a PNG`);

@@ -78,10 +78,10 @@ describe("loadtest options", () => {
 
   it("takes a target instead of thresholds", () => {
     assert.equal(run([]).target, null);
-    assert.deepEqual(run(["--target-accuracy", "0.95"]).target, { kind: "accuracy", value: 0.95, confidence: 0 });
-    assert.deepEqual(run(["--target-consistency=0.99", "--target-confidence", "0.9"]).target, {
+    assert.deepEqual(run(["--target-accuracy", "0.95"]).target, { kind: "accuracy", values: [0.95], confidence: 0 });
+    assert.deepEqual(run(["--target-consistency=0.99,0.95", "--target-confidence", "0.9"]).target, {
       kind: "consistency",
-      value: 0.99,
+      values: [0.99, 0.95],
       confidence: 0.9,
     });
     fails(["--target-accuracy", "1.2"], /--target-accuracy must be in \(0, 1\], got "1.2"/);
@@ -91,6 +91,26 @@ describe("loadtest options", () => {
     fails(
       ["--target-accuracy", "0.9", "--target-consistency", "0.9"],
       /--target-accuracy and --target-consistency exclude each other/,
+    );
+  });
+
+  it("takes the signals to halt on, one or both", () => {
+    assert.equal(run([]).signals, null);
+    assert.deepEqual(run(["--signal", "halt"]).signals, ["halt"]);
+    assert.deepEqual(run(["--signal=certainty,halt,halt"]).signals, ["certainty", "halt"]);
+    fails(["--signal", "entropy"], /--signal takes certainty, halt, got "entropy"/);
+    // Two signals are two rules to compare, even at one threshold or target.
+    assert.equal(
+      run(["--compare-thresholds", "--thresholds", "0.9", "--signal", "certainty,halt"]).compareThresholds,
+      true,
+    );
+    assert.equal(
+      run(["--compare-thresholds", "--target-accuracy", "0.95", "--signal", "certainty,halt"]).compareThresholds,
+      true,
+    );
+    fails(
+      ["--compare-thresholds", "--target-accuracy", "0.95", "--signal", "halt"],
+      /--compare-thresholds needs at least 2 targets, or --signal certainty,halt; got --target-accuracy 0.95 on halt/,
     );
   });
 
@@ -111,7 +131,7 @@ describe("loadtest options", () => {
     fails(["--address"], /--address needs a value/);
     fails(
       ["--compare-thresholds", "--thresholds", "0.9"],
-      /--compare-thresholds needs at least 2 --thresholds, got 0.9/,
+      /--compare-thresholds needs at least 2 --thresholds, or --signal certainty,halt; got --thresholds 0.9/,
     );
     fails(["--metrics", "localhost:9464"], /--metrics must be an http:\/\/ URL, got "localhost:9464"/);
   });

@@ -1,12 +1,14 @@
 /**
  * The plots of `npm run calibrate -- --evidence` (training/ctm/calibration_evidence.py writes the JSON):
- * what the guarantee delivers against the old rule, and whether certainty is calibrated, per tick.
+ * what the guarantee delivers on each halting signal against the old rule and the oracle, and whether
+ * certainty, the top-class probability and (for a model with a halting head) the halt signal are
+ * calibrated, per tick. Reads evidence files from before halting signals too (certainty only).
  *
  *   tsx loadtest/src/plot/calibrationPlots.ts out/calibration-evidence/evidence.json docs/img
  *
  * It lives beside the load-test plots because it draws with the same small SVG chart code.
  */
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type ChartSeries, gridSvg, lineChartSvg, PALETTE, writePng } from "./svgChart.ts";
 
@@ -27,17 +29,32 @@ interface ReliabilityBin {
   accuracy: number | null;
 }
 
+interface Reliability {
+  ece: number;
+  bins: ReliabilityBin[];
+}
+
+type Kind = "accuracy" | "consistency";
+type Coverage = Record<Kind, CoverageRow[]>;
+
+/** evidence.json as training/ctm/calibration_evidence.py writes it, now and before halting signals. */
 interface Evidence {
   model: string;
   date: string;
   splits: number;
   calibrate_count: number;
-  coverage: Record<"accuracy" | "consistency", CoverageRow[]>;
+  /** The signals calibrated (certainty, halt); absent before halting signals, when coverage was certainty's. */
+  signals?: string[];
+  coverage: Record<string, Coverage> | Coverage;
+  /** The fewest ticks any rule could spend for the full run's answers, averaged over the pool. */
+  oracle_mean_ticks?: number;
   reliability: {
     tick: number;
     accuracy: number;
-    certainty: { ece: number; bins: ReliabilityBin[] };
-    top: { ece: number; bins: ReliabilityBin[] };
+    certainty: Reliability;
+    top: Reliability;
+    /** A model with a halting head: its halt signal as a predictor of the tick's answer being right. */
+    halt?: Reliability;
   }[];
 }
 
@@ -47,46 +64,79 @@ export const CALIBRATION_PLOTS = {
 } as const;
 
 const PANEL = { width: 560, height: 360 };
-const OLD = "#000000";
+/** The confidence the guarantee plot draws: the server's default for target_confidence. */
+const CONFIDENCE = 0.95;
+/** Each signal's own colour (halt's as in the classify plot); the old rule is the same colour, dashed. */
+const SIGNAL_COLOURS: Record<string, string> = { certainty: "#000000", halt: "#9400d3" };
+const colourOf = (signal: string, i: number) => SIGNAL_COLOURS[signal] ?? (PALETTE[i % PALETTE.length] as string);
 /** Bins with fewer items than this are left out of the reliability diagrams: their accuracy is noise. */
 const MIN_BIN = 10;
 
+/** Coverage per signal, whichever shape the file has. */
+function coverageBySignal(evidence: Evidence): Record<string, Coverage> {
+  if (!evidence.signals) return { certainty: evidence.coverage as Coverage };
+  return evidence.coverage as Record<string, Coverage>;
+}
+
+/**
+ * Per kind: how often the promise held, what the test half achieved, and the price in mean ticks, each
+ * against the target, every signal beside the old rule on it (at confidence 0.95), with the oracle's
+ * mean ticks as the floor no rule reaches.
+ */
 function guaranteePlot(evidence: Evidence): string {
+  const coverage = coverageBySignal(evidence);
+  const signals = Object.keys(coverage);
+  type Frame = Parameters<typeof lineChartSvg>[1];
   const panels = (["accuracy", "consistency"] as const).flatMap((kind) => {
-    const rows = evidence.coverage[kind];
-    const confidences = [...new Set(rows.filter((r) => r.rule === "ltt").map((r) => r.confidence as number))];
-    const perRule = (pick: (r: CoverageRow) => number): ChartSeries[] => [
-      ...confidences.map((c, i) => ({
-        label: `guaranteed, ${c * 100}%`,
-        colour: PALETTE[i % PALETTE.length] as string,
-        points: rows.filter((r) => r.confidence === c).map((r) => ({ x: r.target * 100, y: pick(r) })),
-      })),
-      {
-        label: "old rule",
-        colour: OLD,
-        dashed: true,
-        points: rows.filter((r) => r.rule === "old").map((r) => ({ x: r.target * 100, y: pick(r) })),
-      },
-    ];
-    const targets = rows.map((r) => r.target * 100);
+    const rowsOf = (signal: string) => coverage[signal]?.[kind] ?? [];
+    const confidence = (signal: string) => {
+      const levels = [...new Set(rowsOf(signal).flatMap((r) => (r.rule === "ltt" ? [r.confidence as number] : [])))];
+      return levels.includes(CONFIDENCE) ? CONFIDENCE : Math.max(...levels);
+    };
+    const perRule = (pick: (r: CoverageRow) => number): ChartSeries[] =>
+      signals.flatMap((signal, i) => [
+        {
+          label: `${signal}: guaranteed, ${confidence(signal) * 100}%`,
+          colour: colourOf(signal, i),
+          points: rowsOf(signal)
+            .filter((r) => r.rule === "ltt" && r.confidence === confidence(signal))
+            .map((r) => ({ x: r.target * 100, y: pick(r) })),
+        },
+        {
+          label: `${signal}: old rule`,
+          colour: colourOf(signal, i),
+          dashed: true,
+          points: rowsOf(signal)
+            .filter((r) => r.rule === "old")
+            .map((r) => ({ x: r.target * 100, y: pick(r) })),
+        },
+      ]);
+    const targets = signals.flatMap((signal) => rowsOf(signal).map((r) => r.target * 100));
+    const across = (label: string, y: number) => ({
+      label,
+      colour: "#999999",
+      dashed: true,
+      points: [Math.min(...targets), Math.max(...targets)].map((x) => ({ x, y })),
+    });
     const diagonal = {
       label: "requested",
       colour: "#999999",
       dashed: true,
       points: [Math.min(...targets), Math.max(...targets)].map((x) => ({ x, y: x })),
     };
+    const oracle = evidence.oracle_mean_ticks;
     return [
-      (frame: Parameters<typeof lineChartSvg>[1]) =>
+      (frame: Frame) =>
         lineChartSvg(
           {
             title: `${kind}: how often the true ${kind} >= requested`,
             x: { label: `requested ${kind} (%)` },
             y: { label: "coverage (%)", min: 50, max: 100 },
-            series: perRule((r) => r.coverage_population * 100),
+            series: [...perRule((r) => r.coverage_population * 100), across("confidence", CONFIDENCE * 100)],
           },
           frame,
         ),
-      (frame: Parameters<typeof lineChartSvg>[1]) =>
+      (frame: Frame) =>
         lineChartSvg(
           {
             title: `${kind} on the test half: 5th percentile`,
@@ -96,20 +146,20 @@ function guaranteePlot(evidence: Evidence): string {
           },
           frame,
         ),
-      (frame: Parameters<typeof lineChartSvg>[1]) =>
+      (frame: Frame) =>
         lineChartSvg(
           {
             title: `${kind}: the price in ticks`,
             x: { label: `requested ${kind} (%)` },
-            y: { label: "mean ticks (test half)" },
-            series: perRule((r) => r.mean_ticks),
+            y: { label: "mean ticks (test half)", zero: true },
+            series: [...perRule((r) => r.mean_ticks), ...(oracle === undefined ? [] : [across("oracle", oracle)])],
           },
           frame,
         ),
     ];
   });
   return gridSvg(
-    `Guaranteed targets vs the old rule: ${evidence.model}, ${evidence.splits} draws of ${evidence.calibrate_count} calibration items (${evidence.date})`,
+    `Guaranteed targets per signal vs the old rule: ${evidence.model}, ${evidence.splits} draws of ${evidence.calibrate_count} calibration items (${evidence.date})`,
     PANEL,
     3,
     panels,
@@ -118,7 +168,13 @@ function guaranteePlot(evidence: Evidence): string {
 
 function reliabilityPlot(evidence: Evidence): string {
   const shown = [5, 8, 10, 12, 15].filter((t) => t <= evidence.reliability.length);
-  const diagram = (key: "certainty" | "top", name: string) => (frame: Parameters<typeof lineChartSvg>[1]) =>
+  const predictors: { key: "certainty" | "top" | "halt"; name: string }[] = [
+    { key: "certainty", name: "certainty" },
+    { key: "top", name: "top-class probability" },
+    ...(evidence.reliability.some((t) => t.halt) ? [{ key: "halt" as const, name: "halt signal" }] : []),
+  ];
+  type Frame = Parameters<typeof lineChartSvg>[1];
+  const diagram = (key: "certainty" | "top" | "halt", name: string) => (frame: Frame) =>
     lineChartSvg(
       {
         title: `reliability of the ${name} (bins >= ${MIN_BIN} items)`,
@@ -128,7 +184,7 @@ function reliabilityPlot(evidence: Evidence): string {
           ...shown.map((tick, i) => ({
             label: `tick ${tick}`,
             colour: PALETTE[i % PALETTE.length] as string,
-            points: (evidence.reliability[tick - 1]?.[key].bins ?? [])
+            points: (evidence.reliability[tick - 1]?.[key]?.bins ?? [])
               .filter((b) => b.count >= MIN_BIN)
               .map((b) => ({ x: b.confidence as number, y: b.accuracy as number })),
           })),
@@ -145,15 +201,21 @@ function reliabilityPlot(evidence: Evidence): string {
       },
       frame,
     );
-  const ece = (frame: Parameters<typeof lineChartSvg>[1]) =>
+  const ece = (frame: Frame) =>
     lineChartSvg(
       {
         title: "expected calibration error per tick",
         x: { label: "tick" },
         y: { label: "ECE (10 bins)", zero: true },
         series: [
-          { label: "certainty", points: evidence.reliability.map((t) => ({ x: t.tick, y: t.certainty.ece })) },
-          { label: "top-class probability", points: evidence.reliability.map((t) => ({ x: t.tick, y: t.top.ece })) },
+          ...predictors.map(({ key, name }) => ({
+            label: name,
+            ...(key === "halt" && { colour: SIGNAL_COLOURS.halt }),
+            points: evidence.reliability.flatMap((t) => {
+              const r = t[key];
+              return r ? [{ x: t.tick, y: r.ece }] : [];
+            }),
+          })),
           {
             label: "error rate",
             dashed: true,
@@ -163,15 +225,18 @@ function reliabilityPlot(evidence: Evidence): string {
       },
       frame,
     );
-  return gridSvg(`Is certainty calibrated? ${evidence.model}, validation + test digits (${evidence.date})`, PANEL, 3, [
-    diagram("certainty", "certainty"),
-    diagram("top", "top-class probability"),
-    ece,
-  ]);
+  const signals = predictors.some((p) => p.key === "halt") ? "certainty and the halt signal" : "certainty";
+  return gridSvg(
+    `Are ${signals} calibrated? ${evidence.model}, validation + test items (${evidence.date})`,
+    PANEL,
+    predictors.length === 3 ? 2 : 3,
+    [...predictors.map(({ key, name }) => diagram(key, name)), ece],
+  );
 }
 
 export async function writeCalibrationPlots(evidenceFile: string, dir: string): Promise<string[]> {
   const evidence = JSON.parse(readFileSync(evidenceFile, "utf8")) as Evidence;
+  mkdirSync(dir, { recursive: true });
   const files = [join(dir, CALIBRATION_PLOTS.guarantee), join(dir, CALIBRATION_PLOTS.reliability)];
   await writePng(guaranteePlot(evidence), files[0] as string);
   await writePng(reliabilityPlot(evidence), files[1] as string);
