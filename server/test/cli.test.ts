@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
 import type { TickUpdateMessage } from "../src/transport/protocol.ts";
+import { digitPhoto } from "./support/digitPhoto.ts";
 import { HALTING_MODEL, haltingModelsDir, haltingSamples } from "./support/haltingModel.ts";
 import { MODEL_NAME, REPO, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
@@ -125,6 +126,33 @@ describe("npm run classify", () => {
       notMet.stdout,
       /guarantee NOT met: consistency >= 0\.9999 with confidence 0\.95: no threshold on (certainty|halt) certifies/,
     );
+  });
+
+  it("scales a phone photo down before sending it; --no-shrink sends it whole, which the defaults take too", async () => {
+    // A 4032 x 3024 JPEG of about 4 MB, as a phone saves a picture of a digit on paper.
+    const photo = await digitPhoto(sample.png, {
+      size: 1600,
+      canvas: { width: 4032, height: 3024 },
+      offset: { x: 1400, y: 600 },
+      format: "jpeg",
+      quality: 95,
+    });
+    assert.ok(photo.length > 3_500_000, `the photo is ${photo.length} bytes`);
+    const path = join(dir, "phone-photo.jpg");
+    writeFileSync(path, photo);
+    const shrunk = await classify(path);
+    assert.match(
+      shrunk.stderr,
+      /^classify: .*phone-photo\.jpg is 4032 x 3024 pixels, 4\.\d MB: sent as 1024 x 768, \d+ KB \(the model reads 28 pixels a side; --no-shrink sends it as it is\)\n$/,
+    );
+    assert.match(shrunk.stdout, new RegExp(`answer: ${sample.label} \\(p `));
+    // Whole, it is within the default --max-image-bytes (8 MiB) and --max-image-pixels (16.8 M for a
+    // 28 x 28 model): the same answer, and nothing on stderr. It used to be refused at 1 MiB, naming no flag.
+    const whole = await classify(path, "--no-shrink");
+    assert.equal(whole.stderr, "");
+    assert.match(whole.stdout, new RegExp(`answer: ${sample.label} \\(p `));
+    // A small image goes as it is, without a note.
+    assert.equal((await classify(file)).stderr, "");
   });
 });
 

@@ -24,6 +24,7 @@ import {
 } from "../transport/protocol.ts";
 import { callerPath } from "./callerPath.ts";
 import { describeConnectionFailure } from "./connectionFailure.ts";
+import { shrinkForSending } from "./imageShrink.ts";
 import { isMazeModel, plotRoute } from "./routePlot.ts";
 import { renderTracePlot } from "./tracePlot.ts";
 
@@ -50,7 +51,9 @@ const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
   --stream                print each tick as the server computes it (ClassifyStream)
   --json                  JSON lines instead of a table
   --plot <file.png>       save a plot of class probabilities, certainty and halt over ticks
-  --timeout-ms <n>        gRPC deadline for the whole call (default 30000)`;
+  --timeout-ms <n>        gRPC deadline for the whole call (default 30000)
+  --no-shrink             send a large image as it is (by default one over 1 MB or 1024 pixels a
+                          side is scaled down first: the model reads far fewer pixels)`;
 
 class UsageError extends Error {}
 
@@ -64,6 +67,7 @@ interface Options {
   json: boolean;
   plot: string | undefined;
   timeoutMs: number;
+  shrink: boolean;
 }
 
 function parseArgs(argv: string[]): Options | "help" {
@@ -77,6 +81,7 @@ function parseArgs(argv: string[]): Options | "help" {
     json: false,
     plot: undefined,
     timeoutMs: 30000,
+    shrink: true,
   };
   const number = (flag: string, value: string | undefined, integer: boolean): number => {
     const n = Number(value);
@@ -142,6 +147,9 @@ function parseArgs(argv: string[]): Options | "help" {
         break;
       case "--stream":
         options.stream = true;
+        break;
+      case "--no-shrink":
+        options.shrink = false;
         break;
       case "--json":
         options.json = true;
@@ -300,9 +308,16 @@ async function run(options: Options): Promise<void> {
     const deadline = new Date(Date.now() + options.timeoutMs);
     const model = await pickModel(client, options.model, deadline);
     const classes = model.labels.length;
+    const input = readInput(callerPath(options.file));
+    if (input.image?.data && options.shrink && model.input.image) {
+      const { width, height } = model.input.image;
+      const shrunk = await shrinkForSending(Buffer.from(input.image.data), Math.max(width, height));
+      if (shrunk.note) process.stderr.write(`classify: ${options.file} is ${shrunk.note}\n`);
+      input.image = { data: shrunk.data };
+    }
     const request: ClassifyRequestMessage = {
       model: model.name,
-      ...readInput(callerPath(options.file)),
+      ...input,
       halt_policy: options.policy,
       // The plot follows the leading classes through every tick, so it needs all of them.
       top_k: options.plot && model.output_shape.length === 1 ? classes : options.topK,

@@ -12,6 +12,8 @@ export interface PhotoOptions {
   /** Top-left corner of the scaled sample on the canvas. */
   offset: { x: number; y: number };
   format: "jpeg" | "png" | "webp";
+  /** JPEG quality (default 85); a phone saves at 90-98. */
+  quality?: number;
 }
 
 export async function digitPhoto(samplePng: Uint8Array, options: PhotoOptions): Promise<Buffer> {
@@ -34,7 +36,7 @@ export async function digitPhoto(samplePng: Uint8Array, options: PhotoOptions): 
     }
   }
   const image = sharp(page, { raw: { width: canvas.width, height: canvas.height, channels: 1 } });
-  if (options.format === "jpeg") return image.jpeg({ quality: 85 }).toBuffer();
+  if (options.format === "jpeg") return image.jpeg({ quality: options.quality ?? 85 }).toBuffer();
   if (options.format === "webp") return image.webp({ quality: 90 }).toBuffer();
   return image.png().toBuffer();
 }
