@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { discoverModelFolders, loadModelFolder, ModelFolderError } from "../src/model/modelFolder.ts";
+import { asVersion2, type CalibrationDocument } from "./support/calibrationDocuments.ts";
+import { HALTING_DIR, HALTING_MODEL } from "./support/haltingModel.ts";
 import { MODEL_NAME, modelDir, readModelJson } from "./support/testServer.ts";
 
 type Json = Record<string, unknown>;
@@ -113,5 +115,49 @@ describe("model folders", () => {
     fails((m) => {
       m.name = "other";
     }, /name\/version "other\/1" does not match the folder "mnist-ctm\/1"/);
+  });
+
+  it("read a halting head's outputs.halt, check it, and refuse a halt calibration without one", () => {
+    const halting = (edit: (manifest: Json) => void, calibration?: unknown) => {
+      const root = mkdtempSync(join(tmpdir(), "ctm-halting-manifest-"));
+      const dir = join(root, HALTING_MODEL, "1");
+      mkdirSync(dir, { recursive: true });
+      for (const file of readdirSync(HALTING_DIR)) {
+        if (file !== "manifest.json" && !(calibration && file === "calibration.json"))
+          symlinkSync(join(HALTING_DIR, file), join(dir, file));
+      }
+      const manifest = JSON.parse(readFileSync(join(HALTING_DIR, "manifest.json"), "utf8")) as Json;
+      edit(manifest);
+      writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
+      if (calibration) writeFileSync(join(dir, "calibration.json"), JSON.stringify(calibration));
+      return dir;
+    };
+    const model = loadModelFolder(halting(() => {}));
+    assert.equal(model.manifest.outputs.halt, "halt");
+    assert.deepEqual(Object.keys(model.calibration?.signals ?? {}), ["certainty", "halt"]);
+    const refused = (edit: (manifest: Json) => void, message: RegExp, calibration?: unknown) =>
+      assert.throws(
+        () => loadModelFolder(halting(edit, calibration)),
+        (error: unknown) => error instanceof ModelFolderError && message.test(error.message),
+        String(message),
+      );
+    refused((m) => {
+      at(m, "outputs").halt = "nope";
+    }, /outputs\.halt "nope" is not among graphs\.tick\.outputs/);
+    refused((m) => {
+      at(m, "outputs").halt = "logits";
+    }, /outputs\.halt "logits" must be \["batch"\] \(one value per item\), got \["batch",10\]/);
+    refused((m) => {
+      delete at(m, "outputs").halt;
+    }, /calibration\.json: signals\.halt calibrates a halting head, but manifest\.json declares no outputs\.halt/);
+    // Without the head and with a certainty-only calibration, it is a model like any other.
+    const calibration = JSON.parse(readFileSync(join(HALTING_DIR, "calibration.json"), "utf8")) as CalibrationDocument;
+    const headless = loadModelFolder(
+      halting((m) => {
+        delete at(m, "outputs").halt;
+      }, asVersion2(calibration)),
+    );
+    assert.equal(headless.manifest.outputs.halt, undefined);
+    assert.equal(headless.calibration?.schemaVersion, 2);
   });
 });
