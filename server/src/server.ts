@@ -18,6 +18,7 @@ import { setDecodeSlots } from "./runtime/decodeSlots.ts";
 import { defaultImagePixels } from "./runtime/imagePixelLimit.ts";
 import { authInterceptor, TokenTable } from "./transport/authentication.ts";
 import { connectionOptions } from "./transport/connectionUpkeep.ts";
+import { createCtmRepository } from "./transport/ctmRepository.ts";
 import { createCtmService } from "./transport/ctmService.ts";
 import { type HealthPort, serveHealthPort } from "./transport/healthPort.ts";
 import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
@@ -26,6 +27,7 @@ import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts
 import { checkInputFits } from "./transport/inputFit.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
 import { followModelSet } from "./transport/modelSetHealth.ts";
+import { createRepositoryService } from "./transport/oip/repositoryService.ts";
 import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { addReflectionService } from "./transport/reflectionService.ts";
@@ -130,17 +132,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       inflightInterceptor(inflight),
     ],
   });
-  server.addService(
-    sizedClassifyDecoding(protocol.ctmService, sizes),
-    createCtmService(registry, metrics, log, { streamWriteIdleMs: config.streamWriteIdleMs }),
-  );
-  server.addService(
-    sizedInferDecoding(inference.inferenceService, sizes, config.maxBatch),
-    createInferenceService(registry, health, metrics, log, {
+  server.addService(sizedClassifyDecoding(protocol.ctmService, sizes), {
+    ...createCtmService(registry, metrics, log, { streamWriteIdleMs: config.streamWriteIdleMs }),
+    ...createCtmRepository(control, registry, metrics, log),
+  });
+  server.addService(sizedInferDecoding(inference.inferenceService, sizes, config.maxBatch), {
+    ...createInferenceService(registry, health, metrics, log, {
       maxBatch: config.maxBatch,
       streamWriteIdleMs: config.streamWriteIdleMs,
     }),
-  );
+    ...createRepositoryService(control, registry, metrics, log),
+  });
   health.addToServer(server);
   addReflectionService(server);
 

@@ -88,8 +88,10 @@ const key = (name: string, version: number) => `${name}/${version}`;
 
 export class ModelControl {
   private readonly loaded = new Map<ModelEngine, Loaded>();
-  /** Versions being loaded or drained now, for the index. */
-  private readonly transient = new Map<string, { state: "LOADING" | "UNLOADING"; name: string; version: number }>();
+  /** Versions being loaded now, for the index. */
+  private readonly loading = new Map<string, { name: string; version: number }>();
+  /** Engines taken out of lookups and draining, for the index. */
+  private readonly unloading = new Set<ModelEngine>();
   /** Fingerprints of versions that failed to load: a poll retries one only once its files change. */
   private readonly failedFingerprints = new Map<string, string>();
   /** explicit: the models asked for (at start-up or by a load request). */
@@ -263,10 +265,16 @@ export class ModelControl {
       const state = engine.failure ? "UNAVAILABLE" : "READY";
       set({ name: engine.name, version: engine.definition.manifest.version, state, reason });
     }
-    for (const { state, name, version } of this.transient.values()) {
+    for (const engine of this.unloading) {
+      const { version } = engine.definition.manifest;
+      // A version reloaded or loaded again while its old engine drains serves: it is READY.
+      if (this.registry.engine(engine.name, version)) continue;
+      set({ name: engine.name, version, state: "UNLOADING", reason: "its in-flight requests are finishing" });
+    }
+    for (const { name, version } of this.loading.values()) {
       // A version loading beside a serving one (a reload) is READY: it serves all along.
-      if (state === "LOADING" && this.registry.engine(name, version)) continue;
-      set({ name, version, state, reason: state === "UNLOADING" ? "in-flight requests are finishing" : "" });
+      if (this.registry.engine(name, version)) continue;
+      set({ name, version, state: "LOADING", reason: "" });
     }
     return [...entries.values()]
       .filter((entry) => !readyOnly || entry.state === "READY")
@@ -416,9 +424,7 @@ export class ModelControl {
       }
     }
 
-    for (const { plan, version } of queued) {
-      this.transient.set(key(plan.name, version), { state: "LOADING", name: plan.name, version });
-    }
+    for (const { plan, version } of queued) this.loading.set(key(plan.name, version), { name: plan.name, version });
     let outcomes: LoadOutcome[];
     try {
       outcomes = await loadVersions(
@@ -431,7 +437,7 @@ export class ModelControl {
         this.options.check,
       );
     } finally {
-      for (const { plan, version } of queued) this.transient.delete(key(plan.name, version));
+      for (const { plan, version } of queued) this.loading.delete(key(plan.name, version));
     }
 
     const errors: unknown[] = [];
@@ -509,8 +515,7 @@ export class ModelControl {
   private retire(engine: ModelEngine): void {
     const { name } = engine;
     const { version } = engine.definition.manifest;
-    const id = key(name, version);
-    this.transient.set(id, { state: "UNLOADING", name, version });
+    this.unloading.add(engine);
     const done = engine
       .drain(this.options.graceMs, `model ${name} version ${version} was unloaded`)
       .then(() => engine.close())
@@ -521,9 +526,7 @@ export class ModelControl {
         this.retiring.delete(done);
         const loaded = this.loaded.get(engine);
         this.loaded.delete(engine);
-        if (this.transient.get(id)?.state === "UNLOADING" && !this.registry.engine(name, version)) {
-          this.transient.delete(id);
-        }
+        this.unloading.delete(engine);
         if (loaded) this.occupancies.delete(loaded.instance);
         this.reportOccupancy(name);
         this.log.info({ model: name, version }, "model version stopped");

@@ -5,7 +5,9 @@
  * Tokens come from --auth-tokens / CTM_AUTH_TOKENS (each may call every model) and from
  * --auth-tokens-file, one per line: `<token> [model ...]`, where listed models restrict the token to
  * them. A call carries `authorization: Bearer <token>`. No or an unknown token: UNAUTHENTICATED. A
- * known token calling a model it is not granted: PERMISSION_DENIED. grpc.health.v1 is exempt, so that
+ * known token calling a model it is not granted: PERMISSION_DENIED. Loading and unloading models change
+ * what every client is served, so they need a token granted every model (one without a model list);
+ * so do statistics of every model at once. grpc.health.v1 is exempt, so that
  * orchestrators' probes, which carry no secrets, keep working; the metrics port is separate HTTP.
  *
  * Tokens are compared as SHA-256 digests with timingSafeEqual, against every known token without an
@@ -98,20 +100,48 @@ function modelOf(path: string, message: unknown): { model: string; field: string
     const { model_name, name } = message as { model_name?: unknown; name?: unknown };
     if (path.endsWith("/ModelInfer") || path.endsWith("/ModelStreamInfer"))
       return { model: typeof model_name === "string" ? model_name : "", field: "model_name" };
-    if (path.endsWith("/ModelMetadata") || path.endsWith("/ModelConfig"))
+    if (path.endsWith("/ModelMetadata") || path.endsWith("/ModelConfig") || path.endsWith("/ModelStatistics"))
       return { model: typeof name === "string" ? name : "", field: "name" };
     return undefined;
   }
   const model = ctmModelOf(path, message);
-  return model === undefined ? undefined : { model, field: path.endsWith("/GetModel") ? "name" : "model" };
+  const field = path.endsWith("/GetModel") || path.endsWith("/GetModelStatistics") ? "name" : "model";
+  return model === undefined ? undefined : { model, field };
 }
 
 function ctmModelOf(path: string, message: object): string | undefined {
   if (!path.startsWith(`/${CTM_SERVICE}/`)) return undefined;
   const { model, name } = message as { model?: unknown; name?: unknown };
-  if (path.endsWith("/GetModel")) return typeof name === "string" ? name : "";
+  if (path.endsWith("/GetModel") || path.endsWith("/GetModelStatistics")) return typeof name === "string" ? name : "";
   if (path.endsWith("/Classify") || path.endsWith("/ClassifyStream")) return typeof model === "string" ? model : "";
   return undefined;
+}
+
+/** Calls that concern every model: what makes them so, for the refusal; undefined for other calls. */
+function everyModelOf(path: string, message: unknown): string | undefined {
+  const method = path.slice(path.lastIndexOf("/") + 1);
+  if (path.startsWith(`/${INFERENCE_SERVICE}/`)) {
+    if (method === "RepositoryModelLoad" || method === "RepositoryModelUnload")
+      return `${method} changes what every client is served`;
+    const { name } = (message ?? {}) as { name?: unknown };
+    if (method === "ModelStatistics" && !name) return "ModelStatistics without a name covers every model";
+    return undefined;
+  }
+  if (path.startsWith(`/${CTM_SERVICE}/`)) {
+    if (method === "LoadModel" || method === "UnloadModel") return `${method} changes what every client is served`;
+    const { name } = (message ?? {}) as { name?: unknown };
+    if (method === "GetModelStatistics" && !name) return "GetModelStatistics without a name covers every model";
+  }
+  return undefined;
+}
+
+/**
+ * The refusal of a call that concerns every model (`why`) by a token restricted to `models`, or
+ * undefined when the token may make it (it is granted every model). The HTTP port applies it too.
+ */
+export function everyModelRefusal(why: string, models: ReadonlySet<string> | null): string | undefined {
+  if (!models) return undefined;
+  return `${why}: it needs a bearer token granted every model (one listed without models); this one is granted: ${[...models].join(", ")}`;
 }
 
 /** Refuses calls without a known token, and calls to models their token is not granted. */
@@ -149,6 +179,9 @@ export function authInterceptor(table: TokenTable): grpc.ServerInterceptor {
           },
           onReceiveMessage(message, nextMessage) {
             if (refused) return;
+            const every = everyModelOf(method.path, message);
+            const refusal = every === undefined ? undefined : everyModelRefusal(every, grant?.models ?? null);
+            if (refusal) return refuse(grpc.status.PERMISSION_DENIED, refusal);
             const named = modelOf(method.path, message);
             if (named !== undefined && grant?.models && !grant.models.has(named.model)) {
               const { model, field } = named;

@@ -1,0 +1,109 @@
+/**
+ * The Open Inference Protocol's repository and statistics RPCs on inference.GRPCInferenceService:
+ * ModelStatistics, RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload, each a thin gRPC
+ * shell around oip/repositoryCalls.ts, refused through the one error policy and counted in the
+ * request metrics. The token check (authentication.ts) comes before any of them runs.
+ */
+import { performance } from "node:perf_hooks";
+import type * as grpc from "@grpc/grpc-js";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import type { ModelControl } from "../../engine/modelControl.ts";
+import type { ModelRegistry } from "../../engine/modelRegistry.ts";
+import type { Logger } from "../../logger.ts";
+import type { ServerMetrics } from "../../metrics.ts";
+import { toStatus } from "../errorPolicy.ts";
+import { recordRequest } from "../requestMetrics.ts";
+import {
+  loadModel,
+  modelStatistics,
+  type RepositoryParameters,
+  repositoryIndex,
+  unloadModel,
+} from "./repositoryCalls.ts";
+
+interface ParameterMessage {
+  parameter_choice?: "bool_param" | "int64_param" | "string_param" | "bytes_param";
+  bool_param?: boolean;
+  int64_param?: number;
+  string_param?: string;
+  bytes_param?: Uint8Array;
+}
+
+interface RepositoryModelRequest {
+  repository_name?: string;
+  model_name?: string;
+  parameters?: Record<string, ParameterMessage>;
+}
+
+/** The parameters as the shared calls take them: each its set value. */
+function parametersOf(request: RepositoryModelRequest): RepositoryParameters {
+  const parameters: RepositoryParameters = {};
+  for (const [key, parameter] of Object.entries(request.parameters ?? {})) {
+    const choice = parameter.parameter_choice;
+    const value = choice ? parameter[choice] : undefined;
+    if (value !== undefined) parameters[key] = value;
+  }
+  return parameters;
+}
+
+export function createRepositoryService(
+  control: ModelControl,
+  registry: ModelRegistry,
+  metrics: ServerMetrics,
+  log: Logger,
+): grpc.UntypedServiceImplementation {
+  /** One unary call: `answer`'s result, or its refusal through the error policy; counted either way. */
+  async function unary<T>(
+    method: string,
+    model: string,
+    callback: grpc.sendUnaryData<T>,
+    answer: () => T | Promise<T>,
+  ): Promise<void> {
+    const started = performance.now();
+    try {
+      const response = await answer();
+      callback(null, response);
+      recordRequest(registry, metrics, model, method, grpcStatus.OK, started);
+    } catch (error) {
+      const status = toStatus(error, log, { method, model });
+      callback(status);
+      recordRequest(registry, metrics, model, method, status.code, started);
+    }
+  }
+
+  return {
+    ModelStatistics(
+      call: grpc.ServerUnaryCall<{ name?: string; version?: string }, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) {
+      const { name = "", version = "" } = call.request;
+      return unary("ModelStatistics", name, callback, () => modelStatistics(control, name, version));
+    },
+
+    RepositoryIndex(call: grpc.ServerUnaryCall<{ ready?: boolean }, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      return unary("RepositoryIndex", "", callback, () => repositoryIndex(control, call.request.ready ?? false));
+    },
+
+    RepositoryModelLoad(
+      call: grpc.ServerUnaryCall<RepositoryModelRequest, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) {
+      const name = call.request.model_name ?? "";
+      return unary("RepositoryModelLoad", name, callback, async () => {
+        await loadModel(control, name, parametersOf(call.request));
+        return {};
+      });
+    },
+
+    RepositoryModelUnload(
+      call: grpc.ServerUnaryCall<RepositoryModelRequest, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) {
+      const name = call.request.model_name ?? "";
+      return unary("RepositoryModelUnload", name, callback, async () => {
+        await unloadModel(control, name, parametersOf(call.request));
+        return {};
+      });
+    },
+  };
+}
