@@ -1,9 +1,10 @@
 /**
  * Memory across concurrent calls: many small gzip requests that each inflate to megabytes, sent at
  * once to a server in a process of its own (so that its peak resident memory, VmHWM, is its alone),
- * with health checked while they land. The message limit derived from the shipped model, the tensor
- * length read before decoding and the in-flight bound keep the peak down; without them (the old
- * defaults, 16 MiB messages and no bound) this flood took the peak past 1 GiB
+ * with health checked while they land. The tensor length read before decoding, the in-flight bound
+ * and the worst case of each inflation taken from that bound while it runs (requestArrival.ts) keep
+ * the peak down; without them (the old defaults, 16 MiB messages and no bound) this flood took the peak
+ * past 1 GiB, and with 8 MiB messages but inflation uncounted it took 523 MiB
  * (docs/reliability.md, "Network attacks").
  */
 import assert from "node:assert/strict";
