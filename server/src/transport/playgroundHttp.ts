@@ -36,7 +36,10 @@ import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import type { TokenTable } from "./authentication.ts";
 import { type CallStatus, toStatus } from "./errorPolicy.ts";
-import { type InflightBytes, inflightRefusal } from "./inflightBytes.ts";
+import { BodyReader } from "./httpBody.ts";
+import { HttpRefusal, httpStatusOf } from "./httpRefusal.ts";
+import { authorise, type HttpGrant as Grant } from "./httpTokens.ts";
+import type { InflightBytes } from "./inflightBytes.ts";
 import { classifyRequestFromJson } from "./jsonRequest.ts";
 import { decodeClassifyRequest } from "./requestDecoding.ts";
 import { OTHER_FIELDS_BYTES, oversizeRequest, type RequestSizeLimits } from "./requestSize.ts";
@@ -51,18 +54,6 @@ const STATIC: Record<string, { file: string; type: string }> = {
   "/index.html": { file: "index.html", type: "text/html; charset=utf-8" },
   "/playground.js": { file: "playground.js", type: "text/javascript; charset=utf-8" },
   "/playground.css": { file: "playground.css", type: "text/css; charset=utf-8" },
-};
-
-const HTTP_CODES: Partial<Record<grpcStatus, number>> = {
-  [grpcStatus.INVALID_ARGUMENT]: 400,
-  [grpcStatus.FAILED_PRECONDITION]: 400,
-  [grpcStatus.UNAUTHENTICATED]: 401,
-  [grpcStatus.PERMISSION_DENIED]: 403,
-  [grpcStatus.NOT_FOUND]: 404,
-  [grpcStatus.RESOURCE_EXHAUSTED]: 429,
-  [grpcStatus.CANCELLED]: 499,
-  [grpcStatus.UNAVAILABLE]: 503,
-  [grpcStatus.DEADLINE_EXCEEDED]: 504,
 };
 
 const HEADERS = {
@@ -92,6 +83,11 @@ export interface PlaygroundOptions {
   streamWriteIdleMs: number;
   /** How long a request body may take to arrive once its headers have (--receive-timeout-ms). */
   receiveTimeoutMs: number;
+  /**
+   * Answers /v2 and everything under it (the Open Inference Protocol over REST, oip/restApi.ts), after
+   * the loopback Host check; `crossOrigin` is set for a request a page of another origin sent.
+   */
+  v2?: (req: http.IncomingMessage, res: http.ServerResponse, crossOrigin: CallStatus | undefined) => Promise<void>;
 }
 
 export interface PlaygroundServer {
@@ -163,6 +159,8 @@ export async function servePlayground(
       res.end(req.method === "HEAD" ? undefined : body);
       return;
     }
+    // The Open Inference Protocol's REST endpoints share the port; a page of another origin may not call them.
+    if (options.v2 && (path === "/v2" || path.startsWith("/v2/"))) return options.v2(req, res, foreignOrigin(req));
     if (!path.startsWith("/api/")) return sendError(res, notFound(`no page at ${path}; the playground is at /`));
     const crossOrigin = foreignOrigin(req);
     if (crossOrigin) return sendError(res, crossOrigin);
@@ -207,7 +205,14 @@ export async function servePlayground(
     });
     let model = "";
     let sent = false;
-    const body = new BodyReader(req, maxBodyBytes, options.inflight, options.receiveTimeoutMs);
+    const body = new BodyReader(
+      req,
+      maxBodyBytes,
+      options.inflight,
+      options.receiveTimeoutMs,
+      (bytes, max) =>
+        `the request body is ${bytes} bytes, beyond the ${max} this server reads: an image of up to --max-image-bytes, base64-encoded, or a tensor of up to --max-tensor-values values, as JSON; raise --max-image-bytes for larger images`,
+    );
     try {
       const message = classifyRequestFromJson(parseJson(await body.read()));
       model = message.model ?? "";
@@ -294,43 +299,6 @@ export async function servePlayground(
   };
 }
 
-// ---------------------------------------------------------------- tokens
-interface Grant {
-  /** Throws PERMISSION_DENIED when the token may not call `model`. */
-  check(model: string, field: string): void;
-}
-
-class HttpRefusal extends Error {
-  /** `httpStatus`: when the status's usual HTTP code does not fit (408 for a body that came too slowly). */
-  constructor(
-    readonly status: CallStatus,
-    readonly httpStatus?: number,
-  ) {
-    super(status.details);
-  }
-}
-
-function authorise(req: http.IncomingMessage, tokens: TokenTable | null): Grant {
-  if (!tokens) return { check: () => {} };
-  const header = req.headers.authorization;
-  const refuse = (code: grpcStatus, details: string) => new HttpRefusal({ code, details });
-  if (header === undefined)
-    throw refuse(grpcStatus.UNAUTHENTICATED, `this server needs a bearer token: send "Authorization: Bearer <token>"`);
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match) throw refuse(grpcStatus.UNAUTHENTICATED, `header "Authorization" must be exactly one "Bearer <token>"`);
-  const grant = tokens.find(match[1] as string);
-  if (!grant) throw refuse(grpcStatus.UNAUTHENTICATED, "the bearer token is not valid");
-  return {
-    check(model, field) {
-      if (grant.models && !grant.models.has(model))
-        throw refuse(
-          grpcStatus.PERMISSION_DENIED,
-          `this bearer token may not call model ${JSON.stringify(model)} (request field ${field}); it is granted: ${[...grant.models].join(", ")}`,
-        );
-    },
-  };
-}
-
 // ---------------------------------------------------------------- helpers
 function notFound(details: string): CallStatus {
   return { code: grpcStatus.NOT_FOUND, details };
@@ -347,7 +315,7 @@ function statusOf(error: unknown, log: Logger, context: object): CallStatus {
 
 /** `close`: the request's body was not read, so the connection is closed rather than drained. */
 function sendError(res: http.ServerResponse, status: CallStatus, httpStatus?: number, close = false): void {
-  sendJson(res, httpStatus ?? HTTP_CODES[status.code] ?? 500, errorBody(status), close);
+  sendJson(res, httpStatusOf(status, httpStatus), errorBody(status), close);
 }
 
 function sendJson(res: http.ServerResponse, code: number, body: unknown, close = false): void {
@@ -359,104 +327,6 @@ function sendJson(res: http.ServerResponse, code: number, body: unknown, close =
     ...(close && { connection: "close" }),
   });
   res.end(text);
-}
-
-/**
- * A request body, read under the server's bounds: its declared length is taken from the in-flight
- * bound before a byte is read (a chunked body's chunks as they come), it must come within `timeoutMs`,
- * and one beyond `maxBytes` is refused. Every refusal comes before the body is held; `release` gives
- * the bytes back once the call ends.
- */
-class BodyReader {
-  private held = 0;
-  /** Set when the body was refused unread: the connection then closes rather than read the rest. */
-  unread = false;
-
-  constructor(
-    private readonly req: http.IncomingMessage,
-    private readonly maxBytes: number,
-    private readonly inflight: InflightBytes,
-    private readonly timeoutMs: number,
-  ) {}
-
-  read(): Promise<Buffer> {
-    const { req, maxBytes, timeoutMs } = this;
-    const declared = Number(req.headers["content-length"] ?? Number.NaN);
-    this.unread = true;
-    if (declared > maxBytes) return Promise.reject(this.tooLarge(declared));
-    try {
-      if (Number.isFinite(declared)) this.take(declared);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const done = (error: unknown, body?: Buffer) => {
-        clearTimeout(timer);
-        req.removeListener("data", onData);
-        req.removeListener("end", onEnd);
-        req.removeListener("close", onClose);
-        req.removeListener("error", onClose);
-        if (error === undefined) {
-          this.unread = false;
-          resolve(body as Buffer);
-        } else {
-          // Nothing more is read: the refusal goes out and the connection closes behind it.
-          req.pause();
-          reject(error);
-        }
-      };
-      const onData = (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > maxBytes) return done(this.tooLarge(size));
-        try {
-          if (!Number.isFinite(declared)) this.take(chunk.length);
-        } catch (error) {
-          return done(error);
-        }
-        chunks.push(chunk);
-      };
-      const onEnd = () => done(undefined, Buffer.concat(chunks));
-      // The client went away mid-upload: a cancellation, not a fault of the server's.
-      const onClose = () =>
-        done(new DOMException("the client closed the connection before its request body arrived", "AbortError"));
-      const timer = setTimeout(
-        () =>
-          done(
-            new HttpRefusal(
-              {
-                code: grpcStatus.DEADLINE_EXCEEDED,
-                details: `the request body did not arrive within ${timeoutMs} ms (--receive-timeout-ms): ${size} bytes came`,
-              },
-              408,
-            ),
-          ),
-        timeoutMs,
-      );
-      req.on("data", onData);
-      req.on("end", onEnd);
-      req.on("close", onClose);
-      req.on("error", onClose);
-    });
-  }
-
-  release(): void {
-    this.inflight.give(this.held);
-    this.held = 0;
-  }
-
-  private take(bytes: number): void {
-    if (!this.inflight.tryTake(bytes)) throw inflightRefusal(this.inflight, this.held + bytes);
-    this.held += bytes;
-  }
-
-  private tooLarge(bytes: number): ServerError {
-    return new ServerError(
-      "RESOURCE_EXHAUSTED",
-      `the request body is ${bytes} bytes, beyond the ${this.maxBytes} this server reads: an image of up to --max-image-bytes, base64-encoded, or a tensor of up to --max-tensor-values values, as JSON; raise --max-image-bytes for larger images`,
-    );
-  }
 }
 
 function isLoopback(host: string): boolean {
