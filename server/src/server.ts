@@ -28,6 +28,7 @@ import { checkInputFits } from "./transport/inputFit.ts";
 import { modelHealthService } from "./transport/modelHealth.ts";
 import { followModelSet } from "./transport/modelSetHealth.ts";
 import { createRepositoryService } from "./transport/oip/repositoryService.ts";
+import { createRestApi } from "./transport/oip/restApi.ts";
 import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
 import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
 import { addReflectionService } from "./transport/reflectionService.ts";
@@ -199,6 +200,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           inflight,
           streamWriteIdleMs: config.streamWriteIdleMs,
           receiveTimeoutMs: config.receiveTimeoutMs,
+          v2: createRestApi(registry, control, health, metrics, log, {
+            tokens,
+            inflight,
+            receiveTimeoutMs: config.receiveTimeoutMs,
+            maxBatch: config.maxBatch,
+            sizes,
+          }),
         },
         registry,
         metrics,
