@@ -1,10 +1,12 @@
-"""The Open Inference Protocol (KServe v2, Triton's gRPC API) with the real client: tritonclient.
+"""The Open Inference Protocol (KServe v2, Triton's gRPC and HTTP/REST APIs) with the real clients:
+tritonclient.grpc and tritonclient.http.
 
-Starts the real server (`node --import tsx server/src/main.ts`, as `npm start` runs it) on a free
-loopback port and drives every RPC it serves through `tritonclient.grpc`, as a Triton user would:
-health, metadata, configuration, ModelInfer with tensors and images, batches, Triton's decoupled
-ModelStreamInfer tick by tick, and the refusals. Answers are held against the export's golden
-per-tick outputs (PyTorch), so the protocol is checked end to end, not just that it answers.
+Starts the real server (`node --import tsx server/src/main.ts`, as `npm start` runs it) on free
+loopback ports and drives every RPC and endpoint it serves as a Triton user would: health, metadata,
+configuration, ModelInfer with tensors and images, batches, Triton's decoupled ModelStreamInfer tick
+by tick, the refusals, statistics, and the model repository (index, load, unload, version policies).
+Answers are held against the export's golden per-tick outputs (PyTorch), so the protocol is checked
+end to end, not just that it answers.
 """
 
 import json
@@ -22,6 +24,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+import tritonclient.http as triton_http
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -37,11 +40,16 @@ class Server:
     process: subprocess.Popen
     port: int = 0
     metrics_port: int = 0
+    http_port: int = 0
     logs: list = field(default_factory=list)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
 
 
 def free_port() -> int:
@@ -51,10 +59,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(*args: str, env: dict | None = None, metrics_port: int = 0) -> Server:
-    """The real server on 127.0.0.1:0 over a models folder holding only the shipped model."""
-    models = tempfile.mkdtemp(prefix="ctm-oip-models-")
-    os.symlink(os.path.join(REPO_ROOT, "models", MODEL), os.path.join(models, MODEL))
+def versions_folder(*versions: int) -> str:
+    """A models folder holding `versions` of the shipped model: each its own manifest, the rest linked."""
+    models = tempfile.mkdtemp(prefix="ctm-oip-versions-")
+    with open(os.path.join(SHIPPED_MODEL, "manifest.json")) as f:
+        manifest = json.load(f)
+    for version in versions:
+        folder = os.path.join(models, MODEL, str(version))
+        os.makedirs(folder)
+        for entry in os.listdir(SHIPPED_MODEL):
+            if entry != "manifest.json":
+                os.symlink(os.path.join(SHIPPED_MODEL, entry), os.path.join(folder, entry))
+        with open(os.path.join(folder, "manifest.json"), "w") as f:
+            json.dump({**manifest, "version": version}, f)
+    return models
+
+
+def start_server(*args: str, env: dict | None = None, metrics_port: int = 0, models: str | None = None) -> Server:
+    """The real server on 127.0.0.1:0 (its REST endpoints on a free port) over a models folder holding
+    only the shipped model, or `models`."""
+    if models is None:
+        models = tempfile.mkdtemp(prefix="ctm-oip-models-")
+        os.symlink(os.path.join(REPO_ROOT, "models", MODEL), os.path.join(models, MODEL))
     command = [
         "node",
         "--import",
@@ -65,7 +91,7 @@ def start_server(*args: str, env: dict | None = None, metrics_port: int = 0) -> 
         "--metrics-port",
         str(metrics_port),
         "--http-port",
-        "0",
+        str(free_port()),
         "--models-dir",
         models,
         "--threads",
@@ -95,6 +121,8 @@ def start_server(*args: str, env: dict | None = None, metrics_port: int = 0) -> 
             server.logs.append(entry)
             if entry.get("msg") == "metrics at /metrics":
                 server.metrics_port = entry["port"]
+            if str(entry.get("msg", "")).startswith("playground at "):
+                server.http_port = entry["port"]
             if entry.get("msg") == "serving":
                 server.port = entry["port"]
                 ready.set()
@@ -657,3 +685,179 @@ def test_tokens_guard_inference_but_not_health(tmp_path):
             assert result.as_numpy("ticks_used")[0] >= 1
     finally:
         stop_server(secured)
+
+
+# ------------------------------------------------------------------ HTTP/REST (tritonclient.http)
+
+
+@pytest.fixture
+def http_client(server):
+    with triton_http.InferenceServerClient(server.http_address) as c:
+        yield c
+
+
+def http_tensor(rows: np.ndarray, binary: bool = True) -> triton_http.InferInput:
+    tensor = triton_http.InferInput("input", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows.astype(np.float32), binary_data=binary)
+    return tensor
+
+
+def http_refusal(call) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as raised:
+        call()
+    return raised.value
+
+
+def test_http_health_metadata_and_config(http_client, client):
+    assert http_client.is_server_live() and http_client.is_server_ready()
+    assert http_client.is_model_ready(MODEL) and http_client.is_model_ready(MODEL, "1")
+    assert not http_client.is_model_ready(MODEL, "2")
+    assert not http_client.is_model_ready("no-such-model")
+    assert http_client.get_server_metadata() == client.get_server_metadata(as_json=True)
+    metadata = http_client.get_model_metadata(MODEL)
+    assert metadata["versions"] == ["1"]
+    assert [i["name"] for i in metadata["inputs"]] == ["input", "image"]
+    assert metadata["outputs"] == [
+        {**o, "shape": [int(d) for d in o["shape"]]} for o in client.get_model_metadata(MODEL, as_json=True)["outputs"]
+    ]
+    config = http_client.get_model_config(MODEL)
+    assert config["max_batch_size"] == 64 and config["parameters"]["trained_ticks"]["string_value"] == "15"
+
+
+def test_http_infer_reproduces_the_golden_ticks_binary_and_json(http_client, golden):
+    """tritonclient.http's binary tensor extension (its default) and plain JSON give the golden answer."""
+    ticks = golden["ticks"]
+    policy = {"certainty_threshold": 1.0, "min_ticks": ticks, "max_ticks": ticks}
+    for i, case in enumerate(golden["cases"][:3]):
+        best = int(np.argmax(case["certainty"]))
+        for binary in (True, False):
+            outputs = [
+                triton_http.InferRequestedOutput(n, binary_data=binary)
+                for n in ["logits", "answer_tick", "halt_reason"]
+            ]
+            result = http_client.infer(
+                MODEL, [http_tensor(golden_rows(golden, i), binary)], parameters=policy, outputs=outputs
+            )
+            assert result.as_numpy("answer_tick").tolist() == [best + 1]
+            # BYTES come back as bytes from binary data, as str from JSON (tritonclient's reading).
+            [reason] = result.as_numpy("halt_reason").tolist()
+            assert reason == (b"MAX_TICKS" if binary else "MAX_TICKS")
+            np.testing.assert_allclose(result.as_numpy("logits")[0], case["logits"][best], atol=1e-4)
+            assert result.get_response()["parameters"]["ticks_used"] == ticks
+
+
+def test_http_batches_images_and_classification(http_client, client, samples, golden):
+    batch = http_client.infer(
+        MODEL, [http_tensor(golden_rows(golden, 0, 1, 2))], parameters={"certainty_threshold": 0.9}
+    )
+    over_grpc = client.infer(
+        MODEL, [tensor_input(golden_rows(golden, 0, 1, 2))], parameters={"certainty_threshold": 0.9}
+    )
+    assert batch.as_numpy("ticks_used").tolist() == over_grpc.as_numpy("ticks_used").tolist()
+    np.testing.assert_allclose(batch.as_numpy("probabilities"), over_grpc.as_numpy("probabilities"), atol=1e-6)
+    images = triton_http.InferInput("image", [4, 1], "BYTES")
+    images.set_data_from_numpy(np.array([png for png, _ in samples[:4]], dtype=np.object_).reshape(4, 1))
+    result = http_client.infer(
+        MODEL, [images], outputs=[triton_http.InferRequestedOutput("probabilities", class_count=1)]
+    )
+    top = [entry[0].decode().split(":")[1] for entry in result.as_numpy("probabilities")]
+    assert sum(int(t) == label for t, (_, label) in zip(top, samples[:4], strict=True)) >= 3
+
+
+def test_http_refusals_carry_the_status_and_the_message(http_client, golden):
+    error = http_refusal(lambda: http_client.infer("no-such-model", [http_tensor(golden_rows(golden, 0))]))
+    assert error.status() == "404"
+    assert error.message() == 'model "no-such-model" is not loaded (loaded: mnist-ctm/1)'
+    error = http_refusal(lambda: http_client.infer(MODEL, [http_tensor(golden_rows(golden, 0))], model_version="2"))
+    assert error.status() == "404"
+    assert error.message() == 'model "mnist-ctm" version 2 is not loaded (loaded: mnist-ctm/1)'
+    error = http_refusal(
+        lambda: http_client.infer(MODEL, [http_tensor(golden_rows(golden, 0))], parameters={"max_ticks": 99})
+    )
+    assert error.status() == "400"
+    assert re.match(r"^parameters\.max_ticks must be in \[1, 15\] for model mnist-ctm", error.message())
+    error = http_refusal(lambda: http_client.infer(MODEL, [http_tensor(np.zeros((1, 28, 28)))]))
+    assert error.status() == "400"
+    assert error.message() == 'inputs[0].shape must be [N, 1, 28, 28] for input "input", got [1, 28, 28]'
+    error = http_refusal(lambda: http_client.get_model_metadata("no-such-model"))
+    assert error.status() == "404"
+
+
+def test_http_statistics_count_every_row(http_client, golden):
+    def counts():
+        [stats] = http_client.get_inference_statistics(MODEL, "1")["model_stats"]
+        return stats
+
+    before = counts()
+    http_client.infer(
+        MODEL, [http_tensor(golden_rows(golden, 0, 1))], parameters={"certainty_threshold": 1.0, "max_ticks": 4}
+    )
+    after = counts()
+    assert after["inference_count"] == before["inference_count"] + 2
+    for stage in ["success", "queue", "compute_input", "compute_infer", "compute_output"]:
+        assert after["inference_stats"][stage]["count"] == before["inference_stats"][stage]["count"] + 2, stage
+        assert after["inference_stats"][stage]["ns"] >= before["inference_stats"][stage]["ns"]
+    assert after["ctm_ticks"]["used"] == before["ctm_ticks"]["used"] + 8
+    assert after["execution_count"] >= before["execution_count"] + 4
+    assert {b["batch_size"] for b in after["batch_stats"]} >= {1}
+
+
+def test_model_repository_with_both_clients(tmp_path):
+    """--model-control explicit, versions 1 and 2: load, reload under another policy, unload, index, with
+    tritonclient.http and tritonclient.grpc alike; tokens guard the changes."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN}\nlimited-token-0123456789 {MODEL}\n")
+    running = start_server(
+        "--model-control",
+        "explicit",
+        "--load-model",
+        MODEL,
+        "--auth-tokens-file",
+        str(tokens),
+        models=versions_folder(1, 2),
+    )
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    try:
+        with (
+            triton_http.InferenceServerClient(running.http_address) as http,
+            triton.InferenceServerClient(running.address) as grpc_client,
+        ):
+            states = lambda: [(m["version"], m["state"]) for m in http.get_model_repository_index(headers=auth)]  # noqa: E731
+            assert states() == [("1", "UNAVAILABLE"), ("2", "READY")]
+            assert http.is_model_ready(MODEL, "2") and not http.is_model_ready(MODEL, "1")
+
+            http.load_model(MODEL, headers=auth, config=json.dumps({"version_policy": {"all": {}}}))
+            assert states() == [("1", "READY"), ("2", "READY")]
+            result = grpc_client.infer(MODEL, [tensor_input(golden_rows_of(0))], model_version="1", headers=auth)
+            assert result.get_response().model_version == "1"
+
+            error = http_refusal(
+                lambda: http.unload_model(MODEL, headers={"authorization": "Bearer limited-token-0123456789"})
+            )
+            assert error.status() == "403"
+
+            grpc_client.unload_model(MODEL, headers=auth)
+            assert not http.is_model_ready(MODEL)
+            index = grpc_client.get_model_repository_index(headers=auth, as_json=True)["models"]
+            assert {m["version"] for m in index} == {"1", "2"}
+            assert all(m["state"] in {"UNLOADING", "UNAVAILABLE"} for m in index)
+
+            grpc_client.load_model(MODEL, headers=auth)
+            assert (
+                http.is_model_ready(MODEL) and http.is_model_ready(MODEL, "2") and not http.is_model_ready(MODEL, "1")
+            )
+            stats = grpc_client.get_inference_statistics(MODEL, headers=auth, as_json=True)["model_stats"]
+            assert [(s["name"], s["version"]) for s in stats] == [(MODEL, "2")]
+
+            error = http_refusal(lambda: http.load_model("no-such-model", headers=auth))
+            assert error.status() == "404"
+            error = http_refusal(lambda: http.load_model(MODEL, headers=auth, config='{"max_batch_size": 8}'))
+            assert error.status() == "400"
+            assert error.message().startswith("parameters.config.max_batch_size is not read by this server")
+    finally:
+        stop_server(running)
+
+
+def golden_rows_of(*indices) -> np.ndarray:
+    with open(os.path.join(SHIPPED_MODEL, "golden.json")) as f:
+        return golden_rows(json.load(f), *indices)
