@@ -1,11 +1,18 @@
 /**
- * `npm run bench:oip`: Triton's perf_analyzer against the server's Open Inference Protocol, beside
- * `npm run loadtest` against its ctm.v1 API, at the same points: closed-loop concurrency 1, 4, 16 (by
- * default), unary calls, certainty threshold 0.9, the model's sample images. The two alternate point
- * by point against one server started as `npm start` starts it, so that background load on a shared
- * machine hits both alike. Writes out/bench-oip.json and prints a Markdown table.
+ * `npm run bench:oip`: Triton's perf_analyzer against the server's Open Inference Protocol, over gRPC
+ * (`-i grpc`) and over HTTP/REST (`-i http`, Triton's binary tensor extension), beside `npm run
+ * loadtest` against its ctm.v1 API, at the same points: closed-loop concurrency 1, 4, 16 (by default),
+ * unary calls, certainty threshold 0.9, the model's sample images. The three alternate point by point
+ * against one server started as `npm start` starts it, so that background load on a shared machine
+ * hits them alike. Writes out/bench-oip.json and prints a Markdown table.
  *
- *   npm run bench:oip -- [--concurrency 1,4,16] [--seconds 5] [--threshold 0.9] [--out out/bench-oip.json]
+ *   npm run bench:oip -- [--model mnist-ctm] [--concurrency 1,4,16] [--seconds 5] [--threshold 0.9]
+ *                        [--out out/bench-oip.json]
+ *
+ * perf_analyzer (2.51, the newest that runs here: perfAnalyzerTool.ts) sends request parameters only
+ * over gRPC ("The --request-parameter option is currently only supported by gRPC protocol"), so its
+ * HTTP requests run the server's default policy: certainty threshold 0.9, which is why --threshold
+ * must stay 0.9 for the HTTP column to measure the same requests.
  *
  * perf_analyzer's measurement: three windows of --seconds each (stability check off: this machine is
  * too noisy for its 10% rule), reported as their average; the load test: a 1 s warm-up and one window
@@ -18,20 +25,25 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import type { LoadtestResult } from "../../loadtest/src/loadtestResult.ts";
-import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
+import { DEFAULT_CERTAINTY_THRESHOLD } from "../src/engine/haltPolicy.ts";
+import { listRepository, loadModelFolder } from "../src/model/modelFolder.ts";
 import { perfAnalyzer } from "./perfAnalyzerTool.ts";
-import { startServerProcess } from "./serverProcess.ts";
+import { freePort, startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const run = promisify(execFile);
 
 const USAGE = `Usage: npm run bench:oip -- [options]
 
-Triton's perf_analyzer (Open Inference Protocol) beside npm run loadtest (ctm.v1), point by point.
+Triton's perf_analyzer (Open Inference Protocol, over gRPC and over HTTP/REST) beside npm run loadtest
+(ctm.v1), point by point.
 
+  --model <name>        the model to send its sample images to (default mnist-ctm)
   --concurrency <list>  closed-loop concurrency points (default 1,4,16)
   --seconds <s>         seconds per measurement window (default 5)
-  --threshold <t>       certainty threshold of every request (default 0.9)
+  --threshold <t>       certainty threshold of every request (default 0.9; perf_analyzer's HTTP
+                        requests carry none and run the server's default, 0.9, so the HTTP column
+                        is measured only at 0.9 and left out otherwise)
   --out <file>          results JSON (default out/bench-oip.json)
   --help                this text`;
 
@@ -42,6 +54,7 @@ function parseOptions() {
     args: process.argv.slice(2),
     strict: true,
     options: {
+      model: { type: "string", default: "mnist-ctm" },
       concurrency: { type: "string", default: "1,4,16" },
       seconds: { type: "string", default: "5" },
       threshold: { type: "string", default: "0.9" },
@@ -63,10 +76,18 @@ if (parsed.help) {
 const CONCURRENCY = parsed.concurrency.split(",").map(Number);
 const SECONDS = Number(parsed.seconds);
 const THRESHOLD = Number(parsed.threshold);
+const MODEL = parsed.model;
 const OUT = resolve(REPO, parsed.out);
 if (CONCURRENCY.some((c) => !Number.isInteger(c) || c < 1)) throw new Error("--concurrency needs integers >= 1");
 if (!(SECONDS > 0)) throw new Error("--seconds needs a number > 0");
 if (!(THRESHOLD > 0 && THRESHOLD <= 1)) throw new Error("--threshold must be in (0, 1]");
+/** perf_analyzer's HTTP requests carry no threshold: they measure the same requests only at the default. */
+const HTTP = THRESHOLD === DEFAULT_CERTAINTY_THRESHOLD;
+if (!HTTP) {
+  console.error(
+    `--threshold ${THRESHOLD}: the HTTP column is left out, since perf_analyzer sends no request parameters over HTTP and its requests would run the server's default threshold, ${DEFAULT_CERTAINTY_THRESHOLD}`,
+  );
+}
 const WORK = join(dirname(OUT), "bench-oip");
 mkdirSync(WORK, { recursive: true });
 
@@ -96,15 +117,17 @@ function inputData(samplesDir: string): string {
 async function perfAnalyzerPoint(
   tool: ReturnType<typeof perfAnalyzer>,
   model: string,
+  protocol: "grpc" | "http",
   address: string,
   data: string,
   concurrency: number,
 ): Promise<Point & { output: string }> {
-  const csv = join(WORK, `perf-analyzer-c${concurrency}.csv`);
+  const csv = join(WORK, `perf-analyzer-${protocol}-c${concurrency}.csv`);
   const args = [
-    ...["-m", model, "-u", address, "-i", "grpc", "--input-data", data],
-    // perf_analyzer has no floating-point parameter type; the server reads a number in a string.
-    ...["--request-parameter", `certainty_threshold:${THRESHOLD}:string`],
+    ...["-m", model, "-u", address, "-i", protocol, "--input-data", data],
+    // perf_analyzer has no floating-point parameter type; the server reads a number in a string. Over
+    // HTTP it sends none: the server's default threshold applies (checked equal to THRESHOLD below).
+    ...(protocol === "grpc" ? ["--request-parameter", `certainty_threshold:${THRESHOLD}:string`] : []),
     ...["--concurrency-range", String(concurrency), "-p", String(SECONDS * 1000)],
     ...["-s", "1000", "--max-trials", "3", "-f", csv],
   ];
@@ -129,7 +152,7 @@ async function loadtestPoint(address: string, concurrency: number): Promise<Poin
   await run(
     process.execPath,
     [
-      ...["--import", "tsx", "loadtest/src/main.ts", "run", "--address", address],
+      ...["--import", "tsx", "loadtest/src/main.ts", "run", "--address", address, "--model", MODEL],
       ...["--concurrency", String(concurrency), "--thresholds", String(THRESHOLD), "--calls", "unary"],
       ...["--duration", `${SECONDS}s`, "--warmup", "1s", "--no-plots", "--no-progress", "--out", out],
     ],
@@ -149,25 +172,44 @@ async function loadtestPoint(address: string, concurrency: number): Promise<Poin
   };
 }
 
-const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
+const folder = listRepository(join(REPO, "models")).find((m) => m.name === MODEL)?.versions[0];
+if (!folder) throw new Error(`--model ${MODEL}: models/${MODEL}/<version>/manifest.json does not exist`);
+const model = loadModelFolder(folder.dir);
 const { manifest } = model;
 if (!manifest.samples) throw new Error(`model ${manifest.name} has no samples to send`);
 const tool = perfAnalyzer(join(dirname(OUT), "perf-analyzer"), (line) => console.error(line));
 const data = inputData(join(model.dir, dirname(manifest.samples)));
 const startedAt = new Date().toISOString();
 const loadAtStart = loadavg().map((l) => Number(l.toFixed(2)));
-const server = await startServerProcess(REPO, ["--provider", "cpu"]);
+const httpPort = await freePort();
+const server = await startServerProcess(REPO, ["--provider", "cpu", "--http-port", String(httpPort)]);
 const address = `127.0.0.1:${server.port}`;
-console.error(`server at ${address}; perf_analyzer ${tool.version}; load average ${loadAtStart.join(" ")}`);
-const points: { concurrency: number; perfAnalyzer: Point; loadtest: Point }[] = [];
+const httpAddress = `127.0.0.1:${httpPort}`;
+console.error(
+  `server at ${address} (REST at ${httpAddress}); perf_analyzer ${tool.version}; load average ${loadAtStart.join(" ")}`,
+);
+const points: { concurrency: number; perfAnalyzer: Point; perfAnalyzerHttp: Point | null; loadtest: Point }[] = [];
 try {
   for (const concurrency of CONCURRENCY) {
-    const { output, ...pa } = await perfAnalyzerPoint(tool, manifest.name, address, data, concurrency);
-    writeFileSync(join(WORK, `perf-analyzer-c${concurrency}.txt`), output);
+    const { output, ...pa } = await perfAnalyzerPoint(tool, manifest.name, "grpc", address, data, concurrency);
+    writeFileSync(join(WORK, `perf-analyzer-grpc-c${concurrency}.txt`), output);
+    let http: Point | null = null;
+    if (HTTP) {
+      const { output: httpOutput, ...measured } = await perfAnalyzerPoint(
+        tool,
+        manifest.name,
+        "http",
+        httpAddress,
+        data,
+        concurrency,
+      );
+      writeFileSync(join(WORK, `perf-analyzer-http-c${concurrency}.txt`), httpOutput);
+      http = measured;
+    }
     const lt = await loadtestPoint(address, concurrency);
-    points.push({ concurrency, perfAnalyzer: pa, loadtest: lt });
+    points.push({ concurrency, perfAnalyzer: pa, perfAnalyzerHttp: http, loadtest: lt });
     console.error(
-      `concurrency ${concurrency}: perf_analyzer ${pa.throughputRps.toFixed(1)} req/s, loadtest ${lt.throughputRps.toFixed(1)} req/s`,
+      `concurrency ${concurrency}: perf_analyzer gRPC ${pa.throughputRps.toFixed(1)} req/s, HTTP ${http ? `${http.throughputRps.toFixed(1)} req/s` : "not measured"}, loadtest ${lt.throughputRps.toFixed(1)} req/s`,
     );
   }
 } finally {
@@ -186,12 +228,14 @@ const result = {
 writeFileSync(OUT, `${JSON.stringify(result, null, 2)}\n`);
 
 const f = (n: number, digits = 2) => n.toFixed(digits);
+const cells = (p: Point | null) =>
+  p ? `${f(p.throughputRps, 1)} | ${f(p.p50Ms)} / ${f(p.p90Ms)} / ${f(p.p99Ms)}` : "- | -";
 const lines = [
-  `| concurrency | perf_analyzer (v2 ModelInfer) req/s | p50 / p90 / p99 ms | loadtest (ctm.v1 Classify) req/s | p50 / p90 / p99 ms | throughput ratio |`,
-  "|---|---|---|---|---|---|",
+  `| concurrency | perf_analyzer -i grpc (v2 ModelInfer) req/s | p50 / p90 / p99 ms | perf_analyzer -i http (v2 REST infer) req/s | p50 / p90 / p99 ms | loadtest (ctm.v1 Classify) req/s | p50 / p90 / p99 ms | gRPC / loadtest | HTTP / gRPC |`,
+  "|---|---|---|---|---|---|---|---|---|",
   ...points.map(
-    ({ concurrency, perfAnalyzer: pa, loadtest: lt }) =>
-      `| ${concurrency} | ${f(pa.throughputRps, 1)} | ${f(pa.p50Ms)} / ${f(pa.p90Ms)} / ${f(pa.p99Ms)} | ${f(lt.throughputRps, 1)} | ${f(lt.p50Ms)} / ${f(lt.p90Ms)} / ${f(lt.p99Ms)} | ${f(pa.throughputRps / lt.throughputRps)} |`,
+    ({ concurrency, perfAnalyzer: pa, perfAnalyzerHttp: http, loadtest: lt }) =>
+      `| ${concurrency} | ${cells(pa)} | ${cells(http)} | ${cells(lt)} | ${f(pa.throughputRps / lt.throughputRps)} | ${http ? f(http.throughputRps / pa.throughputRps) : "-"} |`,
   ),
 ];
 console.log(`${startedAt} - ${result.finishedAt}; load average ${loadAtStart.join(" ")} -> ${loadAtEnd.join(" ")}`);
