@@ -208,6 +208,20 @@ describe("npm run classify on a model with a halting head", () => {
     assert.match(bad?.stderr ?? "", /--signal must be certainty or halt, got "halting"/);
   });
 
+  it("prints halt in the JSON lines, without proto-loader's name for the oneof", async () => {
+    const { stdout } = await classify(file, "--stream", "--json", "--signal", "halt");
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as TickUpdateMessage & Record<string, unknown>);
+    assert.ok(lines.length > 0);
+    for (const line of lines) {
+      assert.equal(typeof line.halt, "number");
+      assert.equal(line.halt_signal, "HALT_SIGNAL_HALT");
+      assert.ok(!("halt_value" in line), "no halt_value");
+    }
+  });
+
   it("plots the halt signal in its own colour", async () => {
     const plot = join(dir, "halt.png");
     await classify(file, "--plot", plot, "--min-ticks", "8");

@@ -205,12 +205,11 @@ function readInput(file: string): Pick<ClassifyRequestMessage, "image" | "tensor
 const BAR = 24;
 
 /**
- * proto-loader names the member set of every oneof under the oneof's own name (halt_value: "halt"), and
- * of proto3 `optional` fields under "_field"; neither is part of the message.
+ * proto-loader names the member set of a oneof under the oneof's own name (halt_value: "halt" in the
+ * messages printed here), and of proto3 `optional` fields under "_field"; neither is part of the message.
  */
-const ONEOF_NAMES = new Set(["halt_value", "input"]);
 const json = (message: object) =>
-  JSON.stringify(message, (key, value) => (key.startsWith("_") || ONEOF_NAMES.has(key) ? undefined : value));
+  JSON.stringify(message, (key, value) => (key.startsWith("_") || key === "halt_value" ? undefined : value));
 
 /** The value of the signal a message was halted on. */
 const signalValue = (message: { certainty: number; halt?: number; halt_signal: HaltSignalName }) =>
