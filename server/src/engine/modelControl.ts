@@ -252,8 +252,10 @@ export class ModelControl {
         else if (!selected.includes(version))
           reason = `not selected by version policy ${describeVersionPolicy(policy)}`;
         else if (this.options.mode === "none")
-          reason = "not loaded (--model-control none reads the folder only at start-up)";
-        else reason = "not loaded";
+          reason = "not loaded: --model-control none reads the folder only at start-up";
+        else if (this.options.mode === "explicit")
+          reason = "not loaded: --model-control explicit reads the folder on a load request";
+        else reason = "not loaded yet: the next poll of the folder loads it";
         set({ name: model.name, version, state: "UNAVAILABLE", reason });
       }
     }
