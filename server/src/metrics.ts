@@ -62,6 +62,12 @@ export class ServerMetrics {
     labelNames: ["model"] as const,
     registers: [this.registry],
   });
+  private readonly versionsServing = new Gauge({
+    name: "ctm_model_version_serving",
+    help: "1 for each model version that serves now (loaded, with a running worker); a version unloaded has no series.",
+    labelNames: ["model", "version"] as const,
+    registers: [this.registry],
+  });
   private readonly parkedRequests = new Gauge({
     name: "ctm_parked_requests",
     help: "Streams whose client stopped taking messages: parked, costing no compute and holding no batch slot.",
@@ -109,6 +115,17 @@ export class ServerMetrics {
         this.set(decodeCounts().waiting);
       },
     });
+  }
+
+  private readonly servingVersions = new Map<string, ReadonlySet<number>>();
+
+  /** The versions of `model` that serve now; the series of versions that no longer do go. */
+  modelVersions(model: string, serving: readonly number[]): void {
+    for (const version of this.servingVersions.get(model) ?? []) {
+      if (!serving.includes(version)) this.versionsServing.remove({ model, version: String(version) });
+    }
+    for (const version of serving) this.versionsServing.set({ model, version: String(version) }, 1);
+    this.servingVersions.set(model, new Set(serving));
   }
 
   requestFinished(model: string, method: string, status: string, seconds: number): void {

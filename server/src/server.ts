@@ -227,7 +227,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   let stopping: Promise<void> | undefined;
   // A model reads SERVING while a version of it serves: loaded, unloaded, or its workers dying and
   // coming back, from the moment it changes.
-  followModelSet(registry, control, health, () => stopping !== undefined);
+  followModelSet(registry, control, health, metrics, () => stopping !== undefined);
   health.setStatus("", "SERVING");
   health.setStatus(CTM_SERVICE, "SERVING");
   log.info(

@@ -192,6 +192,11 @@ describe("explicit model control", () => {
 
     await s.oip.call("RepositoryModelLoad", { model_name: MODEL_NAME, parameters: parameter("version_policy", "all") });
     assert.deepEqual(await states(s.oip), ["1 READY", "2 READY"]);
+    const seriesOf = async () =>
+      [...(await s.t.metrics()).matchAll(/^ctm_model_version_serving\{model="mnist-ctm",version="(\d+)"\} 1$/gm)]
+        .map((m) => m[1])
+        .sort();
+    assert.deepEqual(await seriesOf(), ["1", "2"]);
 
     // tritonclient's load_model(config=...): Triton's configuration JSON, of which version_policy is read.
     const config = JSON.stringify({ version_policy: { specific: { versions: [1] } } });
@@ -214,6 +219,7 @@ describe("explicit model control", () => {
     await until("version 2 is unloaded", async () => (await states(s.oip)).includes("2 UNAVAILABLE"));
     assert.deepEqual(await states(s.oip), ["1 READY", "2 UNAVAILABLE"]);
     assert.equal(await health(), "SERVING");
+    assert.deepEqual(await seriesOf(), ["1"], "the unloaded version's series is gone");
 
     const unloaded = await ctmCall<{ models: { version: number; state: string; reason: string }[] }>(
       s.t,
