@@ -241,8 +241,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       health.setStatus("", "NOT_SERVING");
       health.setStatus(CTM_SERVICE, "NOT_SERVING");
       for (const model of registry.listed()) health.setStatus(modelHealthService(nameOf(model)), "NOT_SERVING");
-      await control.close();
-      await Promise.all(registry.all().map((engine) => engine.drain(graceMs)));
+      // Model control stops (its unloaded versions finish draining) while the served ones drain.
+      await Promise.all([control.close(), ...registry.all().map((engine) => engine.drain(graceMs))]);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
         server.tryShutdown(() => {
