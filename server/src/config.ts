@@ -173,7 +173,8 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     flag: "--models-dir",
     env: "CTM_MODELS_DIR",
     default: "models",
-    description: "folder of <name>/<version>/ model folders; --version-policy says which versions serve (default: the highest)",
+    description:
+      "folder of <name>/<version>/ model folders; --version-policy says which versions serve (default: the highest)",
   },
   {
     key: "provider",
