@@ -29,6 +29,11 @@ export interface ServerConfig {
   maxBatch: number;
   /** Most requests waiting for a batch slot (per model) before RESOURCE_EXHAUSTED. */
   maxQueue: number;
+  /**
+   * The latency each model answers within by lowering requests that gave a floor towards it, and then
+   * refusing (engine/loadController.ts); 0: off (queue up to maxQueue, as without it).
+   */
+  latencyObjectiveMs: number;
   /** Images libvips decodes at once, for the whole process (runtime/decodeSlots.ts). */
   decodeSlots: number;
   /**
@@ -122,6 +127,7 @@ export type ConfigKey =
   | "workerNice"
   | "maxBatch"
   | "maxQueue"
+  | "latencyObjectiveMs"
   | "decodeSlots"
   | "streamWriteIdleMs"
   | "receiveTimeoutMs"
@@ -218,6 +224,14 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     env: "CTM_MAX_QUEUE",
     default: "256",
     description: "most requests waiting for a batch slot per model; beyond it: RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "latencyObjectiveMs",
+    flag: "--latency-objective-ms",
+    env: "CTM_LATENCY_OBJECTIVE_MS",
+    default: "0",
+    description:
+      "answer each request within this many milliseconds: under load, requests that give a floor (min_target_accuracy, min_target_consistency) are served at lower certified targets, and what would not fit even at the floors is refused with RESOURCE_EXHAUSTED (0: off)",
   },
   {
     key: "decodeSlots",
@@ -569,6 +583,7 @@ export function parseConfig(
     workerNice: integer("workerNice", 0, 19),
     maxBatch: integer("maxBatch", 1, 4096),
     maxQueue: integer("maxQueue", 0, 1_000_000),
+    latencyObjectiveMs: integer("latencyObjectiveMs", 0, 3_600_000),
     decodeSlots: raw.has("decodeSlots") ? integer("decodeSlots", 1, 1024) : defaultDecodeSlots(cpus),
     streamWriteIdleMs: integer("streamWriteIdleMs", 1, 3_600_000),
     receiveTimeoutMs: integer("receiveTimeoutMs", 1, 3_600_000),

@@ -95,6 +95,39 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  private readonly refusals = new Counter({
+    name: "ctm_refusals_total",
+    help: "Requests refused on arrival with RESOURCE_EXHAUSTED, by cause: queue (every batch slot and --max-queue taken) or objective (not answerable within --latency-objective-ms even with every request that gave a floor at its floor).",
+    labelNames: ["model", "cause"] as const,
+    registers: [this.registry],
+  });
+  private readonly targetLowering = new Gauge({
+    name: "ctm_target_lowering",
+    help: "How far below its target (in accuracy or consistency) a request that gave a floor starts thinking now, its floor permitting; 0: not lowered (--latency-objective-ms).",
+    labelNames: ["model"] as const,
+    registers: [this.registry],
+  });
+  private readonly capacity = new Gauge({
+    name: "ctm_capacity_ticks_per_second",
+    help: "Request-ticks per second the model's workers advance at a full batch, as the load controller last measured from their tick runs.",
+    labelNames: ["model"] as const,
+    registers: [this.registry],
+  });
+  private readonly servedTarget = new Histogram({
+    name: "ctm_served_target",
+    help: "The target each answered request that gave a floor was served at: its own, or the lower certified one load lowered it to.",
+    labelNames: ["model", "kind"] as const,
+    buckets: [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99, 1],
+    registers: [this.registry],
+  });
+  private readonly lowered = new Histogram({
+    name: "ctm_target_lowered_by",
+    help: "Answered requests that load lowered, by how much below the target they asked for they were served (count: how many).",
+    labelNames: ["model", "kind"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "ctm_" });
     // The process's decode line (runtime/decodeSlots.ts), read when scraped.
@@ -153,6 +186,15 @@ export class ServerMetrics {
       const why = reason ?? outcome.toUpperCase();
       this.halts.inc({ model, reason: why });
       this.ticksUsed.observe({ model, reason: why }, ticksUsed);
+    },
+    refused: (model, cause) => this.refusals.inc({ model, cause }),
+    load: (model, state) => {
+      this.targetLowering.set({ model }, state.lowering);
+      if (state.ticksPerSecond > 0) this.capacity.set({ model }, state.ticksPerSecond);
+    },
+    served: (model, kind, requested, served) => {
+      this.servedTarget.observe({ model, kind }, served);
+      if (served < requested) this.lowered.observe({ model, kind }, requested - served);
     },
   };
 }

@@ -87,6 +87,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     workerNice: config.workerNice,
     maxBatch: config.maxBatch,
     maxQueue: config.maxQueue,
+    latencyObjectiveMs: config.latencyObjectiveMs,
     maxTicks: config.limits.maxTicks,
     image: {
       maxPixels: imagePixels,

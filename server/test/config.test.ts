@@ -19,6 +19,7 @@ describe("server configuration", () => {
       workerNice: 5,
       maxBatch: 64,
       maxQueue: 256,
+      latencyObjectiveMs: 0,
       // Half the (8) CPUs: decodes leave the other half to the event loop and the workers.
       decodeSlots: 4,
       streamWriteIdleMs: 30000,

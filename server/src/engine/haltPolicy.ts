@@ -30,6 +30,12 @@ export interface HaltPolicyRequest {
   targetConsistency?: number;
   /** Only with a target; undefined means DEFAULT_TARGET_CONFIDENCE. */
   targetConfidence?: number;
+  /**
+   * The floor of a flexible request: only with target_accuracy (target_consistency), the lowest
+   * target of that kind an overloaded server may serve it at instead (targetLadder.ts).
+   */
+  minTargetAccuracy?: number;
+  minTargetConsistency?: number;
   minTicks?: number;
   maxTicks?: number;
   patience?: number;
@@ -49,6 +55,16 @@ export interface HaltPolicy {
   targetConfidence?: number;
   /** Set with either target: what the calibration promises for it. */
   guarantee?: GuaranteePlan;
+  /**
+   * Set when the request gave a floor (min_target_accuracy or min_target_consistency): the lowest
+   * target of the same kind it may be served at under load.
+   */
+  minTarget?: number;
+  /**
+   * Set when load lowered the request: the target and threshold it asked for. The policy's own target,
+   * threshold and guarantee are then the lower, certified ones it was served at.
+   */
+  loweredFrom?: { target: number; threshold: number };
   minTicks: number;
   maxTicks: number;
   /** 0: off. */
@@ -144,6 +160,8 @@ export function resolveHaltPolicy(request: HaltPolicyRequest, limits: TickLimits
     if (kind === "accuracy") policy.targetAccuracy = target;
     else policy.targetConsistency = target;
   }
+  const floor = resolveFloor(request, kind, policy.targetAccuracy ?? policy.targetConsistency);
+  if (floor !== undefined) policy.minTarget = floor;
 
   const maxTicks = count("halt_policy.max_ticks", request.maxTicks);
   if (maxTicks > limits.maxTicks) {
@@ -201,6 +219,37 @@ function resolveSignal(request: HaltPolicyRequest, hasTarget: boolean, limits: T
     );
   }
   return signal;
+}
+
+/**
+ * A floor belongs to a target of its own kind and lies in (0, target]: a floor above the target would
+ * ask the server to raise it, and one on the other kind would be a promise no threshold is certified for.
+ */
+function resolveFloor(
+  request: HaltPolicyRequest,
+  kind: "accuracy" | "consistency" | undefined,
+  target: number | undefined,
+): number | undefined {
+  const { minTargetAccuracy, minTargetConsistency } = request;
+  if (minTargetAccuracy !== undefined && minTargetConsistency !== undefined) {
+    throw invalidArgument(
+      `set at most one of halt_policy.min_target_accuracy (${minTargetAccuracy}) and halt_policy.min_target_consistency (${minTargetConsistency})`,
+    );
+  }
+  const floorKind =
+    minTargetAccuracy !== undefined ? "accuracy" : minTargetConsistency !== undefined ? "consistency" : undefined;
+  if (floorKind === undefined) return undefined;
+  const floor = (minTargetAccuracy ?? minTargetConsistency) as number;
+  const field = `halt_policy.min_target_${floorKind}`;
+  if (kind !== floorKind || target === undefined) {
+    throw invalidArgument(
+      `${field} (${floor}) is the floor of halt_policy.target_${floorKind} and applies only with it${kind ? `; this request sets halt_policy.target_${kind}` : ""}`,
+    );
+  }
+  if (!(floor > 0 && floor <= target)) {
+    throw invalidArgument(`${field} must be in (0, target_${floorKind} = ${target}], got ${floor}`);
+  }
+  return floor;
 }
 
 /** Which bound made limits.maxTicks what it is. */

@@ -15,9 +15,13 @@
  *
  * Every request that passes admission is reported to the observer exactly once, when it leaves
  * `requests` (or, if it never got there, where it ended), under how it ended.
+ *
+ * Under load a request with a floor may start thinking at a lower certified target than it asked for
+ * (loadController.ts): the controller picks its rung when it gets a batch slot, and refuses at
+ * admission what would not be answered within --latency-objective-ms even at the floors.
  */
 import { performance } from "node:perf_hooks";
-import type { HaltSignal } from "../model/calibration.ts";
+import type { GuaranteeKind, HaltSignal } from "../model/calibration.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { SessionSettings } from "../runtime/executionProvider.ts";
 import type { ImageLimits } from "../runtime/imagePreprocess.ts";
@@ -30,11 +34,14 @@ import {
   resolveHaltPolicy,
   type TickLimits,
 } from "./haltPolicy.ts";
+import { LoadController, type LoadState } from "./loadController.ts";
 import { type ModelInput, prepareInput } from "./modelInput.ts";
 import type { RequestTiming } from "./modelStatistics.ts";
 import { describePrediction, type Prediction, resolveTopK } from "./prediction.ts";
 import { SchedulerThread } from "./schedulerThread.ts";
 import { ServerError } from "./serverError.ts";
+import { servedPolicy, type TargetLadder, targetLadder } from "./targetLadder.ts";
+import { TickCapacity } from "./tickCapacity.ts";
 import { timerDelay } from "./timerDelay.ts";
 import type { Finished, StepMessage, StepRun, ToWorker, WorkerData } from "./workerProtocol.ts";
 
@@ -47,6 +54,8 @@ export interface EngineOptions {
   workerNice: number;
   maxBatch: number;
   maxQueue: number;
+  /** Answer within this, lowering flexible requests and then refusing (loadController.ts); 0: off. */
+  latencyObjectiveMs?: number;
   /** Most ticks any request may run; 0: the model's own limit. */
   maxTicks: number;
   image: ImageLimits;
@@ -69,6 +78,12 @@ export interface EngineObserver {
   finished(model: string, outcome: Finished["outcome"], reason: HaltReason | undefined, ticksUsed: number): void;
   /** How an answered or failed request spent its time, stage by stage (per-version statistics). */
   timed?(model: string, timing: RequestTiming): void;
+  /** A request refused at admission: its queue was full, or the latency objective out of reach. */
+  refused?(model: string, cause: "queue" | "objective"): void;
+  /** The load controller's lowering changed, or the capacity it plans with was measured again. */
+  load?(model: string, state: LoadState): void;
+  /** A request with a floor was answered: the target it asked for and the one it was served at. */
+  served?(model: string, kind: GuaranteeKind, requested: number, served: number): void;
 }
 
 export interface ClassifyJob {
@@ -136,6 +151,8 @@ interface Request {
   readAhead: number;
   topK: number;
   channel: EventChannel<InferenceEvent>;
+  /** The targets it may be served at; policy becomes the one of the rung it starts at. */
+  ladder: TargetLadder;
   worker: SchedulerThread | undefined;
   /** The last tick pushed to the channel, and the last one its reader has taken. */
   pushed: number;
@@ -185,6 +202,8 @@ export class ModelEngine {
   /** Workers starting (at start-up or as replacements), for close() to wait for. */
   private readonly starting = new Set<Promise<unknown>>();
   private readonly restartTimers = new Set<NodeJS.Timeout>();
+  private readonly capacity = new TickCapacity();
+  private readonly controller: LoadController;
 
   private constructor(
     readonly definition: ModelDefinition,
@@ -203,6 +222,17 @@ export class ModelEngine {
       hasHaltSignal: manifest.outputs.halt !== undefined,
     };
     this.defaultPolicy = defaultHaltPolicy(this.limits);
+    this.controller = new LoadController(
+      options.latencyObjectiveMs ?? 0,
+      this.capacity,
+      () => ({
+        queued: this.queue,
+        active: this.slots.reduce((sum, slot) => sum + slot.load, 0),
+        workers: Math.max(1, this.slots.length),
+        maxBatch: options.maxBatch,
+      }),
+      (state) => observer?.load?.(this.name, state),
+    );
   }
 
   /** Starts the model's workers; resolves once every one has its sessions open. */
@@ -261,7 +291,8 @@ export class ModelEngine {
     }
     const receivedAt = Date.now();
     const arrivedAt = performance.now();
-    this.reserve();
+    const ladder = targetLadder(policy, this.limits);
+    this.reserve(ladder);
     let input: Float32Array;
     try {
       // A request aborted while its image waits or decodes gives its place back at once.
@@ -304,6 +335,7 @@ export class ModelEngine {
       readAhead: job.streamTicks && job.pacedByReader ? READ_AHEAD_TICKS : 0,
       topK,
       channel: new EventChannel<InferenceEvent>(),
+      ladder,
       worker: undefined,
       pushed: 0,
       taken: 0,
@@ -370,6 +402,7 @@ export class ModelEngine {
     this.draining = true;
     this.closed = true;
     this.cutOff ??= "the server is shutting down";
+    this.controller.close();
     for (const timer of this.restartTimers) clearTimeout(timer);
     this.restartTimers.clear();
     for (const request of [...this.requests.values()])
@@ -382,14 +415,26 @@ export class ModelEngine {
   }
 
   // ---------------------------------------------------------------- admission
-  /** Claims a place in the queue, or refuses at once when it is full. */
-  private reserve(): void {
-    const { maxBatch, maxQueue } = this.options;
+  /**
+   * Claims a place in the queue, or refuses at once when it is full or, with a latency objective, when
+   * even every flexible request at its floor would not answer this one within it.
+   */
+  private reserve(ladder: TargetLadder): void {
+    const { maxBatch, maxQueue, latencyObjectiveMs } = this.options;
     // A slot whose batch is over max-batch (readers that resumed at once) offers nothing, not less.
     const free = this.slots.reduce((sum, slot) => sum + Math.max(0, maxBatch - slot.load), 0);
     const waiting = this.queue.length + this.preparing;
+    const predictedMs = this.controller.admit(ladder);
+    if (predictedMs !== undefined) {
+      this.observer?.refused?.(this.name, "objective");
+      throw new ServerError(
+        "RESOURCE_EXHAUSTED",
+        `model ${this.name} cannot answer within the latency objective: with ${waiting} request(s) waiting it would take about ${Math.round(predictedMs)} ms even with every request that gave a floor served at its floor (--latency-objective-ms ${latencyObjectiveMs}); retry later`,
+      );
+    }
     if (waiting + 1 > free + maxQueue) {
       const running = this.slots.reduce((sum, slot) => sum + slot.load, 0);
+      this.observer?.refused?.(this.name, "queue");
       throw new ServerError(
         "RESOURCE_EXHAUSTED",
         `model ${this.name} is at capacity: ${running} request(s) running (max-batch ${maxBatch} x ${this.slots.length} worker(s)) and ${waiting} waiting (max-queue ${maxQueue}); retry later`,
@@ -413,6 +458,7 @@ export class ModelEngine {
       slot.requests.add(request.id);
       request.worker = slot;
       request.dispatchedAt = performance.now();
+      request.policy = servedPolicy(request.policy, request.ladder, this.controller.rungFor(request));
       const message: ToWorker = {
         type: "admit",
         id: request.id,
@@ -577,7 +623,11 @@ export class ModelEngine {
   }
 
   private onStep(slot: SchedulerThread, step: StepMessage): void {
-    for (const run of step.runs) this.observer?.step(this.name, run);
+    for (const run of step.runs) {
+      this.capacity.observe(run);
+      this.observer?.step(this.name, run);
+    }
+    if (step.runs.length > 0) this.observer?.load?.(this.name, this.controller.state);
     const { output, attention } = this.definition.manifest;
     const width = output.shape.reduce((a, b) => a * b, 1);
     const attentionWidth = attention ? attention.shape.reduce((a, b) => a * b, 1) : 0;
@@ -654,6 +704,10 @@ export class ModelEngine {
       prediction: describePrediction(done.probabilities, this.definition.manifest.output, request.topK),
       policy: request.policy,
     };
+    const { guarantee, minTarget, loweredFrom } = request.policy;
+    if (guarantee && minTarget !== undefined) {
+      this.observer?.served?.(this.name, guarantee.kind, loweredFrom?.target ?? guarantee.target, guarantee.target);
+    }
     const end = performance.now();
     this.observer?.timed?.(this.name, {
       outcome: "success",

@@ -81,6 +81,7 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     workerNice: 5,
     maxBatch: 64,
     maxQueue: 256,
+    latencyObjectiveMs: defaults.latencyObjectiveMs,
     decodeSlots: defaults.decodeSlots,
     streamWriteIdleMs: defaults.streamWriteIdleMs,
     receiveTimeoutMs: defaults.receiveTimeoutMs,
