@@ -561,6 +561,9 @@ export class ModelControl {
         statistics.finished(outcome, reason, ticksUsed);
       },
       timed: (_model, timing) => statistics.request(timing),
+      refused: (model, cause) => base?.refused?.(model, cause),
+      load: (model, state) => base?.load?.(model, state),
+      served: (model, kind, requested, served) => base?.served?.(model, kind, requested, served),
     };
   }
 
