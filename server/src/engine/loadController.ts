@@ -38,6 +38,8 @@ export interface LoadItem {
 export interface LoadView {
   /** Requests waiting for a batch slot, in order. */
   queued: readonly LoadItem[];
+  /** Requests admitted whose input is still being prepared: they queue next, priced as recent arrivals. */
+  preparing: number;
   /** Requests holding a batch slot. */
   active: number;
   workers: number;
@@ -98,7 +100,9 @@ export class LoadController {
 
   /**
    * A request arrives. Returns undefined to admit it, or the latency it is predicted to take even with
-   * every flexible request at its floor, when that is beyond the objective: it is refused.
+   * every flexible request at its floor, when the queue makes that longer than the objective: it is
+   * refused. A request that would not wait is never refused, however long it thinks: refusing it could
+   * not answer it any sooner.
    */
   admit(ladder: TargetLadder): number | undefined {
     const now = this.now();
@@ -108,8 +112,8 @@ export class LoadController {
     if (this.objectiveMs === 0) return undefined;
     this.decide(now);
     // Optimistic about batches not yet seen: a refusal must be sure the floors do not fit.
-    const predicted = this.predict(this.deepest(), ladder, true);
-    return predicted > this.objectiveMs ? predicted : undefined;
+    const { waitMs, runMs } = this.predict(this.deepest(), ladder, true);
+    return waitMs > 0 && waitMs + runMs > this.objectiveMs ? waitMs + runMs : undefined;
   }
 
   /** The rung of its ladder a request starts thinking at, now that it has a batch slot. */
@@ -169,8 +173,10 @@ export class LoadController {
   /** The least lowering predicted to answer within `margin` of the objective at `utilisation`. */
   private needed(margin: number, utilisation: number): number {
     const levels = this.levels();
-    const fits = (level: number) =>
-      this.predict(level, undefined, false) <= margin * this.objectiveMs && this.demand(level) <= utilisation;
+    const fits = (level: number) => {
+      const { waitMs, runMs } = this.predict(level, undefined, false);
+      return waitMs + runMs <= margin * this.objectiveMs && this.demand(level) <= utilisation;
+    };
     // Both sides only fall as the lowering deepens, so the least level that fits is found by halving.
     let low = 0;
     let high = levels.length - 1;
@@ -199,26 +205,32 @@ export class LoadController {
   }
 
   /**
-   * Milliseconds a new request would take at `level`: the queue ahead worked through, then its own
-   * 90th-percentile ticks (of `ladder`, or the recent arrivals' on average). 0 before any tick run.
+   * Milliseconds a new request would take at `level`: waiting while the queue ahead is worked through,
+   * then running its own 90th-percentile ticks (of `ladder`, or the recent arrivals' on average).
+   * Both 0 before any tick run.
    */
-  private predict(level: number, ladder: TargetLadder | undefined, optimistic: boolean): number {
-    const { queued, active, workers, maxBatch } = this.view();
-    const batch = Math.min(maxBatch, Math.ceil((active + queued.length + 1) / workers));
+  private predict(
+    level: number,
+    ladder: TargetLadder | undefined,
+    optimistic: boolean,
+  ): { waitMs: number; runMs: number } {
+    const { queued, preparing, active, workers, maxBatch } = this.view();
+    const waiting = queued.length + preparing;
+    const batch = Math.min(maxBatch, Math.ceil((active + waiting + 1) / workers));
     const stepMs = this.capacity.stepMs(batch, optimistic);
-    if (stepMs === 0) return 0;
+    if (stepMs === 0) return { waitMs: 0, runMs: 0 };
     const rowTickMs = stepMs / batch;
     const encodeMs = this.capacity.encodeMsPerRow;
     let waitMs = 0;
-    if (queued.length >= workers * maxBatch - active) {
-      let ticks = 0;
+    if (waiting >= workers * maxBatch - active) {
+      let ticks = preparing * mean(this.recent.map((recent) => rungAt(recent, level).meanTicks));
       for (const item of queued) ticks += rungAt(item.ladder, level).meanTicks;
-      waitMs = (ticks * rowTickMs + queued.length * encodeMs) / workers;
+      waitMs = (ticks * rowTickMs + waiting * encodeMs) / workers;
     }
     const own = ladder
       ? rungAt(ladder, level).p90Ticks
       : mean(this.recent.map((recent) => rungAt(recent, level).p90Ticks));
-    return waitMs + own * stepMs + encodeMs;
+    return { waitMs, runMs: own * stepMs + encodeMs };
   }
 
   /** The last second's arrivals at `level` as a share of what the workers do at a full batch. */

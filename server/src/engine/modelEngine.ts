@@ -227,6 +227,7 @@ export class ModelEngine {
       this.capacity,
       () => ({
         queued: this.queue,
+        preparing: this.preparing,
         active: this.slots.reduce((sum, slot) => sum + slot.load, 0),
         workers: Math.max(1, this.slots.length),
         maxBatch: options.maxBatch,
