@@ -111,6 +111,11 @@ describe("guaranteed targets", () => {
       certified_target: 0.95,
       certified_confidence: 0.95,
       note: "",
+      // No floor: served as asked, never lowered.
+      requested_target: 0.95,
+      requested_threshold: expected.threshold,
+      min_target: 0,
+      lowered_by_load: false,
     });
   });
 

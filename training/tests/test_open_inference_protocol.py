@@ -530,7 +530,7 @@ def test_contents_instead_of_raw(server, golden):
         (
             lambda: [tensor_input(np.zeros((1, 1, 28, 28)))],
             {"temperature": 0.5},
-            r"^parameters\.temperature is not a parameter this server reads; the halt policy is set by halt_signal, certainty_threshold, halt_threshold, target_accuracy, target_consistency, target_confidence, min_ticks, max_ticks, patience, deadline_ms$",
+            r"^parameters\.temperature is not a parameter this server reads; the halt policy is set by halt_signal, certainty_threshold, halt_threshold, target_accuracy, target_consistency, target_confidence, min_target_accuracy, min_target_consistency, min_ticks, max_ticks, patience, deadline_ms$",
         ),
         (lambda: [image_input([b"not an image"])], {}, r"^inputs\[0\] \(\"image\"\) row 0 is not an image"),
     ],

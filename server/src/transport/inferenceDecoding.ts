@@ -48,6 +48,8 @@ const POLICY_PARAMETERS = {
   target_accuracy: "targetAccuracy",
   target_consistency: "targetConsistency",
   target_confidence: "targetConfidence",
+  min_target_accuracy: "minTargetAccuracy",
+  min_target_consistency: "minTargetConsistency",
   min_ticks: "minTicks",
   max_ticks: "maxTicks",
   patience: "patience",

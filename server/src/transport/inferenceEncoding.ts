@@ -127,6 +127,11 @@ function responseParameters(rows: RowView[], finished: boolean, final: boolean |
   if (final !== undefined) parameters.triton_final_response = boolean(final);
   const first = rows[0];
   if (finished && first?.result) Object.assign(parameters, policyParameters(first.result.policy));
+  // Rows are admitted one by one, so load may lower some and not others; each row's own guarantee is
+  // in the response of a one-row request.
+  if (finished && rows.length > 1) {
+    parameters.lowered_rows = int64(rows.filter((row) => row.result?.policy.loweredFrom).length);
+  }
   if (rows.length !== 1 || !first) return parameters;
   parameters.tick = int64(first.tick);
   parameters.certainty = double(first.certainty);
@@ -137,14 +142,14 @@ function responseParameters(rows: RowView[], finished: boolean, final: boolean |
     parameters.answer_tick = int64(result.answerTick);
     parameters.ticks_used = int64(result.ticksUsed);
     parameters.halt_reason = string(result.reason);
-    if (result.policy.guarantee) Object.assign(parameters, guaranteeParameters(result.policy.guarantee, result.reason));
+    if (result.policy.guarantee) Object.assign(parameters, guaranteeParameters(result.policy, result.reason));
   }
   return parameters;
 }
 
 /** What ctm.v1's `guarantee` says, flattened: whether this answer carries the calibrated promise. */
-function guaranteeParameters(plan: GuaranteePlan, reason: HaltReason): ParameterMap {
-  const outcome = guaranteeOutcome(plan, reason);
+function guaranteeParameters(policy: HaltPolicy, reason: HaltReason): ParameterMap {
+  const outcome = guaranteeOutcome(policy.guarantee as GuaranteePlan, reason);
   return {
     guarantee_kind: string(outcome.kind),
     guarantee_signal: string(outcome.signal),
@@ -154,6 +159,10 @@ function guaranteeParameters(plan: GuaranteePlan, reason: HaltReason): Parameter
     guarantee_risk_bound: double(outcome.riskBound),
     guarantee_calibration_count: int64(outcome.calibrationCount),
     guarantee_note: string(outcome.note),
+    guarantee_requested_target: double(policy.loweredFrom?.target ?? outcome.target),
+    guarantee_min_target: double(policy.minTarget ?? 0),
+    guarantee_lowered_by_load: boolean(policy.loweredFrom !== undefined),
+    guarantee_requested_threshold: double(policy.loweredFrom?.threshold ?? outcome.threshold),
   };
 }
 
@@ -169,6 +178,11 @@ function policyParameters(policy: HaltPolicy): ParameterMap {
   if (policy.targetAccuracy !== undefined) parameters.target_accuracy = double(policy.targetAccuracy);
   if (policy.targetConsistency !== undefined) parameters.target_consistency = double(policy.targetConsistency);
   if (policy.targetConfidence !== undefined) parameters.target_confidence = double(policy.targetConfidence);
+  if (policy.minTarget !== undefined) {
+    parameters[policy.targetConsistency !== undefined ? "min_target_consistency" : "min_target_accuracy"] = double(
+      policy.minTarget,
+    );
+  }
   return parameters;
 }
 

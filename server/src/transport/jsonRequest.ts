@@ -31,6 +31,8 @@ export const HALT_POLICY_FIELDS = [
   "target_confidence",
   "halt_signal",
   "halt_threshold",
+  "min_target_accuracy",
+  "min_target_consistency",
 ] as const;
 /** HaltSignal's values by name and by number, as proto3's JSON mapping writes an enum. */
 const HALT_SIGNALS: readonly HaltSignalName[] = [
@@ -85,6 +87,8 @@ function haltPolicy(value: unknown): HaltPolicyMessage {
     target_consistency: optional(policy, "target_consistency", number, at) ?? 0,
     target_confidence: optional(policy, "target_confidence", number, at) ?? 0,
     halt_threshold: optional(policy, "halt_threshold", number, at) ?? 0,
+    min_target_accuracy: optional(policy, "min_target_accuracy", number, at) ?? 0,
+    min_target_consistency: optional(policy, "min_target_consistency", number, at) ?? 0,
     halt_signal: optional(policy, "halt_signal", haltSignal, at) ?? "HALT_SIGNAL_UNSPECIFIED",
   };
   // proto3 `optional`: absent and null both mean unset, as proto-loader hands them to the decoder.

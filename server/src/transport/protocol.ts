@@ -81,6 +81,9 @@ export interface HaltPolicyMessage {
   halt_signal?: HaltSignalName;
   /** 0: not set. */
   halt_threshold?: number;
+  /** Floors of a flexible request; 0: not set. */
+  min_target_accuracy?: number;
+  min_target_consistency?: number;
 }
 
 export interface ClassifyRequestMessage {
@@ -139,6 +142,10 @@ export interface GuaranteeMessage {
   certified_confidence: number;
   note: string;
   signal: HaltSignalName;
+  requested_target: number;
+  min_target: number;
+  lowered_by_load: boolean;
+  requested_threshold: number;
 }
 
 export interface CertifiedTargetMessage {

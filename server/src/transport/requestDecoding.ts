@@ -164,6 +164,8 @@ export function decodeClassifyRequest(
         targetAccuracy: unlessZero(policy.target_accuracy),
         targetConsistency: unlessZero(policy.target_consistency),
         targetConfidence: unlessZero(policy.target_confidence),
+        minTargetAccuracy: unlessZero(policy.min_target_accuracy),
+        minTargetConsistency: unlessZero(policy.min_target_consistency),
         minTicks: policy.min_ticks,
         maxTicks: policy.max_ticks,
         patience: policy.patience,

@@ -40,6 +40,10 @@ export function encodePolicy(policy: HaltPolicy): HaltPolicyMessage {
   if (policy.targetAccuracy !== undefined) message.target_accuracy = policy.targetAccuracy;
   if (policy.targetConsistency !== undefined) message.target_consistency = policy.targetConsistency;
   if (policy.targetConfidence !== undefined) message.target_confidence = policy.targetConfidence;
+  if (policy.minTarget !== undefined) {
+    message[policy.targetConsistency !== undefined ? "min_target_consistency" : "min_target_accuracy"] =
+      policy.minTarget;
+  }
   return message;
 }
 
@@ -58,6 +62,10 @@ function encodeGuarantee(policy: HaltPolicy, reason: HaltReason): GuaranteeMessa
     certified_confidence: outcome.certifiedConfidence,
     note: outcome.note,
     signal: HALT_SIGNAL_NAMES[outcome.signal],
+    requested_target: policy.loweredFrom?.target ?? outcome.target,
+    min_target: policy.minTarget ?? 0,
+    lowered_by_load: policy.loweredFrom !== undefined,
+    requested_threshold: policy.loweredFrom?.threshold ?? outcome.threshold,
   };
 }
 
