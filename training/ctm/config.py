@@ -227,6 +227,9 @@ class RunConfig:
     # Weight of the "hold" term: the mean loss over the ticks after the best one, so that an answer,
     # once found, is kept rather than lost with more thought. 0: the reference's loss exactly.
     hold_weight: float = 0.0
+    # Weight of the mean loss over every tick (deep supervision, as early-exit networks train every
+    # exit): easy inputs answered early and kept. 0: off.
+    every_tick_weight: float = 0.0
     halting_weight: float = 1.0  # weight of the halting head's loss (models with halting_hidden > 0)
     compile: bool = False  # torch.compile the tick (faster steps after a ~40 s compile; docs/training.md)
     eval_every: int = 500
@@ -243,7 +246,7 @@ class RunConfig:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.grad_clip < 0:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}")
-        for name in ("hold_weight", "halting_weight"):
+        for name in ("hold_weight", "every_tick_weight", "halting_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 

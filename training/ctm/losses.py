@@ -1,9 +1,13 @@
 """The CTM's dual-index loss: learn to be right at some tick and to be right where most certain.
 
-Two additions of ours, both off by default (the reference's loss exactly):
+Additions of ours, all off by default (the reference's loss exactly):
 - hold: the mean loss over the ticks after the best one, weighted. Without it nothing trains the ticks
   after the answer was found, and a model can lose its answer by thinking longer (our first maze
-  model solved 50.2% of mazes at tick 21 and 47.2% at tick 30).
+  model solved 50.2% of mazes at tick 21 and 47.2% at tick 30). It also rewards finding the answer
+  late (fewer ticks follow it): on MNIST it moved the answers later (docs/training.md).
+- every tick: the mean loss over all ticks, weighted, as early-exit networks train every exit (deep
+  supervision: BranchyNet, MSDNet). It asks for the best answer so far at every tick, so an easy input
+  is answered early and kept; the dual-index terms still leave the hard ones time to think.
 - the halting head's loss: binary cross-entropy of its logit against "the answer at this tick is right"
   (every position right, for a route), at every tick.
 """
@@ -33,19 +37,23 @@ def dual_index_loss(
     output_shape: tuple[int, ...],
     use_most_certain: bool = True,
     hold_weight: float = 0.0,
+    every_tick_weight: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """0.5 * (CE at the min-loss tick t1 + CE at the most certain tick t2), averaged over the batch,
-    plus `hold_weight` times the mean CE over the ticks after t1.
+    plus `hold_weight` times the mean CE over the ticks after t1 and `every_tick_weight` times the mean
+    CE over all ticks.
 
     With `use_most_certain=False`, t2 is the last tick. Returns (loss, t1, t2), ticks 0-based (B,).
     """
-    return select_ticks(per_tick_loss(logits, targets, output_shape), certainty, use_most_certain, hold_weight)
+    losses = per_tick_loss(logits, targets, output_shape)
+    return select_ticks(losses, certainty, use_most_certain, hold_weight, every_tick_weight)
 
 
 def select_ticks(
-    losses: Tensor, certainty: Tensor, use_most_certain: bool, hold_weight: float
+    losses: Tensor, certainty: Tensor, use_most_certain: bool, hold_weight: float, every_tick_weight: float = 0.0
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The dual-index reduction of per-tick losses (B, T), and the hold term. Returns (loss, t1, t2)."""
+    """The dual-index reduction of per-tick losses (B, T), the hold and every-tick terms. Returns
+    (loss, t1, t2)."""
     batch, ticks = losses.shape
     t1 = losses.argmin(-1)
     t2 = certainty.argmax(-1) if use_most_certain else torch.full_like(t1, ticks - 1)
@@ -55,6 +63,8 @@ def select_ticks(
         after = (torch.arange(ticks, device=losses.device) > t1.unsqueeze(-1)).float()  # (B, T)
         held = (losses * after).sum(-1) / after.sum(-1).clamp(min=1)
         loss = loss + hold_weight * held.mean()
+    if every_tick_weight > 0:
+        loss = loss + every_tick_weight * losses.mean()
     return loss, t1, t2
 
 
@@ -90,6 +100,7 @@ def maze_route_loss(
     output_shape: tuple[int, ...],
     use_most_certain: bool = True,
     hold_weight: float = 0.0,
+    every_tick_weight: float = 0.0,
     lookahead: int = 5,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The dual-index loss over a route, with the reference's automatic curriculum.
@@ -111,4 +122,4 @@ def maze_route_loss(
         upto = (prefix.clamp(min=1) - 1).amax(-1) + lookahead  # (B,)
         mask = (torch.arange(positions, device=logits.device) < upto.unsqueeze(-1)).float()  # (B, P)
     losses = (per_position * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)  # (B, T)
-    return select_ticks(losses, certainty, use_most_certain, hold_weight)
+    return select_ticks(losses, certainty, use_most_certain, hold_weight, every_tick_weight)

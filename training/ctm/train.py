@@ -155,7 +155,9 @@ def train(
             group["lr"] = lr_at(step, run)
         x, y = task.train_batch(model_config, train_split, run.batch_size, generator, run.augment)
         logits, certainty, halt = wrapped(x)
-        loss, _, t2 = task.loss(logits, certainty, y, shape, run.use_most_certain, run.hold_weight)
+        loss, _, t2 = task.loss(
+            logits, certainty, y, shape, run.use_most_certain, run.hold_weight, run.every_tick_weight
+        )
         if halt.shape[-1]:
             halt_loss = halting_loss(halt, answers_right(logits.detach(), y, shape))
             loss = loss + run.halting_weight * halt_loss

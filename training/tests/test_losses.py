@@ -80,3 +80,11 @@ def test_halting_loss_learns_which_ticks_are_right():
     confident = halting_loss(torch.tensor([[-5.0, 5.0, 5.0], [-5.0, -5.0, 5.0]]), right)
     backwards = halting_loss(torch.tensor([[5.0, -5.0, -5.0], [5.0, 5.0, -5.0]]), right)
     assert confident.item() < 0.01 < 5 < backwards.item()
+
+
+def test_every_tick_term_is_the_mean_loss_over_all_ticks():
+    logits, certainty, targets = hand_made()
+    plain, _, _ = dual_index_loss(logits, certainty, targets, (3,))
+    every, _, _ = dual_index_loss(logits, certainty, targets, (3,), every_tick_weight=0.25)
+    mean = per_tick_loss(logits, targets, (3,)).mean()
+    assert every.item() == pytest.approx(plain.item() + 0.25 * mean.item(), rel=1e-6)
