@@ -8,16 +8,25 @@
  * and never below its floor. It is chosen at dispatch and kept for the whole run, so that every answer
  * halts by one certified rule and can state the guarantee that holds for it.
  *
- * The lowering is the least that is predicted to answer in time. The prediction is a fluid one, from
- * the server's own tick runs (tickCapacity.ts): a new request waits while the queue ahead of it is
- * worked through (the queued requests' expected ticks at that lowering, plus their encoder runs, at the
- * rate the workers advance a batch of that size), then thinks for its own ticks at one step per tick.
- * The demand must also fit: the arrivals of the last second, priced at that lowering, may use no more
- * than a share of what the workers can do at a full batch, or the queue would grow whatever its length.
+ * The lowering is the least that is predicted to answer in time, from the server's own tick runs
+ * (tickCapacity.ts) and the calibration's ticks per rung. A step of the workers costs a fixed part and a
+ * part per row (the line through the runs per batch size), and each request an encoder run; arrivals at
+ * the last second's rate, each thinking its rung's mean ticks, then keep the workers this busy:
  *
- * Hysteresis keeps answers from flapping: the lowering deepens as soon as the prediction exceeds 80% of
- * the objective, but comes back up only after it has held for HOLD_MS, and only to a level predicted to
- * answer within half the objective at a lower utilisation.
+ *   utilisation = rate x (ticks x per-row + encoder) / workers
+ *
+ * and fill a batch until its steps, slowed by the fixed part, carry them: batch = rate x ticks x fixed
+ * / (workers x (1 - utilisation)), up to --max-batch. A new request waits while the queue ahead of it is
+ * worked through (the queued requests' ticks at that lowering, plus their encoder runs, at what a
+ * request-tick has cost the workers over the last second), then runs its rung's 90th-percentile ticks
+ * at one step of that batch each. A lowering fits when that is within 70% of the objective and, while
+ * requests queue, the utilisation is under 80% (a server that keeps up has nothing to deepen for). A
+ * refusal must be sure: it prices the queue at the cheaper of what a request-tick has cost and what it
+ * costs in a full batch.
+ *
+ * Hysteresis keeps answers from flapping: the lowering deepens as soon as the current one no longer
+ * fits, but comes back up only after it has held for HOLD_MS, and only to a level that fits within half
+ * the objective at 60% utilisation.
  *
  * With the objective off (0) nothing is lowered and nothing refused here: the server queues and refuses
  * on --max-queue as it always has. A request's own deadline_ms still lowers it, at dispatch, to the
@@ -53,17 +62,42 @@ export interface LoadState {
   ticksPerSecond: number;
 }
 
-/** Deepen when the predicted latency passes this share of the objective... */
-const LOWER_MARGIN = 0.8;
-/** ...or the demand this share of the capacity. */
-const LOWER_UTILISATION = 0.9;
+/** What a lowering is predicted to give a new request. */
+interface Prediction {
+  waitMs: number;
+  runMs: number;
+  utilisation: number;
+  /** Whether requests are waiting for a batch slot now. */
+  queueing: boolean;
+}
+
+/** The workers' costs, as measured, for one decision. */
+interface Costs {
+  /** A tick boundary: fixed + perRow x batch milliseconds. */
+  fixed: number;
+  perRow: number;
+  encodeRowMs: number;
+  /** What a request-tick has cost the workers over the last second, if they ran. */
+  recentRowTickMs: number | undefined;
+}
+
+/**
+ * Deepen when the prediction passes this share of the objective, or the utilisation this: the model
+ * leaves out what a request costs the main thread (gRPC, decoding, encoding), which shares the cores.
+ */
+const LOWER_MARGIN = 0.7;
+const LOWER_UTILISATION = 0.8;
 /** Come back up only to a lowering predicted within these. */
 const RAISE_MARGIN = 0.5;
-const RAISE_UTILISATION = 0.75;
+const RAISE_UTILISATION = 0.6;
 /** A lowering holds at least this long before it comes back up. */
 export const HOLD_MS = 1000;
-/** The arrival rate is the count over this window. */
+/**
+ * The arrival rate is the higher of the counts over these windows: the short one sees a burst begin,
+ * the long one keeps a steady rate from looking like a lull between two clumps of Poisson arrivals.
+ */
 const ARRIVAL_WINDOW_MS = 1000;
+const BURST_WINDOW_MS = 250;
 /** The demand is priced on the ladders of this many latest arrivals. */
 const RECENT_ARRIVALS = 128;
 /** Decisions are remade at most this often (admissions and dispatches come in bursts). */
@@ -111,8 +145,12 @@ export class LoadController {
     if (this.recent.length > RECENT_ARRIVALS) this.recent = this.recent.slice(-RECENT_ARRIVALS);
     if (this.objectiveMs === 0) return undefined;
     this.decide(now);
-    // Optimistic about batches not yet seen: a refusal must be sure the floors do not fit.
-    const { waitMs, runMs } = this.predict(this.deepest(), ladder, true);
+    const costs = this.costs();
+    if (!costs) return undefined;
+    // A refusal must be sure: a request-tick costs the least of what it has cost and what a full batch costs.
+    const full = costs.fixed / this.view().maxBatch + costs.perRow;
+    const sure = { ...costs, recentRowTickMs: Math.min(costs.recentRowTickMs ?? full, full) };
+    const { waitMs, runMs } = this.predict(this.deepest(), sure, ladder);
     return waitMs > 0 && waitMs + runMs > this.objectiveMs ? waitMs + runMs : undefined;
   }
 
@@ -122,12 +160,13 @@ export class LoadController {
     if (ladder.length === 1) return 0;
     if (this.objectiveMs > 0) this.decide(this.now());
     let rung = this.objectiveMs > 0 ? rungIndexAt(ladder, this.level) : 0;
-    if (Number.isFinite(item.deadlineAt)) {
+    const costs = Number.isFinite(item.deadlineAt) ? this.costs() : undefined;
+    if (costs) {
       const left = (item.deadlineAt - Date.now()) * DEADLINE_MARGIN;
       const { active, workers, maxBatch } = this.view();
-      const stepMs = this.capacity.stepMs(Math.min(maxBatch, Math.ceil((active + 1) / workers)));
-      const runMs = (r: Rung) => r.p90Ticks * stepMs + this.capacity.encodeMsPerRow;
-      if (stepMs > 0) while (rung < ladder.length - 1 && runMs(ladder[rung] as Rung) > left) rung++;
+      const stepMs = costs.fixed + costs.perRow * Math.min(maxBatch, Math.ceil((active + 1) / workers));
+      const runMs = (r: Rung) => r.p90Ticks * stepMs + costs.encodeRowMs;
+      while (rung < ladder.length - 1 && runMs(ladder[rung] as Rung) > left) rung++;
     }
     return rung;
   }
@@ -144,12 +183,14 @@ export class LoadController {
     this.decidedAt = now;
     const cutoff = now - ARRIVAL_WINDOW_MS;
     if ((this.arrivals[0] ?? now) < cutoff) this.arrivals = this.arrivals.filter((at) => at >= cutoff);
-    const needed = this.needed(LOWER_MARGIN, LOWER_UTILISATION);
+    const costs = this.costs();
+    if (!costs) return;
+    const needed = this.needed(costs, LOWER_MARGIN, LOWER_UTILISATION, true);
     if (needed > this.level) {
-      this.set(needed, now);
+      this.set(needed);
     } else if (needed < this.level && now - this.changedAt >= HOLD_MS) {
-      const raised = this.needed(RAISE_MARGIN, RAISE_UTILISATION);
-      if (raised < this.level) this.set(raised, now);
+      const raised = this.needed(costs, RAISE_MARGIN, RAISE_UTILISATION, false);
+      if (raised < this.level) this.set(raised);
     }
     // While lowered, look again even if nothing arrives, so that the lowering comes back up.
     if (this.level > 0 && !this.timer) {
@@ -164,20 +205,26 @@ export class LoadController {
     }
   }
 
-  private set(level: number, now: number): void {
+  private set(level: number): void {
     this.level = level;
-    this.changedAt = now;
+    this.changedAt = this.now();
     this.onChange(this.state);
   }
 
-  /** The least lowering predicted to answer within `margin` of the objective at `utilisation`. */
-  private needed(margin: number, utilisation: number): number {
+  /**
+   * The least lowering predicted to fit `margin` of the objective at `utilisation`. `whenQueueing`: the
+   * utilisation counts only while requests wait for a slot. A server that keeps up has nothing to
+   * deepen for; the model's utilisation, from step costs that the machine's other work moves, is what
+   * decides how deep a queue needs, and how far back up a lowering may come.
+   */
+  private needed(costs: Costs, margin: number, utilisation: number, whenQueueing: boolean): number {
     const levels = this.levels();
     const fits = (level: number) => {
-      const { waitMs, runMs } = this.predict(level, undefined, false);
-      return waitMs + runMs <= margin * this.objectiveMs && this.demand(level) <= utilisation;
+      const predicted = this.predict(level, costs, undefined);
+      const busy = predicted.utilisation > utilisation && (predicted.queueing || !whenQueueing);
+      return predicted.waitMs + predicted.runMs <= margin * this.objectiveMs && !busy;
     };
-    // Both sides only fall as the lowering deepens, so the least level that fits is found by halving.
+    // Both only fall as the lowering deepens, so the least level that fits is found by halving.
     let low = 0;
     let high = levels.length - 1;
     if (!fits(levels[high] as number)) return levels[high] as number;
@@ -204,43 +251,50 @@ export class LoadController {
     return this.levels().at(-1) as number;
   }
 
-  /**
-   * Milliseconds a new request would take at `level`: waiting while the queue ahead is worked through,
-   * then running its own 90th-percentile ticks (of `ladder`, or the recent arrivals' on average).
-   * Both 0 before any tick run.
-   */
-  private predict(
-    level: number,
-    ladder: TargetLadder | undefined,
-    optimistic: boolean,
-  ): { waitMs: number; runMs: number } {
+  /** Arrivals per millisecond (see BURST_WINDOW_MS). */
+  private arrivalRate(): number {
+    const since = this.now() - BURST_WINDOW_MS;
+    let burst = 0;
+    for (let i = this.arrivals.length - 1; i >= 0 && (this.arrivals[i] as number) >= since; i--) burst++;
+    return Math.max(this.arrivals.length / ARRIVAL_WINDOW_MS, burst / BURST_WINDOW_MS);
+  }
+
+  /** The workers' costs as measured; undefined before any tick run. */
+  private costs(): Costs | undefined {
+    const line = this.capacity.line();
+    if (!line) return undefined;
+    const recent = this.capacity.recent(this.now());
+    return {
+      ...line,
+      encodeRowMs: recent?.encodeRowMs ?? this.capacity.encodeMsPerRow,
+      recentRowTickMs: recent?.rowTickMs,
+    };
+  }
+
+  /** A new request at `level` (see the file comment); its own ladder's ticks, or the recent arrivals'. */
+  private predict(level: number, costs: Costs, ladder: TargetLadder | undefined): Prediction {
     const { queued, preparing, active, workers, maxBatch } = this.view();
+    const rate = this.arrivalRate();
+    const ticks = mean(this.recent.map((recent) => rungAt(recent, level).meanTicks));
+    const utilisation = (rate * (ticks * costs.perRow + costs.encodeRowMs)) / workers;
+    const batch =
+      utilisation < 1
+        ? Math.min(maxBatch, Math.max(1, (rate * ticks * costs.fixed) / (workers * (1 - utilisation))))
+        : maxBatch;
     const waiting = queued.length + preparing;
-    const batch = Math.min(maxBatch, Math.ceil((active + waiting + 1) / workers));
-    const stepMs = this.capacity.stepMs(batch, optimistic);
-    if (stepMs === 0) return { waitMs: 0, runMs: 0 };
-    const rowTickMs = stepMs / batch;
-    const encodeMs = this.capacity.encodeMsPerRow;
+    const queueing = waiting >= workers * maxBatch - active;
     let waitMs = 0;
-    if (waiting >= workers * maxBatch - active) {
-      let ticks = preparing * mean(this.recent.map((recent) => rungAt(recent, level).meanTicks));
-      for (const item of queued) ticks += rungAt(item.ladder, level).meanTicks;
-      waitMs = (ticks * rowTickMs + waiting * encodeMs) / workers;
+    if (queueing) {
+      // Behind a queue a request-tick costs what it has been costing: the batches really reached.
+      const rowTickMs = costs.recentRowTickMs ?? costs.fixed / maxBatch + costs.perRow;
+      let queuedTicks = preparing * ticks;
+      for (const item of queued) queuedTicks += rungAt(item.ladder, level).meanTicks;
+      waitMs = (queuedTicks * rowTickMs + waiting * costs.encodeRowMs) / workers;
     }
     const own = ladder
       ? rungAt(ladder, level).p90Ticks
       : mean(this.recent.map((recent) => rungAt(recent, level).p90Ticks));
-    return { waitMs, runMs: own * stepMs + encodeMs };
-  }
-
-  /** The last second's arrivals at `level` as a share of what the workers do at a full batch. */
-  private demand(level: number): number {
-    const { workers, maxBatch } = this.view();
-    const ticksPerMs = (workers * this.capacity.ticksPerSecond(maxBatch)) / 1000;
-    if (ticksPerMs === 0 || this.arrivals.length === 0) return 0;
-    const encodeTicks = this.capacity.encodeMsPerRow * (ticksPerMs / workers);
-    const perRequest = mean(this.recent.map((ladder) => rungAt(ladder, level).meanTicks)) + encodeTicks;
-    return ((this.arrivals.length / ARRIVAL_WINDOW_MS) * perRequest) / ticksPerMs;
+    return { waitMs, runMs: own * (costs.fixed + costs.perRow * batch) + costs.encodeRowMs, utilisation, queueing };
   }
 }
 

@@ -624,8 +624,9 @@ export class ModelEngine {
   }
 
   private onStep(slot: SchedulerThread, step: StepMessage): void {
+    const now = performance.now();
     for (const run of step.runs) {
-      this.capacity.observe(run);
+      this.capacity.observe(run, now);
       this.observer?.step(this.name, run);
     }
     if (step.runs.length > 0) this.observer?.load?.(this.name, this.controller.state);
