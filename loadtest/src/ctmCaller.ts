@@ -25,6 +25,8 @@ export type CallOutcome =
       haltReason: string;
       /** The answer's class, one per position for multi-position outputs. */
       prediction: number[];
+      /** What the answer says it was served at, when the request set a target. */
+      guarantee?: StatedGuarantee;
     }
   | {
       ok: false;
@@ -32,6 +34,14 @@ export type CallOutcome =
       /** A gRPC status name such as "RESOURCE_EXHAUSTED", or a CLIENT_* name for a broken answer. */
       code: string;
     };
+
+/** The guarantee an answer states: the target it was served at, and whether load lowered it. */
+export interface StatedGuarantee {
+  target: number;
+  threshold: number;
+  met: boolean;
+  lowered: boolean;
+}
 
 /** `intendedAt` is a performance.now() time; `signal` cancels the call. */
 export type Caller = (sample: Sample, intendedAt: number, signal?: AbortSignal) => Promise<CallOutcome>;
@@ -46,9 +56,15 @@ function predictionOf(result: ClassifyResponseMessage): number[] {
 
 const reasonName = (reason: string) => reason.replace(/^HALT_REASON_/, "");
 
-function success(result: ClassifyResponseMessage, latencyMs: number, firstTickMs: number | null): CallOutcome {
+/** What a point records of an answer: its prediction, ticks and halting, and the guarantee it states. */
+export function answerOutcome(
+  result: ClassifyResponseMessage,
+  latencyMs: number,
+  firstTickMs: number | null,
+): CallOutcome {
   const prediction = predictionOf(result);
   if (prediction.length === 0 || result.ticks_used < 1) return { ok: false, latencyMs, code: CLIENT_NO_RESULT };
+  const { guarantee } = result;
   return {
     ok: true,
     latencyMs,
@@ -56,6 +72,15 @@ function success(result: ClassifyResponseMessage, latencyMs: number, firstTickMs
     ticksUsed: result.ticks_used,
     haltReason: reasonName(result.halt_reason),
     prediction,
+    ...(guarantee && {
+      guarantee: {
+        target: guarantee.target,
+        threshold: guarantee.threshold,
+        met: guarantee.met,
+        // A server from before floors says nothing: it never lowers.
+        lowered: guarantee.lowered_by_load ?? false,
+      },
+    }),
   };
 }
 
@@ -95,7 +120,7 @@ export function makeCaller(connection: CtmConnection, options: CallerOptions): C
         const result = await connection.classify(request(sample), { deadline: Date.now() + options.timeoutMs }, (c) => {
           call = c;
         });
-        return success(result, performance.now() - intendedAt, null);
+        return answerOutcome(result, performance.now() - intendedAt, null);
       } catch (error) {
         return failure(error, performance.now() - intendedAt);
       } finally {
@@ -116,7 +141,7 @@ export function makeCaller(connection: CtmConnection, options: CallerOptions): C
         if (update.final) result = update.result;
       }
       const latencyMs = performance.now() - intendedAt;
-      return result ? success(result, latencyMs, firstTickMs) : { ok: false, latencyMs, code: CLIENT_NO_RESULT };
+      return result ? answerOutcome(result, latencyMs, firstTickMs) : { ok: false, latencyMs, code: CLIENT_NO_RESULT };
     } catch (error) {
       return failure(error, performance.now() - intendedAt);
     } finally {
