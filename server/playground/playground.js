@@ -294,7 +294,11 @@ function requestBody(imageBytes) {
   const signal = $("signal").value;
   // The threshold goes in its signal's field; a target is certified on the signal chosen.
   if (byThreshold) policy[signal === "halt" ? "halt_threshold" : "certainty_threshold"] = Number($("threshold").value);
-  else policy.target_accuracy = Number($("accuracy").value);
+  else {
+    policy.target_accuracy = Number($("accuracy").value);
+    // A floor lets an overloaded server lower the target (never below it) instead of queueing.
+    if ($("floor").value !== "") policy.min_target_accuracy = Number($("floor").value);
+  }
   policy.halt_signal = signal === "halt" ? "HALT_SIGNAL_HALT" : "HALT_SIGNAL_CERTAINTY";
   const attention = Boolean(state.model?.attention_shape?.length);
   return {
@@ -439,13 +443,23 @@ function drawSummary() {
   );
 }
 
-/** Whether the target the run asked for was certified, as the server says (the CLI prints the same). */
+/**
+ * Whether the target the run asked for was certified, as the server says (the CLI prints the same),
+ * and, when load lowered it, from what: the guarantee shown is the one that holds for this answer.
+ */
 function guaranteeRow(g) {
   const signal = g.signal === "HALT_SIGNAL_HALT" ? "the halt signal" : "certainty";
   const promise = `${g.kind} ≥ ${g.target} with confidence ${g.confidence}, on ${signal}`;
+  const lowered = g.lowered_by_load
+    ? `; lowered by load from ${g.requested_target} (threshold ${g.requested_threshold}), floor ${g.min_target}`
+    : "";
   return g.met
-    ? ["guarantee", `met: ${promise} (${g.calibration_count} calibration items)`, "met"]
-    : ["guarantee", `NOT met: ${promise}: ${g.note}`, "not-met"];
+    ? [
+        "guarantee",
+        `met: ${promise} (${g.calibration_count} calibration items)${lowered}`,
+        g.lowered_by_load ? "lowered" : "met",
+      ]
+    : ["guarantee", `NOT met: ${promise}: ${g.note}${lowered}`, "not-met"];
 }
 
 const heatmap = $("heatmap");
