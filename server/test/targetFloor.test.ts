@@ -10,7 +10,10 @@
  * racing a burst; overload.test-style bursts are targetLowering.test.ts's.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { type InferParameterMessage, loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
 import type {
@@ -25,6 +28,8 @@ import {
   failure,
   MODEL_NAME,
   metricValue,
+  modelDir,
+  REPO,
   type Sample,
   samples,
   startTestServer,
@@ -188,6 +193,34 @@ describe("a floor beside the target", () => {
     const final = JSON.parse(last.slice(last.indexOf("data: ") + 6)) as TickUpdateMessage;
     const result = final.result as ClassifyResponseMessage;
     assertLowered(result.guarantee, result.threshold_used);
+  });
+
+  it("npm run classify takes the floor and prints what load did", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "server/src/cli/classify.ts",
+        "--address",
+        t.address,
+        "--model",
+        MODEL_NAME,
+        join(modelDir(), "samples", sample.file),
+        "--target-accuracy",
+        String(ladder.top.target),
+        "--min-target-accuracy",
+        String(ladder.floor),
+      ],
+      { cwd: REPO, encoding: "utf8" },
+    );
+    assert.match(stdout, new RegExp(`guarantee met: accuracy >= ${ladder.deepest.target} with confidence 0\\.95`));
+    assert.match(
+      stdout,
+      new RegExp(
+        `lowered by load: asked for accuracy >= ${ladder.top.target} \\(threshold ${ladder.top.threshold}\\), floor ${ladder.floor}`,
+      ),
+    );
   });
 
   it("refuses a floor that is not a floor, naming the field and the bound", async () => {

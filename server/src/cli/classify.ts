@@ -43,6 +43,9 @@ const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
                           model's calibration (the answer says whether the guarantee was met)
   --target-consistency <c>  instead: agreement wanted with the answer after all ticks, in (0, 1]
   --target-confidence <p> confidence of that guarantee (server default 0.95)
+  --min-target-accuracy <f>  with --target-accuracy: the floor an overloaded server may lower the
+                          target to (with the lower target's certified guarantee) instead of queueing
+  --min-target-consistency <f>  the same with --target-consistency
   --min-ticks <n>         never halt before this tick
   --max-ticks <n>         never run more ticks than this
   --patience <n>          halt when the top class has been the same for n ticks
@@ -126,6 +129,12 @@ function parseArgs(argv: string[]): Options | "help" {
         break;
       case "--target-confidence":
         options.policy.target_confidence = number(arg, value(), false);
+        break;
+      case "--min-target-accuracy":
+        options.policy.min_target_accuracy = number(arg, value(), false);
+        break;
+      case "--min-target-consistency":
+        options.policy.min_target_consistency = number(arg, value(), false);
         break;
       case "--min-ticks":
         options.policy.min_ticks = number(arg, value(), true);
@@ -259,10 +268,14 @@ function summary(result: ClassifyResponseMessage): string {
 
 function guaranteeLine(g: GuaranteeMessage): string {
   const promise = `${g.kind} >= ${g.target} with confidence ${g.confidence}`;
+  // A server from before floors says nothing of them: it never lowers.
+  const lowered = g.lowered_by_load
+    ? `\nlowered by load: asked for ${g.kind} >= ${g.requested_target} (threshold ${g.requested_threshold}), floor ${g.min_target}`
+    : "";
   if (g.met) {
-    return `guarantee met: ${promise} (certified on ${g.calibration_count} calibration items; ${g.kind === "accuracy" ? "error" : "disagreement"} <= ${g.risk_bound.toFixed(4)})`;
+    return `guarantee met: ${promise} (certified on ${g.calibration_count} calibration items; ${g.kind === "accuracy" ? "error" : "disagreement"} <= ${g.risk_bound.toFixed(4)})${lowered}`;
   }
-  return `guarantee NOT met: ${promise}: ${g.note}`;
+  return `guarantee NOT met: ${promise}: ${g.note}${lowered}`;
 }
 
 async function plot(

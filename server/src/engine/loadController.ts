@@ -105,6 +105,15 @@ const DECIDE_EVERY_MS = 5;
 /** A deadline_ms request's 90th-percentile run must fit in this share of the time it has left. */
 const DEADLINE_MARGIN = 0.8;
 
+/** What one decision reads, computed at most once per DECIDE_EVERY_MS (admissions come by the thousand). */
+interface Snapshot {
+  costs: Costs | undefined;
+  /** Every lowering that changes some request's rung, ascending. */
+  levels: number[];
+  /** The recent arrivals' mean and 90th-percentile ticks at a level, as asked for. */
+  ticks: Map<number, { mean: number; p90: number }>;
+}
+
 export class LoadController {
   private level = 0;
   private changedAt = Number.NEGATIVE_INFINITY;
@@ -112,6 +121,7 @@ export class LoadController {
   private arrivals: number[] = [];
   private recent: TargetLadder[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private snapshot: Snapshot = { costs: undefined, levels: [0], ticks: new Map() };
 
   constructor(
     /** --latency-objective-ms; 0: off. */
@@ -142,15 +152,16 @@ export class LoadController {
     const now = this.now();
     this.arrivals.push(now);
     this.recent.push(ladder);
-    if (this.recent.length > RECENT_ARRIVALS) this.recent = this.recent.slice(-RECENT_ARRIVALS);
+    if (this.recent.length > 2 * RECENT_ARRIVALS) this.recent = this.recent.slice(-RECENT_ARRIVALS);
     if (this.objectiveMs === 0) return undefined;
     this.decide(now);
-    const costs = this.costs();
-    if (!costs) return undefined;
+    const { costs, levels } = this.snapshot;
+    const { queued, preparing, active, workers, maxBatch } = this.view();
+    if (!costs || queued.length + preparing < workers * maxBatch - active) return undefined;
     // A refusal must be sure: a request-tick costs the least of what it has cost and what a full batch costs.
-    const full = costs.fixed / this.view().maxBatch + costs.perRow;
+    const full = costs.fixed / maxBatch + costs.perRow;
     const sure = { ...costs, recentRowTickMs: Math.min(costs.recentRowTickMs ?? full, full) };
-    const { waitMs, runMs } = this.predict(this.deepest(), sure, ladder);
+    const { waitMs, runMs } = this.predict(levels.at(-1) as number, sure, ladder);
     return waitMs > 0 && waitMs + runMs > this.objectiveMs ? waitMs + runMs : undefined;
   }
 
@@ -160,7 +171,7 @@ export class LoadController {
     if (ladder.length === 1) return 0;
     if (this.objectiveMs > 0) this.decide(this.now());
     let rung = this.objectiveMs > 0 ? rungIndexAt(ladder, this.level) : 0;
-    const costs = Number.isFinite(item.deadlineAt) ? this.costs() : undefined;
+    const costs = Number.isFinite(item.deadlineAt) ? this.measuredCosts() : undefined;
     if (costs) {
       const left = (item.deadlineAt - Date.now()) * DEADLINE_MARGIN;
       const { active, workers, maxBatch } = this.view();
@@ -183,7 +194,9 @@ export class LoadController {
     this.decidedAt = now;
     const cutoff = now - ARRIVAL_WINDOW_MS;
     if ((this.arrivals[0] ?? now) < cutoff) this.arrivals = this.arrivals.filter((at) => at >= cutoff);
-    const costs = this.costs();
+    if (this.recent.length > RECENT_ARRIVALS) this.recent = this.recent.slice(-RECENT_ARRIVALS);
+    this.snapshot = { costs: this.measuredCosts(), levels: this.levels(), ticks: new Map() };
+    const { costs } = this.snapshot;
     if (!costs) return;
     const needed = this.needed(costs, LOWER_MARGIN, LOWER_UTILISATION, true);
     if (needed > this.level) {
@@ -218,7 +231,7 @@ export class LoadController {
    * decides how deep a queue needs, and how far back up a lowering may come.
    */
   private needed(costs: Costs, margin: number, utilisation: number, whenQueueing: boolean): number {
-    const levels = this.levels();
+    const { levels } = this.snapshot;
     const fits = (level: number) => {
       const predicted = this.predict(level, costs, undefined);
       const busy = predicted.utilisation > utilisation && (predicted.queueing || !whenQueueing);
@@ -247,8 +260,15 @@ export class LoadController {
     return [...gaps].sort((a, b) => a - b);
   }
 
-  private deepest(): number {
-    return this.levels().at(-1) as number;
+  /** The recent arrivals' mean and 90th-percentile ticks at `level`, once per decision. */
+  private recentTicks(level: number): { mean: number; p90: number } {
+    let found = this.snapshot.ticks.get(level);
+    if (!found) {
+      const rungs = this.recent.map((ladder) => rungAt(ladder, level));
+      found = { mean: mean(rungs.map((r) => r.meanTicks)), p90: mean(rungs.map((r) => r.p90Ticks)) };
+      this.snapshot.ticks.set(level, found);
+    }
+    return found;
   }
 
   /** Arrivals per millisecond (see BURST_WINDOW_MS). */
@@ -260,7 +280,7 @@ export class LoadController {
   }
 
   /** The workers' costs as measured; undefined before any tick run. */
-  private costs(): Costs | undefined {
+  private measuredCosts(): Costs | undefined {
     const line = this.capacity.line();
     if (!line) return undefined;
     const recent = this.capacity.recent(this.now());
@@ -275,7 +295,8 @@ export class LoadController {
   private predict(level: number, costs: Costs, ladder: TargetLadder | undefined): Prediction {
     const { queued, preparing, active, workers, maxBatch } = this.view();
     const rate = this.arrivalRate();
-    const ticks = mean(this.recent.map((recent) => rungAt(recent, level).meanTicks));
+    const recent = this.recentTicks(level);
+    const ticks = recent.mean;
     const utilisation = (rate * (ticks * costs.perRow + costs.encodeRowMs)) / workers;
     const batch =
       utilisation < 1
@@ -291,9 +312,7 @@ export class LoadController {
       for (const item of queued) queuedTicks += rungAt(item.ladder, level).meanTicks;
       waitMs = (queuedTicks * rowTickMs + waiting * costs.encodeRowMs) / workers;
     }
-    const own = ladder
-      ? rungAt(ladder, level).p90Ticks
-      : mean(this.recent.map((recent) => rungAt(recent, level).p90Ticks));
+    const own = ladder ? rungAt(ladder, level).p90Ticks : recent.p90;
     return { waitMs, runMs: own * (costs.fixed + costs.perRow * batch) + costs.encodeRowMs, utilisation, queueing };
   }
 }

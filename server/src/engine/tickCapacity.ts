@@ -54,13 +54,17 @@ export class TickCapacity {
   private tableAt = Number.NEGATIVE_INFINITY;
   private medians: [number, number][] | undefined;
   private fitted: { fixed: number; perRow: number } | undefined;
+  /** The runs of the last RECENT_MS from `head` on, and their sums (kept as runs come and go). */
   private recentRuns: TimedRun[] = [];
+  private head = 0;
+  private readonly sums = { tickMs: 0, rows: 0, ticks: 0, encodeMs: 0, joined: 0, stepMs: 0 };
   /** The latest encoder runs' milliseconds per row, for when none ran in the last RECENT_MS. */
   private encodes: number[] = [];
 
   /** Tick boundaries of a worker of this model, reported at `at` (performance.now()). */
   observe(run: StepRun, at: number): void {
     this.recentRuns.push({ at, run });
+    this.count(run, 1);
     if (run.joined > 0 && run.encodeMs > 0) {
       if (this.encodes.length >= KEPT_RUNS) this.encodes.shift();
       this.encodes.push(run.encodeMs / run.joined);
@@ -82,17 +86,20 @@ export class TickCapacity {
   /** The last RECENT_MS of runs, or undefined when fewer than RECENT_RUNS ticks ran in it. */
   recent(now: number): RecentRuns | undefined {
     const since = now - RECENT_MS;
-    if ((this.recentRuns[0]?.at ?? now) < since) this.recentRuns = this.recentRuns.filter((r) => r.at >= since);
-    let [tickMs, rows, ticks, encodeMs, joined, stepMs] = [0, 0, 0, 0, 0, 0];
-    for (const { run } of this.recentRuns) {
-      encodeMs += run.encodeMs;
-      joined += run.joined;
-      if (run.batchSize === 0) continue;
-      tickMs += Math.max(run.tickMs, run.stepMs - run.encodeMs);
-      rows += run.batchSize;
-      ticks++;
-      stepMs += run.stepMs;
+    const runs = this.recentRuns;
+    while (this.head < runs.length && (runs[this.head] as TimedRun).at < since) {
+      this.count((runs[this.head] as TimedRun).run, -1);
+      this.head++;
     }
+    // An empty window starts its sums afresh, so that rounding never builds up.
+    if (this.head === runs.length)
+      for (const key of Object.keys(this.sums)) this.sums[key as keyof typeof this.sums] = 0;
+    // Compacted now and then, so that the array holds about one window of runs.
+    if (this.head > 1024 && this.head * 2 > runs.length) {
+      this.recentRuns = runs.slice(this.head);
+      this.head = 0;
+    }
+    const { tickMs, rows, ticks, encodeMs, joined, stepMs } = this.sums;
     if (ticks < RECENT_RUNS) return undefined;
     return {
       rowTickMs: tickMs / rows,
@@ -100,6 +107,17 @@ export class TickCapacity {
       stepMs: stepMs / ticks,
       batch: rows / ticks,
     };
+  }
+
+  private count(run: StepRun, sign: 1 | -1): void {
+    const { sums } = this;
+    sums.encodeMs += sign * run.encodeMs;
+    sums.joined += sign * run.joined;
+    if (run.batchSize === 0) return;
+    sums.tickMs += sign * Math.max(run.tickMs, run.stepMs - run.encodeMs);
+    sums.rows += sign * run.batchSize;
+    sums.ticks += sign;
+    sums.stepMs += sign * run.stepMs;
   }
 
   /** The median of the latest encoder runs' milliseconds per row; 0 before any. */
