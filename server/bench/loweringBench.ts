@@ -139,6 +139,8 @@ function callerFor(server: ServerProcess, model: ModelInfoMessage, policy: HaltP
     server.port,
     (sample) => ({ model: model.name, version: model.version, ...sample.input, halt_policy: policy, top_k: 1 }),
     CALL_TIMEOUT_MS,
+    // Enough connections that the server's --max-concurrent-streams (256 each) is not what refuses.
+    16,
   );
 }
 

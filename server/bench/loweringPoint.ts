@@ -13,6 +13,8 @@ export type ControllerMode = "on" | "off";
 
 /** The one-sided 95% normal quantile. */
 const ONE_SIDED_95 = 1.645;
+/** Groups with fewer answers than this are shown but not judged: one wrong maze is not a verdict. */
+export const JUDGED_ANSWERS = 30;
 
 /** The answers that stated one target, and what they delivered. */
 export interface StatedGroup {
@@ -45,15 +47,22 @@ export interface LoweringPoint {
   /** Share of positions right over every labelled answer; null without labels. */
   accuracy: number | null;
   stated: StatedGroup[];
-  /**
-   * Every group said its guarantee was met and delivered its target, up to sampling error: not
-   * significantly below it (accuracy + 1.645 standard errors >= target, one-sided 95%).
-   */
+  /** guaranteesHeld(stated), when the point was recorded. */
   guaranteesHeld: boolean;
   /** os.loadavg()[0] when the point started. */
   loadAverage: number;
   /** What the server itself measured over the point. */
   server: ServerSide;
+}
+
+/**
+ * Every group of JUDGED_ANSWERS or more said its guarantee was met and delivered its target, up to
+ * sampling error: not significantly below it (accuracy + 1.645 standard errors >= target, one-sided 95%).
+ */
+export function guaranteesHeld(stated: readonly StatedGroup[]): boolean {
+  return stated
+    .filter((g) => g.answers >= JUDGED_ANSWERS)
+    .every((g) => g.met && g.accuracy + ONE_SIDED_95 * g.standardError >= g.target);
 }
 
 export class LoweringRecorder {
@@ -127,7 +136,7 @@ export class LoweringRecorder {
       lowered: this.lowered,
       accuracy: this.labelled > 0 ? this.correct / this.labelled : null,
       stated,
-      guaranteesHeld: stated.every((g) => g.met && g.accuracy + ONE_SIDED_95 * g.standardError >= g.target),
+      guaranteesHeld: guaranteesHeld(stated),
     };
   }
 }

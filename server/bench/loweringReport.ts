@@ -12,7 +12,7 @@ import {
   PALETTE,
   writePng,
 } from "../../loadtest/src/plot/svgChart.ts";
-import type { LoweringPoint } from "./loweringPoint.ts";
+import { guaranteesHeld, JUDGED_ANSWERS, type LoweringPoint } from "./loweringPoint.ts";
 
 export const RESULT_SCHEMA = "ctm-serve/lowering-bench/1";
 
@@ -66,9 +66,10 @@ const ms = (value: number) => (value >= 100 ? value.toFixed(0) : value.toFixed(1
 /** The stated targets and what each group delivered: "0.85: 87.9% (1,204)". */
 function statedCell(point: LoweringPoint): string {
   return point.stated
-    .map(
-      (g) =>
-        `${g.target}: ${percent(g.accuracy)} ± ${(g.standardError * 100).toFixed(1)} (${g.answers.toLocaleString("en")})${g.met ? "" : " not met"}`,
+    .map((g) =>
+      g.answers < JUDGED_ANSWERS
+        ? `${g.target}: ${g.answers} (too few to judge)`
+        : `${g.target}: ${percent(g.accuracy)} ± ${(g.standardError * 100).toFixed(1)} (${g.answers.toLocaleString("en")})${g.met ? "" : " not met"}`,
     )
     .join("; ");
 }
@@ -85,7 +86,7 @@ export function modelTable(run: ModelRun): string {
       .map(([code, n]) => `${n} ${code}`)
       .join(", ");
     rows.push(
-      `| ${p.multiple}x | ${p.mode} | ${p.offeredRps.toFixed(0)} | ${p.answeredRps.toFixed(0)} | ${ms(p.latencyMs.p50)} | ${ms(p.latencyMs.p99)} | ${refused}${other ? `, ${other}` : ""} | ${p.meanTicks.toFixed(1)} | ${percent(p.answered > 0 ? p.lowered / p.answered : 0)} | ${percent(p.accuracy)} | ${statedCell(p)} | ${p.guaranteesHeld ? "yes" : "**no**"} |`,
+      `| ${p.multiple}x | ${p.mode} | ${p.offeredRps.toFixed(0)} | ${p.answeredRps.toFixed(0)} | ${ms(p.latencyMs.p50)} | ${ms(p.latencyMs.p99)} | ${refused}${other ? `, ${other}` : ""} | ${p.meanTicks.toFixed(1)} | ${percent(p.answered > 0 ? p.lowered / p.answered : 0)} | ${percent(p.accuracy)} | ${statedCell(p)} | ${guaranteesHeld(p.stated) ? "yes" : "**no**"} |`,
     );
   }
   return rows.join("\n");
@@ -100,7 +101,9 @@ export function targetVerdict(run: ModelRun): string {
   const checks = [
     `p99 ${ms(on.latencyMs.p99)} ms ${on.latencyMs.p99 <= run.objectiveMs ? "within" : "**over**"} the ${run.objectiveMs} ms objective`,
     on.refused === 0 ? "no refusals" : `**${on.refused} refused**`,
-    on.guaranteesHeld ? "every stated guarantee delivered" : "**a stated guarantee not delivered**",
+    guaranteesHeld(on.stated)
+      ? `every stated guarantee delivered (groups of ${JUDGED_ANSWERS} answers or more)`
+      : "**a stated guarantee not delivered**",
   ];
   return `2x, controller on: ${checks.join(", ")}. Off: p99 ${ms(off.latencyMs.p99)} ms, ${off.refused} of ${off.sent} refused (${percent(off.refused / Math.max(1, off.sent))}).`;
 }
@@ -176,6 +179,17 @@ function modelPlot(run: ModelRun): string {
           points.map((p) => ({ x: p.multiple, y: Math.max(0.1, p.latencyMs.p50) })),
           true,
         ),
+        // Once, under the controller's colour-free grey: the line the p99 is held to.
+        ...(mode === "on"
+          ? [
+              {
+                label: `objective ${run.objectiveMs} ms`,
+                points: points.map((p) => ({ x: p.multiple, y: run.objectiveMs })),
+                colour: "#888888",
+                dashed: true,
+              },
+            ]
+          : []),
       ]),
       panel(run, "Refused", { label: "% of requests", zero: true }, (mode, points) => [
         line(
