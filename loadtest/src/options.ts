@@ -32,6 +32,9 @@ Sweep
                              (asked once per target and signal before the sweep)
   --target-consistency <list>  the same with halt_policy.target_consistency
   --target-confidence <p>    with a target: halt_policy.target_confidence (default: the server's, 0.95)
+  --min-target <f>           with a target: its floor, halt_policy.min_target_accuracy (or _consistency):
+                             a server with --latency-objective-ms may lower each target as far as this
+                             under load, stating the lower target's guarantee, instead of queueing
   --concurrency <list>       closed loop: callers in flight (default 1,4,16 unless --rate is given)
   --rate <list>              open loop: requests per second, latency from the scheduled send time
   --arrival <kind>           open-loop arrivals: constant or poisson (default poisson)
@@ -103,6 +106,8 @@ export interface TargetOption {
   values: number[];
   /** 0: the server's default. */
   confidence: number;
+  /** The floor every request gives (min_target_<kind>); 0: none. */
+  floor: number;
 }
 
 export interface CompareOptions {
@@ -209,6 +214,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
     "--target-accuracy",
     "--target-consistency",
     "--target-confidence",
+    "--min-target",
     "--concurrency",
     "--rate",
     "--arrival",
@@ -256,6 +262,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
       : undefined;
   if (given.has("--target-confidence") && targetKind === undefined)
     throw new UsageError("--target-confidence applies to a target: give --target-accuracy or --target-consistency");
+  if (given.has("--min-target") && targetKind === undefined)
+    throw new UsageError("--min-target is the floor of a target: give --target-accuracy or --target-consistency");
   const target: TargetOption | null =
     targetKind === undefined
       ? null
@@ -267,7 +275,13 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, no
             ),
           ),
           confidence: given.has("--target-confidence") ? confidence(get("--target-confidence") as string) : 0,
+          floor: given.has("--min-target") ? targetValue("--min-target", get("--min-target") as string) : 0,
         };
+  if (target && target.floor > Math.min(...target.values)) {
+    throw new UsageError(
+      `--min-target (${target.floor}) is a floor: it must not be above a target (--target-${target.kind} ${target.values.join(",")})`,
+    );
+  }
   const signals = given.has("--signal")
     ? distinct(
         list("--signal", get("--signal") as string, (text) => {

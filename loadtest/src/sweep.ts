@@ -234,6 +234,7 @@ function haltPolicyOf(rule: Rule, options: RunOptions): HaltPolicyMessage {
       halt_signal: HALT_SIGNAL_NAMES[signal],
     };
     if (options.target && options.target.confidence > 0) policy.target_confidence = options.target.confidence;
+    if (options.target && options.target.floor > 0) policy[`min_target_${rule.target.kind}`] = options.target.floor;
     return policy;
   }
   // certainty_threshold alone for certainty, as servers from before halting signals read it.

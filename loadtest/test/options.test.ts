@@ -78,12 +78,27 @@ describe("loadtest options", () => {
 
   it("takes a target instead of thresholds", () => {
     assert.equal(run([]).target, null);
-    assert.deepEqual(run(["--target-accuracy", "0.95"]).target, { kind: "accuracy", values: [0.95], confidence: 0 });
+    assert.deepEqual(run(["--target-accuracy", "0.95"]).target, {
+      kind: "accuracy",
+      values: [0.95],
+      confidence: 0,
+      floor: 0,
+    });
     assert.deepEqual(run(["--target-consistency=0.99,0.95", "--target-confidence", "0.9"]).target, {
       kind: "consistency",
       values: [0.99, 0.95],
       confidence: 0.9,
+      floor: 0,
     });
+    assert.equal(run(["--target-accuracy", "0.95,0.9", "--min-target", "0.8"]).target?.floor, 0.8);
+    fails(
+      ["--min-target", "0.8"],
+      /--min-target is the floor of a target: give --target-accuracy or --target-consistency/,
+    );
+    fails(
+      ["--target-accuracy", "0.95,0.9", "--min-target", "0.92"],
+      /--min-target \(0\.92\) is a floor: it must not be above a target \(--target-accuracy 0\.95,0\.9\)/,
+    );
     fails(["--target-accuracy", "1.2"], /--target-accuracy must be in \(0, 1\], got "1.2"/);
     fails(["--target-accuracy", "0.9", "--target-confidence", "1"], /--target-confidence must be in \(0, 1\), got "1"/);
     fails(["--target-confidence", "0.9"], /--target-confidence applies to a target/);

@@ -11,6 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -221,6 +223,26 @@ describe("a floor beside the target", () => {
         `lowered by load: asked for accuracy >= ${ladder.top.target} \\(threshold ${ladder.top.threshold}\\), floor ${ladder.floor}`,
       ),
     );
+  });
+
+  it("npm run loadtest sends the floor with --min-target", async () => {
+    const before = metricValue(await t.metrics(), "ctm_target_lowered_by_count", { model: MODEL_NAME });
+    const out = mkdtempSync(join(tmpdir(), "ctm-floor-loadtest-"));
+    await promisify(execFile)(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "loadtest/src/main.ts",
+        ...["--address", t.address, "--model", MODEL_NAME, "--calls", "unary", "--concurrency", "1"],
+        ...["--target-accuracy", String(ladder.top.target), "--min-target", String(ladder.floor)],
+        ...["--requests", "4", "--warmup-requests", "0", "--no-plots", "--no-progress", "--out", out],
+      ],
+      { cwd: REPO, encoding: "utf8" },
+    );
+    const after = metricValue(await t.metrics(), "ctm_target_lowered_by_count", { model: MODEL_NAME });
+    // The request that resolves the target's threshold before the point gives no floor; the point's 4 do.
+    assert.equal(after - before, 4);
   });
 
   it("refuses a floor that is not a floor, naming the field and the bound", async () => {
