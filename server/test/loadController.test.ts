@@ -82,7 +82,7 @@ describe("the load controller", () => {
   it("lowers nothing and refuses nothing with the objective off", () => {
     const h = harness(0);
     h.queue(500);
-    assert.equal(h.controller.admit(FLEXIBLE), undefined);
+    assert.equal(h.controller.admit(FLEXIBLE).refusedMs, undefined);
     assert.equal(h.dispatch(), 0.85);
     assert.equal(h.controller.lowering, 0);
   });
@@ -156,12 +156,12 @@ describe("the load controller", () => {
     // A run longer than the objective, on an idle server: refusing it would not answer it sooner.
     const tight = harness(1);
     tight.idle();
-    assert.equal(tight.controller.admit(FIXED), undefined);
-    assert.equal(h.controller.admit(FLEXIBLE), undefined);
+    assert.equal(tight.controller.admit(FIXED).refusedMs, undefined);
+    assert.equal(h.controller.admit(FLEXIBLE).refusedMs, undefined);
     h.queue(40);
-    assert.equal(h.controller.admit(FLEXIBLE), undefined, "40 queued fit at the floors");
+    assert.equal(h.controller.admit(FLEXIBLE).refusedMs, undefined, "40 queued fit at the floors");
     h.queue(2000);
-    const predicted = h.controller.admit(FLEXIBLE);
+    const predicted = h.controller.admit(FLEXIBLE).refusedMs;
     assert.ok(predicted !== undefined && predicted > 200, `refused, predicted ${predicted} ms`);
     // Before any tick run is measured nothing is predicted, so nothing is refused.
     const cold = new LoadController(
@@ -171,7 +171,31 @@ describe("the load controller", () => {
       () => {},
       () => 0,
     );
-    assert.equal(cold.admit(FLEXIBLE), undefined);
+    assert.equal(cold.admit(FLEXIBLE).refusedMs, undefined);
+  });
+
+  it("learns from the waits that came: a queue that drains faster than predicted refuses less", () => {
+    const refusedAt = (learn: (h: ReturnType<typeof harness>) => void) => {
+      const h = harness(200);
+      learn(h);
+      for (let n = 50; n <= 5000; n += 50) {
+        h.queue(n);
+        if (h.controller.admit(FLEXIBLE).refusedMs !== undefined) return n;
+      }
+      return Number.POSITIVE_INFINITY;
+    };
+    const untaught = refusedAt(() => {});
+    const taught = refusedAt((h) => {
+      // Requests predicted to wait are dispatched after a fifth of their predicted wait, many times.
+      for (let i = 0; i < 100; i++) {
+        h.queue(400);
+        const admission = h.controller.admit(FLEXIBLE);
+        assert.ok(admission.predictedWaitMs >= 10, `predicted ${admission.predictedWaitMs} ms`);
+        h.later(admission.predictedWaitMs / 5);
+        h.dispatch({ ladder: FLEXIBLE, deadlineAt: Number.POSITIVE_INFINITY, admission });
+      }
+    });
+    assert.ok(taught > untaught, `refused from ${taught} queued once taught, ${untaught} before`);
   });
 
   it("lowers a request whose deadline_ms is near, at dispatch, even with the objective off", () => {

@@ -24,6 +24,11 @@
  * refusal must be sure: it prices the queue at the cheaper of what a request-tick has cost and what it
  * costs in a full batch.
  *
+ * The model leaves things out (what a request costs the main thread, encoder runs cheaper in larger
+ * joins, a machine shared with other work), so the waits it predicts are scaled by what waits have
+ * really been: every request predicted to wait teaches the scale, when it gets its slot, how long it
+ * actually waited against the prediction. A refusal counts the scale only when it shortens the wait.
+ *
  * Hysteresis keeps answers from flapping: the lowering deepens as soon as the current one no longer
  * fits, but comes back up only after it has held for HOLD_MS, and only to a level that fits within half
  * the objective at 60% utilisation.
@@ -36,11 +41,22 @@ import { performance } from "node:perf_hooks";
 import type { Rung, TargetLadder } from "./targetLadder.ts";
 import type { TickCapacity } from "./tickCapacity.ts";
 
+/** What the controller said of a request on arrival. */
+export interface Admission {
+  /** Set when it is refused: the latency predicted even with every flexible request at its floor. */
+  refusedMs: number | undefined;
+  /** When it arrived (the controller's clock), and the wait predicted for it then (0: none). */
+  at: number;
+  predictedWaitMs: number;
+}
+
 /** A request as the controller sees it. */
 export interface LoadItem {
   ladder: TargetLadder;
   /** Epoch milliseconds of its deadline_ms; Infinity: none. */
   deadlineAt: number;
+  /** Its admission, when it went through admit(): its wait teaches the controller. */
+  admission?: Admission;
 }
 
 /** The engine's state, read whenever the controller decides. */
@@ -104,6 +120,13 @@ const RECENT_ARRIVALS = 128;
 const DECIDE_EVERY_MS = 5;
 /** A deadline_ms request's 90th-percentile run must fit in this share of the time it has left. */
 const DEADLINE_MARGIN = 0.8;
+/**
+ * The queue wait the model predicts is scaled by what waits have really been, learnt from every request
+ * predicted to wait at least LEARN_FROM_MS, each moving the scale by this weight, within these bounds.
+ */
+const LEARN_FROM_MS = 10;
+const LEARN_WEIGHT = 0.05;
+const SCALE_BOUNDS = [0.2, 5] as const;
 
 /** What one decision reads, computed at most once per DECIDE_EVERY_MS (admissions come by the thousand). */
 interface Snapshot {
@@ -122,6 +145,8 @@ export class LoadController {
   private recent: TargetLadder[] = [];
   private timer: NodeJS.Timeout | undefined;
   private snapshot: Snapshot = { costs: undefined, levels: [0], ticks: new Map() };
+  /** Measured wait / predicted wait, learnt (see LEARN_WEIGHT). */
+  private waitScale = 1;
 
   constructor(
     /** --latency-objective-ms; 0: off. */
@@ -143,31 +168,39 @@ export class LoadController {
   }
 
   /**
-   * A request arrives. Returns undefined to admit it, or the latency it is predicted to take even with
-   * every flexible request at its floor, when the queue makes that longer than the objective: it is
-   * refused. A request that would not wait is never refused, however long it thinks: refusing it could
-   * not answer it any sooner.
+   * A request arrives. It is refused (refusedMs set) when the queue would make it take longer than the
+   * objective even with every flexible request at its floor. A request that would not wait is never
+   * refused, however long it thinks: refusing it could not answer it any sooner.
    */
-  admit(ladder: TargetLadder): number | undefined {
+  admit(ladder: TargetLadder): Admission {
     const now = this.now();
     this.arrivals.push(now);
     this.recent.push(ladder);
     if (this.recent.length > 2 * RECENT_ARRIVALS) this.recent = this.recent.slice(-RECENT_ARRIVALS);
-    if (this.objectiveMs === 0) return undefined;
+    const admitted: Admission = { refusedMs: undefined, at: now, predictedWaitMs: 0 };
+    if (this.objectiveMs === 0) return admitted;
     this.decide(now);
     const { costs, levels } = this.snapshot;
     const { queued, preparing, active, workers, maxBatch } = this.view();
-    if (!costs || queued.length + preparing < workers * maxBatch - active) return undefined;
-    // A refusal must be sure: a request-tick costs the least of what it has cost and what a full batch costs.
+    if (!costs || queued.length + preparing < workers * maxBatch - active) return admitted;
+    admitted.predictedWaitMs = this.predict(this.level, costs, ladder, 1).waitMs;
+    // A refusal must be sure: a request-tick costs the least of what it has cost and what a full batch
+    // costs, and the waits learnt only count when they are shorter than the model's.
     const full = costs.fixed / maxBatch + costs.perRow;
     const sure = { ...costs, recentRowTickMs: Math.min(costs.recentRowTickMs ?? full, full) };
-    const { waitMs, runMs } = this.predict(levels.at(-1) as number, sure, ladder);
-    return waitMs > 0 && waitMs + runMs > this.objectiveMs ? waitMs + runMs : undefined;
+    const { waitMs, runMs } = this.predict(levels.at(-1) as number, sure, ladder, Math.min(1, this.waitScale));
+    if (waitMs > 0 && waitMs + runMs > this.objectiveMs) admitted.refusedMs = waitMs + runMs;
+    return admitted;
   }
 
   /** The rung of its ladder a request starts thinking at, now that it has a batch slot. */
   rungFor(item: LoadItem): number {
-    const { ladder } = item;
+    const { ladder, admission } = item;
+    if (admission && admission.predictedWaitMs >= LEARN_FROM_MS) {
+      const [low, high] = SCALE_BOUNDS;
+      const ratio = Math.min(high, Math.max(low, (this.now() - admission.at) / admission.predictedWaitMs));
+      this.waitScale += LEARN_WEIGHT * (ratio - this.waitScale);
+    }
     if (ladder.length === 1) return 0;
     if (this.objectiveMs > 0) this.decide(this.now());
     let rung = this.objectiveMs > 0 ? rungIndexAt(ladder, this.level) : 0;
@@ -233,7 +266,7 @@ export class LoadController {
   private needed(costs: Costs, margin: number, utilisation: number, whenQueueing: boolean): number {
     const { levels } = this.snapshot;
     const fits = (level: number) => {
-      const predicted = this.predict(level, costs, undefined);
+      const predicted = this.predict(level, costs, undefined, this.waitScale);
       const busy = predicted.utilisation > utilisation && (predicted.queueing || !whenQueueing);
       return predicted.waitMs + predicted.runMs <= margin * this.objectiveMs && !busy;
     };
@@ -292,7 +325,7 @@ export class LoadController {
   }
 
   /** A new request at `level` (see the file comment); its own ladder's ticks, or the recent arrivals'. */
-  private predict(level: number, costs: Costs, ladder: TargetLadder | undefined): Prediction {
+  private predict(level: number, costs: Costs, ladder: TargetLadder | undefined, waitScale: number): Prediction {
     const { queued, preparing, active, workers, maxBatch } = this.view();
     const rate = this.arrivalRate();
     const recent = this.recentTicks(level);
@@ -310,7 +343,7 @@ export class LoadController {
       const rowTickMs = costs.recentRowTickMs ?? costs.fixed / maxBatch + costs.perRow;
       let queuedTicks = preparing * ticks;
       for (const item of queued) queuedTicks += rungAt(item.ladder, level).meanTicks;
-      waitMs = (queuedTicks * rowTickMs + waiting * costs.encodeRowMs) / workers;
+      waitMs = (waitScale * (queuedTicks * rowTickMs + waiting * costs.encodeRowMs)) / workers;
     }
     const own = ladder ? rungAt(ladder, level).p90Ticks : recent.p90;
     return { waitMs, runMs: own * (costs.fixed + costs.perRow * batch) + costs.encodeRowMs, utilisation, queueing };

@@ -34,7 +34,7 @@ import {
   resolveHaltPolicy,
   type TickLimits,
 } from "./haltPolicy.ts";
-import { LoadController, type LoadState } from "./loadController.ts";
+import { type Admission, LoadController, type LoadState } from "./loadController.ts";
 import { type ModelInput, prepareInput } from "./modelInput.ts";
 import type { RequestTiming } from "./modelStatistics.ts";
 import { describePrediction, type Prediction, resolveTopK } from "./prediction.ts";
@@ -153,6 +153,8 @@ interface Request {
   channel: EventChannel<InferenceEvent>;
   /** The targets it may be served at; policy becomes the one of the rung it starts at. */
   ladder: TargetLadder;
+  /** What the load controller predicted for it on arrival; it learns from the wait that came. */
+  admission: Admission;
   worker: SchedulerThread | undefined;
   /** The last tick pushed to the channel, and the last one its reader has taken. */
   pushed: number;
@@ -293,7 +295,7 @@ export class ModelEngine {
     const receivedAt = Date.now();
     const arrivedAt = performance.now();
     const ladder = targetLadder(policy, this.limits);
-    this.reserve(ladder);
+    const admission = this.reserve(ladder);
     let input: Float32Array;
     try {
       // A request aborted while its image waits or decodes gives its place back at once.
@@ -337,6 +339,7 @@ export class ModelEngine {
       topK,
       channel: new EventChannel<InferenceEvent>(),
       ladder,
+      admission,
       worker: undefined,
       pushed: 0,
       taken: 0,
@@ -420,12 +423,13 @@ export class ModelEngine {
    * Claims a place in the queue, or refuses at once when it is full or, with a latency objective, when
    * even every flexible request at its floor would not answer this one within it.
    */
-  private reserve(ladder: TargetLadder): void {
+  private reserve(ladder: TargetLadder): Admission {
     const { maxBatch, maxQueue, latencyObjectiveMs } = this.options;
     // A slot whose batch is over max-batch (readers that resumed at once) offers nothing, not less.
     const free = this.slots.reduce((sum, slot) => sum + Math.max(0, maxBatch - slot.load), 0);
     const waiting = this.queue.length + this.preparing;
-    const predictedMs = this.controller.admit(ladder);
+    const admission = this.controller.admit(ladder);
+    const predictedMs = admission.refusedMs;
     if (predictedMs !== undefined) {
       this.observer?.refused?.(this.name, "objective");
       throw new ServerError(
@@ -442,6 +446,7 @@ export class ModelEngine {
       );
     }
     this.preparing++;
+    return admission;
   }
 
   /** Moves queued requests to the least-loaded workers with a free slot. */
