@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { type HaltPolicyRequest, resolveHaltPolicy, signalsOf, type TickLimits } from "../src/engine/haltPolicy.ts";
-import { servedPolicy, targetLadder } from "../src/engine/targetLadder.ts";
+import { LadderCache, servedPolicy, targetLadder } from "../src/engine/targetLadder.ts";
 import { GUARANTEE_KINDS } from "../src/model/calibration.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { REPO } from "./support/testServer.ts";
@@ -106,6 +106,15 @@ describe("target ladders", () => {
     assert.ok(
       targetLadder(resolveHaltPolicy({ targetAccuracy: 0.95, minTargetAccuracy: 0.8 }, mnist), mnist).length > 1,
     );
+  });
+
+  it("gives requests with the same policy one ladder, and a different floor its own", () => {
+    const [mnist] = MODELS as [TickLimits];
+    const cache = new LadderCache(mnist);
+    const policy = (floor: number) => resolveHaltPolicy({ targetAccuracy: 0.95, minTargetAccuracy: floor }, mnist);
+    assert.equal(cache.of(policy(0.8)), cache.of(policy(0.8)));
+    assert.notEqual(cache.of(policy(0.8)), cache.of(policy(0.9)));
+    assert.deepEqual(cache.of(policy(0.9)), targetLadder(policy(0.9), mnist));
   });
 
   it("serves a lower rung with its own guarantee, and what was asked in loweredFrom", () => {

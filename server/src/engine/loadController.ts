@@ -128,13 +128,31 @@ const LEARN_FROM_MS = 10;
 const LEARN_WEIGHT = 0.05;
 const SCALE_BOUNDS = [0.2, 5] as const;
 
-/** What one decision reads, computed at most once per DECIDE_EVERY_MS (admissions come by the thousand). */
+/**
+ * What one decision reads, computed at most once per DECIDE_EVERY_MS (admissions come by the thousand):
+ * the queue and the recent arrivals by distinct ladder (requests asking for the same target and floor
+ * share one), and what they sum to at each level, as asked for.
+ */
 interface Snapshot {
   costs: Costs | undefined;
   /** Every lowering that changes some request's rung, ascending. */
   levels: number[];
-  /** The recent arrivals' mean and 90th-percentile ticks at a level, as asked for. */
-  ticks: Map<number, { mean: number; p90: number }>;
+  queued: Map<TargetLadder, number>;
+  queuedCount: number;
+  recent: Map<TargetLadder, number>;
+  recentCount: number;
+  /** Level -> the recent arrivals' mean and 90th-percentile ticks, and the queue's ticks. */
+  ticks: Map<number, { mean: number; p90: number; queued: number }>;
+}
+
+function countLadders(ladders: Iterable<TargetLadder>): [Map<TargetLadder, number>, number] {
+  const counts = new Map<TargetLadder, number>();
+  let total = 0;
+  for (const ladder of ladders) {
+    counts.set(ladder, (counts.get(ladder) ?? 0) + 1);
+    total++;
+  }
+  return [counts, total];
 }
 
 export class LoadController {
@@ -144,7 +162,15 @@ export class LoadController {
   private arrivals: number[] = [];
   private recent: TargetLadder[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private snapshot: Snapshot = { costs: undefined, levels: [0], ticks: new Map() };
+  private snapshot: Snapshot = {
+    costs: undefined,
+    levels: [0],
+    queued: new Map(),
+    queuedCount: 0,
+    recent: new Map(),
+    recentCount: 0,
+    ticks: new Map(),
+  };
   /** Measured wait / predicted wait, learnt (see LEARN_WEIGHT). */
   private waitScale = 1;
 
@@ -228,7 +254,18 @@ export class LoadController {
     const cutoff = now - ARRIVAL_WINDOW_MS;
     if ((this.arrivals[0] ?? now) < cutoff) this.arrivals = this.arrivals.filter((at) => at >= cutoff);
     if (this.recent.length > RECENT_ARRIVALS) this.recent = this.recent.slice(-RECENT_ARRIVALS);
-    this.snapshot = { costs: this.measuredCosts(), levels: this.levels(), ticks: new Map() };
+    const [queued, queuedCount] = countLadders(this.view().queued.map((item) => item.ladder));
+    const [recent, recentCount] = countLadders(this.recent);
+    this.snapshot = {
+      costs: this.measuredCosts(),
+      levels: [],
+      queued,
+      queuedCount,
+      recent,
+      recentCount,
+      ticks: new Map(),
+    };
+    this.snapshot.levels = this.levels();
     const { costs } = this.snapshot;
     if (!costs) return;
     const needed = this.needed(costs, LOWER_MARGIN, LOWER_UTILISATION, true);
@@ -285,21 +322,27 @@ export class LoadController {
   /** Every lowering that changes some request's rung: the gaps between targets on the known ladders. */
   private levels(): number[] {
     const gaps = new Set<number>([0]);
-    const add = (ladder: TargetLadder) => {
+    for (const ladder of [...this.snapshot.recent.keys(), ...this.snapshot.queued.keys()]) {
       for (const rung of ladder) gaps.add(round((ladder[0] as Rung).target - rung.target));
-    };
-    for (const ladder of this.recent) add(ladder);
-    for (const item of this.view().queued) add(item.ladder);
+    }
     return [...gaps].sort((a, b) => a - b);
   }
 
-  /** The recent arrivals' mean and 90th-percentile ticks at `level`, once per decision. */
-  private recentTicks(level: number): { mean: number; p90: number } {
-    let found = this.snapshot.ticks.get(level);
+  /** The recent arrivals' mean and 90th-percentile ticks, and the queue's ticks, at `level`. */
+  private ticksAt(level: number): { mean: number; p90: number; queued: number } {
+    const { ticks, recent, recentCount, queued } = this.snapshot;
+    let found = ticks.get(level);
     if (!found) {
-      const rungs = this.recent.map((ladder) => rungAt(ladder, level));
-      found = { mean: mean(rungs.map((r) => r.meanTicks)), p90: mean(rungs.map((r) => r.p90Ticks)) };
-      this.snapshot.ticks.set(level, found);
+      let [sum, p90, inQueue] = [0, 0, 0];
+      for (const [ladder, n] of recent) {
+        const rung = rungAt(ladder, level);
+        sum += n * rung.meanTicks;
+        p90 += n * rung.p90Ticks;
+      }
+      for (const [ladder, n] of queued) inQueue += n * rungAt(ladder, level).meanTicks;
+      const count = Math.max(1, recentCount);
+      found = { mean: sum / count, p90: p90 / count, queued: inQueue };
+      ticks.set(level, found);
     }
     return found;
   }
@@ -328,7 +371,7 @@ export class LoadController {
   private predict(level: number, costs: Costs, ladder: TargetLadder | undefined, waitScale: number): Prediction {
     const { queued, preparing, active, workers, maxBatch } = this.view();
     const rate = this.arrivalRate();
-    const recent = this.recentTicks(level);
+    const recent = this.ticksAt(level);
     const ticks = recent.mean;
     const utilisation = (rate * (ticks * costs.perRow + costs.encodeRowMs)) / workers;
     const batch =
@@ -341,8 +384,11 @@ export class LoadController {
     if (queueing) {
       // Behind a queue a request-tick costs what it has been costing: the batches really reached.
       const rowTickMs = costs.recentRowTickMs ?? costs.fixed / maxBatch + costs.perRow;
-      let queuedTicks = preparing * ticks;
-      for (const item of queued) queuedTicks += rungAt(item.ladder, level).meanTicks;
+      // The queue as it was at the last decision, and whatever has joined it since priced as recent arrivals.
+      const { queuedCount } = this.snapshot;
+      const joined = Math.max(0, queued.length - queuedCount) + preparing;
+      const stillQueued = queuedCount > 0 ? Math.min(1, queued.length / queuedCount) : 0;
+      const queuedTicks = recent.queued * stillQueued + joined * ticks;
       waitMs = (waitScale * (queuedTicks * rowTickMs + waiting * costs.encodeRowMs)) / workers;
     }
     const own = ladder ? rungAt(ladder, level).p90Ticks : recent.p90;
@@ -365,8 +411,4 @@ function rungAt(ladder: TargetLadder, level: number): Rung {
 /** Target gaps are differences of decimal grid values: rounded, so that 0.95 - 0.85 equals 0.1. */
 function round(value: number): number {
   return Math.round(value * 1e6) / 1e6;
-}
-
-function mean(values: number[]): number {
-  return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
 }

@@ -40,7 +40,7 @@ import type { RequestTiming } from "./modelStatistics.ts";
 import { describePrediction, type Prediction, resolveTopK } from "./prediction.ts";
 import { SchedulerThread } from "./schedulerThread.ts";
 import { ServerError } from "./serverError.ts";
-import { servedPolicy, type TargetLadder, targetLadder } from "./targetLadder.ts";
+import { LadderCache, servedPolicy, type TargetLadder } from "./targetLadder.ts";
 import { TickCapacity } from "./tickCapacity.ts";
 import { timerDelay } from "./timerDelay.ts";
 import type { Finished, StepMessage, StepRun, ToWorker, WorkerData } from "./workerProtocol.ts";
@@ -205,6 +205,7 @@ export class ModelEngine {
   private readonly starting = new Set<Promise<unknown>>();
   private readonly restartTimers = new Set<NodeJS.Timeout>();
   private readonly capacity = new TickCapacity();
+  private readonly ladders: LadderCache;
   private readonly controller: LoadController;
 
   private constructor(
@@ -224,6 +225,7 @@ export class ModelEngine {
       hasHaltSignal: manifest.outputs.halt !== undefined,
     };
     this.defaultPolicy = defaultHaltPolicy(this.limits);
+    this.ladders = new LadderCache(this.limits);
     this.controller = new LoadController(
       options.latencyObjectiveMs ?? 0,
       this.capacity,
@@ -294,7 +296,7 @@ export class ModelEngine {
     }
     const receivedAt = Date.now();
     const arrivedAt = performance.now();
-    const ladder = targetLadder(policy, this.limits);
+    const ladder = this.ladders.of(policy);
     const admission = this.reserve(ladder);
     let input: Float32Array;
     try {

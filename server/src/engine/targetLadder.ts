@@ -68,6 +68,33 @@ export function targetLadder(policy: HaltPolicy, limits: TickLimits): TargetLadd
   return rungs;
 }
 
+/** Most distinct ladders a cache keeps before it starts afresh (clients choose the targets). */
+const CACHED_LADDERS = 1024;
+
+/**
+ * One model's ladders, one object per distinct policy: the requests of a load mostly ask for the same
+ * target and floor, and the load controller then sums over a few ladders, not over every request.
+ */
+export class LadderCache {
+  private readonly ladders = new Map<string, TargetLadder>();
+
+  constructor(private readonly limits: TickLimits) {}
+
+  of(policy: HaltPolicy): TargetLadder {
+    const { signal, threshold, targetAccuracy, targetConsistency, targetConfidence, minTarget } = policy;
+    const key = [signal, threshold, targetAccuracy, targetConsistency, targetConfidence, minTarget]
+      .concat([policy.minTicks, policy.maxTicks, policy.patience])
+      .join(",");
+    let ladder = this.ladders.get(key);
+    if (!ladder) {
+      if (this.ladders.size >= CACHED_LADDERS) this.ladders.clear();
+      ladder = targetLadder(policy, this.limits);
+      this.ladders.set(key, ladder);
+    }
+    return ladder;
+  }
+}
+
 /**
  * The policy a request is served at on `rung` of its ladder: its own at rung 0; below, the rung's target,
  * threshold and guarantee, with what it asked for in `loweredFrom`.
