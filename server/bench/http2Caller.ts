@@ -81,5 +81,10 @@ export function http2Caller(
       stream.end(bytes);
     });
   };
-  return { call, close: () => sessions.forEach((s) => s.close()) };
+  return {
+    call,
+    close: () => {
+      for (const session of sessions) session.close();
+    },
+  };
 }
