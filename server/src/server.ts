@@ -21,7 +21,7 @@ import { connectionOptions } from "./transport/connectionUpkeep.ts";
 import { createCtmRepository } from "./transport/ctmRepository.ts";
 import { createCtmService } from "./transport/ctmService.ts";
 import { type HealthPort, serveHealthPort } from "./transport/healthPort.ts";
-import { loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
+import { INFERENCE_SERVICE, loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
 import { createInferenceService } from "./transport/inferenceService.ts";
 import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts";
 import { checkInputFits } from "./transport/inputFit.ts";
@@ -61,6 +61,16 @@ export interface RunningServer {
   /** Drains (up to `graceMs`, default config.graceMs) and stops. Safe to call more than once. */
   shutdown(graceMs?: number): Promise<void>;
 }
+
+/** The methods whose requests carry a model's input; every other request is small. */
+const CARRIES_INPUT = new Set([
+  `/${CTM_SERVICE}/Classify`,
+  `/${CTM_SERVICE}/ClassifyStream`,
+  `/${INFERENCE_SERVICE}/ModelInfer`,
+  `/${INFERENCE_SERVICE}/ModelStreamInfer`,
+]);
+/** The largest request of any other method: names and versions, a few hundred bytes in practice. */
+const SMALL_REQUEST_BYTES = 64 * 1024;
 
 /** Health watchers hold streams open forever; after the drain they get this long, then are cut. */
 const CLOSE_TIMEOUT_MS = 1000;
@@ -124,7 +134,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         inflight,
         receiveTimeoutMs: config.receiveTimeoutMs,
         maxMessageBytes: sizes.maxMessageBytes,
-        tooLarge: (bytes) => messageTooLarge(bytes, sizes),
+        limitOf: (path) => (CARRIES_INPUT.has(path) ? sizes.maxMessageBytes : SMALL_REQUEST_BYTES),
+        tooLarge: (bytes, limit) =>
+          limit < sizes.maxMessageBytes
+            ? `the request message is ${bytes} bytes, beyond the ${limit} a request that carries no input may have`
+            : messageTooLarge(bytes, sizes),
         onMissingStream: () =>
           log.error(
             "grpc-js no longer shows a call's HTTP/2 stream where callStream.ts looks: request bytes are not counted as they arrive. This is a bug.",

@@ -54,15 +54,24 @@ describe("health Watch and Check under attack", () => {
       assert.deepEqual(seen, ["SERVING"]);
       call.cancel();
 
-      // A 1 MB name: refused, and quoted cut short (grpc-health-check echoed all of it in NOT_FOUND).
-      const huge = "h".repeat(1 << 20);
-      for (const refused of [await code(checkHealth(client, huge)), (await firstWatch(client, huge)).error]) {
+      // A long name: refused, and quoted cut short (grpc-health-check echoed all of it in NOT_FOUND:
+      // 1 MB for a 1 MB name).
+      const long = "h".repeat(60_000);
+      for (const refused of [await code(checkHealth(client, long)), (await firstWatch(client, long)).error]) {
         assert.equal(refused?.code, grpc.status.INVALID_ARGUMENT);
         assert.equal(
           refused?.details,
-          `service "${"h".repeat(128)}"... (1048576 characters) is longer than the ${MAX_SERVICE_NAME_CHARS} characters a health service name may have`,
+          `service "${"h".repeat(128)}"... (60000 characters) is longer than the ${MAX_SERVICE_NAME_CHARS} characters a health service name may have`,
         );
       }
+      // A 1 MB one is refused from its length prefix, before it is read at all.
+      const huge = "h".repeat(1 << 20);
+      const unread = await code(checkHealth(client, huge));
+      assert.equal(unread?.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.match(
+        unread?.details ?? "",
+        /^the request message is \d+ bytes, beyond the 65536 a request that carries no input may have$/,
+      );
       assert.equal(t.server.health.watchedNames, 0);
       // An unknown name within the bound: NOT_FOUND, quoted cut short too.
       const unknown = await code(checkHealth(client, "u".repeat(200)));

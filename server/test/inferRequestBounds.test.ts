@@ -143,7 +143,7 @@ describe("ModelInfer rows and shapes", () => {
     );
   });
 
-  it("runs a full batch of 64 rows without a listener-leak warning", async () => {
+  it("runs a full batch of 64 rows, and 64 requests on one stream, without a listener-leak warning", async () => {
     await t.close();
     t = await startTestServer();
     client.close();
@@ -166,8 +166,32 @@ describe("ModelInfer rows and shapes", () => {
         ],
       });
       assert.equal(response.outputs.find((o) => o.name === "probabilities")?.shape[0], rows);
+      // And as many requests at once on one ModelStreamInfer, which share the call's signal.
+      const stream = (
+        client as unknown as { ModelStreamInfer(): grpc.ClientDuplexStream<ModelInferRequestMessage, unknown> }
+      ).ModelStreamInfer();
+      const finals = new Promise<void>((resolve, reject) => {
+        stream.on("data", () => {});
+        stream.on("end", resolve);
+        stream.on("error", reject);
+      });
+      for (let i = 0; i < rows; i++) {
+        stream.write({
+          model_name: MODEL_NAME,
+          inputs: [
+            {
+              name: "input",
+              datatype: "FP32",
+              shape: [1, ...golden.input_shape],
+              contents: { fp32_contents: golden.input },
+            },
+          ],
+        });
+      }
+      stream.end();
+      await finals;
       await new Promise((resolve) => setImmediate(resolve));
-      // Before, each row's listeners on the call's shared AbortSignal passed Node's default of 10.
+      // Before, the listeners on the call's shared AbortSignal passed Node's default of 10.
       assert.deepEqual(
         warnings.filter((w) => w.name === "MaxListenersExceededWarning").map((w) => w.message),
         [],

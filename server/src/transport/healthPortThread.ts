@@ -58,7 +58,7 @@ const server = new grpc.Server({
       inflight: new InflightBytes(MAX_ARRIVING_BYTES),
       receiveTimeoutMs: data.receiveTimeoutMs,
       maxMessageBytes: MAX_MESSAGE_BYTES,
-      tooLarge: (bytes) =>
+      tooLarge: (bytes: number) =>
         `the request message is ${bytes} bytes, beyond the ${MAX_MESSAGE_BYTES} the health port reads (a service name has at most ${MAX_SERVICE_NAME_CHARS} characters)`,
       onMissingStream: () =>
         console.error(

@@ -14,6 +14,7 @@
  * client takes no answers, the stream reads no more (HTTP/2 flow control then holds the client back).
  * A client that takes nothing for --stream-write-idle-ms loses the whole call, not one request.
  */
+import { setMaxListeners } from "node:events";
 import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
@@ -139,6 +140,8 @@ export function createInferenceService(
 
     ModelStreamInfer(call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>) {
       const { signal, throwIfGone, dispose } = abortSignalOf(call);
+      // Every request of the stream listens to the call's signal (up to --max-batch at once).
+      setMaxListeners(4 * options.maxBatch + 8, signal);
       const running = new Set<Promise<void>>();
       /** Set while the client's window is full: every answer waits for the same 'drain' (one timer, one log line). */
       let backedUp: Promise<void> | undefined;

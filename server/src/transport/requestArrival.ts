@@ -7,7 +7,8 @@
  *
  * - takes the bytes of a message still arriving from --max-inflight-bytes, the bound its decoded form
  *   is counted against next (inflightBytes.ts), and gives them back once the message is whole: a
- *   message that would pass the bound ends its call with RESOURCE_EXHAUSTED;
+ *   message that would pass the bound ends its call with RESOURCE_EXHAUSTED, as soon as its length
+ *   prefix says so;
  * - ends a call with DEADLINE_EXCEEDED when its request does not arrive within `receiveTimeoutMs`:
  *   for a unary or server-streaming method, the request message and the end of the client's stream,
  *   from the call's start; for a client- or bidi-streaming one, each message from its first byte (a
@@ -33,8 +34,14 @@ export interface ArrivalOptions {
   receiveTimeoutMs: number;
   /** Largest message read: grpc.max_receive_message_length. */
   maxMessageBytes: number;
-  /** The refusal of a message of `bytes` beyond maxMessageBytes. */
-  tooLarge: (bytes: number) => string;
+  /**
+   * The largest message of the method at `path` (at most maxMessageBytes): methods that carry no input
+   * (health, model descriptions, reflection) have no use for megabytes, and a 1 MB health service name
+   * decoded a hundred times over is 100 MB of the event loop's memory counted nowhere.
+   */
+  limitOf?: (path: string) => number;
+  /** The refusal of a message of `bytes` beyond `limit` (maxMessageBytes or the method's own). */
+  tooLarge: (bytes: number, limit: number) => string;
   /** Told once if grpc-js no longer shows the call's HTTP/2 stream (then nothing here applies). */
   onMissingStream: () => void;
 }
@@ -52,6 +59,7 @@ export function arrivalInterceptor(options: ArrivalOptions): grpc.ServerIntercep
       return new grpc.ServerInterceptingCall(call);
     }
     registerCallStream(call, stream);
+    const messageLimit = Math.min(maxMessageBytes, options.limitOf?.(method.path) ?? maxMessageBytes);
     let ended = false;
     /** Bytes of the message arriving now, taken from `inflight`. */
     let held = 0;
@@ -111,8 +119,14 @@ export function arrivalInterceptor(options: ArrivalOptions): grpc.ServerIntercep
           if (!take(got)) return;
           if (prefixHave < PREFIX_BYTES) continue;
           const length = prefix.readUInt32BE(1);
-          if (length > maxMessageBytes) {
-            refuse(grpc.status.RESOURCE_EXHAUSTED, options.tooLarge(length));
+          if (length > messageLimit) {
+            refuse(grpc.status.RESOURCE_EXHAUSTED, options.tooLarge(length, messageLimit));
+            return;
+          }
+          // A message that could not be held whole is refused before its body comes: reading it only
+          // to refuse it at the bound would take the bytes, and the time, all the same.
+          if (inflight.bytes - held + PREFIX_BYTES + length > inflight.limit) {
+            refuse(grpc.status.RESOURCE_EXHAUSTED, inflightRefusal(inflight, PREFIX_BYTES + length).details);
             return;
           }
           remaining = length;
