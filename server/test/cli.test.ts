@@ -55,7 +55,7 @@ describe("npm run classify", () => {
     assert.match(
       stdout,
       new RegExp(
-        `answer: ${top.label} \\(p ${top.probability.toFixed(3)}\\), certainty ${expected.certainty.toFixed(3)}, from tick ${expected.answer_tick}`,
+        `answer: ${top.label} \\(p ${top.probability.toFixed(3)}\\), certainty ${expected.certainty.toFixed(3)}, ${halt ? `halt ${expected.halt?.toFixed(3)}, ` : ""}from tick ${expected.answer_tick}`,
       ),
     );
     assert.match(stdout, new RegExp(`halted after ${expected.ticks_used} tick\\(s\\)`));

@@ -351,7 +351,10 @@ def test_model_metadata_comes_from_the_manifest(client):
         "answer_tick": ("INT32", [-1]),
         "ticks_used": ("INT32", [-1]),
         "halt_reason": ("BYTES", [-1]),
+        # The halting head's signal, for a model that has one (the shipped MNIST model does).
+        **({"halt": ("FP32", [-1])} if "halt" in manifest["outputs"] else {}),
     }
+    assert "halt" in manifest["outputs"]
 
 
 def test_model_config(client):
