@@ -155,7 +155,15 @@ describe("request size limits", () => {
       unknown.details,
       /^model "m{128}"\.\.\. \(1048576 characters\) is not loaded \(loaded: mnist-ctm\/1\)$/,
     );
-    const described = await failure(t.client.getModel(name));
+    // A request that carries no input is refused from its length prefix beyond 64 KiB; under it, the
+    // unknown name is quoted cut short as above.
+    const oversized = await failure(t.client.getModel(name));
+    assert.equal(oversized.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(
+      oversized.details,
+      "the request message is 1048582 bytes, beyond the 65536 a request that carries no input may have",
+    );
+    const described = await failure(t.client.getModel("m".repeat(60_000)));
     assert.equal(described.code, grpc.status.NOT_FOUND);
     assert.ok(described.details.length < 512, `details of ${described.details.length} characters`);
 

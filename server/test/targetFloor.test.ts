@@ -51,8 +51,13 @@ describe("a floor beside the target", () => {
     ladder = certifiedLadder(await t.client.getModel(MODEL_NAME), "accuracy", CONFIDENCE);
     sample = samples()[3] as Sample;
     flexible = { target_accuracy: ladder.top.target, min_target_accuracy: ladder.floor };
-    // The controller plans with tick runs it has seen: one request measures them.
-    await t.client.classify({ model: MODEL_NAME, image: { data: sample.png } });
+    // The controller plans with tick runs it has seen (the first at a batch size only plans memory): one
+    // full-depth request measures them, where a default one may halt at its first tick.
+    await t.client.classify({
+      model: MODEL_NAME,
+      image: { data: sample.png },
+      halt_policy: { certainty_threshold: 1 },
+    });
   });
   after(() => t.close());
 
