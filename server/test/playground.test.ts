@@ -161,8 +161,8 @@ describe("the playground in headless Chromium", { skip }, () => {
     await page.waitFor("window.playground.run?.done", "the refused run to finish");
     const shown = await page.evaluate<string>(`document.getElementById("error").textContent`);
     // The threshold is on the signal picked, the halting head's by default for a model that has one.
-    const field = (await page.evaluate<string>(`document.getElementById("signal").value`)) + "_threshold";
-    assert.equal(shown, `INVALID_ARGUMENT: halt_policy.${field} must be in (0, 1], got 1.5`);
+    const signal = await page.evaluate<string>(`document.getElementById("signal").value`);
+    assert.equal(shown, `INVALID_ARGUMENT: halt_policy.${signal}_threshold must be in (0, 1], got 1.5`);
     await page.evaluate(`document.getElementById("threshold").value = "0.9"`);
   });
 });
