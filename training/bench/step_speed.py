@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compile happens here)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; each round runs every variant once")
     parser.add_argument("--baseline", default="b970592~1", help="the commit whose code is the baseline")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + "; ".join(VARIANTS))
+    parser.add_argument("--variants", default=";".join(VARIANTS), help="separated by ';', from: " + "; ".join(VARIANTS))
     parser.add_argument("--profile", action="store_true", help="print the profiler's top operators per variant")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--code", help=argparse.SUPPRESS)
@@ -100,7 +100,7 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    names = [v.strip() for v in args.variants.split(",")]
+    names = [v.strip() for v in args.variants.split(";")]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {unknown}; known: {list(VARIANTS)}")
