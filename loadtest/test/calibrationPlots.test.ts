@@ -13,7 +13,13 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import sharp from "sharp";
-import { CALIBRATION_PLOTS, writeCalibrationPlots } from "../src/plot/calibrationPlots.ts";
+import {
+  CALIBRATION_PLOTS,
+  type Evidence,
+  guaranteePlot,
+  reliabilityTicks,
+  writeCalibrationPlots,
+} from "../src/plot/calibrationPlots.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MODEL = join(ROOT, "server", "test", "fixtures", "models", "mnist-halting", "1");
@@ -66,6 +72,33 @@ describe("the calibration evidence plots", () => {
       assert.equal((await sharp(file).metadata()).format, "png");
       assert.ok((await pixelsOf(file, HALT)) > 200, `${file} draws the halt signal`);
     }
+  });
+
+  it("show the reliability of the first tick, doubling ticks and the last", () => {
+    assert.deepEqual(reliabilityTicks(15), [1, 2, 4, 8, 15]);
+    assert.deepEqual(reliabilityTicks(30), [1, 2, 4, 8, 16, 30]);
+    assert.deepEqual(reliabilityTicks(1), [1]);
+  });
+
+  it("stretch the coverage axis below 50% to the lowest coverage drawn", () => {
+    type Rows = Record<string, Record<string, { coverage_population: number }[]>>;
+    const withCoverage = (lowest: number) => {
+      const coverage = structuredClone(evidence.coverage) as Rows;
+      const rows = Object.values(coverage).flatMap((kinds) => Object.values(kinds).flat());
+      for (const r of rows) r.coverage_population = 0.9;
+      (rows[0] as { coverage_population: number }).coverage_population = lowest;
+      return guaranteePlot({
+        ...(evidence as unknown as Evidence),
+        coverage: coverage as unknown as Evidence["coverage"],
+      });
+    };
+    // The first panel is accuracy's coverage; its y labels are the ones right-aligned to the axis.
+    const lowestLabel = (svg: string) =>
+      Math.min(
+        ...[...(svg.split("<svg ")[2] as string).matchAll(/text-anchor="end">([^<]*)</g)].map((m) => Number(m[1])),
+      );
+    assert.equal(lowestLabel(withCoverage(0.9)), 50);
+    assert.ok(lowestLabel(withCoverage(0.31)) < 50);
   });
 
   it("still draw an evidence file from before halting signals", async () => {

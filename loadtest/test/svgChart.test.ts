@@ -15,6 +15,18 @@ describe("svgChart", () => {
     assert.deepEqual(logTicks(0.5, 2e5), [1, 10, 100, 1000, 10000, 100000]);
   });
 
+  it("labels ticks finer than a tenth as they are", () => {
+    const labels = (svg: string) => [...svg.matchAll(/text-anchor="end">([^<]*)</g)].map((m) => m[1]);
+    const chart = (y: { label: string; log?: boolean }, values: number[]) =>
+      lineChartSvg(
+        { title: "t", x: { label: "x" }, y, series: [{ label: "s", points: values.map((v, i) => ({ x: i, y: v })) }] },
+        { width: 400, height: 300 },
+      );
+    // Steps of 0.05 on a linear axis, and 1-2-5 steps below 0.1 on a log one: no two labels alike.
+    assert.deepEqual(labels(chart({ label: "ECE" }, [0, 0.12])), ["0", "0.05", "0.1"]);
+    assert.deepEqual(labels(chart({ label: "s", log: true }, [0.0015, 0.04])), ["0.002", "0.005", "0.01", "0.02"]);
+  });
+
   it("escapes text", () => {
     assert.equal(xmlText(`a<b & "c"`), "a&#60;b &#38; &#34;c&#34;");
   });

@@ -38,7 +38,7 @@ type Kind = "accuracy" | "consistency";
 type Coverage = Record<Kind, CoverageRow[]>;
 
 /** evidence.json as training/ctm/calibration_evidence.py writes it, now and before halting signals. */
-interface Evidence {
+export interface Evidence {
   model: string;
   date: string;
   splits: number;
@@ -78,12 +78,18 @@ function coverageBySignal(evidence: Evidence): Record<string, Coverage> {
   return evidence.coverage as Record<string, Coverage>;
 }
 
+/** The lowest true coverage of any rule on any signal, in percent, rounded down to a multiple of 10. */
+function lowest(coverage: Record<string, Coverage>, kind: Kind): number {
+  const all = Object.values(coverage).flatMap((c) => (c[kind] ?? []).map((r) => r.coverage_population * 100));
+  return Math.floor(Math.min(...all) / 10) * 10;
+}
+
 /**
  * Per kind: how often the promise held, what the test half achieved, and the price in mean ticks, each
  * against the target, every signal beside the old rule on it (at confidence 0.95), with the oracle's
  * mean ticks as the floor no rule reaches.
  */
-function guaranteePlot(evidence: Evidence): string {
+export function guaranteePlot(evidence: Evidence): string {
   const coverage = coverageBySignal(evidence);
   const signals = Object.keys(coverage);
   type Frame = Parameters<typeof lineChartSvg>[1];
@@ -131,7 +137,8 @@ function guaranteePlot(evidence: Evidence): string {
           {
             title: `${kind}: how often the true ${kind} >= requested`,
             x: { label: `requested ${kind} (%)` },
-            y: { label: "coverage (%)", min: 50, max: 100 },
+            // From 50% down to the lowest coverage drawn, so that no old-rule point falls off the frame.
+            y: { label: "coverage (%)", min: Math.min(50, lowest(coverage, kind)), max: 100 },
             series: [...perRule((r) => r.coverage_population * 100), across("confidence", CONFIDENCE * 100)],
           },
           frame,
@@ -166,8 +173,18 @@ function guaranteePlot(evidence: Evidence): string {
   );
 }
 
+/**
+ * The ticks the reliability diagrams draw: the first, doubling from there, and the last, so that a
+ * model that answers at tick 1 and one that needs most of its ticks are both shown where they decide.
+ */
+export function reliabilityTicks(ticks: number): number[] {
+  const shown: number[] = [];
+  for (let t = 1; t < ticks; t *= 2) shown.push(t);
+  return [...shown, ticks];
+}
+
 function reliabilityPlot(evidence: Evidence): string {
-  const shown = [5, 8, 10, 12, 15].filter((t) => t <= evidence.reliability.length);
+  const shown = reliabilityTicks(evidence.reliability.length);
   const predictors: { key: "certainty" | "top" | "halt"; name: string }[] = [
     { key: "certainty", name: "certainty" },
     { key: "top", name: "top-class probability" },

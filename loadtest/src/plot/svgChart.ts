@@ -84,7 +84,9 @@ const CHAR_WIDTH = 7;
 
 export const xmlText = (text: string) => text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-const num = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(1));
+// Tick values are already round (linearTicks, logTicks): print them whole, so that steps of 0.05 or a
+// log axis's 0.002 do not all read "0.1" or "0.0".
+const num = (v: number) => String(Number(v.toPrecision(6)));
 
 /** Round tick values for a linear range: steps of 1, 2 or 5 times a power of ten. */
 export function linearTicks(min: number, max: number, target = 5): number[] {
