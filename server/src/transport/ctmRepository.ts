@@ -4,9 +4,7 @@
  * as the Open Inference Protocol's repository RPCs are, refused through the one error policy and
  * counted in the request metrics. The token check (authentication.ts) comes first.
  */
-import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
-import { status as grpcStatus } from "@grpc/grpc-js";
 import type { IndexEntry, ModelControl } from "../engine/modelControl.ts";
 import type { ModelRegistry } from "../engine/modelRegistry.ts";
 import type { StageDuration } from "../engine/modelStatistics.ts";
@@ -14,8 +12,7 @@ import { invalidArgument } from "../engine/serverError.ts";
 import { parseVersionPolicy } from "../engine/versionPolicy.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerMetrics } from "../metrics.ts";
-import { toStatus } from "./errorPolicy.ts";
-import { recordRequest } from "./requestMetrics.ts";
+import { countedUnary } from "./countedUnary.ts";
 
 const STATES: Record<IndexEntry["state"], string> = {
   READY: "REPOSITORY_STATE_READY",
@@ -41,22 +38,7 @@ export function createCtmRepository(
   metrics: ServerMetrics,
   log: Logger,
 ): grpc.UntypedServiceImplementation {
-  async function unary<T>(
-    method: string,
-    model: string,
-    callback: grpc.sendUnaryData<T>,
-    answer: () => T | Promise<T>,
-  ) {
-    const started = performance.now();
-    try {
-      callback(null, await answer());
-      recordRequest(registry, metrics, model, method, grpcStatus.OK, started);
-    } catch (error) {
-      const status = toStatus(error, log, { method, model });
-      callback(status);
-      recordRequest(registry, metrics, model, method, status.code, started);
-    }
-  }
+  const unary = countedUnary(registry, metrics, log);
   const versionsOf = (name: string) => repositoryModels(control.index().filter((entry) => entry.name === name));
 
   return {

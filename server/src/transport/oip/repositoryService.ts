@@ -4,15 +4,12 @@
  * shell around oip/repositoryCalls.ts, refused through the one error policy and counted in the
  * request metrics. The token check (authentication.ts) comes before any of them runs.
  */
-import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
-import { status as grpcStatus } from "@grpc/grpc-js";
 import type { ModelControl } from "../../engine/modelControl.ts";
 import type { ModelRegistry } from "../../engine/modelRegistry.ts";
 import type { Logger } from "../../logger.ts";
 import type { ServerMetrics } from "../../metrics.ts";
-import { toStatus } from "../errorPolicy.ts";
-import { recordRequest } from "../requestMetrics.ts";
+import { countedUnary } from "../countedUnary.ts";
 import {
   loadModel,
   modelStatistics,
@@ -52,24 +49,7 @@ export function createRepositoryService(
   metrics: ServerMetrics,
   log: Logger,
 ): grpc.UntypedServiceImplementation {
-  /** One unary call: `answer`'s result, or its refusal through the error policy; counted either way. */
-  async function unary<T>(
-    method: string,
-    model: string,
-    callback: grpc.sendUnaryData<T>,
-    answer: () => T | Promise<T>,
-  ): Promise<void> {
-    const started = performance.now();
-    try {
-      const response = await answer();
-      callback(null, response);
-      recordRequest(registry, metrics, model, method, grpcStatus.OK, started);
-    } catch (error) {
-      const status = toStatus(error, log, { method, model });
-      callback(status);
-      recordRequest(registry, metrics, model, method, status.code, started);
-    }
-  }
+  const unary = countedUnary(registry, metrics, log);
 
   return {
     ModelStatistics(
