@@ -8,13 +8,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type CertifiedLadder, certifiedLadder } from "./support/certifiedLadder.ts";
-import { Chromium, findChromium, type Page } from "./support/headlessChromium.ts";
+import type { Chromium, Page } from "./support/headlessChromium.ts";
+import { openPlayground, withoutChromium } from "./support/playgroundPage.ts";
 import { MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
-const chromium = findChromium();
-const skip = chromium
-  ? false
-  : "Chromium is not installed: apt-get install -y chromium (or set CHROMIUM_PATH) to run the browser test";
+const skip = withoutChromium;
 
 const click = (selector: string) => `document.querySelector(${JSON.stringify(selector)}).click()`;
 const set = (id: string, value: string) =>
@@ -36,10 +34,7 @@ describe("the playground's floor, in headless Chromium", { skip }, () => {
       image: { data: (samples()[0] as Sample).png },
       halt_policy: { certainty_threshold: 1 },
     });
-    browser = Chromium.launch(chromium as string);
-    page = await browser.newPage(1280, 1040);
-    await page.navigate(`http://127.0.0.1:${t.server.httpPort}/`);
-    await page.waitFor("window.playground?.model?.name", "the model list");
+    ({ browser, page } = await openPlayground(t));
     await page.waitFor(`document.querySelector('#samples img')?.complete`, "the samples");
     await page.evaluate(click("#samples img"));
     await page.waitFor("window.playground.image", "the sample to load");

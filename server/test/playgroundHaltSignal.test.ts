@@ -8,13 +8,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { HALTING_MODEL, HEADLESS_MODEL, haltingModelsDir } from "./support/haltingModel.ts";
-import { Chromium, findChromium, type Page } from "./support/headlessChromium.ts";
+import type { Chromium, Page } from "./support/headlessChromium.ts";
+import { openPlayground, withoutChromium } from "./support/playgroundPage.ts";
 import { startTestServer, type TestServer } from "./support/testServer.ts";
 
-const chromium = findChromium();
-const skip = chromium
-  ? false
-  : "Chromium is not installed: apt-get install -y chromium (or set CHROMIUM_PATH) to run the browser test";
+const skip = withoutChromium;
 
 const click = (selector: string) => `document.querySelector(${JSON.stringify(selector)}).click()`;
 
@@ -37,10 +35,7 @@ describe("the playground's halt signal, in headless Chromium", { skip }, () => {
 
   before(async () => {
     t = await startTestServer({ modelsDir: haltingModelsDir(), http: { host: "127.0.0.1", port: 0 } });
-    browser = Chromium.launch(chromium as string);
-    page = await browser.newPage(1280, 1040);
-    await page.navigate(`http://127.0.0.1:${t.server.httpPort}/`);
-    await page.waitFor("window.playground?.model?.name", "the model list");
+    ({ browser, page } = await openPlayground(t));
   });
   after(async () => {
     await browser?.close();

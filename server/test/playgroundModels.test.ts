@@ -10,13 +10,11 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Chromium, findChromium, type Page } from "./support/headlessChromium.ts";
+import type { Chromium, Page } from "./support/headlessChromium.ts";
+import { openPlayground, withoutChromium } from "./support/playgroundPage.ts";
 import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
-const chromium = findChromium();
-const skip = chromium
-  ? false
-  : "Chromium is not installed: apt-get install -y chromium (or set CHROMIUM_PATH) to run the browser test";
+const skip = withoutChromium;
 
 /** The two shipped models, and only those (other folders under models/ cannot interfere). */
 function shippedModels(): string {
@@ -66,10 +64,7 @@ describe("the playground with both shipped models, in headless Chromium", { skip
 
   before(async () => {
     t = await startTestServer({ modelsDir: shippedModels(), http: { host: "127.0.0.1", port: 0 } });
-    browser = Chromium.launch(chromium as string);
-    page = await browser.newPage(1280, 1040);
-    await page.navigate(`http://127.0.0.1:${t.server.httpPort}/`);
-    await page.waitFor("window.playground?.model?.name", "the model list");
+    ({ browser, page } = await openPlayground(t));
   });
   after(async () => {
     await browser?.close();
