@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the project's Python (the git-ignored .venv) with the given arguments, from the repository root,
-// so that npm scripts work the same on every platform without activating anything.
+// Runs the project's Python (the git-ignored .venv) with the given arguments, from the repository root
+// (or, with --from-caller first, from npm's caller's directory), so that npm scripts work the same on
+// every platform without activating anything.
 //
 // Signals are handed on, not absorbed: npm forwards SIGINT/SIGTERM to the script's process (this one,
 // which the npm scripts `exec` into), and a Python child left behind would go on training on every core,
@@ -15,11 +16,17 @@ import { pythonPath } from "./venv.mjs";
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+// --from-caller: run in the directory npm was called from (INIT_CWD), so that the paths a user gives are
+// theirs, as a command run by hand takes them; the ctm package's own defaults point into the repository
+// wherever it runs (training/ctm/paths.py). Without it (tests, lint) Python runs from the repository root.
+const fromCaller = process.argv[2] === "--from-caller";
+const args = process.argv.slice(fromCaller ? 3 : 2);
+const cwd = fromCaller ? process.env.INIT_CWD || process.cwd() : root;
 // The checkout's own training/ comes first on the path, whatever checkout the venv's editable install
 // was made from (a second worktree sharing one .venv would otherwise test the other tree's code).
 const pythonPathEnv = [join(root, "training"), process.env.PYTHONPATH].filter(Boolean).join(delimiter);
-const child = spawn(join(root, pythonPath), process.argv.slice(2), {
-  cwd: root,
+const child = spawn(join(root, pythonPath), args, {
+  cwd,
   stdio: "inherit",
   env: { ...process.env, PYTHONPATH: pythonPathEnv },
 });

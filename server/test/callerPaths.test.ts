@@ -62,6 +62,29 @@ describe("npm run classify from another directory", () => {
   });
 });
 
+describe("npm run calibrate (and the other Python scripts) from another directory", () => {
+  let caller: string;
+  before(() => {
+    mkdirSync(join(REPO, "out"), { recursive: true });
+    caller = mkdtempSync(join(REPO, "out", "caller-"));
+  });
+  after(() => rmSync(caller, { recursive: true, force: true }));
+
+  it("takes a model folder relative to the caller's directory, and a model name from the repository's models/", async () => {
+    const { INIT_CWD: _, ...env } = process.env;
+    const folder = relative(caller, modelDir());
+    assert.ok(folder.startsWith(".."), folder);
+    for (const model of [folder, MODEL_NAME]) {
+      const { stdout } = await run("npm", ["run", "--silent", "calibrate", "--", "--model", model], {
+        cwd: caller,
+        encoding: "utf8",
+        env,
+      });
+      assert.match(stdout, /1\.0 {2}accuracy 0\.\d{4} {2}consistency 1\.0000 {2}mean ticks/, model);
+    }
+  });
+});
+
 describe("the classify commands in the README and docs", () => {
   const documents = ["README.md", ...readdirSync(join(REPO, "docs")).map((f) => join("docs", f))].filter((f) =>
     f.endsWith(".md"),

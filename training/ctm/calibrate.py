@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from .guarantee import CONFIDENCES, METHOD, TARGETS, learn_then_test, risk_upper_bound
+from .paths import REPO
 
 SCHEMA_VERSION = 3
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff")
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--models-dir",
         type=Path,
-        default=Path("models"),
+        default=REPO / "models",
         help="the model repository that --model names are looked up in",
     )
     parser.add_argument(

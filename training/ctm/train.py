@@ -30,6 +30,7 @@ from .config import CTMConfig, RunConfig, parse_overrides
 from .data import Split
 from .losses import accuracy_most_certain, answers_right, halting_loss, predictions_at
 from .model import CTM, Thoughts
+from .paths import REPO
 from .tasks import Task, get_task
 
 
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, flag) is not None:
             run_values[flag] = getattr(args, flag)
     run = RunConfig().replace(**run_values)
-    out = args.out or Path("checkpoints") / task.name
+    out = args.out or REPO / "checkpoints" / task.name
 
     metrics = train(task, model_config, run, out, args.resume, progress=not args.no_progress, init=args.init)
     if metrics:
