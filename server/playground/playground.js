@@ -164,6 +164,14 @@ function inputDescription(model) {
   return `${what} (${size}, ${image.channels === 1 ? "grey" : "colour"}): pick a sample or drop an image`;
 }
 
+/**
+ * The picker's value for a model: its name, or name/version where several versions of it are served
+ * side by side (so that each can be picked, and the request names the one picked).
+ */
+function modelKey(m) {
+  return state.models.filter((other) => other.name === m.name).length > 1 ? `${m.name}/${m.version}` : m.name;
+}
+
 async function loadModels() {
   showError(undefined);
   const response = await fetch("api/models", { headers: headers() });
@@ -174,7 +182,7 @@ async function loadModels() {
   select.replaceChildren(
     ...state.models.map((m) => {
       const ready = m.state === "MODEL_STATE_READY";
-      const option = new Option(`${m.name} v${m.version}${ready ? "" : " (not ready)"}`, m.name);
+      const option = new Option(`${m.name} v${m.version}${ready ? "" : " (not ready)"}`, modelKey(m));
       option.title = inputDescription(m);
       option.disabled = !ready;
       return option;
@@ -183,7 +191,7 @@ async function loadModels() {
   const ready = state.models.filter((m) => m.state === "MODEL_STATE_READY");
   // The page opens on a model the drawing canvas is for, so that "draw a digit" means what it says.
   const preferred = ready.find(drawable) ?? ready[0];
-  select.value = ready.some((m) => m.name === previous) ? previous : (preferred?.name ?? "");
+  select.value = ready.some((m) => modelKey(m) === previous) ? previous : preferred ? modelKey(preferred) : "";
   selectModel();
 }
 
@@ -220,8 +228,8 @@ function sameInput(a, b) {
 
 function selectModel() {
   const previous = state.model;
-  state.model = state.models.find((m) => m.name === $("model").value);
-  if (previous && previous.name !== state.model?.name) {
+  state.model = state.models.find((m) => modelKey(m) === $("model").value);
+  if (previous && (previous.name !== state.model?.name || previous.version !== state.model?.version)) {
     clearRun();
     if (!sameInput(previous, state.model)) clearDrawing();
   }
@@ -303,6 +311,7 @@ function requestBody(imageBytes) {
   const attention = Boolean(state.model?.attention_shape?.length);
   return {
     model: state.model?.name ?? "",
+    version: state.model?.version ?? 0,
     image: { data: base64(imageBytes) },
     halt_policy: policy,
     include_attention: attention,

@@ -10,9 +10,11 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { parseVersionPolicies } from "../src/engine/versionPolicy.ts";
 import type { Chromium, Page } from "./support/headlessChromium.ts";
+import { versionedModelsDir } from "./support/modelRepository.ts";
 import { openPlayground, withoutChromium } from "./support/playgroundPage.ts";
-import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { MODEL_NAME, REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
 const skip = withoutChromium;
 
@@ -187,5 +189,45 @@ describe("the playground with both shipped models, in headless Chromium", { skip
     })()`);
     assert.match(icon.href, /^data:image\/svg\+xml,/);
     assert.ok(icon.width > 0, "the icon decodes");
+  });
+});
+
+describe("the playground with two versions of a model served side by side, in headless Chromium", { skip }, () => {
+  let t: TestServer;
+  let browser: Chromium;
+  let page: Page;
+  before(async () => {
+    t = await startTestServer({
+      modelsDir: versionedModelsDir([1, 2]),
+      modelControl: { mode: "none", pollMs: 0, loadModels: [], versionPolicies: parseVersionPolicies("latest:2", "-") },
+      http: { host: "127.0.0.1", port: 0 },
+    });
+    ({ browser, page } = await openPlayground(t));
+  });
+  after(async () => {
+    await browser?.close();
+    await t?.close();
+  });
+
+  it("lists each version once, and answers from the version picked", async () => {
+    const options = await page.evaluate<{ value: string; text: string }[]>(
+      `[...document.querySelectorAll("#model option")].map((o) => ({ value: o.value, text: o.textContent }))`,
+    );
+    assert.deepEqual(options.map((o) => o.text).sort(), [`${MODEL_NAME} v1`, `${MODEL_NAME} v2`]);
+    assert.equal(new Set(options.map((o) => o.value)).size, 2, "each version can be picked");
+    for (const version of [1, 2]) {
+      const option = options.find((o) => o.text === `${MODEL_NAME} v${version}`) as { value: string };
+      await page.evaluate(
+        `(() => { const s = document.getElementById("model"); s.value = ${JSON.stringify(option.value)}; s.dispatchEvent(new Event("change")); })()`,
+      );
+      await page.waitFor(`window.playground.model?.version === ${version}`, `version ${version}`);
+      await page.waitFor(`document.querySelector('#samples img')?.complete`, "the samples");
+      await page.evaluate(click("#samples img"));
+      await page.waitFor("window.playground.image", "the sample to load");
+      await page.evaluate(click("#think"));
+      await page.waitFor("window.playground.run?.done", "the run to finish", 60_000);
+      assert.equal(await page.evaluate("window.playground.error"), undefined);
+      assert.equal(await page.evaluate("window.playground.run.final.version"), version);
+    }
   });
 });
