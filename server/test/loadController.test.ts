@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { resolveHaltPolicy, type TickLimits } from "../src/engine/haltPolicy.ts";
+import { bestSignal, resolveHaltPolicy, type TickLimits } from "../src/engine/haltPolicy.ts";
 import { HOLD_MS, LoadController, type LoadItem, type LoadView } from "../src/engine/loadController.ts";
 import { type TargetLadder, targetLadder } from "../src/engine/targetLadder.ts";
 import { TickCapacity } from "../src/engine/tickCapacity.ts";
@@ -23,12 +23,23 @@ const limits: TickLimits = {
   calibration,
   hasHaltSignal: manifest.outputs.halt !== undefined,
 };
+/**
+ * The highest accuracy target the maze model certifies at confidence 0.95 on its default signal, read
+ * from the calibration (a retrained model moves it): the longest ladder a floor of 0.5 gives.
+ */
+const TARGET = Math.max(
+  ...(calibration?.signals[bestSignal(limits)]?.guarantees.accuracy?.certified ?? [])
+    .filter((p) => p.confidence === 0.95 && p.threshold !== null)
+    .map((p) => p.target),
+);
 const ladderOf = (floor?: number): TargetLadder =>
   targetLadder(
-    resolveHaltPolicy({ targetAccuracy: 0.85, ...(floor !== undefined && { minTargetAccuracy: floor }) }, limits),
+    resolveHaltPolicy({ targetAccuracy: TARGET, ...(floor !== undefined && { minTargetAccuracy: floor }) }, limits),
     limits,
   );
 const FLEXIBLE = ladderOf(0.5);
+/** The cheapest rung at or above the floor. */
+const DEEPEST = (FLEXIBLE.at(-1) as { target: number }).target;
 const FIXED = ladderOf();
 const MAX_BATCH = 8;
 
@@ -83,14 +94,14 @@ describe("the load controller", () => {
     const h = harness(0);
     h.queue(500);
     assert.equal(h.controller.admit(FLEXIBLE).refusedMs, undefined);
-    assert.equal(h.dispatch(), 0.85);
+    assert.equal(h.dispatch(), TARGET);
     assert.equal(h.controller.lowering, 0);
   });
 
   it("deepens with the queue, and not before a queue needs it", () => {
     const h = harness(200);
     h.idle();
-    assert.equal(h.dispatch(), 0.85, "alone, a full-depth run fits the objective");
+    assert.equal(h.dispatch(), TARGET, "alone, a full-depth run fits the objective");
     const served: number[] = [];
     for (const n of [0, 10, 40, 80, 160, 320]) {
       h.queue(n);
@@ -100,11 +111,11 @@ describe("the load controller", () => {
     for (let i = 1; i < served.length; i++) {
       assert.ok((served[i] as number) <= (served[i - 1] as number), `served ${served}`);
     }
-    assert.equal(served[0], 0.85, "a full batch with nothing queued is not lowered");
+    assert.equal(served[0], TARGET, "a full batch with nothing queued is not lowered");
     assert.ok(new Set(served).size > 2, `the lowering deepens step by step: ${served}`);
-    assert.equal(served.at(-1), 0.5, "and a queue no lowering fits goes to the floor");
+    assert.equal(served.at(-1), DEEPEST, "and a queue no lowering fits goes to the deepest rung above the floor");
     // A request without a floor starts at its own target whatever the lowering.
-    assert.equal(h.dispatch({ ladder: FIXED, deadlineAt: Number.POSITIVE_INFINITY }), 0.85);
+    assert.equal(h.dispatch({ ladder: FIXED, deadlineAt: Number.POSITIVE_INFINITY }), TARGET);
   });
 
   it("holds a lowering for HOLD_MS before it comes back up, and does not flap between the margins", () => {
@@ -112,7 +123,7 @@ describe("the load controller", () => {
     h.queue(160);
     h.later(10);
     const deep = h.dispatch();
-    assert.ok(deep < 0.85);
+    assert.ok(deep < TARGET);
     const lowering = h.controller.lowering;
     // The queue is gone at once, but the lowering holds.
     h.idle();
@@ -121,7 +132,7 @@ describe("the load controller", () => {
     assert.equal(h.controller.lowering, lowering);
     // After the hold (and the arrival window), it comes back up, and says so once.
     h.later(HOLD_MS);
-    assert.equal(h.dispatch(), 0.85);
+    assert.equal(h.dispatch(), TARGET);
     assert.equal(h.controller.lowering, 0);
     assert.deepEqual(h.changes, [lowering, 0]);
 
@@ -202,13 +213,13 @@ describe("the load controller", () => {
     const h = harness(0);
     h.idle();
     const far = { ladder: FLEXIBLE, deadlineAt: Date.now() + 10_000 };
-    assert.equal(h.dispatch(far), 0.85);
+    assert.equal(h.dispatch(far), TARGET);
     // 30 ticks at 0.5 ms do not fit in 80% of 10 ms; the floor's few ticks do.
     const near = { ladder: FLEXIBLE, deadlineAt: Date.now() + 10 };
     const served = h.dispatch(near);
-    assert.ok(served < 0.85 && served >= 0.5, `served at ${served}`);
+    assert.ok(served < TARGET && served >= DEEPEST, `served at ${served}`);
     const rung = FLEXIBLE.find((r) => r.target === served);
     assert.ok(rung && rung.p90Ticks * 0.5 + 0.3 <= 10 * 0.8);
-    assert.equal(h.dispatch({ ladder: FIXED, deadlineAt: Date.now() + 10 }), 0.85, "no floor, no lowering");
+    assert.equal(h.dispatch({ ladder: FIXED, deadlineAt: Date.now() + 10 }), TARGET, "no floor, no lowering");
   });
 });
