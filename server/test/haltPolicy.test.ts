@@ -338,6 +338,20 @@ describe("resolveHaltPolicy: which signal", () => {
     assert.match(beyond?.note ?? "", /^no threshold on halt certifies halt_policy\.target_accuracy 0\.97/);
   });
 
+  it("certifies a target on the signal the calibration names, chosen at export, when it names one", () => {
+    const namesCertainty: TickLimits = { ...halting, calibration: { ...withHaltBlock, targetSignal: "certainty" } };
+    const policy = resolveHaltPolicy({ targetAccuracy: 0.95 }, namesCertainty);
+    assert.deepEqual([policy.signal, policy.threshold, policy.guarantee?.signal], ["certainty", 0.9, "certainty"]);
+    assert.equal(resolveHaltPolicy({ targetAccuracy: 0.95, haltSignal: "halt" }, namesCertainty).signal, "halt");
+    const namesHalt: TickLimits = { ...halting, calibration: { ...withHaltBlock, targetSignal: "halt" } };
+    assert.equal(resolveHaltPolicy({ targetAccuracy: 0.95 }, namesHalt).signal, "halt");
+    // Named halt on a model whose head is not served falls back to certainty.
+    assert.equal(
+      resolveHaltPolicy({ targetAccuracy: 0.95 }, { ...namesHalt, hasHaltSignal: false }).signal,
+      "certainty",
+    );
+  });
+
   it("refuses the halt signal on a model without a halting head, naming the field", () => {
     for (const request of [{ haltSignal: "halt" as const }, { haltSignal: "halt" as const, targetAccuracy: 0.9 }]) {
       rejects(

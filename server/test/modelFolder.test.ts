@@ -159,5 +159,16 @@ describe("model folders", () => {
     );
     assert.equal(headless.manifest.outputs.halt, undefined);
     assert.equal(headless.calibration?.schemaVersion, 2);
+    // The signal targets are certified on when a request names none: read where the file names it,
+    // refused by name when it names one the file does not calibrate.
+    const naming = (signal: string) => ({ ...calibration, target_signal: { signal, rule: "test" } });
+    assert.equal(loadModelFolder(halting(() => {}, naming("certainty"))).calibration?.targetSignal, "certainty");
+    assert.equal(model.calibration?.targetSignal, undefined, "the fixture names none");
+    refused(() => {}, /target_signal\.signal must be one of "certainty", "halt", got "sometimes"/, naming("sometimes"));
+  });
+
+  it("name the signal targets are certified on in the shipped calibrations: halt for MNIST, certainty for the maze", () => {
+    assert.equal(loadModelFolder(modelDir()).calibration?.targetSignal, "halt");
+    assert.equal(loadModelFolder(join(modelDir(), "..", "..", "maze-ctm", "1")).calibration?.targetSignal, "certainty");
   });
 });

@@ -26,7 +26,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from .calibrate import calibrate_split
+from .calibrate import calibrate_split, target_signal_of
 from .checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig, parse_overrides
 from .fixtures import write_golden
@@ -265,6 +265,9 @@ def export_model(
     runner = OnnxCTM(out)
     # Consistency is certified beside accuracy, so a fresh export serves target_consistency too.
     calibration = calibrate_split(runner, validation, "validation")
+    target = target_signal_of(runner, task)  # on training-distribution items, apart from the calibration's
+    if target is not None:
+        calibration["target_signal"] = target
     test_calibration = calibrate_split(runner, test, "test")
 
     sample_index = write_samples(task, model.config, out / "samples", samples)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctm.calibrate import THRESHOLDS, calibrate, exit_ticks, smallest_threshold_within
+from ctm.calibrate import THRESHOLDS, calibrate, choose_target_signal, exit_ticks, smallest_threshold_within
 from tests.conftest import SHIPPED_MODEL
 
 
@@ -122,3 +122,28 @@ def test_unlabeled_images_must_already_be_the_input_size(tmp_path):
     Image.new("L", (64, 48)).save(traffic / "photo.png")
     with pytest.raises(SystemExit, match=r"photo\.png: 64x48 pixels; images must already be 28x28"):
         calibrate_unlabeled(folder, traffic)
+
+
+def test_the_target_signal_is_the_one_that_reaches_the_accuracy_in_fewer_ticks():
+    # 100 items, 10 ticks; every answer is right from tick 3. Certainty crosses 0.9 at tick 3, the halt
+    # signal only at tick 8: certainty gets there in fewer ticks, so targets are certified on it.
+    correct = np.zeros((100, 10))
+    correct[:, 2:] = 1
+    certainty = np.tile(np.where(np.arange(10) >= 2, 0.95, 0.1), (100, 1))
+    halt = np.tile(np.where(np.arange(10) >= 7, 0.999, 0.01), (100, 1))
+    data = {"kind": "labeled", "split": "train", "count": 100}
+    chosen = choose_target_signal({"certainty": certainty, "halt": halt}, correct, data)
+    assert chosen["signal"] == "certainty"
+    assert chosen["mean_ticks"]["certainty"] == 3 and chosen["mean_ticks"]["halt"] == 8
+    assert chosen["data"] == data
+    # The other way round, the halt signal; and on equal cost the first signal, certainty.
+    assert choose_target_signal({"certainty": halt, "halt": certainty}, correct, data)["signal"] == "halt"
+    assert choose_target_signal({"certainty": certainty, "halt": certainty}, correct, data)["signal"] == "certainty"
+
+
+def test_the_shipped_calibrations_name_their_target_signal_chosen_apart_from_the_calibration():
+    for folder in (Path(SHIPPED_MODEL), Path(SHIPPED_MODEL).parents[1] / "maze-ctm" / "1"):
+        calibration = json.loads((folder / "calibration.json").read_text())
+        chosen = calibration["target_signal"]
+        assert chosen["signal"] in calibration["signals"]
+        assert chosen["data"]["split"] == "train" != calibration["split"]

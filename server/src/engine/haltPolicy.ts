@@ -103,12 +103,16 @@ export function signalsOf(limits: Pick<TickLimits, "hasHaltSignal">): HaltSignal
 }
 
 /**
- * The signal a target is certified on when the request names none: the halting head's, when the model
- * has one and its calibration certifies on it (it tracks when the answer is final, where certainty
- * lags), else certainty.
+ * The signal a target is certified on when the request names none: the one the calibration file names
+ * (chosen at export, on items apart from the calibration's, as the one that reaches the model's accuracy
+ * in fewer ticks), else the halting head's when the model has one and its calibration certifies on it,
+ * else certainty.
  */
 export function bestSignal(limits: Pick<TickLimits, "hasHaltSignal" | "calibration">): HaltSignal {
-  return limits.hasHaltSignal && limits.calibration?.signals.halt ? "halt" : "certainty";
+  const halt = limits.hasHaltSignal && limits.calibration?.signals.halt !== undefined;
+  const named = limits.calibration?.targetSignal;
+  if (named === "certainty" || (named === "halt" && halt)) return named;
+  return halt ? "halt" : "certainty";
 }
 
 export function defaultHaltPolicy(limits: TickLimits): HaltPolicy {

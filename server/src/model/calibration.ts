@@ -85,6 +85,11 @@ export interface Calibration {
   accuracyLastTick: number;
   /** Certainty always; halt when the file calibrates a halting head (schema_version 3). */
   signals: { certainty: SignalCalibration } & Partial<Record<HaltSignal, SignalCalibration>>;
+  /**
+   * The signal a target that names none is certified on, as the exporter chose it on items apart from
+   * the calibration's (`target_signal`); absent in older files.
+   */
+  targetSignal?: HaltSignal;
 }
 
 const SCHEMA_VERSIONS = [1, 2, 3] as const;
@@ -108,6 +113,11 @@ export function parseCalibration(document: unknown, file: string): Calibration {
     // Before schema 3 the file held the certainty signal's table and guarantees at the top level.
     signals = { certainty: parseSignal(root, schema, accuracyMostCertain) };
   }
+  let targetSignal: HaltSignal | undefined;
+  if (root.has("target_signal")) {
+    const field = root.field("target_signal").field("signal");
+    targetSignal = field.string({ oneOf: Object.keys(signals) }) as HaltSignal;
+  }
   return {
     schemaVersion: schema,
     file: basename(file),
@@ -117,6 +127,7 @@ export function parseCalibration(document: unknown, file: string): Calibration {
     accuracyMostCertain,
     accuracyLastTick: fraction(root.field("accuracy_last_tick")),
     signals,
+    ...(targetSignal && { targetSignal }),
   };
 }
 

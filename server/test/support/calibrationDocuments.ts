@@ -29,7 +29,8 @@ export function certaintyBlock(document: CalibrationDocument): SignalBlock {
 /** The document as a schema_version 2 file (certainty only); older documents unchanged. */
 export function asVersion2(document: CalibrationDocument): CalibrationDocument & SignalBlock {
   if (document.schema_version !== 3) return document as CalibrationDocument & SignalBlock;
-  const { signals: _signals, ...rest } = document;
+  // A schema 2 file had one signal and no target_signal to choose between signals.
+  const { signals: _signals, target_signal: _target, ...rest } = document;
   const { thresholds, guarantees } = certaintyBlock(document);
   return { ...rest, schema_version: 2, thresholds, guarantees };
 }
