@@ -164,6 +164,27 @@ function inputDescription(model) {
   return `${what} (${size}, ${image.channels === 1 ? "grey" : "colour"}): pick a sample or drop an image`;
 }
 
+/** 0.9907 -> "99.07%", 0.939 -> "93.9%": two decimals, as a test set of a thousand or so supports. */
+function percent(fraction) {
+  return `${(100 * fraction).toFixed(2).replace(/\.?0+$/, "")}%`;
+}
+
+/**
+ * The model's accuracy on its data set's held-out test split, measured when it was exported (GetModel's
+ * test_metrics), in one line; "" for a model exported without it. The answer is the most certain tick's,
+ * as a request that no threshold stops gets; for a route, also the share of routes right from end to end.
+ */
+function testMetricsLine(model) {
+  const metrics = model.test_metrics;
+  if (!metrics) return "";
+  const heldOut = `(${metrics.count.toLocaleString("en-US")} held-out)`;
+  const certainty = metrics.signals.find((s) => s.signal === "HALT_SIGNAL_CERTAINTY");
+  const accuracy = percent(metrics.accuracy_most_certain);
+  if (certainty?.solved_full_run === undefined) return `test: ${accuracy} right ${heldOut}`;
+  const [parts, wholes] = model.task === "maze" ? ["moves", "mazes"] : ["positions", "inputs"];
+  return `test: ${accuracy} of ${parts} right, ${percent(certainty.solved_full_run)} of ${wholes} solved ${heldOut}`;
+}
+
 /**
  * The picker's value for a model: its name, or name/version where several versions of it are served
  * side by side (so that each can be picked, and the request names the one picked).
@@ -234,6 +255,10 @@ function selectModel() {
     if (!sameInput(previous, state.model)) clearDrawing();
   }
   $("input-kind").textContent = state.model ? `Takes ${inputDescription(state.model)}.` : "";
+  $("test-metrics").textContent = state.model ? testMetricsLine(state.model) : "";
+  $("test-metrics").title = state.model?.test_metrics
+    ? `measured when the model was exported, on its data set's test split, answering with the most certain of ${state.model.trained_ticks} ticks`
+    : "";
   draw.title =
     state.model && !drawable(state.model) ? `${state.model.name} takes ${inputDescription(state.model)}` : "";
   const box = $("samples");

@@ -1,12 +1,13 @@
 /**
  * The playground with both shipped models, as `npm start` serves them, in headless Chromium: the page
  * opens on the model it is drawn for (mnist-ctm, though maze-ctm sorts first) and says what each model
- * takes, names the moves in a maze sample's tooltip, clears the view when the model changes, keeps its
- * three columns with a long route as the answer, says whether a target's guarantee was met, draws no
- * class in the halt line's colour, and has a favicon. Skipped, saying so, where Chromium is not installed.
+ * takes and how it did on its held-out test split, names the moves in a maze sample's tooltip, clears
+ * the view when the model changes, keeps its three columns with a long route as the answer, says whether
+ * a target's guarantee was met, draws no class in the halt line's colour, and has a favicon. Skipped,
+ * saying so, where Chromium is not installed.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -23,6 +24,25 @@ function shippedModels(): string {
   const dir = mkdtempSync(join(tmpdir(), "ctm-shipped-"));
   for (const name of ["maze-ctm", "mnist-ctm"]) symlinkSync(join(REPO, "models", name), join(dir, name));
   return dir;
+}
+
+/**
+ * The line under the picker, written out from the model's manifest.json: its accuracy on the held-out
+ * test split at the most certain tick and, for a route, the share of mazes solved there.
+ */
+function testMetricsLine(name: string): string {
+  const { metrics } = JSON.parse(readFileSync(join(REPO, "models", name, "1", "manifest.json"), "utf8")) as {
+    metrics: {
+      test: { count: number; accuracy_most_certain: number; signals: { certainty: { solved_full_run?: number } } };
+    };
+  };
+  const { count, accuracy_most_certain: accuracy, signals } = metrics.test;
+  const percent = (fraction: number) => `${Number((100 * fraction).toFixed(2))}%`;
+  const heldOut = `(${count.toLocaleString("en-US")} held-out)`;
+  const solved = signals.certainty.solved_full_run;
+  return solved === undefined
+    ? `test: ${percent(accuracy)} right ${heldOut}`
+    : `test: ${percent(accuracy)} of moves right, ${percent(solved)} of mazes solved ${heldOut}`;
 }
 
 const click = (selector: string) => `document.querySelector(${JSON.stringify(selector)}).click()`;
@@ -73,7 +93,7 @@ describe("the playground with both shipped models, in headless Chromium", { skip
     await t?.close();
   });
 
-  it("opens on the digit model, and says which input each model takes", async () => {
+  it("opens on the digit model, and says which input each model takes and how it did on its test split", async () => {
     const options = await page.evaluate<{ value: string; title: string }[]>(
       `[...document.getElementById("model").options].map((o) => ({ value: o.value, title: o.title }))`,
     );
@@ -86,6 +106,9 @@ describe("the playground with both shipped models, in headless Chromium", { skip
     assert.match(options[0]?.title ?? "", /^a maze \(15x15, colour\): pick a sample or drop an image$/);
     assert.match(options[1]?.title ?? "", /^a digit \(28x28 grey\): draw it/);
     assert.match(await page.evaluate<string>(`document.getElementById("input-kind").textContent`), /Takes a digit/);
+    const line = await page.evaluate<string>(`document.getElementById("test-metrics").textContent`);
+    assert.equal(line, testMetricsLine("mnist-ctm"));
+    assert.match(line, /^test: \d+(\.\d+)?% right \(\d[\d,]* held-out\)$/);
   });
 
   it("says whether a target accuracy's guarantee was met", async () => {
@@ -152,6 +175,9 @@ describe("the playground with both shipped models, in headless Chromium", { skip
     assert.equal(await page.evaluate("window.playground.image"), undefined, "a digit is no input for a maze model");
     assert.equal(await page.evaluate("window.playground.inked"), false);
     assert.match(await page.evaluate<string>(`document.getElementById("input-kind").textContent`), /Takes a maze/);
+    const line = await page.evaluate<string>(`document.getElementById("test-metrics").textContent`);
+    assert.equal(line, testMetricsLine("maze-ctm"));
+    assert.match(line, /^test: [\d.]+% of moves right, [\d.]+% of mazes solved \(\d[\d,]* held-out\)$/);
 
     const titles = await page.evaluate<string[]>(`[...document.querySelectorAll("#samples img")].map((i) => i.title)`);
     assert.ok(titles.length > 0);

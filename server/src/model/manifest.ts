@@ -7,6 +7,7 @@
  * with the field named, not at the first request with an onnxruntime error.
  */
 import { JsonReader } from "./jsonReader.ts";
+import { parseTestMetrics, type TestMetrics } from "./testMetrics.ts";
 
 export type Dim = number | "batch";
 
@@ -86,6 +87,8 @@ export interface Manifest {
   calibration?: string;
   samples?: string;
   golden?: string;
+  /** `metrics.test`: the held-out test split's accuracy at export; absent in manifests without it. */
+  testMetrics?: TestMetrics;
 }
 
 export const MANIFEST_FILE = "manifest.json";
@@ -144,6 +147,8 @@ export function parseManifest(document: unknown, file = MANIFEST_FILE): Manifest
     golden: root.field("golden").optionalString(),
   };
   if (root.has("attention")) manifest.attention = parseAttention(root.field("attention"), graphs.tick);
+  const testMetrics = parseTestMetrics(root);
+  if (testMetrics) manifest.testMetrics = testMetrics;
   checkGraphWiring(root, manifest);
   return manifest;
 }

@@ -250,6 +250,17 @@ export interface ModelInfoMessage {
   load_error: string;
   halt_signals: HaltSignalName[];
   target_signal: HaltSignalName;
+  /** null: the manifest has no metrics.test. */
+  test_metrics: TestMetricsMessage | null;
+}
+
+/** `solved_full_run` and `solved_at_tick` are one-field oneofs: absent (undefined) for single-position outputs. */
+export interface TestMetricsMessage {
+  count: number;
+  accuracy_most_certain: number;
+  accuracy_last_tick: number;
+  signals: { signal: HaltSignalName; accuracy_full_run: number; solved_full_run?: number }[];
+  by_tick: { tick: number; accuracy_at_tick: number; accuracy_most_certain: number; solved_at_tick?: number }[];
 }
 
 export type ModelStateName = "MODEL_STATE_UNSPECIFIED" | "MODEL_STATE_READY" | "MODEL_STATE_FAILED";

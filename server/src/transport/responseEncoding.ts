@@ -6,6 +6,7 @@ import type { FailedModel, ListedModel } from "../engine/modelRegistry.ts";
 import type { Prediction } from "../engine/prediction.ts";
 import { type CalibrationData, GUARANTEE_KINDS, HALT_SIGNALS, type SignalCalibration } from "../model/calibration.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
+import type { TestMetrics } from "../model/testMetrics.ts";
 import type {
   CalibrationDataMessage,
   CertifiedTargetMessage,
@@ -15,6 +16,7 @@ import type {
   HaltReasonName,
   ModelInfoMessage,
   SignalCalibrationMessage,
+  TestMetricsMessage,
   TickUpdateMessage,
 } from "./protocol.ts";
 import { HALT_SIGNAL_NAMES } from "./protocol.ts";
@@ -219,6 +221,7 @@ const EMPTY_INFO: ModelInfoMessage = {
   load_error: "",
   halt_signals: [],
   target_signal: "HALT_SIGNAL_UNSPECIFIED",
+  test_metrics: null,
 };
 
 function encodeDefinition(definition: ModelDefinition, defaultPolicy: HaltPolicy | undefined): ModelInfoMessage {
@@ -277,5 +280,31 @@ function encodeDefinition(definition: ModelDefinition, defaultPolicy: HaltPolicy
     load_error: "",
     halt_signals: signalsOf(signals).map((signal) => HALT_SIGNAL_NAMES[signal]),
     target_signal: HALT_SIGNAL_NAMES[bestSignal(signals)],
+    test_metrics: manifest.testMetrics ? encodeTestMetrics(manifest.testMetrics) : null,
+  };
+}
+
+function encodeTestMetrics(metrics: TestMetrics): TestMetricsMessage {
+  return {
+    count: metrics.count,
+    accuracy_most_certain: metrics.accuracyMostCertain,
+    accuracy_last_tick: metrics.accuracyLastTick,
+    signals: HALT_SIGNALS.flatMap((signal) => {
+      const measured = metrics.signals[signal];
+      if (!measured) return [];
+      return [
+        {
+          signal: HALT_SIGNAL_NAMES[signal],
+          accuracy_full_run: measured.accuracyFullRun,
+          ...(measured.solvedFullRun !== undefined && { solved_full_run: measured.solvedFullRun }),
+        },
+      ];
+    }),
+    by_tick: metrics.byTick.map((row) => ({
+      tick: row.tick,
+      accuracy_at_tick: row.accuracyAtTick,
+      accuracy_most_certain: row.accuracyMostCertain,
+      ...(row.solvedAtTick !== undefined && { solved_at_tick: row.solvedAtTick }),
+    })),
   };
 }
