@@ -30,13 +30,13 @@ import { http2Caller } from "./http2Caller.ts";
 import { LOWERING_USAGE, type LoweringOptions, LoweringUsageError, parseLoweringOptions } from "./loweringOptions.ts";
 import { type ControllerMode, type LoweringPoint, LoweringRecorder } from "./loweringPoint.ts";
 import {
-  type LadderRung,
   type LoweringResult,
   type ModelRun,
   RESULT_SCHEMA,
   resultMarkdown,
   writeLoweringPlots,
 } from "./loweringReport.ts";
+import { chooseTargets, loweringPolicies } from "./loweringTargets.ts";
 import { readMetrics, serverSideBetween } from "./serverLatency.ts";
 import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
 
@@ -83,36 +83,6 @@ async function asTensors(samples: Sample[], modelDir: string): Promise<Sample[]>
       return { ...sample, input: { tensor: { shape: [...input.shape], values } } };
     }),
   );
-}
-
-/** What the requests ask for, from the model's certified accuracy targets on its target signal. */
-function chooseTargets(
-  model: ModelInfoMessage,
-  options: LoweringOptions,
-): Omit<ModelRun, "objectiveMs" | "capacity" | "loadAverage" | "points"> {
-  const signal = model.target_signal;
-  const certified = (model.calibration?.signals.find((s) => s.signal === signal)?.certified ?? [])
-    .filter((p) => p.kind === "accuracy" && Math.abs(p.confidence - options.confidence) < 1e-9)
-    .sort((a, b) => b.target - a.target);
-  if (certified.length === 0) {
-    const levels = [...new Set(model.calibration?.signals.flatMap((s) => s.certified.map((p) => p.confidence)))];
-    throw new Error(
-      `${model.name} certifies no accuracy target at confidence ${options.confidence}; --confidence one of ${levels.join(", ")}`,
-    );
-  }
-  const target = options.target ?? (certified[0]?.target as number);
-  const floor = options.floor ?? (certified.at(-1)?.target as number);
-  // The rungs as the server builds them: from the target's grid point down, each cheaper, none below the floor.
-  const top = [...certified].reverse().find((p) => p.target >= target - 1e-12);
-  const ladder: LadderRung[] = [];
-  if (top) ladder.push({ target, threshold: top.threshold, meanTicks: top.mean_ticks });
-  for (const p of certified) {
-    const last = ladder.at(-1);
-    if (p.target < target - 1e-12 && p.target >= floor - 1e-12 && (!last || p.threshold < last.threshold)) {
-      ladder.push({ target: p.target, threshold: p.threshold, meanTicks: p.mean_ticks });
-    }
-  }
-  return { name: model.name, version: model.version, signal, target, floor, confidence: options.confidence, ladder };
 }
 
 async function startServers(model: string, options: LoweringOptions): Promise<Record<ControllerMode, ServerProcess>> {
@@ -186,8 +156,7 @@ async function measureModel(name: string, options: LoweringOptions): Promise<Mod
     const modelDir = join(REPO, "models", name, String(model.version));
     const images = loadSamples(modelDir).samples;
     const samples = options.inputs === "tensor" ? await asTensors(images, modelDir) : images;
-    const fullDepth: HaltPolicyMessage = { target_accuracy: chosen.target, target_confidence: chosen.confidence };
-    const flexible: HaltPolicyMessage = { ...fullDepth, min_target_accuracy: chosen.floor };
+    const { fullDepth, flexible } = loweringPolicies(chosen);
     log(
       `${name}/${model.version}: target ${chosen.target}, floor ${chosen.floor} on ${chosen.signal}; rungs ${chosen.ladder.map((r) => `${r.target}@${r.threshold}`).join(" ")}`,
     );

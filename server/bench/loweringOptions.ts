@@ -19,6 +19,9 @@ servers), point by point, alternating which goes first. Every request gives a fl
                         --confidence on its target signal)
   --floor <f>           min_target_accuracy (default: the lowest target its calibration certifies)
   --confidence <c>      target_confidence (default 0.95)
+  --signal <s>          certainty or halt: the signal every request halts on, and its certified targets
+                        and ladder (default: the model's target signal, halt for a model with a halting
+                        head)
   --capacity-seconds <s>  seconds of the closed-loop capacity measurement (default 6)
   --callers <n>         callers of the capacity measurement (default 128)
   --max-batch <n>       --max-batch of both servers (default 16: on a 2-vCPU machine shared with this
@@ -41,6 +44,8 @@ export interface LoweringOptions {
   target: number | undefined;
   floor: number | undefined;
   confidence: number;
+  /** undefined: the model's target signal, as GetModel reports it. */
+  signal: "certainty" | "halt" | undefined;
   capacitySeconds: number;
   callers: number;
   maxBatch: number;
@@ -61,6 +66,14 @@ function inputsKind(value: string): LoweringOptions["inputs"] {
   return value;
 }
 
+function signalName(value: string | undefined): LoweringOptions["signal"] {
+  if (value === undefined) return undefined;
+  if (value !== "certainty" && value !== "halt") {
+    throw new LoweringUsageError(`--signal must be certainty or halt, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 export function parseLoweringOptions(argv: string[]): LoweringOptions | "help" {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -75,6 +88,7 @@ export function parseLoweringOptions(argv: string[]): LoweringOptions | "help" {
         target: { type: "string" },
         floor: { type: "string" },
         confidence: { type: "string" },
+        signal: { type: "string" },
         "capacity-seconds": { type: "string" },
         callers: { type: "string" },
         "max-batch": { type: "string" },
@@ -131,6 +145,7 @@ export function parseLoweringOptions(argv: string[]): LoweringOptions | "help" {
     target: fraction("target"),
     floor: fraction("floor"),
     confidence: number("confidence", "0.95", 0.001, 0.999),
+    signal: signalName(values.signal as string | undefined),
     capacitySeconds: number("capacity-seconds", "6", 1, 3600),
     callers: number("callers", "128", 1, 100_000, true),
     maxBatch: number("max-batch", "16", 1, 4096, true),
