@@ -46,9 +46,9 @@ Sweep
   --timeout-ms <n>           deadline of each call (default 30000)
   --seed <n>                 seed of the Poisson arrivals (default 1)
   --compare-thresholds       summarise what each threshold buys against the highest one on its signal:
-                             answers/s, p50/p99, mean ticks, accuracy, and the throughput gained against
-                             the gain the server's graph time predicts (needs --metrics for the
-                             prediction); with targets and --signal certainty,halt, also the two
+                             answers/s, p50/p99, mean ticks, accuracy, and the throughput gained beside
+                             the ticks saved and the gain the server's graph time predicts (needs
+                             --metrics for the prediction); with targets and --signal certainty,halt, also the two
                              signals side by side at each target, with a plot
   --metrics <url>            the server's Prometheus endpoint (e.g. http://127.0.0.1:9464/metrics):
                              record its encoder and tick-graph time per answer at every point

@@ -3,7 +3,9 @@
  * under the same call kind and load. The payoff achieved is the throughput ratio; the payoff predicted is
  * what the server's own graph time per answer says it should be (encoder plus the ticks actually run,
  * at the batch sizes the server formed), from --metrics. Achieved well below predicted means that
- * something other than the graphs - gRPC, preprocessing, the client - limits the server.
+ * something other than the graphs - gRPC, preprocessing, the client - limits the server. Beside them,
+ * the ticks saved (the baseline's mean ticks over this one's): on a model whose cost is its ticks, the
+ * throughput ratio follows it.
  */
 import type { LoadtestResult, PointResult } from "./loadtestResult.ts";
 import { type CallKind, type Load, loadLabel, ruleLabel } from "./sweepPlan.ts";
@@ -22,6 +24,8 @@ export interface ThresholdPayoff {
   achieved: number | null;
   /** The baseline's graph time per answer / this one's; null without --metrics. */
   predicted: number | null;
+  /** The baseline's mean ticks / this one's. */
+  ticksSaved: number;
 }
 
 const graphMs = (p: PointResult) => (p.graph ? p.graph.encoderMs + p.graph.tickMs : null);
@@ -51,6 +55,7 @@ export function thresholdPayoffs(result: LoadtestResult): ThresholdPayoff[] {
               ? null
               : point.throughputRps / baseline.throughputRps,
           predicted: baseGraph !== null && own !== null && own > 0 ? baseGraph / own : null,
+          ticksSaved: baseline.ticks.mean / point.ticks.mean,
         };
       });
   });
@@ -70,6 +75,7 @@ export function thresholdComparisonTable(result: LoadtestResult): string {
     "mean ticks",
     "accuracy",
     "payoff achieved",
+    "ticks saved: baseline / this",
     "payoff predicted (graph time)",
     "achieved / predicted",
     "graph ms per answer: encoder + ticks",
@@ -87,6 +93,7 @@ export function thresholdComparisonTable(result: LoadtestResult): string {
       p.ticks.mean.toFixed(2),
       p.accuracy === null ? "-" : `${(100 * p.accuracy).toFixed(1)}%`,
       x(r.achieved),
+      x(r.ticksSaved),
       x(r.predicted),
       r.predicted && r.achieved !== null ? `${((100 * r.achieved) / r.predicted).toFixed(0)}%` : "-",
       g ? `${(g.encoderMs + g.tickMs).toFixed(3)} = ${g.encoderMs.toFixed(3)} + ${g.tickMs.toFixed(3)}` : "-",

@@ -426,7 +426,7 @@ describe("npm run loadtest against a real server", () => {
     }
   });
 
-  it("compares every threshold with the highest: achieved payoff, and the payoff the server's graph time predicts", () => {
+  it("compares every threshold with the highest: achieved payoff, the ticks saved, and the payoff the server's graph time predicts", () => {
     const top = Math.max(...thresholds);
     for (const p of result.points) {
       const graph = p.graph;
@@ -444,9 +444,11 @@ describe("npm run loadtest against a real server", () => {
       assert.equal(r.baseline, top);
       assert.equal(r.achieved, r.load.kind === "open" ? null : r.point.throughputRps / base.throughputRps);
       assert.equal(r.predicted, graphMs(base) / graphMs(r.point));
+      assert.equal(r.ticksSaved, base.ticks.mean / r.point.ticks.mean);
     }
     const markdown = readFileSync(join(out, RESULT_FILES.markdown), "utf8");
     const [, compared] = markdown.split("**Thresholds compared**");
+    assert.match(compared ?? "", /\| payoff achieved \| ticks saved: baseline \/ this \| payoff predicted/);
     const rows = (compared ?? "")
       .split("**Every point**")[0]
       ?.split("\n")
