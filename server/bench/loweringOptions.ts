@@ -20,8 +20,8 @@ servers), point by point, alternating which goes first. Every request gives a fl
   --floor <f>           min_target_accuracy (default: the lowest target its calibration certifies)
   --confidence <c>      target_confidence (default 0.95)
   --signal <s>          certainty or halt: the signal every request halts on, and its certified targets
-                        and ladder (default: the model's target signal, halt for a model with a halting
-                        head)
+                        and ladder (default: the model's target signal, GetModel's target_signal, which
+                        its calibration names)
   --capacity-seconds <s>  seconds of the closed-loop capacity measurement (default 6)
   --callers <n>         callers of the capacity measurement (default 128)
   --max-batch <n>       --max-batch of both servers (default 16: on a 2-vCPU machine shared with this
