@@ -164,15 +164,11 @@ async function measureModel(name: string, options: LoweringOptions): Promise<Mod
     for (const mode of ["off", "on"] as const) {
       await closedLoopRate(servers[mode], model, flexible, samples, options.callers, WARMUP_SECONDS);
     }
+    // Full-depth capacity: closed loop on the server without the controller, before and after the points.
+    const fullDepthRate = () =>
+      closedLoopRate(servers.off, model, fullDepth, samples, options.callers, options.capacitySeconds);
     await sleep(SETTLE_MS);
-    const capacity = await closedLoopRate(
-      servers.off,
-      model,
-      fullDepth,
-      samples,
-      options.callers,
-      options.capacitySeconds,
-    );
+    const capacity = await fullDepthRate();
     log(`  full-depth capacity ${capacity.toFixed(1)} answers/s (load average ${loadAverage().join(", ")})`);
 
     const points: LoweringPoint[] = [];
@@ -204,14 +200,7 @@ async function measureModel(name: string, options: LoweringOptions): Promise<Mod
       }
     }
     await sleep(SETTLE_MS);
-    const after = await closedLoopRate(
-      servers.off,
-      model,
-      fullDepth,
-      samples,
-      options.callers,
-      options.capacitySeconds,
-    );
+    const after = await fullDepthRate();
     log(`  full-depth capacity after the points ${after.toFixed(1)} answers/s`);
     return {
       ...chosen,

@@ -32,6 +32,7 @@ const TARGET = Math.max(
     .filter((p) => p.confidence === 0.95 && p.threshold !== null)
     .map((p) => p.target),
 );
+assert.ok(Number.isFinite(TARGET), "the maze model's calibration certifies an accuracy target at 0.95");
 const ladderOf = (floor?: number): TargetLadder =>
   targetLadder(
     resolveHaltPolicy({ targetAccuracy: TARGET, ...(floor !== undefined && { minTargetAccuracy: floor }) }, limits),

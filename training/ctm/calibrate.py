@@ -245,13 +245,11 @@ def choose_target_signal(
     goal = max(full_run.values()) - within_points / 100
     mean_ticks = {}
     for name, signal in signals.items():
-        costs = [
-            float(ticks_run.mean())
-            for threshold in SIGNAL_THRESHOLDS.get(name, THRESHOLDS)
-            for ticks_run, answer, _ in [exit_ticks(signal, threshold)]
-            if correct[rows, answer].mean() >= goal
-        ]
-        mean_ticks[name] = min(costs, default=float(signal.shape[1]))
+        mean_ticks[name] = float(signal.shape[1])  # every tick, when no threshold reaches the goal
+        for threshold in SIGNAL_THRESHOLDS.get(name, THRESHOLDS):
+            ticks_run, answer, _ = exit_ticks(signal, threshold)
+            if correct[rows, answer].mean() >= goal:
+                mean_ticks[name] = min(mean_ticks[name], float(ticks_run.mean()))
     chosen = min(signals, key=lambda name: mean_ticks[name])  # min keeps the first of equals
     return {
         "signal": chosen,
