@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every *.test.ts file under server/, loadtest/ and deploy/ with Node's own test runner (through tsx).
+// Runs every *.test.ts file under server/, loadtest/, deploy/ and tools/ with Node's own test runner (through tsx).
 // Node 20's runner does not discover .ts files by itself, so they are listed here.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -20,7 +20,7 @@ function find(dir) {
 }
 
 // `--in <folder>` narrows the search to one of the folders (npm run test:deploy passes `--in deploy`).
-const DIRS = ["server", "loadtest", "deploy"];
+const DIRS = ["server", "loadtest", "deploy", "tools"];
 const argv = process.argv.slice(2);
 const inAt = argv.indexOf("--in");
 const only = inAt >= 0 ? argv[inAt + 1] : undefined;

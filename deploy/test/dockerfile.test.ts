@@ -14,10 +14,11 @@ import { fileURLToPath } from "node:url";
 import { checkHealth } from "../../server/src/cli/healthProbe.ts";
 import { CONFIG_OPTIONS, parseConfig, type ServerConfig } from "../../server/src/config.ts";
 import { CTM_SERVICE } from "../../server/src/transport/protocol.ts";
+import { freePort, ServerProcess } from "../../tools/harness/index.ts";
+import { classifyImage, runToCompletion } from "./support/containerCalls.ts";
 import { copyPaths, envOf, execForm, instructions, last, parseDockerfile, stage } from "./support/dockerfile.ts";
 import { copyBuildContext } from "./support/dockerignore.ts";
 import { buildAsScript } from "./support/scriptedBuild.ts";
-import { classifyImage, freePort, runToCompletion, ServerProcess } from "./support/serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const dockerfile = parseDockerfile(readFileSync(join(REPO, "Dockerfile"), "utf8"));

@@ -11,7 +11,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { discoverModelFolders, loadModelFolder } from "../../server/src/model/modelFolder.ts";
 import { openSessions } from "../../server/src/runtime/executionProvider.ts";
-import { freePort, ServerProcess } from "./support/serverProcess.ts";
+import { freePort, ServerProcess } from "../../tools/harness/index.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const FALLBACK = "provider auto: CUDA is unavailable, falling back to CPU: ";

@@ -3,9 +3,8 @@
  * status, the exit-tick distribution, halting reasons and accuracy against the labels.
  */
 import * as hdr from "hdr-histogram-js";
-import type { CallOutcome } from "./ctmCaller.ts";
+import { type CallOutcome, correctFraction, type Sample } from "../../tools/harness/index.ts";
 import type { CalibrationReference, LatencySummary, PointResult, TickSummary } from "./loadtestResult.ts";
-import type { Sample } from "./samples.ts";
 import type { PointSpec } from "./sweepPlan.ts";
 
 /** Microsecond resolution, 3 significant digits, up to an hour (and beyond: the histogram resizes). */
@@ -66,11 +65,6 @@ export function tickSummary(counts: readonly number[]): TickSummary {
 }
 
 /** Fraction of positions right; the label and the prediction have one class per position. */
-export function correctFraction(label: readonly number[], prediction: readonly number[]): number {
-  if (label.length !== prediction.length) return 0;
-  return label.filter((cls, i) => cls === prediction[i]).length / label.length;
-}
-
 export class PointRecorder {
   private readonly latency = latencyHistogram();
   private readonly firstTick = latencyHistogram();

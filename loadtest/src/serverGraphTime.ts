@@ -3,6 +3,7 @@
  * point: encoder and tick-graph milliseconds per answer, and the rows each run carried. It is what
  * --compare-thresholds predicts the payoff of a threshold from (thresholdComparison.ts).
  */
+import { scrapeMetrics, sumOf } from "../../tools/harness/index.ts";
 import type { GraphTime } from "./loadtestResult.ts";
 
 export interface GraphCounters {
@@ -16,19 +17,8 @@ export interface GraphCounters {
 
 /** Sums of the server's counters (over every model and label) at this moment. */
 export async function readGraphCounters(url: string): Promise<GraphCounters> {
-  let text: string;
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    text = await response.text();
-  } catch (error) {
-    throw new Error(`cannot read the server's metrics at ${url}: ${(error as Error).message}`);
-  }
-  const lines = text.split("\n");
-  const total = (name: string) =>
-    lines
-      .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-      .reduce((sum, line) => sum + Number(line.split(" ").pop()), 0);
+  const samples = await scrapeMetrics(url);
+  const total = (name: string) => sumOf(samples, name);
   return {
     encoderMs: total("ctm_encoder_run_seconds_sum") * 1000,
     encoderRuns: total("ctm_encoder_run_seconds_count"),

@@ -15,11 +15,18 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type ServerProcess, startServerProcess } from "../../server/bench/serverProcess.ts";
-import { CtmConnection } from "./connection.ts";
-import { arrivalSchedule, seededRandom } from "./openLoop.ts";
-import type { TlsOptions } from "./options.ts";
-import { loadSamples } from "./samples.ts";
+import {
+  CtmConnection,
+  driveOpenLoop,
+  loadSamples,
+  type Sample,
+  type StartedServer,
+  scrapeMetrics,
+  seededRandom,
+  startServerProcess,
+  sumOf,
+  type TlsOptions,
+} from "../../tools/harness/index.ts";
 import { EXPECTED, KINDS, type Kind, type MixFractions, type Outcome, pickKind, send } from "./soakMix.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -168,10 +175,10 @@ interface MemorySample {
 async function readMemory(metricsUrl: string | undefined): Promise<MemorySample | null> {
   if (!metricsUrl) return null;
   try {
-    const text = await (await fetch(metricsUrl)).text();
+    const samples = await scrapeMetrics(metricsUrl);
     const value = (name: string) => {
-      const match = new RegExp(`^(?:ctm_)?${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text);
-      return match ? Number(match[1]) : Number.NaN;
+      const series = samples.find((s) => s.name === `ctm_${name}` || s.name === name);
+      return series ? sumOf(samples, series.name) : Number.NaN;
     };
     return {
       rssBytes: value("process_resident_memory_bytes"),
@@ -281,7 +288,7 @@ function describeGrowth(m: ReturnType<typeof memoryGrowth>): string {
 
 // ---------------------------------------------------------------- the run
 async function soak(options: SoakOptions): Promise<boolean> {
-  let server: ServerProcess | undefined;
+  let server: StartedServer | undefined;
   let { address, metricsUrl } = options;
   if (!address) {
     process.stderr.write("starting a server (npm start's entry point, CPU provider)...\n");
@@ -295,13 +302,11 @@ async function soak(options: SoakOptions): Promise<boolean> {
     const { samples } = loadSamples(options.samples);
     const context = { connection, model: info.name, inputShape: info.input.shape, timeoutMs: 30_000 };
     const random = seededRandom(options.seed);
-    const schedule = arrivalSchedule(options.rate, "poisson", options.seed + 1);
-    const durationMs = options.minutes * 60_000;
     const tally = new Tally();
     const all: Outcome[] = [];
     const unexpected: Outcome[] = [];
     const intervals: Interval[] = [];
-    const inFlight = new Set<Promise<void>>();
+    let inFlight = 0;
     process.stdout.write(
       `soak: ${options.minutes} min at ${options.rate} rps against ${address} (model ${info.name}), ` +
         `${(options.fractions.cancel * 100).toFixed(0)}% cancelled, ${(options.fractions.bad * 100).toFixed(0)}% bad\n`,
@@ -353,7 +358,7 @@ async function soak(options: SoakOptions): Promise<boolean> {
         byStatus,
         goodP50Ms: percentile(good, 50),
         goodP99Ms: percentile(good, 99),
-        inFlight: inFlight.size,
+        inFlight,
         memory: await readMemory(metricsUrl),
       };
       intervals.push(interval);
@@ -361,24 +366,33 @@ async function soak(options: SoakOptions): Promise<boolean> {
     };
     const reporter = setInterval(() => void report(), options.reportS * 1000);
 
-    let sent = 0;
-    for (;;) {
-      const offset = schedule();
-      if (offset >= durationMs) break;
-      const wait = start + offset - performance.now();
-      if (wait > 0.5) await new Promise((r) => setTimeout(r, wait));
-      const kind = pickKind(random(), options.fractions);
-      const sample = samples[sent++ % samples.length];
-      if (!sample) throw new Error("no samples to send. This is a bug.");
-      const call: Promise<void> = send(context, kind, sample, random).then((outcome) => {
-        tally.add(outcome);
-        all.push(outcome);
-        if (!EXPECTED[kind].includes(outcome.code)) unexpected.push(outcome);
-        inFlight.delete(call);
-      });
-      inFlight.add(call);
-    }
-    await Promise.all(inFlight);
+    // The open loop's schedule: a request's latency counts from when it was due, not from when it left.
+    let picked = 0;
+    const { sent } = await driveOpenLoop<{ kind: Kind; sample: Sample }, Outcome>(
+      options.rate,
+      "poisson",
+      options.seed + 1,
+      {
+        budget: { kind: "duration", seconds: options.minutes * 60 },
+        nextSample: () => {
+          const kind = pickKind(random(), options.fractions);
+          const sample = samples[picked++ % samples.length];
+          if (!sample) throw new Error("no samples to send. This is a bug.");
+          return { kind, sample };
+        },
+        call: ({ kind, sample }, intendedAt) => {
+          inFlight++;
+          return send(context, kind, sample, random, intendedAt);
+        },
+        onOutcome: ({ kind }, outcome) => {
+          inFlight--;
+          tally.add(outcome);
+          all.push(outcome);
+          if (!EXPECTED[kind].includes(outcome.code)) unexpected.push(outcome);
+        },
+        signal: new AbortController().signal,
+      },
+    );
     clearInterval(reporter);
     clearInterval(sampler);
     await report(true);

@@ -4,9 +4,8 @@
  * may end with, so that one outcome anywhere outside them fails the run.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../../server/src/transport/protocol.ts";
-import type { CtmConnection } from "./connection.ts";
-import type { Sample } from "./samples.ts";
+import type { ClassifyRequestMessage } from "../../server/src/transport/protocol.ts";
+import type { CtmConnection, Sample } from "../../tools/harness/index.ts";
 
 export const KINDS = [
   "good-unary",
@@ -83,11 +82,16 @@ export interface MixContext {
 
 /**
  * Sends one request of `kind` and resolves with how it ended; never rejects for a gRPC status.
- * `random` decides when a cancelling client cancels.
+ * `random` decides when a cancelling client cancels; latency counts from `started` (when it was due).
  */
-export async function send(context: MixContext, kind: Kind, sample: Sample, random: () => number): Promise<Outcome> {
+export async function send(
+  context: MixContext,
+  kind: Kind,
+  sample: Sample,
+  random: () => number,
+  started = performance.now(),
+): Promise<Outcome> {
   const { connection, model, timeoutMs } = context;
-  const started = performance.now();
   const base: ClassifyRequestMessage = { model, ...sample.input, top_k: 1 };
   let request = base;
   if (kind === "bad-image") {
@@ -110,40 +114,42 @@ export async function send(context: MixContext, kind: Kind, sample: Sample, rand
     latencyMs: performance.now() - started,
     correct: predicted === undefined || label === undefined ? null : predicted === label,
   });
+  const failed = (error: unknown, predicted?: number): Outcome => {
+    const { code, details } = error as grpc.ServiceError;
+    if (typeof code !== "number") throw error;
+    return finish(statusName(code), details, predicted);
+  };
 
   if (kind === "good-stream" || kind === "cancel-stream") {
     // Cancel after one to three ticks have arrived: mid-stream, while the server is still thinking.
     const cancelAfter = kind === "cancel-stream" ? 1 + Math.floor(random() * 3) : Number.POSITIVE_INFINITY;
-    const stream = connection.classifyStream(request, options);
+    const cancel = new AbortController();
     let ticks = 0;
     let predicted: number | undefined;
-    return new Promise((resolve) => {
-      stream.on("data", (update: TickUpdateMessage) => {
+    try {
+      for await (const update of connection.classifyStream(request, { ...options, signal: cancel.signal })) {
         ticks++;
         if (update.final) predicted = update.result?.top_k[0]?.index;
-        if (ticks === cancelAfter) stream.cancel();
-      });
-      // Every call ends with 'status'; 'error' is its duplicate for failures and must be handled.
-      stream.on("error", () => {});
-      stream.on("status", (status: grpc.StatusObject) => {
-        const code = statusName(status.code);
-        if (code === "OK" && predicted === undefined && kind === "good-stream") {
-          resolve(finish("CLIENT_NO_FINAL_MESSAGE", "the stream ended OK without a final message"));
-        } else resolve(finish(code, status.details, predicted));
-      });
-    });
+        if (ticks === cancelAfter) cancel.abort();
+      }
+    } catch (error) {
+      return failed(error, predicted);
+    }
+    if (predicted === undefined && kind === "good-stream") {
+      return finish("CLIENT_NO_FINAL_MESSAGE", "the stream ended OK without a final message");
+    }
+    return finish("OK", "", predicted);
   }
 
   // A unary call the client gives up on after 0-20 ms: while it is queued, encoding or ticking.
-  const cancelAfterMs = kind === "cancel-unary" ? random() * 20 : undefined;
+  const cancel = new AbortController();
+  const timer = kind === "cancel-unary" ? setTimeout(() => cancel.abort(), random() * 20) : undefined;
   try {
-    const response = await connection.classify(request, options, (call) => {
-      if (cancelAfterMs !== undefined) setTimeout(() => call.cancel(), cancelAfterMs);
-    });
+    const response = await connection.classify(request, { ...options, signal: cancel.signal });
     return finish("OK", "", response.top_k[0]?.index);
   } catch (error) {
-    const { code, details } = error as grpc.ServiceError;
-    if (typeof code !== "number") throw error;
-    return finish(statusName(code), details);
+    return failed(error);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -11,15 +11,22 @@ import {
   type HaltPolicyMessage,
   type ModelInfoMessage,
 } from "../../server/src/transport/protocol.ts";
-import { type Drive, type DriveOptions, driveClosedLoop } from "./closedLoop.ts";
-import { CtmConnection } from "./connection.ts";
-import { makeCaller } from "./ctmCaller.ts";
+import {
+  type CallOutcome,
+  CtmConnection,
+  type Drive,
+  type DriveOptions,
+  driveClosedLoop,
+  driveOpenLoop,
+  loadSamples,
+  makeCaller,
+  type Sample,
+  type SampleSet,
+} from "../../tools/harness/index.ts";
 import { type CalibrationReference, type LoadtestResult, type PointResult, RESULT_SCHEMA } from "./loadtestResult.ts";
-import { driveOpenLoop } from "./openLoop.ts";
 import type { RunOptions, TargetOption } from "./options.ts";
 import { PointRecorder } from "./pointRecorder.ts";
 import type { ProgressBar } from "./progressBar.ts";
-import { loadSamples, type Sample, type SampleSet } from "./samples.ts";
 import { graphTimeBetween, readGraphCounters } from "./serverGraphTime.ts";
 import { type Budget, budgetLabel, loadLabel, type PointSpec, planPoints, type Rule, ruleLabel } from "./sweepPlan.ts";
 
@@ -67,7 +74,7 @@ function roundRobin(samples: readonly Sample[]): () => Sample {
   return () => samples[next++ % samples.length] as Sample;
 }
 
-function drive(spec: PointSpec, seed: number, options: DriveOptions): Promise<Drive> {
+function drive(spec: PointSpec, seed: number, options: DriveOptions<Sample, CallOutcome>): Promise<Drive> {
   return spec.load.kind === "closed"
     ? driveClosedLoop(spec.load.concurrency, options)
     : driveOpenLoop(spec.load.rate, spec.load.arrival, seed, options);

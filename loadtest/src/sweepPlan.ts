@@ -5,12 +5,14 @@
  * server resolves to a threshold on it.
  */
 import type { HaltSignal } from "../../server/src/model/calibration.ts";
+import type { Arrival, Budget } from "../../tools/harness/index.ts";
+
+export type { Arrival, Budget };
 
 /** Classify (one response) or ClassifyStream (one message per tick). */
 export type CallKind = "unary" | "stream";
 export const CALL_KINDS: readonly CallKind[] = ["unary", "stream"];
 
-export type Arrival = "constant" | "poisson";
 export const ARRIVALS: readonly Arrival[] = ["constant", "poisson"];
 
 /**
@@ -19,8 +21,6 @@ export const ARRIVALS: readonly Arrival[] = ["constant", "poisson"];
  * and latency counts from the scheduled time.
  */
 export type Load = { kind: "closed"; concurrency: number } | { kind: "open"; rate: number; arrival: Arrival };
-
-export type Budget = { kind: "duration"; seconds: number } | { kind: "requests"; count: number };
 
 /** A target a rule was resolved from, as the server answered it. */
 export interface RuleTarget {

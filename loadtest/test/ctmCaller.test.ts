@@ -10,9 +10,7 @@ import {
   loadProtocol,
   type TickUpdateMessage,
 } from "../../server/src/transport/protocol.ts";
-import { CtmConnection } from "../src/connection.ts";
-import { CLIENT_NO_RESULT, makeCaller } from "../src/ctmCaller.ts";
-import type { Sample } from "../src/samples.ts";
+import { CLIENT_NO_RESULT, CtmConnection, makeCaller, type Sample } from "../../tools/harness/index.ts";
 
 const sample: Sample = { name: "a.png", input: { image: { data: Buffer.from([1, 2, 3]) } }, label: [3] };
 

@@ -5,10 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { driveClosedLoop } from "../src/closedLoop.ts";
-import type { Caller, CallOutcome } from "../src/ctmCaller.ts";
-import { arrivalSchedule, driveOpenLoop, seededRandom } from "../src/openLoop.ts";
-import type { Sample } from "../src/samples.ts";
+import {
+  arrivalSchedule,
+  type Caller,
+  type CallOutcome,
+  driveClosedLoop,
+  driveOpenLoop,
+  type Sample,
+  seededRandom,
+} from "../../tools/harness/index.ts";
 
 const sample: Sample = { name: "x", input: { tensor: { shape: [1], values: [0] } }, label: [0] };
 

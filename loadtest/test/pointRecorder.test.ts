@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import * as hdr from "hdr-histogram-js";
-import type { CallOutcome } from "../src/ctmCaller.ts";
-import { correctFraction, PointRecorder, percentileOfCounts, tickSummary } from "../src/pointRecorder.ts";
-import type { Sample } from "../src/samples.ts";
+import { type CallOutcome, correctFraction, type Sample } from "../../tools/harness/index.ts";
+import { PointRecorder, percentileOfCounts, tickSummary } from "../src/pointRecorder.ts";
 
 const sample = (label: number[] | null): Sample => ({
   name: "s",

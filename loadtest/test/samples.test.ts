@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { loadSamples } from "../src/samples.ts";
+import { loadSamples } from "../../tools/harness/index.ts";
 
 const MODEL_DIR = fileURLToPath(new URL("../../models/mnist-ctm/1", import.meta.url));
 

@@ -34,17 +34,26 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import sharp from "sharp";
-import { loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
-import { loadProtocol } from "../src/transport/protocol.ts";
-import { checkHealth, type HealthClient, healthClient } from "../test/support/healthClient.ts";
-import { attack, BAD_OPENINGS, rawCall, serverSockets } from "../test/support/http2Attack.ts";
-import { grpcMessage, StalledClient } from "../test/support/stalledClient.ts";
+import {
+  attack,
+  BAD_OPENINGS,
+  createCtmClient,
+  createHealthClient,
+  createOipClient,
+  freePort,
+  grpcMessage,
+  type HealthClient,
+  rawCall,
+  StalledClient,
+  scrapeMetrics,
+  serverSockets,
+  startServerProcess,
+  sumOf,
+} from "../../tools/harness/index.ts";
+import { loadInferenceProtocol, type ModelInferRequestMessage } from "../src/transport/inferenceProtocol.ts";
 import { benchMachine, loadAverage } from "./benchMachine.ts";
-import { freePort, startServerProcess } from "./serverProcess.ts";
 
-const Health = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, "Health");
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const MODEL = "mnist-ctm";
 const MiB = 2 ** 20;
@@ -84,19 +93,9 @@ const rssMiB = () => {
   const status = readFileSync(`/proc/${server.pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 };
-const { CtmClient } = loadProtocol();
-const { InferenceClient } = loadInferenceProtocol();
-const ctm = new CtmClient(grpcAddress, grpc.credentials.createInsecure()) as unknown as grpc.Client &
-  Record<string, (...a: unknown[]) => unknown>;
-const unary = <T>(client: grpc.Client, method: string, request: unknown, deadlineMs = 60_000) =>
-  new Promise<T>((resolve, reject) =>
-    (client as unknown as Record<string, (...a: unknown[]) => void>)[method]?.call(
-      client,
-      request,
-      { deadline: Date.now() + deadlineMs },
-      (error: grpc.ServiceError | null, response: T) => (error ? reject(error) : resolve(response)),
-    ),
-  );
+const ctm = createCtmClient(grpcAddress);
+/** Every call of the attack set has a minute to answer. */
+const withinAMinute = () => ({ deadline: Date.now() + 60_000 });
 const codeOf = (promise: Promise<unknown>) =>
   promise.then(
     () => "OK",
@@ -118,7 +117,7 @@ const bounded = <T>(work: Promise<T>) => Promise.race([work, sleep(60_000).then(
 
 // Warm up (a few ordinary calls), then the baseline: the median of eight samples.
 for (let i = 0; i < 20; i++)
-  await unary(ctm, "Classify", { model: MODEL, tensor: { shape: tensor.input_shape, values: tensor.input } });
+  await ctm.Classify({ model: MODEL, tensor: { shape: tensor.input_shape, values: tensor.input } }, withinAMinute());
 await sleep(2000);
 const baselineSamples: number[] = [];
 for (let i = 0; i < 8; i++) {
@@ -135,12 +134,12 @@ const sampler = setInterval(() => {
   peak = Math.max(peak, rss);
   memory.push({ s: Number(seconds().toFixed(1)), rssMiB: Number(rss.toFixed(1)) });
 }, 250);
-const probeHealth = healthClient(grpcAddress);
+const probeHealth = createHealthClient(grpcAddress);
 const healthMs: number[] = [];
 let healthFailures = 0;
 const healthTimer = setInterval(() => {
   const started = performance.now();
-  checkHealth(probeHealth, "").then(
+  probeHealth.Check({ service: "" }).then(
     () => healthMs.push(performance.now() - started),
     () => healthFailures++,
   );
@@ -154,40 +153,43 @@ const sessions: http2.ClientHttp2Session[] = [];
 // ---------------------------------------------------------------- the attacks
 async function watchFlood(port: number) {
   // Four connections of their own (grpc-js would otherwise share one, at 256 streams at once).
-  const clients = Array.from(
-    { length: 4 },
-    () =>
-      new Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
-        "grpc.use_local_subchannel_pool": 1,
-      }) as unknown as HealthClient,
-  );
-  const watches = clients.flatMap((client, c) =>
-    Array.from({ length: 150 }, (_, i) => {
-      const call = client.watch({ service: `${c}-${i}-`.padEnd(256, "w") });
-      return new Promise<typeof call>((resolve) => {
-        call.once("data", () => resolve(call));
-        call.once("error", () => resolve(call));
-      });
+  const clients = Array.from({ length: 4 }, () =>
+    createHealthClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+      "grpc.use_local_subchannel_pool": 1,
     }),
   );
-  for (const call of await Promise.all(watches)) call.cancel();
+  /** A Watch held open until `stop` aborts it; resolves with its first status name or its error's code. */
+  const firstOfWatch = async (client: HealthClient, service: string, stop: AbortController) => {
+    try {
+      const next = await client.Watch({ service }, { signal: stop.signal })[Symbol.asyncIterator]().next();
+      return next.done ? "?" : "OK";
+    } catch (error) {
+      return grpc.status[(error as grpc.ServiceError).code] ?? "?";
+    }
+  };
+  // All 600 Watches open at once, then all cancelled.
+  const stops = Array.from({ length: 600 }, () => new AbortController());
+  await Promise.all(
+    clients.flatMap((client, c) =>
+      Array.from({ length: 150 }, (_, i) =>
+        firstOfWatch(client, `${c}-${i}-`.padEnd(256, "w"), stops[c * 150 + i] as AbortController),
+      ),
+    ),
+  );
+  for (const stop of stops) stop.abort();
   const huge = "h".repeat(MiB);
   const longWatch = await Promise.all(
-    Array.from({ length: 100 }, (_, i) => {
-      const call = (clients[i % 4] as HealthClient).watch({ service: huge });
-      return new Promise<string>((resolve) => {
-        call.once("data", () => {
-          call.cancel();
-          resolve("OK");
-        });
-        call.once("error", (error: grpc.ServiceError) => resolve(grpc.status[error.code] ?? "?"));
-      });
+    Array.from({ length: 100 }, async (_, i) => {
+      const stop = new AbortController();
+      const code = await firstOfWatch(clients[i % 4] as HealthClient, huge, stop);
+      stop.abort();
+      return code;
     }),
   );
   let longestDetails = 0;
   const longCheck = await Promise.all(
     Array.from({ length: 20 }, () =>
-      checkHealth(clients[0] as HealthClient, huge).then(
+      (clients[0] as HealthClient).Check({ service: huge }).then(
         () => "OK",
         (error: grpc.ServiceError) => {
           longestDetails = Math.max(longestDetails, error.details.length);
@@ -321,24 +323,29 @@ async function largeImages() {
       .png({ compressionLevel: 9 })
       .toBuffer();
   const [huge, large] = [await png(7000), await png(4096)];
-  const client = new InferenceClient(grpcAddress, grpc.credentials.createInsecure());
+  const client = createOipClient(grpcAddress);
   const calls: Promise<string>[] = [];
   const probes: Promise<string>[] = [];
   for (let i = 0; i < 40; i++) {
     for (const image of [huge, large]) {
       calls.push(
         codeOf(
-          unary(client, "ModelInfer", {
-            model_name: MODEL,
-            inputs: [
-              { name: "image", datatype: "BYTES", shape: [6, 1], contents: { bytes_contents: Array(6).fill(image) } },
-            ],
-          }),
+          client.ModelInfer(
+            {
+              model_name: MODEL,
+              inputs: [
+                { name: "image", datatype: "BYTES", shape: [6, 1], contents: { bytes_contents: Array(6).fill(image) } },
+              ],
+            } as ModelInferRequestMessage,
+            withinAMinute(),
+          ),
         ),
       );
     }
     probes.push(
-      codeOf(unary(ctm, "Classify", { model: MODEL, tensor: { shape: tensor.input_shape, values: tensor.input } })),
+      codeOf(
+        ctm.Classify({ model: MODEL, tensor: { shape: tensor.input_shape, values: tensor.input } }, withinAMinute()),
+      ),
     );
     await sleep(500);
   }
@@ -353,9 +360,9 @@ async function farDeadlines() {
     tensor: { shape: tensor.input_shape, values: tensor.input },
     halt_policy: { min_ticks: 15, max_ticks: 15 },
   };
-  const queue = Array.from({ length: 200 }, () => codeOf(unary(ctm, "Classify", full)));
+  const queue = Array.from({ length: 200 }, () => codeOf(ctm.Classify(full, withinAMinute())));
   const far = Array.from({ length: 30 }, () =>
-    codeOf(unary(ctm, "Classify", { ...full, halt_policy: { deadline_ms: 3_000_000_000 } })),
+    codeOf(ctm.Classify({ ...full, halt_policy: { deadline_ms: 3_000_000_000 } }, withinAMinute())),
   );
   return { queued: tally(await Promise.all(queue)), far: tally(await Promise.all(far)) };
 }
@@ -470,15 +477,8 @@ for (const socket of attackers) socket.destroy();
 for (const session of sessions) session.destroy();
 await sleep(2000);
 const after = rssMiB();
-const metricsText = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
-const counted = (method: string, status: string) =>
-  metricsText
-    .split("\n")
-    .filter(
-      (l) =>
-        l.startsWith("ctm_requests_total{") && l.includes(`method="${method}"`) && l.includes(`status="${status}"`),
-    )
-    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+const metrics = await scrapeMetrics(`http://127.0.0.1:${server.metricsPort}/metrics`);
+const counted = (method: string, status: string) => sumOf(metrics, "ctm_requests_total", { method, status });
 probeHealth.close();
 ctm.close();
 await server.stop();

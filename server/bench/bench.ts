@@ -30,8 +30,14 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import * as hdr from "hdr-histogram-js";
+import {
+  createCtmClient,
+  createHealthClient,
+  freePort,
+  type StartedServer,
+  startServerProcess,
+} from "../../tools/harness/index.ts";
 import { parseConfig } from "../src/config.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
@@ -40,7 +46,6 @@ import { benchModelFolder } from "./benchModel.ts";
 import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "./benchOptions.ts";
 import { measureGraphCosts, predictedMsPerAnswer } from "./graphCostModel.ts";
 import { readServerCounters, type ServerCounters } from "./serverCounters.ts";
-import { freePort, type ServerProcess, startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -126,33 +131,23 @@ function requestFile(name: string, requests: object[]): string {
 }
 
 // ---------------------------------------------------------------- clients
-type Unary = (request: object, callback: (error: grpc.ServiceError | null, response: unknown) => void) => void;
+/** Each client on its own connection (grpc-js would otherwise share one per target). */
+const OWN_CONNECTION = { "grpc.use_local_subchannel_pool": 1 };
 
-/** A client on its own connection (grpc-js would otherwise share one per target). */
 function ctmClient(port: number) {
-  const { CtmClient } = loadProtocol();
-  const client = new CtmClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
-    "grpc.use_local_subchannel_pool": 1,
-  });
-  const classify = (client as unknown as { Classify: Unary }).Classify.bind(client);
-  const getModel = (client as unknown as { GetModel: Unary }).GetModel.bind(client);
+  const client = createCtmClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), OWN_CONNECTION);
   return {
-    classify: () => new Promise<void>((ok, fail) => classify(request, (error) => (error ? fail(error) : ok()))),
+    classify: async () => void (await client.Classify(request)),
     /** A round trip that computes nothing: what gRPC alone costs here. */
-    getModel: () =>
-      new Promise<void>((ok, fail) => getModel({ name: manifest.name }, (error) => (error ? fail(error) : ok()))),
+    getModel: async () => void (await client.GetModel({ name: manifest.name })),
     close: () => client.close(),
   };
 }
 
 function healthClient(port: number) {
-  const Health = grpc.makeGenericClientConstructor(healthService, "Health");
-  const client = new Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
-    "grpc.use_local_subchannel_pool": 1,
-  });
-  const check = (client as unknown as { check: Unary }).check.bind(client);
+  const client = createHealthClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), OWN_CONNECTION);
   return {
-    check: () => new Promise<void>((ok, fail) => check({ service: "" }, (error) => (error ? fail(error) : ok()))),
+    check: async () => void (await client.Check({ service: "" })),
     close: () => client.close(),
   };
 }
@@ -187,7 +182,7 @@ interface Phase {
  * `CALLERS` concurrent loops of Classify from a separate process, in phases of `seconds` each, one per
  * requests file in turn; what each phase completed and what the server's counters moved by in it.
  */
-async function saturate(server: ServerProcess, phases: { file: string; seconds: number }[]): Promise<Phase[]> {
+async function saturate(server: StartedServer, phases: { file: string; seconds: number }[]): Promise<Phase[]> {
   const { stdout } = await run(
     process.execPath,
     [

@@ -17,7 +17,7 @@ import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { startServerProcess } from "./serverProcess.ts";
+import { startServerProcess } from "../../tools/harness/index.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const arg = (name: string) => {

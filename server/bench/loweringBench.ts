@@ -17,10 +17,16 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { driveClosedLoop } from "../../loadtest/src/closedLoop.ts";
-import { CtmConnection } from "../../loadtest/src/connection.ts";
-import { driveOpenLoop, seededRandom } from "../../loadtest/src/openLoop.ts";
-import { loadSamples, type Sample } from "../../loadtest/src/samples.ts";
+import {
+  CtmConnection,
+  driveClosedLoop,
+  driveOpenLoop,
+  loadSamples,
+  type Sample,
+  type StartedServer,
+  seededRandom,
+  startServerProcess,
+} from "../../tools/harness/index.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { RASTER_FORMATS } from "../src/runtime/imageHeader.ts";
 import { preprocessImage } from "../src/runtime/imagePreprocess.ts";
@@ -38,7 +44,6 @@ import {
 } from "./loweringReport.ts";
 import { chooseTargets, loweringPolicies } from "./loweringTargets.ts";
 import { readMetrics, serverSideBetween } from "./serverLatency.ts";
-import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** A request not answered in this long counts as DEADLINE_EXCEEDED. */
@@ -85,7 +90,7 @@ async function asTensors(samples: Sample[], modelDir: string): Promise<Sample[]>
   );
 }
 
-async function startServers(model: string, options: LoweringOptions): Promise<Record<ControllerMode, ServerProcess>> {
+async function startServers(model: string, options: LoweringOptions): Promise<Record<ControllerMode, StartedServer>> {
   const models = mkdtempSync(join(tmpdir(), "ctm-lowering-"));
   symlinkSync(join(REPO, "models", model), join(models, model));
   const flags = [
@@ -104,7 +109,7 @@ async function startServers(model: string, options: LoweringOptions): Promise<Re
 }
 
 /** The requests of one policy, to one server. */
-function callerFor(server: ServerProcess, model: ModelInfoMessage, policy: HaltPolicyMessage) {
+function callerFor(server: StartedServer, model: ModelInfoMessage, policy: HaltPolicyMessage) {
   return http2Caller(
     server.port,
     (sample) => ({ model: model.name, version: model.version, ...sample.input, halt_policy: policy, top_k: 1 }),
@@ -116,7 +121,7 @@ function callerFor(server: ServerProcess, model: ModelInfoMessage, policy: HaltP
 
 /** Answers per second: `callers` closed-loop callers sending `policy`. */
 async function closedLoopRate(
-  server: ServerProcess,
+  server: StartedServer,
   model: ModelInfoMessage,
   policy: HaltPolicyMessage,
   samples: Sample[],

@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { startServerProcess } from "../../tools/harness/index.ts";
 import { benchMachine } from "./benchMachine.ts";
-import { startServerProcess } from "./serverProcess.ts";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const SOURCE = join(REPO, "models", "mnist-ctm", "1");

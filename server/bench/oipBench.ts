@@ -25,10 +25,10 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import type { LoadtestResult } from "../../loadtest/src/loadtestResult.ts";
+import { freePort, startServerProcess } from "../../tools/harness/index.ts";
 import { DEFAULT_CERTAINTY_THRESHOLD } from "../src/engine/haltPolicy.ts";
 import { listRepository, loadModelFolder } from "../src/model/modelFolder.ts";
 import { perfAnalyzer } from "./perfAnalyzerTool.ts";
-import { freePort, startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const run = promisify(execFile);

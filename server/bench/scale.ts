@@ -25,6 +25,13 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
+import {
+  createCtmClient,
+  type StartedServer,
+  scrapeMetrics,
+  startServerProcess,
+  sumOf,
+} from "../../tools/harness/index.ts";
 import { parseConfig } from "../src/config.ts";
 import type { Manifest } from "../src/model/manifest.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
@@ -35,7 +42,6 @@ import { scaleModel } from "./scaleModel.ts";
 import { writeScalePlots } from "./scalePlots.ts";
 import { linearFit, median } from "./scaleStatistics.ts";
 import { measureSchedulerOverhead } from "./schedulerOverhead.ts";
-import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const PRESETS = ["imagenet", "maze", "mnist", "tiny-imagenet", "tiny-maze", "tiny-mnist"];
@@ -127,13 +133,9 @@ function inputFor(manifest: Manifest, dir: string): Float32Array {
 }
 
 /** Sums of the server's own histograms and counters, in milliseconds (counts as counts). */
-async function serverTimes(server: ServerProcess) {
-  const text = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
-  const sum = (name: string) =>
-    text
-      .split("\n")
-      .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-      .reduce((total, line) => total + Number(line.split(" ").pop()), 0);
+async function serverTimes(server: StartedServer) {
+  const samples = await scrapeMetrics(`http://127.0.0.1:${server.metricsPort}/metrics`);
+  const sum = (name: string) => sumOf(samples, name);
   return {
     stepMs: sum("ctm_worker_step_seconds_total") * 1000,
     tickMs: sum("ctm_tick_run_seconds_sum") * 1000,
@@ -220,19 +222,10 @@ async function main() {
   const unbatched = await startServerProcess(REPO, [...flags, "--max-batch", "1"]);
   const unbatchedStartMiB = residentMiB(unbatched.pid);
   log(`--max-batch 1: serving after ${(unbatched.startUpMs / 1000).toFixed(1)} s, ${unbatchedStartMiB.toFixed(0)} MiB`);
-  const { CtmClient } = loadProtocol();
-  const client = new CtmClient(`127.0.0.1:${batched.port}`, grpc.credentials.createInsecure(), {
+  const client = createCtmClient(`127.0.0.1:${batched.port}`, grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 64 << 20,
   });
-  type Unary = (r: object, cb: (e: grpc.ServiceError | null, response: unknown) => void) => void;
-  const classifyCall = (client as unknown as { Classify: Unary }).Classify.bind(client);
-  const classify = (request: ClassifyRequestMessage) =>
-    new Promise<{
-      ticks_used: number;
-      answer_tick: number;
-      top_k: { index: number; probability: number }[];
-      positions: { index: number; probability: number }[];
-    }>((ok, fail) => classifyCall(request, (error, response) => (error ? fail(error) : ok(response as never))));
+  const classify = (request: ClassifyRequestMessage) => client.Classify(request);
 
   try {
     log("graph runs by batch size, in this process");
@@ -316,7 +309,7 @@ async function main() {
      * by whole waves of answers when a request takes seconds. The server's metrics are scraped at the
      * window's edges, as the load generator reports them.
      */
-    const saturate = async (server: ServerProcess, callers: number, ticks: number) => {
+    const saturate = async (server: StartedServer, callers: number, ticks: number) => {
       const file = requestFile(ticks);
       const args = ["--import", "tsx", "server/bench/windowedLoad.ts", String(server.port), String(callers)];
       const child = spawn(process.execPath, [...args, String(WARM_UP), String(SECONDS), file], {

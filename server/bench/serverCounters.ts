@@ -2,6 +2,7 @@
  * The server's own counters, summed over their labels, from its /metrics text: what a load cost the
  * server's graphs, read before and after it (bench.ts, loadGenerator.ts).
  */
+import { scrapeMetrics, sumOf } from "../../tools/harness/index.ts";
 
 export interface ServerCounters {
   handlerMs: number;
@@ -18,16 +19,8 @@ export interface ServerCounters {
 }
 
 export async function readServerCounters(metricsPort: number): Promise<ServerCounters> {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const lines = text.split("\n");
-  const total = (name: string, method?: string) =>
-    lines
-      .filter(
-        (line) =>
-          (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) &&
-          (!method || line.includes(`method="${method}"`)),
-      )
-      .reduce((t, line) => t + Number(line.split(" ").pop()), 0);
+  const samples = await scrapeMetrics(`http://127.0.0.1:${metricsPort}/metrics`);
+  const total = (name: string, method?: string) => sumOf(samples, name, method ? { method } : {});
   return {
     handlerMs: total("ctm_request_duration_seconds_sum", "Classify") * 1000,
     requests: total("ctm_request_duration_seconds_count", "Classify"),

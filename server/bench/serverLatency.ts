@@ -4,6 +4,7 @@
  * bucket's upper bound is given), its CPU, and how late its event loop ran at the end. Set beside the
  * latency the clients measured, it says whether time went inside the server or before it.
  */
+import { bucketsOf, scrapeMetrics, sumOf } from "../../tools/harness/index.ts";
 
 export interface ServerSide {
   /** Upper bounds of the buckets holding the median and the 99th percentile, in ms. */
@@ -23,23 +24,13 @@ export interface MetricsSnapshot {
 }
 
 export async function readMetrics(metricsPort: number): Promise<MetricsSnapshot> {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const buckets = new Map<number, number>();
-  let cpuSeconds = 0;
-  let eventLoopP99Ms = 0;
-  for (const line of text.split("\n")) {
-    const value = Number(line.split(" ").pop());
-    if (line.startsWith("ctm_request_duration_seconds_bucket{") && line.includes('method="Classify"')) {
-      const le = /le="([^"]+)"/.exec(line)?.[1];
-      const bound = le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le);
-      buckets.set(bound, (buckets.get(bound) ?? 0) + value);
-    } else if (line.startsWith("ctm_process_cpu_seconds_total ")) {
-      cpuSeconds = value;
-    } else if (line.startsWith("ctm_nodejs_eventloop_lag_p99_seconds ")) {
-      eventLoopP99Ms = value * 1000;
-    }
-  }
-  return { at: performance.now(), buckets, cpuSeconds, eventLoopP99Ms };
+  const samples = await scrapeMetrics(`http://127.0.0.1:${metricsPort}/metrics`);
+  return {
+    at: performance.now(),
+    buckets: bucketsOf(samples, "ctm_request_duration_seconds", { method: "Classify" }),
+    cpuSeconds: sumOf(samples, "ctm_process_cpu_seconds_total"),
+    eventLoopP99Ms: sumOf(samples, "ctm_nodejs_eventloop_lag_p99_seconds") * 1000,
+  };
 }
 
 export function serverSideBetween(before: MetricsSnapshot, after: MetricsSnapshot): ServerSide {

@@ -5,13 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type ServerProcess, startServerProcess } from "../bench/serverProcess.ts";
+import { type StartedServer, startServerProcess } from "../../tools/harness/index.ts";
 import { healthOf } from "./support/healthClient.ts";
 import { CtmTestClient, type GoldenCase, REPO, readModelJson, tensorRequest } from "./support/testServer.ts";
 
 describe("benchmark control: the thinnest server over the same graphs", () => {
   const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
-  let thin: ServerProcess;
+  let thin: StartedServer;
   let client: CtmTestClient;
 
   before(async () => {

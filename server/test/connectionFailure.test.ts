@@ -11,8 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type * as grpc from "@grpc/grpc-js";
-import { CtmConnection } from "../../loadtest/src/connection.ts";
-import { freePort } from "../bench/serverProcess.ts";
+import { CtmConnection, freePort } from "../../tools/harness/index.ts";
 import { MODEL_NAME, REPO, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
 const run = promisify(execFile);

@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { attack, BAD_OPENINGS, eventually, serverSockets } from "../../tools/harness/index.ts";
 import { HealthService, MAX_SERVICE_NAME_CHARS } from "../src/transport/healthService.ts";
-import { checkHealth, healthClient, watchHealth } from "./support/healthClient.ts";
-import { attack, BAD_OPENINGS, eventually, serverSockets } from "./support/http2Attack.ts";
+import { checkHealth, healthClient, type OpenWatch, openWatch, watchHealth } from "./support/healthClient.ts";
 import { startTestServer } from "./support/testServer.ts";
 
 const code = (promise: Promise<unknown>) =>
@@ -20,12 +20,15 @@ const code = (promise: Promise<unknown>) =>
   );
 
 /** The first status a Watch is sent, or the error that ended it. */
-function firstWatch(client: ReturnType<typeof healthClient>, service: string) {
-  const call = client.watch({ service });
-  return new Promise<{ status?: string; error?: grpc.ServiceError; call: typeof call }>((resolve) => {
-    call.once("data", ({ status }: { status: string }) => resolve({ status, call }));
-    call.once("error", (error: grpc.ServiceError) => resolve({ error, call }));
-  });
+function firstWatch(
+  client: ReturnType<typeof healthClient>,
+  service: string,
+): Promise<{ status?: string; error?: grpc.ServiceError; call: OpenWatch }> {
+  const call = openWatch(client, service);
+  return call.first.then(
+    (status) => ({ status, call }),
+    (error: grpc.ServiceError) => ({ error, call }),
+  );
 }
 
 describe("health Watch and Check under attack", () => {

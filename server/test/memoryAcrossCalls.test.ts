@@ -13,8 +13,8 @@ import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
+import { classifyRequestBytes, gzipMessage, rawCall } from "../../tools/harness/index.ts";
 import { checkHealth, healthClient } from "./support/healthClient.ts";
-import { classifyRequestBytes, gzipMessage, rawCall } from "./support/http2Attack.ts";
 import { MODEL_NAME, REPO, testConfig } from "./support/testServer.ts";
 
 /** The stated bound on how far the flood may raise the server's peak resident memory. */

@@ -17,7 +17,7 @@ import {
   HEALTH_CHECK,
   PREFACE,
   serverSockets,
-} from "./support/http2Attack.ts";
+} from "../../tools/harness/index.ts";
 import {
   CtmTestClient,
   type GoldenCase,

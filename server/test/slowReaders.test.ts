@@ -12,9 +12,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { StalledClient } from "../../tools/harness/index.ts";
 import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
 import { loadProtocol } from "../src/transport/protocol.ts";
-import { StalledClient } from "./support/stalledClient.ts";
 import {
   type GoldenCase,
   metricValue,

@@ -14,14 +14,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { eventually, grpcMessage, StalledClient } from "../../tools/harness/index.ts";
 import { MAX_ID_CHARS } from "../src/transport/inferenceDecoding.ts";
 import {
   loadInferenceProtocol,
   type ModelInferRequestMessage,
   type ModelStreamInferResponseMessage,
 } from "../src/transport/inferenceProtocol.ts";
-import { eventually } from "./support/http2Attack.ts";
-import { grpcMessage, StalledClient } from "./support/stalledClient.ts";
 import {
   type GoldenCase,
   metricValue,

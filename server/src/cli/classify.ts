@@ -10,6 +10,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { type CtmClient, createCtmClient } from "../client/ctmClient.ts";
 import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
@@ -17,8 +18,6 @@ import {
   HALT_SIGNAL_NAMES,
   type HaltPolicyMessage,
   type HaltSignalName,
-  type ListModelsResponseMessage,
-  loadProtocol,
   type ModelInfoMessage,
   type TickUpdateMessage,
 } from "../transport/protocol.ts";
@@ -177,21 +176,9 @@ function parseArgs(argv: string[]): Options | "help" {
   return options;
 }
 
-type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
-
-function unary<Req, Res>(client: Client, method: string, request: Req, deadline: Date): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    (client[method] as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void)(
-      request,
-      { deadline },
-      (error, response) => (error ? reject(error) : resolve(response)),
-    );
-  });
-}
-
-async function pickModel(client: Client, wanted: string | undefined, deadline: Date): Promise<ModelInfoMessage> {
-  if (wanted) return unary(client, "GetModel", { name: wanted }, deadline);
-  const { models } = await unary<object, ListModelsResponseMessage>(client, "ListModels", {}, deadline);
+async function pickModel(client: CtmClient, wanted: string | undefined, deadline: Date): Promise<ModelInfoMessage> {
+  if (wanted) return client.GetModel({ name: wanted }, { deadline });
+  const { models } = await client.ListModels({}, { deadline });
   const [only] = models;
   if (models.length !== 1 || !only) {
     throw new UsageError(
@@ -314,8 +301,7 @@ async function plot(
 
 // ---------------------------------------------------------------- main
 async function run(options: Options): Promise<void> {
-  const { CtmClient } = loadProtocol();
-  const client = new CtmClient(options.address, grpc.credentials.createInsecure()) as unknown as Client;
+  const client = createCtmClient(options.address, grpc.credentials.createInsecure());
   try {
     const deadline = new Date(Date.now() + options.timeoutMs);
     const model = await pickModel(client, options.model, deadline);
@@ -358,24 +344,13 @@ async function run(options: Options): Promise<void> {
     const trace: TickUpdateMessage[] = [];
     let result: ClassifyResponseMessage | undefined;
     if (options.stream) {
-      const call = (
-        client.ClassifyStream as (
-          r: ClassifyRequestMessage,
-          o: grpc.CallOptions,
-        ) => grpc.ClientReadableStream<TickUpdateMessage>
-      )(request, { deadline });
-      for await (const update of call as AsyncIterable<TickUpdateMessage>) {
+      for await (const update of client.ClassifyStream(request, { deadline })) {
         trace.push(update);
         row(options.json ? json(update) : tableRow(update, threshold, halting));
         if (update.final && update.result) result = update.result;
       }
     } else {
-      const response = await unary<ClassifyRequestMessage, ClassifyResponseMessage>(
-        client,
-        "Classify",
-        request,
-        deadline,
-      );
+      const response = await client.Classify(request, { deadline });
       trace.push(...response.trace);
       result = response;
       for (const update of response.trace)

@@ -19,7 +19,7 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
+import { createHealthClient } from "../client/healthClient.ts";
 import { ConfigError, parseConfig } from "../config.ts";
 import { callerPath } from "./callerPath.ts";
 import { describeConnectionFailure } from "./connectionFailure.ts";
@@ -41,18 +41,6 @@ as the server reads them.
 Exit status: 0 SERVING, 1 anything else (NOT_SERVING, unreachable, timeout), 2 bad usage.
 In the container image the HEALTHCHECK runs it without npm: node --import tsx server/src/cli/healthProbe.ts`;
 
-interface HealthCheckResponse {
-  status: "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
-}
-
-interface HealthClient extends grpc.Client {
-  Check(
-    request: { service: string },
-    options: grpc.CallOptions,
-    callback: (error: grpc.ServiceError | null, response?: HealthCheckResponse) => void,
-  ): grpc.ClientUnaryCall;
-}
-
 /** Where a client reaches a server bound to `host`: a wildcard bind is reached through loopback. */
 export function probeAddress(host: string, port: number): string {
   if (host === "0.0.0.0") return `127.0.0.1:${port}`;
@@ -71,27 +59,22 @@ export function checkHealth(
   credentials = grpc.credentials.createInsecure(),
   channelOptions: grpc.ChannelOptions = {},
 ): Promise<string> {
-  const Health = grpc.makeGenericClientConstructor(
-    healthService as unknown as grpc.ServiceDefinition,
-    "Health",
-  ) as unknown as new (
-    address: string,
-    credentials: grpc.ChannelCredentials,
-    options: grpc.ChannelOptions,
-  ) => HealthClient;
-  const client = new Health(address, credentials, channelOptions);
-  return new Promise((resolve) => {
-    client.Check({ service: serviceName }, { deadline: Date.now() + timeoutMs }, (error, response) => {
+  const client = createHealthClient(address, credentials, channelOptions);
+  return client.Check({ service: serviceName }, { deadline: Date.now() + timeoutMs }).then(
+    (response) => {
       client.close();
-      if (!error) return resolve(response?.status ?? "UNKNOWN");
+      return response.status ?? "UNKNOWN";
+    },
+    (error: grpc.ServiceError) => {
+      client.close();
       const unreachable = describeConnectionFailure(error, address, {
         address: "",
         tls: "--tls-ca",
         usingTls: credentials._isSecure(),
       });
-      resolve(`${grpc.status[error.code] ?? error.code}: ${unreachable ?? error.details}`);
-    });
-  });
+      return `${grpc.status[error.code] ?? error.code}: ${unreachable ?? error.details}`;
+    },
+  );
 }
 
 interface ProbeOptions {

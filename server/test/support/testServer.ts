@@ -7,16 +7,16 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
+import { type CtmClient, createCtmClient, parsePrometheusText, sumOf } from "../../../tools/harness/index.ts";
 import { parseConfig, type ServerConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { type RunningServer, type StartOptions, startServer } from "../../src/server.ts";
-import {
-  type ClassifyRequestMessage,
-  type ClassifyResponseMessage,
-  type ListModelsResponseMessage,
-  loadProtocol,
-  type ModelInfoMessage,
-  type TickUpdateMessage,
+import type {
+  ClassifyRequestMessage,
+  ClassifyResponseMessage,
+  ListModelsResponseMessage,
+  ModelInfoMessage,
+  TickUpdateMessage,
 } from "../../src/transport/protocol.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -143,27 +143,22 @@ export async function startTestServer(
   };
 }
 
-type Callback<T> = (error: grpc.ServiceError | null, response: T) => void;
-type UnaryMethod<Req, Res> = (request: Req, options: grpc.CallOptions, callback: Callback<Res>) => grpc.ClientUnaryCall;
-
+/**
+ * The shared CtmService client (tools/harness) with the tests' defaults, plus the grpc-js stream and
+ * client underneath for tests that work the wire itself (cancel mid-stream, read status events, send
+ * raw bytes, watch the channel).
+ */
 export class CtmTestClient {
   readonly raw: grpc.Client & Record<string, unknown>;
+  readonly ctm: CtmClient;
 
   constructor(address: string, credentials = grpc.credentials.createInsecure()) {
-    const { CtmClient } = loadProtocol();
-    this.raw = new CtmClient(address, credentials) as unknown as grpc.Client & Record<string, unknown>;
-  }
-
-  private unary<Req, Res>(method: string, request: Req, options: grpc.CallOptions = {}): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      (this.raw[method] as UnaryMethod<Req, Res>).call(this.raw, request, options, (error, response) =>
-        error ? reject(error) : resolve(response),
-      );
-    });
+    this.ctm = createCtmClient(address, credentials);
+    this.raw = this.ctm.grpc;
   }
 
   classify(request: ClassifyRequestMessage, options: grpc.CallOptions = {}): Promise<ClassifyResponseMessage> {
-    return this.unary("Classify", request, options);
+    return this.ctm.Classify(request, options);
   }
 
   stream(
@@ -180,21 +175,20 @@ export class CtmTestClient {
   /** Every message of a stream; rejects with the call's error status. */
   async collect(request: ClassifyRequestMessage, options: grpc.CallOptions = {}): Promise<TickUpdateMessage[]> {
     const messages: TickUpdateMessage[] = [];
-    for await (const message of this.stream(request, options) as AsyncIterable<TickUpdateMessage>)
-      messages.push(message);
+    for await (const message of this.ctm.ClassifyStream(request, options)) messages.push(message);
     return messages;
   }
 
   getModel(name: string, version = 0): Promise<ModelInfoMessage> {
-    return this.unary("GetModel", { name, version });
+    return this.ctm.GetModel({ name, version });
   }
 
   listModels(): Promise<ListModelsResponseMessage> {
-    return this.unary("ListModels", {});
+    return this.ctm.ListModels({});
   }
 
   close(): void {
-    this.raw.close();
+    this.ctm.close();
   }
 }
 
@@ -218,14 +212,5 @@ export function tensorRequest(
 
 /** Sum of a Prometheus sample's values over every series whose labels include `labels`. */
 export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const have = Object.fromEntries(
-      [...(match[3] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1] as string, m[2] as string]),
-    );
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) total += Number(match[4]);
-  }
-  return total;
+  return sumOf(parsePrometheusText(text), name, labels);
 }

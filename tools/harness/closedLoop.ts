@@ -2,16 +2,22 @@
  * Closed loop: `concurrency` callers, each sending its next request the moment the previous one
  * answers, until the budget is spent. Requests in flight when a duration ends still count.
  */
-import type { Caller, CallOutcome } from "./ctmCaller.ts";
-import type { Sample } from "./samples.ts";
-import type { Budget } from "./sweepPlan.ts";
 
-export interface DriveOptions {
+/** How much load a drive offers: for so long, or so many requests. */
+export type Budget = { kind: "duration"; seconds: number } | { kind: "requests"; count: number };
+
+/**
+ * One request of a load: `intendedAt` (a performance.now() time) is when it was meant to start, which
+ * its latency counts from; `signal` cancels it when the drive is aborted.
+ */
+export type LoadCall<S, O> = (sample: S, intendedAt: number, signal: AbortSignal) => Promise<O>;
+
+export interface DriveOptions<S, O> {
   budget: Budget;
-  call: Caller;
-  /** The next input; the sweep hands samples out round-robin. */
-  nextSample: () => Sample;
-  onOutcome: (sample: Sample, outcome: CallOutcome) => void;
+  call: LoadCall<S, O>;
+  /** The next input (a sweep hands samples out round-robin). */
+  nextSample: () => S;
+  onOutcome: (sample: S, outcome: O) => void;
   signal: AbortSignal;
 }
 
@@ -23,7 +29,7 @@ export interface Drive {
   offeredRps: number | null;
 }
 
-export async function driveClosedLoop(concurrency: number, options: DriveOptions): Promise<Drive> {
+export async function driveClosedLoop<S, O>(concurrency: number, options: DriveOptions<S, O>): Promise<Drive> {
   const { budget, call, nextSample, onOutcome, signal } = options;
   const start = performance.now();
   const end = budget.kind === "duration" ? start + budget.seconds * 1000 : Number.POSITIVE_INFINITY;

@@ -1,44 +1,32 @@
 /**
- * The load generator's side of the wire: CtmService clients over one or more HTTP/2 connections,
- * with TLS, mutual TLS and a bearer token when asked. The service itself is loaded by the server's
- * own protocol module, so both ends read the same proto with the same options.
+ * A load generator's side of the wire: CtmService clients (ctmClient.ts) over one or more HTTP/2
+ * connections, with TLS, mutual TLS and a bearer token when asked, taken in turn call by call.
  */
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { describeConnectionFailure } from "../../server/src/cli/connectionFailure.ts";
-import {
-  type ClassifyRequestMessage,
-  type ClassifyResponseMessage,
-  type ListModelsResponseMessage,
-  loadProtocol,
-  type ModelInfoMessage,
-  type TickUpdateMessage,
+import { type CtmClient, createCtmClient } from "../../server/src/client/ctmClient.ts";
+import type { CallOptions } from "../../server/src/client/grpcCalls.ts";
+import type {
+  ClassifyRequestMessage,
+  ClassifyResponseMessage,
+  ModelInfoMessage,
+  TickUpdateMessage,
 } from "../../server/src/transport/protocol.ts";
-import type { TlsOptions } from "./options.ts";
+
+/** PEM files for TLS: a CA to trust, and a client certificate and key for mutual TLS. */
+export interface TlsOptions {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  serverName?: string;
+}
 
 export interface ConnectionOptions {
   address: string;
   tls: TlsOptions | null;
   token: string | undefined;
   connections: number;
-}
-
-type UnaryMethod<Req, Res> = (
-  request: Req,
-  metadata: grpc.Metadata,
-  options: grpc.CallOptions,
-  callback: (error: grpc.ServiceError | null, response: Res) => void,
-) => grpc.ClientUnaryCall;
-
-interface CtmClient extends grpc.Client {
-  Classify: UnaryMethod<ClassifyRequestMessage, ClassifyResponseMessage>;
-  ClassifyStream(
-    request: ClassifyRequestMessage,
-    metadata: grpc.Metadata,
-    options: grpc.CallOptions,
-  ): grpc.ClientReadableStream<TickUpdateMessage>;
-  ListModels: UnaryMethod<object, ListModelsResponseMessage>;
-  GetModel: UnaryMethod<{ name: string; version?: number }, ModelInfoMessage>;
 }
 
 function readPem(flag: string, file: string | undefined): Buffer | null {
@@ -69,25 +57,23 @@ export class CtmConnection {
   ) {}
 
   static open(options: ConnectionOptions): CtmConnection {
-    const { CtmClient } = loadProtocol();
     const credentials = channelCredentials(options.tls);
     const channelOptions: grpc.ChannelOptions = {
       // Without a local pool, clients with equal settings share one subchannel, i.e. one connection.
       "grpc.use_local_subchannel_pool": 1,
     };
     if (options.tls?.serverName) channelOptions["grpc.ssl_target_name_override"] = options.tls.serverName;
-    const clients = Array.from(
-      { length: options.connections },
-      () => new CtmClient(options.address, credentials, channelOptions) as unknown as CtmClient,
+    const clients = Array.from({ length: options.connections }, () =>
+      createCtmClient(options.address, credentials, channelOptions),
     );
     return new CtmConnection(clients, options.token, options);
   }
 
-  /** Per-call metadata. The token rides on every call, so it works over plaintext too (e.g. behind a TLS proxy). */
-  private metadata(): grpc.Metadata {
+  /** Per-call options. The token rides on every call, so it works over plaintext too (e.g. behind a TLS proxy). */
+  private withToken(options: CallOptions): CallOptions {
     const metadata = new grpc.Metadata();
     if (this.token !== undefined) metadata.set("authorization", `Bearer ${this.token}`);
-    return metadata;
+    return { ...options, metadata };
   }
 
   /** Round-robin over the connections. */
@@ -97,34 +83,12 @@ export class CtmConnection {
     return client;
   }
 
-  private unary<Req, Res>(
-    method: (client: CtmClient) => UnaryMethod<Req, Res>,
-    request: Req,
-    options: grpc.CallOptions,
-    onCall?: (call: grpc.ClientUnaryCall) => void,
-  ): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      const client = this.client();
-      const call = method(client).call(client, request, this.metadata(), options, (error, response) =>
-        error ? reject(error) : resolve(response),
-      );
-      onCall?.(call);
-    });
+  classify(request: ClassifyRequestMessage, options: CallOptions): Promise<ClassifyResponseMessage> {
+    return this.client().Classify(request, this.withToken(options));
   }
 
-  classify(
-    request: ClassifyRequestMessage,
-    options: grpc.CallOptions,
-    onCall?: (call: grpc.ClientUnaryCall) => void,
-  ): Promise<ClassifyResponseMessage> {
-    return this.unary((c) => c.Classify, request, options, onCall);
-  }
-
-  classifyStream(
-    request: ClassifyRequestMessage,
-    options: grpc.CallOptions,
-  ): grpc.ClientReadableStream<TickUpdateMessage> {
-    return this.client().ClassifyStream(request, this.metadata(), options);
+  classifyStream(request: ClassifyRequestMessage, options: CallOptions): AsyncIterable<TickUpdateMessage> {
+    return this.client().ClassifyStream(request, this.withToken(options));
   }
 
   /**
@@ -146,8 +110,8 @@ export class CtmConnection {
   }
 
   private async askModel(wanted: string | undefined, deadline: Date): Promise<ModelInfoMessage> {
-    if (wanted) return this.unary((c) => c.GetModel, { name: wanted }, { deadline });
-    const { models } = await this.unary((c) => c.ListModels, {}, { deadline });
+    if (wanted) return this.client().GetModel({ name: wanted }, this.withToken({ deadline }));
+    const { models } = await this.client().ListModels({}, this.withToken({ deadline }));
     const [only] = models;
     if (models.length !== 1 || !only) {
       throw new Error(

@@ -8,11 +8,12 @@ import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,
   HaltPolicyMessage,
-  TickUpdateMessage,
 } from "../../server/src/transport/protocol.ts";
-import type { CtmConnection } from "./connection.ts";
+import type { CtmConnection } from "./ctmConnection.ts";
 import type { Sample } from "./samples.ts";
-import type { CallKind } from "./sweepPlan.ts";
+
+/** Classify (one response) or ClassifyStream (one message per tick). */
+export type CallKind = "unary" | "stream";
 
 export type CallOutcome =
   | {
@@ -113,30 +114,24 @@ export function makeCaller(connection: CtmConnection, options: CallerOptions): C
 
   if (options.call === "unary") {
     return async (sample, intendedAt, signal) => {
-      let call: grpc.ClientUnaryCall | undefined;
-      const cancel = () => call?.cancel();
-      signal?.addEventListener("abort", cancel, { once: true });
       try {
-        const result = await connection.classify(request(sample), { deadline: Date.now() + options.timeoutMs }, (c) => {
-          call = c;
+        const result = await connection.classify(request(sample), {
+          deadline: Date.now() + options.timeoutMs,
+          signal,
         });
         return answerOutcome(result, performance.now() - intendedAt, null);
       } catch (error) {
         return failure(error, performance.now() - intendedAt);
-      } finally {
-        signal?.removeEventListener("abort", cancel);
       }
     };
   }
 
   return async (sample, intendedAt, signal) => {
-    const stream = connection.classifyStream(request(sample), { deadline: Date.now() + options.timeoutMs });
-    const cancel = () => stream.cancel();
-    signal?.addEventListener("abort", cancel, { once: true });
+    const stream = connection.classifyStream(request(sample), { deadline: Date.now() + options.timeoutMs, signal });
     let firstTickMs: number | null = null;
     let result: ClassifyResponseMessage | null = null;
     try {
-      for await (const update of stream as AsyncIterable<TickUpdateMessage>) {
+      for await (const update of stream) {
         firstTickMs ??= performance.now() - intendedAt;
         if (update.final) result = update.result;
       }
@@ -144,8 +139,6 @@ export function makeCaller(connection: CtmConnection, options: CallerOptions): C
       return result ? answerOutcome(result, latencyMs, firstTickMs) : { ok: false, latencyMs, code: CLIENT_NO_RESULT };
     } catch (error) {
       return failure(error, performance.now() - intendedAt);
-    } finally {
-      signal?.removeEventListener("abort", cancel);
     }
   };
 }

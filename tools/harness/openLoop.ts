@@ -6,7 +6,9 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Drive, DriveOptions } from "./closedLoop.ts";
-import type { Arrival } from "./sweepPlan.ts";
+
+/** How open-loop requests are spaced: evenly, or as a Poisson process (exponential gaps). */
+export type Arrival = "constant" | "poisson";
 
 /** mulberry32: small, fast, and the same sequence for the same seed on every platform. */
 export function seededRandom(seed: number): () => number {
@@ -39,11 +41,11 @@ export function arrivalSchedule(rate: number, arrival: Arrival, seed: number): (
 /** A send closer than this to its time goes now: timers are not finer than a millisecond anyway. */
 const SEND_EARLY_MS = 0.5;
 
-export async function driveOpenLoop(
+export async function driveOpenLoop<S, O>(
   rate: number,
   arrival: Arrival,
   seed: number,
-  options: DriveOptions,
+  options: DriveOptions<S, O>,
 ): Promise<Drive> {
   const { budget, call, nextSample, onOutcome, signal } = options;
   const schedule = arrivalSchedule(rate, arrival, seed);
