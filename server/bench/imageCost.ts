@@ -11,13 +11,12 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { digitPhoto, preprocessWithSharpChain } from "../../tools/harness/index.ts";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import type { ImageInput } from "../src/model/manifest.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
 import { defaultImagePixels } from "../src/runtime/imagePixelLimit.ts";
 import { type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
-import { digitPhoto } from "../test/support/digitPhoto.ts";
-import { preprocessWithSharpChain } from "../test/support/sharpChainPreprocess.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const flag = (name: string, fallback: number) => {

@@ -24,7 +24,6 @@ import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
-import type { LoadtestResult } from "../../loadtest/src/loadtestResult.ts";
 import { freePort, startServerProcess } from "../../tools/harness/index.ts";
 import { DEFAULT_CERTAINTY_THRESHOLD } from "../src/engine/haltPolicy.ts";
 import { listRepository, loadModelFolder } from "../src/model/modelFolder.ts";
@@ -147,6 +146,11 @@ async function perfAnalyzerPoint(
   };
 }
 
+/** What this benchmark reads of `npm run loadtest`'s result.json (loadtest/src/loadtestResult.ts has the rest). */
+interface LoadtestResultFile {
+  points: { throughputRps: number; ok: number; latencyMs: { p50: number; p90: number; p99: number; mean: number } }[];
+}
+
 async function loadtestPoint(address: string, concurrency: number): Promise<Point> {
   const out = join(WORK, `loadtest-c${concurrency}`);
   await run(
@@ -158,7 +162,7 @@ async function loadtestPoint(address: string, concurrency: number): Promise<Poin
     ],
     { cwd: REPO, maxBuffer: 1 << 24 },
   );
-  const result = JSON.parse(readFileSync(join(out, "result.json"), "utf8")) as LoadtestResult;
+  const result = JSON.parse(readFileSync(join(out, "result.json"), "utf8")) as LoadtestResultFile;
   const point = result.points[0];
   if (!point) throw new Error(`${out}/result.json has no point`);
   const { latencyMs } = point;

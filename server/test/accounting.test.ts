@@ -10,8 +10,8 @@ import { describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
+import { digitPhoto } from "../../tools/harness/index.ts";
 import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/protocol.ts";
-import { digitPhoto } from "./support/digitPhoto.ts";
 import {
   type GoldenCase,
   MODEL_NAME,

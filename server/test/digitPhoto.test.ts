@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { digitPhoto, type PhotoOptions } from "./support/digitPhoto.ts";
+import { digitPhoto, type PhotoOptions } from "../../tools/harness/index.ts";
 import { MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
 const RENDERINGS: PhotoOptions[] = [

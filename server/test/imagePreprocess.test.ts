@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import fc from "fast-check";
 import sharp from "sharp";
+import { digitPhoto } from "../../tools/harness/index.ts";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import type { ImageInput } from "../src/model/manifest.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
@@ -15,7 +16,6 @@ import { BlankImageError } from "../src/runtime/blankImage.ts";
 import { readImageHeader } from "../src/runtime/imageHeader.ts";
 import { defaultImagePixels } from "../src/runtime/imagePixelLimit.ts";
 import { ImageDecodeError, type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
-import { digitPhoto } from "./support/digitPhoto.ts";
 import { pngBomb, truncatedPng } from "./support/pngBomb.ts";
 import { type GoldenCase, modelDir, readModelJson, type Sample, samples } from "./support/testServer.ts";
 

@@ -8,12 +8,11 @@
  * (docs/reliability.md, "Network attacks").
  */
 import assert from "node:assert/strict";
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { classifyRequestBytes, gzipMessage, rawCall } from "../../tools/harness/index.ts";
+import { classifyRequestBytes, gzipMessage, rawCall, ServerProcess } from "../../tools/harness/index.ts";
 import { checkHealth, healthClient } from "./support/healthClient.ts";
 import { MODEL_NAME, REPO, testConfig } from "./support/testServer.ts";
 
@@ -30,10 +29,10 @@ function peakRssMiB(pid: number): number {
 }
 
 /** Starts `npm start`'s entry point on a free port; resolves with the process and its port once serving. */
-async function spawnServer(extra: string[]): Promise<{ child: ChildProcessWithoutNullStreams; port: number }> {
-  const child = spawn(
-    process.execPath,
+async function spawnServer(extra: string[]): Promise<{ child: ServerProcess; port: number }> {
+  const child = new ServerProcess(
     [
+      process.execPath,
       "--import",
       "tsx",
       "server/src/main.ts",
@@ -49,27 +48,13 @@ async function spawnServer(extra: string[]): Promise<{ child: ChildProcessWithou
     ],
     { cwd: REPO, env: { ...process.env, CTM_MODELS_DIR: testConfig().modelsDir, CTM_PROVIDER: "cpu" } },
   );
-  child.stderr.resume();
-  let port = 0;
-  let buffered = "";
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const parts = buffered.split("\n");
-      buffered = parts.pop() ?? "";
-      for (const part of parts) {
-        const line = JSON.parse(part) as { msg: string; port?: number };
-        if (line.msg === "gRPC listening; loading models") port = line.port ?? 0;
-        if (line.msg === "serving") resolve();
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`the server exited with code ${code} before serving`)));
-  });
-  return { child, port };
+  await child.waitForLog((line) => line.msg === "serving", 120_000);
+  const listening = child.logs.find((line) => line.msg === "gRPC listening; loading models");
+  return { child, port: (listening?.port as number | undefined) ?? 0 };
 }
 
 describe("memory across concurrent calls", () => {
-  let server: { child: ChildProcessWithoutNullStreams; port: number };
+  let server: { child: ServerProcess; port: number };
   // CTM_TEST_OLD_LIMITS=1 runs the same flood against the old defaults, to see the test fail without the fix.
   const old = process.env.CTM_TEST_OLD_LIMITS === "1";
 
@@ -85,7 +70,7 @@ describe("memory across concurrent calls", () => {
   });
 
   it(`${CALLS} concurrent gzip requests that inflate to 1-16 MiB each: the peak stays under ${PEAK_GROWTH_BOUND_MIB} MiB of growth and health answers`, async (t) => {
-    const pid = server.child.pid as number;
+    const pid = server.child.pid;
     const address = `127.0.0.1:${server.port}`;
     const health = healthClient(address);
     const session = http2.connect(`http://${address}`);

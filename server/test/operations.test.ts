@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as ort from "onnxruntime-node";
+import { ServerProcess } from "../../tools/harness/index.ts";
 import { createLogger } from "../src/logger.ts";
 import { startServer } from "../src/server.ts";
 import { MODEL_NAME, metricValue, modelDir, REPO, samples, startTestServer, testConfig } from "./support/testServer.ts";
@@ -116,9 +117,9 @@ describe("start-up", () => {
   });
 
   it("npm start's entry point serves on the flags' port, logs JSON and stops cleanly on SIGTERM", async () => {
-    const child = spawn(
-      process.execPath,
+    const child = new ServerProcess(
       [
+        process.execPath,
         "--import",
         "tsx",
         "server/src/main.ts",
@@ -133,31 +134,14 @@ describe("start-up", () => {
         "--threads",
         "1",
       ],
-      {
-        cwd: REPO,
-        env: { ...process.env, CTM_MODELS_DIR: testConfig().modelsDir },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
+      { cwd: REPO, env: { ...process.env, CTM_MODELS_DIR: testConfig().modelsDir } },
     );
-    const lines: Record<string, unknown>[] = [];
-    let buffered = "";
-    const serving = new Promise<void>((resolve, reject) => {
-      child.stdout.on("data", (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const parts = buffered.split("\n");
-        buffered = parts.pop() ?? "";
-        for (const part of parts) {
-          const line = JSON.parse(part) as Record<string, unknown>;
-          lines.push(line);
-          if (line.msg === "serving") resolve();
-        }
-      });
-      child.on("exit", (code) => reject(new Error(`the server exited with code ${code} before serving`)));
-    });
-    await serving;
-    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
-    child.kill("SIGTERM");
-    assert.equal(await exited, 0);
+    await child.waitForLog((line) => line.msg === "serving", 120_000);
+    await child.stop();
+    assert.equal((await child.exited).code, 0, child.output);
+    // Every stdout line is a JSON log line.
+    const lines = child.logs;
+    assert.equal(lines.length, child.stdout.split("\n").filter((line) => line.trim() !== "").length, child.stdout);
     const messages = lines.map((line) => line.msg);
     for (const message of [
       "starting",

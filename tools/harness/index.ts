@@ -3,7 +3,8 @@
  * tests share: typed clients for ctm.v1, the Open Inference Protocol and grpc.health.v1 (they live in
  * server/src/client, because the CLI and the container's health probe ship with the server), the
  * server's /metrics read, the server run as a child process, the open and closed load loops with the
- * per-request caller they drive, the sample inputs, and raw HTTP/2 clients for attacks below gRPC.
+ * per-request caller they drive, the inputs (samples, photographed digits, the reference sharp chain),
+ * and raw HTTP/2 clients for attacks below gRPC.
  */
 
 export { type CtmClient, createCtmClient } from "../../server/src/client/ctmClient.ts";
@@ -27,6 +28,7 @@ export {
   type StatedGuarantee,
 } from "./ctmCaller.ts";
 export { type ConnectionOptions, CtmConnection, channelCredentials, type TlsOptions } from "./ctmConnection.ts";
+export { digitPhoto, type PhotoOptions } from "./digitPhoto.ts";
 export { freePort } from "./freePort.ts";
 export {
   attack,
@@ -62,4 +64,5 @@ export {
   type StartedServer,
   startServerProcess,
 } from "./serverProcess.ts";
+export { preprocessWithSharpChain } from "./sharpChainPreprocess.ts";
 export { grpcMessage, StalledClient } from "./stalledClient.ts";

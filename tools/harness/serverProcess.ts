@@ -25,6 +25,8 @@ export class ServerProcess {
   readonly logs: LogLine[] = [];
   /** Everything on stdout (and stderr when piped), for failure messages. */
   output = "";
+  /** Stdout alone: the log lines, and whatever else was printed there. */
+  stdout = "";
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly child: ChildProcess;
   private waiters: (() => void)[] = [];
@@ -39,6 +41,7 @@ export class ServerProcess {
     let pending = "";
     this.child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
       this.output += chunk;
+      this.stdout += chunk;
       pending += chunk;
       const lines = pending.split("\n");
       pending = lines.pop() ?? "";

@@ -5,9 +5,9 @@
  * held against (imagePreprocessParity.test.ts); the server does not use it.
  */
 import sharp, { type Sharp } from "sharp";
-import type { ImageInput } from "../../src/model/manifest.ts";
-import { FORMAT_NAMES, readImageHeader } from "../../src/runtime/imageHeader.ts";
-import { ImageDecodeError, type ImageLimits } from "../../src/runtime/imagePreprocess.ts";
+import type { ImageInput } from "../../server/src/model/manifest.ts";
+import { FORMAT_NAMES, readImageHeader } from "../../server/src/runtime/imageHeader.ts";
+import { ImageDecodeError, type ImageLimits } from "../../server/src/runtime/imagePreprocess.ts";
 
 /** Large photos are reduced to this before the per-pixel work; a digit survives it easily. */
 const WORKING_SIZE = 256;
