@@ -19,17 +19,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import * as grpc from "@grpc/grpc-js";
 import * as hdr from "hdr-histogram-js";
 import sharp from "sharp";
 import { parseConfig, type ServerConfig } from "../../server/src/config.ts";
 import { createLogger } from "../../server/src/logger.ts";
 import { type RunningServer, startServer } from "../../server/src/server.ts";
-import {
-  type ClassifyResponseMessage,
-  loadProtocol,
-  type ModelInfoMessage,
-} from "../../server/src/transport/protocol.ts";
+import type { ModelInfoMessage } from "../../server/src/transport/protocol.ts";
+import { createCtmClient } from "../../tools/harness/index.ts";
 import type { LoadtestResult, PointResult } from "../src/loadtestResult.ts";
 import { PLOT_FILES } from "../src/plot/loadtestPlots.ts";
 import { RESULT_FILES } from "../src/resultFiles.ts";
@@ -152,21 +148,8 @@ describe("npm run loadtest against a real server", () => {
     config.metrics = { host: "127.0.0.1", port: 0 };
     server = await startServer(config, { logger: createLogger("silent") });
     address = `127.0.0.1:${server.port}`;
-    const { CtmClient } = loadProtocol();
-    const client = new CtmClient(address, grpc.credentials.createInsecure()) as unknown as Record<
-      string,
-      (request: unknown, callback: (error: Error | null, response: unknown) => void) => void
-    > &
-      grpc.Client;
-    const call = <T>(method: string, request: unknown) =>
-      new Promise<T>((resolve, reject) =>
-        (client[method] as (r: unknown, cb: (e: Error | null, r: unknown) => void) => void).call(
-          client,
-          request,
-          (e, r) => (e ? reject(e) : resolve(r as T)),
-        ),
-      );
-    model = await call<ModelInfoMessage>("GetModel", { name: MODEL });
+    const client = createCtmClient(address);
+    model = await client.GetModel({ name: MODEL });
 
     // A folder of the first IMAGES samples with their labels: the "folder of images" input path.
     const modelDir = join(ROOT, "models", MODEL, String(model.version));
@@ -182,7 +165,7 @@ describe("npm run loadtest against a real server", () => {
 
     traces = [];
     for (const { file, label } of labels) {
-      const response = await call<ClassifyResponseMessage>("Classify", {
+      const response = await client.Classify({
         model: MODEL,
         image: { data: readFileSync(join(images, file)) },
         halt_policy: { certainty_threshold: 1 },

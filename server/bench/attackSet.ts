@@ -51,7 +51,7 @@ import {
   startServerProcess,
   sumOf,
 } from "../../tools/harness/index.ts";
-import { loadInferenceProtocol, type ModelInferRequestMessage } from "../src/transport/inferenceProtocol.ts";
+import { loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
 import { benchMachine, loadAverage } from "./benchMachine.ts";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -336,7 +336,7 @@ async function largeImages() {
               inputs: [
                 { name: "image", datatype: "BYTES", shape: [6, 1], contents: { bytes_contents: Array(6).fill(image) } },
               ],
-            } as ModelInferRequestMessage,
+            },
             withinAMinute(),
           ),
         ),

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { type InferParameterMessage, loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
+import { createOipClient, type OipClient } from "../../tools/harness/index.ts";
+import type { InferParameterMessage } from "../src/transport/inferenceProtocol.ts";
 import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
 import {
   HALTING_MODEL,
@@ -201,23 +202,14 @@ describe("the halt signal", () => {
       raw_output_contents: Buffer[];
       parameters: Parameters;
     }
-    let client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+    let client: OipClient;
     before(() => {
-      const { InferenceClient } = loadInferenceProtocol();
-      client = new InferenceClient(t.address, grpc.credentials.createInsecure()) as typeof client;
+      client = createOipClient(t.address);
     });
     after(() => client.close());
 
-    const unary = <R>(method: string, message: object) =>
-      new Promise<R>((resolve, reject) =>
-        (client[method] as (m: object, cb: (e: grpc.ServiceError | null, r: R) => void) => void).call(
-          client,
-          message,
-          (error, response) => (error ? reject(error) : resolve(response)),
-        ),
-      );
-    const infer = (model: string, c: GoldenCase, parameters: Parameters) =>
-      unary<InferResponse>("ModelInfer", {
+    const infer = (model: string, c: GoldenCase, parameters: Parameters): Promise<InferResponse> =>
+      client.ModelInfer({
         model_name: model,
         inputs: [
           { name: "input", datatype: "FP32", shape: [1, ...c.input_shape], contents: { fp32_contents: c.input } },
@@ -249,7 +241,7 @@ describe("the halt signal", () => {
         assert.equal(response.parameters.answer_tick?.int64_param, want.answerTick);
         assert.equal(response.parameters.threshold_used?.double_param, threshold);
       }
-      const metadata = await unary<{ outputs: { name: string }[] }>("ModelMetadata", { name: HALTING_MODEL });
+      const metadata = await client.ModelMetadata({ name: HALTING_MODEL });
       assert.ok(metadata.outputs.some((o) => o.name === "halt"));
     });
 
@@ -258,7 +250,7 @@ describe("the halt signal", () => {
       const plain = await infer(HEADLESS_MODEL, c, {});
       assert.equal(output(plain, "halt"), undefined);
       assert.equal(plain.parameters.halt_signal?.string_param, "certainty");
-      const metadata = await unary<{ outputs: { name: string }[] }>("ModelMetadata", { name: HEADLESS_MODEL });
+      const metadata = await client.ModelMetadata({ name: HEADLESS_MODEL });
       assert.ok(!metadata.outputs.some((o) => o.name === "halt"));
       const refused = await failure(infer(HEADLESS_MODEL, c, { halt_signal: { string_param: "halt" } }));
       assert.equal(refused.code, grpc.status.INVALID_ARGUMENT);
@@ -269,7 +261,7 @@ describe("the halt signal", () => {
         /^parameters\.halt_signal must be a string_param, "certainty" or "halt", got string_param "halting"$/,
       );
       const output_ = await failure(
-        unary("ModelInfer", {
+        client.ModelInfer({
           model_name: HEADLESS_MODEL,
           inputs: [
             { name: "input", datatype: "FP32", shape: [1, ...c.input_shape], contents: { fp32_contents: c.input } },

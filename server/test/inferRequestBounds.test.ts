@@ -9,11 +9,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
-import {
-  loadInferenceProtocol,
-  type ModelInferRequestMessage,
-  type ModelInferResponseMessage,
-} from "../src/transport/inferenceProtocol.ts";
+import { createOipClient, type OipClient } from "../../tools/harness/index.ts";
+import type { ModelInferRequestMessage, ModelInferResponseMessage } from "../src/transport/inferenceProtocol.ts";
 import {
   failure,
   type GoldenCase,
@@ -27,17 +24,8 @@ import {
 
 const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
 
-type InferenceClient = grpc.Client & {
-  ModelInfer(
-    request: ModelInferRequestMessage,
-    callback: (error: grpc.ServiceError | null, response: ModelInferResponseMessage) => void,
-  ): void;
-};
-
-function modelInfer(client: InferenceClient, request: ModelInferRequestMessage): Promise<ModelInferResponseMessage> {
-  return new Promise((resolve, reject) =>
-    client.ModelInfer(request, (error, response) => (error ? reject(error) : resolve(response))),
-  );
+function modelInfer(client: OipClient, request: ModelInferRequestMessage): Promise<ModelInferResponseMessage> {
+  return client.ModelInfer(request);
 }
 
 /** A 7000 x 7000 PNG (about 160 KB), white with a black rectangle: a second or two of decoding each. */
@@ -57,7 +45,7 @@ function largePng(): Promise<Buffer> {
 
 describe("ModelInfer rows and shapes", () => {
   let t: TestServer;
-  let client: InferenceClient;
+  let client: OipClient;
   before(async () => {
     // Four batch slots and no queue: four rows fill the model. One decode slot, and images up to 50 M
     // pixels (the default for these small models is 16.8 M), so that each row takes a while to decode.
@@ -66,8 +54,7 @@ describe("ModelInfer rows and shapes", () => {
       maxQueue: 0,
       limits: { ...testConfig().limits, maxImagePixels: 50_000_000 },
     });
-    const { InferenceClient } = loadInferenceProtocol();
-    client = new InferenceClient(t.address, grpc.credentials.createInsecure()) as unknown as InferenceClient;
+    client = createOipClient(t.address);
   });
   after(async () => {
     client.close();
@@ -79,15 +66,18 @@ describe("ModelInfer rows and shapes", () => {
     const rows = 4;
     const decodes = async () => metricValue(await t.metrics(), "ctm_image_decodes_total");
     const before = await decodes();
-    const cancelled = client.ModelInfer(
-      {
-        model_name: MODEL_NAME,
-        inputs: [
-          { name: "image", datatype: "BYTES", shape: [rows, 1], contents: { bytes_contents: Array(rows).fill(png) } },
-        ],
-      },
-      () => {},
-    ) as unknown as grpc.ClientUnaryCall;
+    const cancelled = new AbortController();
+    client
+      .ModelInfer(
+        {
+          model_name: MODEL_NAME,
+          inputs: [
+            { name: "image", datatype: "BYTES", shape: [rows, 1], contents: { bytes_contents: Array(rows).fill(png) } },
+          ],
+        },
+        { signal: cancelled.signal },
+      )
+      .catch(() => {});
     const probe = () =>
       modelInfer(client, {
         model_name: MODEL_NAME,
@@ -107,7 +97,7 @@ describe("ModelInfer rows and shapes", () => {
     const held = await failure(probe());
     assert.equal(held.code, grpc.status.RESOURCE_EXHAUSTED);
     assert.match(held.details, /and 4 waiting \(max-queue 0\)/);
-    cancelled.cancel();
+    cancelled.abort();
     // Every row is accounted for, as cancelled ...
     const halted = async () => metricValue(await t.metrics(), "ctm_halts_total", { reason: "CANCELLED" });
     for (let polls = 0; polls < 3000 && (await halted()) < rows; polls++)
@@ -147,8 +137,7 @@ describe("ModelInfer rows and shapes", () => {
     await t.close();
     t = await startTestServer();
     client.close();
-    const { InferenceClient } = loadInferenceProtocol();
-    client = new InferenceClient(t.address, grpc.credentials.createInsecure()) as unknown as InferenceClient;
+    client = createOipClient(t.address);
     const warnings: Error[] = [];
     const onWarning = (warning: Error) => warnings.push(warning);
     process.on("warning", onWarning);
@@ -167,16 +156,9 @@ describe("ModelInfer rows and shapes", () => {
       });
       assert.equal(response.outputs.find((o) => o.name === "probabilities")?.shape[0], rows);
       // And as many requests at once on one ModelStreamInfer, which share the call's signal.
-      const stream = (
-        client as unknown as { ModelStreamInfer(): grpc.ClientDuplexStream<ModelInferRequestMessage, unknown> }
-      ).ModelStreamInfer();
-      const finals = new Promise<void>((resolve, reject) => {
-        stream.on("data", () => {});
-        stream.on("end", resolve);
-        stream.on("error", reject);
-      });
-      for (let i = 0; i < rows; i++) {
-        stream.write({
+      const requests = Array.from(
+        { length: rows },
+        (): ModelInferRequestMessage => ({
           model_name: MODEL_NAME,
           inputs: [
             {
@@ -186,10 +168,14 @@ describe("ModelInfer rows and shapes", () => {
               contents: { fp32_contents: golden.input },
             },
           ],
-        });
+        }),
+      );
+      async function* all() {
+        yield* requests;
       }
-      stream.end();
-      await finals;
+      for await (const _answer of client.ModelStreamInfer(all())) {
+        // Read every answer to the end of the stream.
+      }
       await new Promise((resolve) => setImmediate(resolve));
       // Before, the listeners on the call's shared AbortSignal passed Node's default of 10.
       assert.deepEqual(

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
+import { createOipClient } from "../../tools/harness/index.ts";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
 import { CTM_SERVICE } from "../src/transport/protocol.ts";
 import { healthOf, type ServingStatus } from "./support/healthClient.ts";
@@ -43,21 +43,6 @@ function modelsWithBrokenCopy(): string {
   return root;
 }
 
-type Unary<Req, Res> = (request: Req, callback: (error: grpc.ServiceError | null, response: Res) => void) => void;
-
-interface InferenceClient extends grpc.Client {
-  ModelMetadata: Unary<{ name: string }, { name: string }>;
-  ServerLive: Unary<object, { live: boolean }>;
-  ServerReady: Unary<object, { ready: boolean }>;
-  ModelReady: Unary<{ name: string; version?: string }, { ready: boolean }>;
-}
-
-function call<Req, Res>(method: Unary<Req, Res>, client: grpc.Client, request: Req): Promise<Res> {
-  return new Promise((resolve, reject) =>
-    method.call(client, request, (error, response) => (error ? reject(error) : resolve(response))),
-  );
-}
-
 interface Snapshot {
   health: {
     server: ServingStatus;
@@ -85,14 +70,13 @@ async function snapshot(address: string): Promise<Snapshot> {
     good: await perModel(modelHealthService(MODEL_NAME)),
     broken: await perModel(modelHealthService(BROKEN)),
   };
-  const { InferenceClient } = loadInferenceProtocol();
-  const client = new InferenceClient(address, grpc.credentials.createInsecure()) as unknown as InferenceClient;
+  const client = createOipClient(address);
   try {
     const v2 = {
-      live: (await call(client.ServerLive, client, {})).live,
-      ready: (await call(client.ServerReady, client, {})).ready,
-      good: (await call(client.ModelReady, client, { name: MODEL_NAME })).ready,
-      broken: (await call(client.ModelReady, client, { name: BROKEN })).ready,
+      live: (await client.ServerLive({})).live,
+      ready: (await client.ServerReady({})).ready,
+      good: (await client.ModelReady({ name: MODEL_NAME })).ready,
+      broken: (await client.ModelReady({ name: BROKEN })).ready,
     };
     return { health, v2 };
   } finally {
@@ -129,9 +113,8 @@ describe("Open Inference Protocol health", () => {
       assertAgree(serving, "serving");
       assert.deepEqual(serving.v2, { live: true, ready: true, good: true, broken: false });
       assert.equal(serving.health.broken, "NOT_SERVING");
-      const { InferenceClient } = loadInferenceProtocol();
-      const client = new InferenceClient(t.address, grpc.credentials.createInsecure()) as unknown as InferenceClient;
-      const refused = await call(client.ModelMetadata, client, { name: BROKEN }).then(
+      const client = createOipClient(t.address);
+      const refused = await client.ModelMetadata({ name: BROKEN }).then(
         () => undefined,
         (error: grpc.ServiceError) => error,
       );
@@ -164,11 +147,9 @@ describe("Open Inference Protocol health", () => {
 
   it("ModelReady is false for an unknown model and for a version that is not loaded", async () => {
     const t = await startTestServer();
-    const { InferenceClient } = loadInferenceProtocol();
-    const client = new InferenceClient(t.address, grpc.credentials.createInsecure()) as unknown as InferenceClient;
+    const client = createOipClient(t.address);
     try {
-      const ready = (name: string, version = "") =>
-        call(client.ModelReady, client, { name, version }).then((r) => r.ready);
+      const ready = (name: string, version = "") => client.ModelReady({ name, version }).then((r) => r.ready);
       assert.deepEqual(
         [
           await ready(MODEL_NAME),

@@ -13,8 +13,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import * as grpc from "@grpc/grpc-js";
-import { eventually, grpcMessage, StalledClient } from "../../tools/harness/index.ts";
+import { createOipClient, eventually, grpcMessage, StalledClient } from "../../tools/harness/index.ts";
 import { MAX_ID_CHARS } from "../src/transport/inferenceDecoding.ts";
 import {
   loadInferenceProtocol,
@@ -112,21 +111,13 @@ describe("ModelStreamInfer under a client that does not read", () => {
   });
 
   it("refuses an id longer than it echoes, without echoing it", async () => {
-    const { InferenceClient } = loadInferenceProtocol();
-    const client = new InferenceClient(t.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-      ModelStreamInfer(): grpc.ClientDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>;
-    };
+    const client = createOipClient(t.address);
     try {
-      const call = client.ModelStreamInfer();
+      async function* oneRequest() {
+        yield inferRequest("i".repeat(500_000));
+      }
       const answers: ModelStreamInferResponseMessage[] = [];
-      const ended = new Promise<void>((resolve, reject) => {
-        call.on("data", (answer: ModelStreamInferResponseMessage) => answers.push(answer));
-        call.on("end", resolve);
-        call.on("error", reject);
-      });
-      call.write(inferRequest("i".repeat(500_000)));
-      call.end();
-      await ended;
+      for await (const answer of client.ModelStreamInfer(oneRequest())) answers.push(answer);
       assert.equal(answers.length, 1);
       const [answer] = answers as [ModelStreamInferResponseMessage];
       assert.equal(

@@ -17,7 +17,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { type InferParameterMessage, loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
+import { createOipClient } from "../../tools/harness/index.ts";
+import type { InferParameterMessage } from "../src/transport/inferenceProtocol.ts";
 import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,
@@ -124,22 +125,13 @@ describe("a floor beside the target", () => {
   });
 
   it("the Open Inference Protocol over gRPC: min_target_accuracy in, the guarantee's parameters out", async () => {
-    const { InferenceClient } = loadInferenceProtocol();
-    const client = new InferenceClient(t.address, grpc.credentials.createInsecure()) as unknown as grpc.Client &
-      Record<string, (m: object, cb: (e: grpc.ServiceError | null, r: unknown) => void) => void>;
+    const client = createOipClient(t.address);
     const infer = (parameters: Record<string, InferParameterMessage>) =>
-      new Promise<{ parameters: Record<string, InferParameterMessage> }>((resolve, reject) =>
-        client.ModelInfer?.call(
-          client,
-          {
-            model_name: MODEL_NAME,
-            inputs: [{ name: "image", datatype: "BYTES", shape: [1, 1], contents: { bytes_contents: [sample.png] } }],
-            parameters,
-          },
-          (error, response) =>
-            error ? reject(error) : resolve(response as { parameters: Record<string, InferParameterMessage> }),
-        ),
-      );
+      client.ModelInfer({
+        model_name: MODEL_NAME,
+        inputs: [{ name: "image", datatype: "BYTES", shape: [1, 1], contents: { bytes_contents: [sample.png] } }],
+        parameters,
+      });
     try {
       const { parameters } = await infer({
         target_accuracy: { double_param: ladder.top.target },

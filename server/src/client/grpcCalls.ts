@@ -37,6 +37,10 @@ function cancelOn(signal: AbortSignal | undefined, call: { cancel(): void }): ()
   return () => signal.removeEventListener("abort", cancel);
 }
 
+/** What grpc-js's make*Request calls take first: the method's path and its message codecs. */
+const route = <Req, Res>(definition: grpc.MethodDefinition<Req, Res>) =>
+  [definition.path, definition.requestSerialize, definition.responseDeserialize] as const;
+
 export function unaryMethod<Req, Res>(
   client: grpc.Client,
   definition: grpc.MethodDefinition<Req, Res>,
@@ -45,30 +49,22 @@ export function unaryMethod<Req, Res>(
     new Promise((resolve, reject) => {
       const { metadata, signal, call: callOptions } = split(options);
       let release = () => {};
-      const call = client.makeUnaryRequest(
-        definition.path,
-        definition.requestSerialize,
-        definition.responseDeserialize,
-        request,
-        metadata,
-        callOptions,
-        (error, response) => {
-          release();
-          if (error) reject(error);
-          else resolve(response as Res);
-        },
-      );
+      const call = client.makeUnaryRequest(...route(definition), request, metadata, callOptions, (error, response) => {
+        release();
+        if (error) reject(error);
+        else resolve(response as Res);
+      });
       release = cancelOn(signal, call);
     });
 }
 
-async function* readAll<Res>(stream: grpc.ClientReadableStream<Res>, release: () => void): AsyncIterable<Res> {
+/** A stream call's messages as an async iterable; leaving the loop early cancels the call. */
+async function* readAll<Res>(stream: AsyncIterable<Res> & { cancel(): void }, release: () => void): AsyncIterable<Res> {
   try {
     // A grpc-js stream iterates its messages and throws its error status (a ServiceError).
-    for await (const message of stream as AsyncIterable<Res>) yield message;
+    for await (const message of stream) yield message;
   } finally {
     release();
-    // A consumer that stops early ends the call rather than leaving it open.
     stream.cancel();
   }
 }
@@ -78,15 +74,8 @@ export function serverStreamingMethod<Req, Res>(
   definition: grpc.MethodDefinition<Req, Res>,
 ): ServerStreamingMethod<Req, Res> {
   return (request, options) => {
-    const { metadata, signal, call: callOptions } = split(options);
-    const stream = client.makeServerStreamRequest(
-      definition.path,
-      definition.requestSerialize,
-      definition.responseDeserialize,
-      request,
-      metadata,
-      callOptions,
-    );
+    const { metadata, signal, call } = split(options);
+    const stream = client.makeServerStreamRequest(...route(definition), request, metadata, call);
     return readAll(stream, cancelOn(signal, stream));
   };
 }
@@ -96,17 +85,12 @@ export function bidiStreamingMethod<Req, Res>(
   definition: grpc.MethodDefinition<Req, Res>,
 ): BidiStreamingMethod<Req, Res> {
   return (requests, options) => {
-    const { metadata, signal, call: callOptions } = split(options);
-    const stream = client.makeBidiStreamRequest(
-      definition.path,
-      definition.requestSerialize,
-      definition.responseDeserialize,
-      metadata,
-      callOptions,
-    );
+    const { metadata, signal, call } = split(options);
+    const stream = client.makeBidiStreamRequest(...route(definition), metadata, call);
     void (async () => {
       try {
         for await (const request of requests) {
+          // Respect backpressure: wait for 'drain' when write() says the buffer is full.
           if (!stream.write(request)) await new Promise((resolve) => stream.once("drain", resolve));
         }
         stream.end();
@@ -114,7 +98,7 @@ export function bidiStreamingMethod<Req, Res>(
         stream.cancel();
       }
     })();
-    return readAll(stream as unknown as grpc.ClientReadableStream<Res>, cancelOn(signal, stream));
+    return readAll(stream, cancelOn(signal, stream));
   };
 }
 

@@ -16,7 +16,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { loadInferenceProtocol } from "../../src/transport/inferenceProtocol.ts";
+import { createOipClient, type OipClient, type UnaryMethod } from "../../../tools/harness/index.ts";
 import { MODEL_NAME, modelDir } from "./testServer.ts";
 
 /** A models folder holding `versions` of the shipped model (as `name`). */
@@ -66,27 +66,24 @@ function writeManifest(dir: string, version: number, name: string, extra: Record
   writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
 }
 
-type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
+/** A unary method of inference.GRPCInferenceService, by name. */
+export type OipUnaryName = Exclude<keyof OipClient, "grpc" | "close" | "ModelStreamInfer">;
 
-/** inference.GRPCInferenceService with promise methods: `call("RepositoryIndex", {...})`. */
+/** inference.GRPCInferenceService (the shared client, tools/harness) called by name: `call("RepositoryIndex", {...})`. */
 export class InferenceTestClient {
-  readonly raw: grpc.Client & Record<string, unknown>;
+  readonly oip: OipClient;
 
   constructor(address: string) {
-    const { InferenceClient } = loadInferenceProtocol();
-    this.raw = new InferenceClient(address, grpc.credentials.createInsecure()) as unknown as grpc.Client &
-      Record<string, unknown>;
+    this.oip = createOipClient(address);
   }
 
-  call<T = Record<string, unknown>>(method: string, request: object, metadata = new grpc.Metadata()): Promise<T> {
-    const fn = this.raw[method] as (r: object, m: grpc.Metadata, c: Callback) => void;
-    return new Promise((resolve, reject) =>
-      fn.call(this.raw, request, metadata, (error, response) => (error ? reject(error) : resolve(response as T))),
-    );
+  call<T = Record<string, unknown>>(method: OipUnaryName, request: object, metadata = new grpc.Metadata()): Promise<T> {
+    const unary = this.oip[method] as UnaryMethod<object, unknown>;
+    return unary(request, { metadata }) as Promise<T>;
   }
 
   close(): void {
-    this.raw.close();
+    this.oip.close();
   }
 }
 
