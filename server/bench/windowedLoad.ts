@@ -1,8 +1,9 @@
 /**
- * Closed-loop load for `npm run bench:scale`, in its own process: `callers` loops of Classify, the
- * answers counted only inside a measurement window after a warm-up, and whatever is still running at
- * the window's end cancelled. loadGenerator.ts waits for the last requests instead, which at paper
- * sizes (seconds per request, 64 of them queued on an unbatched server) would add minutes.
+ * Closed-loop load for `npm run bench:scale`, in its own process: `callers` loops of Classify (the
+ * harness's closed loop), the answers counted only inside a measurement window after a warm-up, and
+ * whatever is still running at the window's end cancelled. loadGenerator.ts waits for the last
+ * requests instead, which at paper sizes (seconds per request, 64 of them queued on an unbatched
+ * server) would add minutes.
  *
  *   node --import tsx server/bench/windowedLoad.ts <port> <callers> <warm-up s> <window s> <request.bin>
  *
@@ -11,49 +12,39 @@
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import type * as grpc from "@grpc/grpc-js";
-import { rawClassifyClients } from "./rawClassifyClients.ts";
+import { driveClosedLoop } from "../../tools/harness/index.ts";
+import { type RawClassifyClient, rawClassifyClients } from "./rawClassifyClients.ts";
 
 const [port, callers, warmUp, window, requestFile] = process.argv.slice(2);
 const request = readFileSync(requestFile as string);
 const clients = rawClassifyClients(port as string);
-const calls = new Set<grpc.ClientUnaryCall>();
-let done = false;
-const classify = (client: grpc.Client) =>
-  new Promise<void>((resolve, reject) => {
-    const call = (
-      client as unknown as Record<string, (r: Buffer, cb: (e: Error | null) => void) => grpc.ClientUnaryCall>
-    ).Classify?.(request, (error) => {
-      calls.delete(call as grpc.ClientUnaryCall);
-      if (error) reject(error);
-      else resolve();
-    });
-    if (call) calls.add(call);
-  });
+const end = new AbortController();
 
 process.stdout.write(`${JSON.stringify({ started: true })}\n`);
 const started = performance.now();
 const from = started + Number(warmUp) * 1000;
 const to = from + Number(window) * 1000;
+// The window's end cancels the calls still running: they are neither answers nor errors.
+const timer = setTimeout(() => end.abort(), to - started);
 let completed = 0;
 let errors = 0;
-const loops = Promise.all(
-  Array.from({ length: Number(callers) }, async (_, i) => {
-    const client = clients[i % clients.length] as grpc.Client;
-    while (!done) {
-      try {
-        await classify(client);
-        const now = performance.now();
-        if (now >= from && now < to) completed++;
-      } catch {
-        if (!done) errors++;
-      }
-    }
-  }),
-);
-await new Promise((resolve) => setTimeout(resolve, to - started));
-done = true;
-for (const call of calls) call.cancel();
-await loops;
+let next = 0;
+await driveClosedLoop<RawClassifyClient, boolean>(Number(callers), {
+  budget: { kind: "duration", seconds: Number(warmUp) + Number(window) },
+  // Each call on the next connection in turn.
+  nextSample: () => clients[next++ % clients.length] as RawClassifyClient,
+  call: (client, _intendedAt, signal) =>
+    client.classify(request, { signal }).then(
+      () => true,
+      () => false,
+    ),
+  onOutcome: (_client, answered) => {
+    const now = performance.now();
+    if (answered && now >= from && now < to) completed++;
+    else if (!answered && !end.signal.aborted) errors++;
+  },
+  signal: end.signal,
+});
+clearTimeout(timer);
 for (const client of clients) client.close();
 process.stdout.write(`${JSON.stringify({ completed, seconds: Number(window), errors })}\n`);

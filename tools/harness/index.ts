@@ -8,11 +8,12 @@
  */
 
 export { type CtmClient, createCtmClient } from "../../server/src/client/ctmClient.ts";
-export type {
-  BidiStreamingMethod,
-  CallOptions,
-  ServerStreamingMethod,
-  UnaryMethod,
+export {
+  type BidiStreamingMethod,
+  type CallOptions,
+  type ServerStreamingMethod,
+  type UnaryMethod,
+  unaryMethod,
 } from "../../server/src/client/grpcCalls.ts";
 export { createHealthClient, type HealthClient, type ServingStatus } from "../../server/src/client/healthClient.ts";
 export { createOipClient, type OipClient } from "../../server/src/client/oipClient.ts";
