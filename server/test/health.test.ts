@@ -4,11 +4,9 @@
  * in-flight requests finish within the grace period and cancels what is left after it.
  */
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
+import { reflect } from "../../tools/harness/index.ts";
 import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
 import { checkHealth, healthClient, type ServingStatus, watchHealth } from "./support/healthClient.ts";
 import { type GoldenCase, readModelJson, startTestServer, tensorRequest } from "./support/testServer.ts";
@@ -113,32 +111,11 @@ describe("reflection", () => {
   it("lists the services and describes ctm.v1.CtmService", async () => {
     const t = await startTestServer();
     try {
-      const require = createRequire(import.meta.url);
-      const protoDir = join(require.resolve("@grpc/reflection/package.json"), "..", "build", "proto");
-      const definition = protoLoader.loadSync("grpc/reflection/v1/reflection.proto", {
-        includeDirs: [protoDir],
-        keepCase: true,
-      });
-      const reflection = grpc.loadPackageDefinition(definition) as unknown as {
-        grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
-      };
-      const client = new reflection.grpc.reflection.v1.ServerReflection(t.address, grpc.credentials.createInsecure());
-      const call = (
-        client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, Record<string, unknown>> }
-      ).ServerReflectionInfo();
-      const responses: Record<string, unknown>[] = [];
-      const done = new Promise<void>((resolve, reject) => {
-        call.on("data", (response: Record<string, unknown>) => {
-          responses.push(response);
-          if (responses.length === 2) call.end();
-        });
-        call.on("end", resolve);
-        call.on("error", reject);
-      });
-      call.write({ list_services: "" });
-      call.write({ file_containing_symbol: "ctm.v1.CtmService" });
-      await done;
-      client.close();
+      const responses = await reflect(t.address, [
+        { list_services: "" },
+        { file_containing_symbol: "ctm.v1.CtmService" },
+      ]);
+      assert.equal(responses.length, 2);
 
       const [listed, described_] = responses as [Record<string, unknown>, Record<string, unknown>];
       const services = (listed.list_services_response as { service: { name: string }[] }).service.map((s) => s.name);

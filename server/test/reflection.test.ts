@@ -10,14 +10,13 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor/index.js";
+import { reflect } from "../../tools/harness/index.ts";
 import { jsonName, mapEntryName, protocFileDescriptors } from "../src/transport/reflectionDescriptors.ts";
 import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
@@ -161,39 +160,6 @@ type ReflectionResponse = {
   error_response?: { error_code: number; error_message: string };
 };
 
-/** Sends each request on one ServerReflectionInfo stream, as grpcurl does, and returns the answers. */
-async function reflect(address: string, requests: object[]): Promise<ReflectionResponse[]> {
-  const require = createRequire(import.meta.url);
-  const protoDir = join(require.resolve("@grpc/reflection/package.json"), "..", "build", "proto");
-  const definition = protoLoader.loadSync("grpc/reflection/v1/reflection.proto", {
-    includeDirs: [protoDir],
-    keepCase: true,
-  });
-  const reflection = grpc.loadPackageDefinition(definition) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
-  };
-  const client = new reflection.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
-  try {
-    const call = (
-      client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> }
-    ).ServerReflectionInfo();
-    const responses: ReflectionResponse[] = [];
-    const done = new Promise<void>((resolve, reject) => {
-      call.on("data", (response: ReflectionResponse) => {
-        responses.push(response);
-        if (responses.length === requests.length) call.end();
-      });
-      call.on("end", resolve);
-      call.on("error", reject);
-    });
-    for (const request of requests) call.write(request);
-    await done;
-    return responses;
-  } finally {
-    client.close();
-  }
-}
-
 function decodeFiles(response: ReflectionResponse | undefined): File[] {
   const encoded = response?.file_descriptor_response?.file_descriptor_proto;
   assert.ok(encoded, `a file descriptor response, got ${JSON.stringify(response?.error_response)}`);
@@ -209,7 +175,7 @@ describe("server reflection", () => {
   const described = (service: string) => decodeFiles(responses.get(service));
   before(async () => {
     t = await startTestServer();
-    const answers = await reflect(
+    const answers = await reflect<ReflectionResponse>(
       t.address,
       SERVICES.map((symbol) => ({ file_containing_symbol: symbol })),
     );
@@ -218,7 +184,7 @@ describe("server reflection", () => {
   after(() => t.close());
 
   it("lists every service the server exposes, reflection included", async () => {
-    const [listed] = await reflect(t.address, [{ list_services: "*" }]);
+    const [listed] = await reflect<ReflectionResponse>(t.address, [{ list_services: "*" }]);
     const names = (listed?.list_services_response?.service ?? []).map((s) => s.name).sort();
     assert.deepEqual(names, SERVICES);
   });

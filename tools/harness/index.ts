@@ -57,6 +57,7 @@ export {
   seriesOf,
   sumOf,
 } from "./prometheus.ts";
+export { reflect } from "./reflection.ts";
 export { correctFraction, loadSamples, type Sample, type SampleInput, type SampleSet } from "./samples.ts";
 export {
   type LogLine,
