@@ -6,20 +6,7 @@ import { readFileSync } from "node:fs";
 import type http2 from "node:http2";
 import net from "node:net";
 import { gzipSync } from "node:zlib";
-
-export const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-
-export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7 } as const;
-export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
-
-export function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(stream, 5);
-  return Buffer.concat([header, payload]);
-}
+import { FLAG, FRAME, frame, PREFACE } from "./http2Frames.ts";
 
 /** HPACK literal (not indexed) with a name from the static table. */
 function literal(nameIndex: number, value: string): Buffer {

@@ -37,17 +37,14 @@ export {
   classifyRequestBytes,
   EMPTY_MESSAGE,
   eventually,
-  FLAG,
-  FRAME,
-  frame,
   grpcHeaders,
   gzipMessage,
   HEALTH_CHECK,
-  PREFACE,
   type Received,
   rawCall,
   serverSockets,
 } from "./http2Attack.ts";
+export { FLAG, FRAME, frame, PREFACE } from "./http2Frames.ts";
 export { type Arrival, arrivalSchedule, driveOpenLoop, seededRandom } from "./openLoop.ts";
 export {
   bucketsOf,

@@ -9,27 +9,12 @@
  * back, as it would a real client.
  */
 import { connect, type Socket } from "node:net";
+import { FLAG, FRAME, frame, PREFACE } from "./http2Frames.ts";
 
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-const DATA = 0x0;
-const HEADERS = 0x1;
-const RST_STREAM = 0x3;
-const SETTINGS = 0x4;
-const WINDOW_UPDATE = 0x8;
+const { DATA, HEADERS, RST_STREAM, SETTINGS, WINDOW_UPDATE } = FRAME;
+const { END_STREAM, ACK, END_HEADERS } = FLAG;
 const MAX_FRAME = 16_384;
 const INITIAL_WINDOW = 65_535;
-const END_STREAM = 0x1;
-const ACK = 0x1;
-const END_HEADERS = 0x4;
-
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(stream, 5);
-  return Buffer.concat([header, payload]);
-}
 
 /** One header as an HPACK "literal header field without indexing, new name" (RFC 7541 6.2.2). */
 function literal(name: string, value: string): Buffer {
