@@ -1,6 +1,6 @@
 /**
  * What preprocessing one image costs, one-pass (imagePreprocess.ts) against the chain of sharp
- * pipelines it replaced (server/test/support/sharpChainPreprocess.ts), alternating in rounds: for the
+ * pipelines it replaced (tools/harness/sharpChainPreprocess.ts), alternating in rounds: for the
  * model's sample PNGs (28x28, decoded in process) and for photos of them (JPEG and PNG, decoded by
  * libvips). Wall time per image one at a time, and CPU time per image of this process (libvips's
  * threads included) with 16 in flight (docs/benchmarks.md, "Images").

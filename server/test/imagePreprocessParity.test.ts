@@ -1,7 +1,7 @@
 /**
  * The one-pass image preprocessing (a small plain PNG decoded in process, anything else decoded by one
  * libvips pipeline, the digit's fit resized on typed arrays) against what it replaced: the chain of
- * sharp pipelines kept in support/sharpChainPreprocess.ts. And the "resize" and "center-crop" modes
+ * sharp pipelines kept in tools/harness/sharpChainPreprocess.ts. And the "resize" and "center-crop" modes
  * against sharp's own resize on tiny RGB images.
  */
 import assert from "node:assert/strict";

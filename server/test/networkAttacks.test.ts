@@ -1,5 +1,5 @@
 /**
- * Attacks below gRPC, from a raw HTTP/2 client on loopback (support/http2Attack.ts): connections that
+ * Attacks below gRPC, from a raw HTTP/2 client on loopback (tools/harness/http2Attack.ts): connections that
  * nghttp2 ends with its own GOAWAY, and a burst of streams beyond the advertised limit. What the server
  * does about each is in docs/reliability.md, "Network attacks".
  */
