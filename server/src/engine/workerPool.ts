@@ -16,7 +16,7 @@ const RESTART_BACKOFF_MS = 500;
 const RESTART_BACKOFF_CAP_MS = 30_000;
 
 /** How long to wait before the restart after `failed` restarts in a row have failed. */
-export function restartBackoffMs(failed: number): number {
+function restartBackoffMs(failed: number): number {
   return Math.min(RESTART_BACKOFF_CAP_MS, RESTART_BACKOFF_MS * 2 ** failed);
 }
 
