@@ -1,5 +1,6 @@
 /**
- * One loaded model: admission, the queue, and the scheduler workers that think.
+ * One loaded model: admission, the queue, and the requests on its scheduler workers (which think;
+ * workerPool.ts starts them and keeps them running).
  *
  * Runs on the main thread and never touches a graph: it validates a request, preprocesses its input,
  * queues it (bounded: a full queue is RESOURCE_EXHAUSTED at once), hands it to the least-loaded worker
