@@ -15,7 +15,7 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type ServerProcess, startServerProcess } from "../../server/bench/serverProcess.ts";
+import { type ServerProcess, startServerProcess } from "../../server/bench/parts/serverProcess.ts";
 import { CtmConnection } from "./connection.ts";
 import { arrivalSchedule, seededRandom } from "./openLoop.ts";
 import type { TlsOptions } from "./options.ts";

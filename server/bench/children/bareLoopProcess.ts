@@ -4,7 +4,7 @@
  * milliseconds. In the benchmark's own process the loop would share an event loop with gRPC clients
  * whose leftover work lands inside its awaits; here it is measured as Python's is.
  *
- *   node --import tsx server/bench/bareLoopProcess.ts MODEL_DIR --threads N --ticks T [--batch]
+ *   node --import tsx server/bench/children/bareLoopProcess.ts MODEL_DIR --threads N --ticks T [--batch]
  *
  * --batch runs the request as the server's worker does (CtmBatch: one row joins, every tick, leaves:
  * preallocated feeds and outputs) instead of bareLoop.ts's plain session.run calls.
@@ -13,9 +13,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import { openBareLoop } from "./bareLoop.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
+import { openBareLoop } from "../parts/bareLoop.ts";
 
 const [dir] = process.argv.slice(2);
 const option = (name: string) => {

@@ -3,7 +3,7 @@
 and every tick. npm run bench runs it beside the Node loop, so that a gap between the two bindings
 shows up in the same run (docs/benchmarks.md, target 3).
 
-    node scripts/py.mjs server/bench/bare_loop.py MODEL_DIR --threads N --requests R --ticks T [--serve]
+    node scripts/py.mjs server/bench/children/bare_loop.py MODEL_DIR --threads N --requests R --ticks T [--serve]
 
 Prints {"ms": [...], "onnxruntime": version} on stdout: milliseconds per request, after 10 warm-up runs.
 With --serve it first prints {"onnxruntime": version}, then runs one request per line read from stdin

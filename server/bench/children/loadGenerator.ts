@@ -8,7 +8,7 @@
  * interleaves them in short phases, so that background load on a shared machine hits them alike. With
  * a metrics port, the server's counters are read at every phase boundary.
  *
- *   node --import tsx server/bench/loadGenerator.ts <port> <callers> <metrics port or 0> <seconds>:<requests.bin>...
+ *   node --import tsx server/bench/children/loadGenerator.ts <port> <callers> <metrics port or 0> <seconds>:<requests.bin>...
  *
  * Each requests.bin holds one or more serialised ClassifyRequests, each after its length (4 bytes, big
  * endian); caller i starts at request i and takes them in turn.
@@ -18,8 +18,8 @@
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { grpcFrame, type Http2ClassifyClient, http2ClassifyClients } from "./http2ClassifyClients.ts";
-import { countersBetween, readServerCounters, type ServerCounters } from "./serverCounters.ts";
+import { grpcFrame, type Http2ClassifyClient, http2ClassifyClients } from "../parts/http2ClassifyClients.ts";
+import { countersBetween, readServerCounters, type ServerCounters } from "../parts/serverCounters.ts";
 
 const [port, callers, metricsPort, ...phaseArgs] = process.argv.slice(2);
 const phases = phaseArgs.map((arg) => {

@@ -7,19 +7,23 @@
  * server; what the real server adds beyond it is the server's own. It is not a server to run: one
  * request blocks every other.
  *
- *   node --import tsx server/bench/thinServer.ts --threads N
+ *   node --import tsx server/bench/children/thinServer.ts --threads N
  *
  * Prints {"msg":"serving","port":P} on stdout once it listens (as server/src/main.ts logs it).
  */
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { type ClassifyRequestMessage, type ClassifyResponseMessage, loadProtocol } from "../src/transport/protocol.ts";
-import { openBareLoop } from "./bareLoop.ts";
-import { benchModelFolder } from "./benchModel.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import {
+  type ClassifyRequestMessage,
+  type ClassifyResponseMessage,
+  loadProtocol,
+} from "../../src/transport/protocol.ts";
+import { openBareLoop } from "../parts/bareLoop.ts";
+import { benchModelFolder } from "../parts/benchModel.ts";
 
-const REPO = join(import.meta.dirname, "../..");
+const REPO = join(import.meta.dirname, "../../..");
 const threadsAt = process.argv.indexOf("--threads");
 const threads = threadsAt >= 0 ? Number(process.argv[threadsAt + 1]) : 1;
 

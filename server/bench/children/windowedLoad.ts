@@ -4,7 +4,7 @@
  * the window's end cancelled. loadGenerator.ts waits for the last requests instead, which at paper
  * sizes (seconds per request, 64 of them queued on an unbatched server) would add minutes.
  *
- *   node --import tsx server/bench/windowedLoad.ts <port> <callers> <warm-up s> <window s> <request.bin>
+ *   node --import tsx server/bench/children/windowedLoad.ts <port> <callers> <warm-up s> <window s> <request.bin>
  *
  * Prints {"started": true} once its callers start (the warm-up begins), then
  * {"completed": n, "seconds": window, "errors": e} on stdout.
@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
-import { rawClassifyClients } from "./rawClassifyClients.ts";
+import { rawClassifyClients } from "../parts/rawClassifyClients.ts";
 
 const [port, callers, warmUp, window, requestFile] = process.argv.slice(2);
 const request = readFileSync(requestFile as string);

@@ -5,8 +5,8 @@
  */
 import { performance } from "node:perf_hooks";
 import * as ort from "onnxruntime-node";
-import type { ModelDefinition } from "../src/model/modelFolder.ts";
-import { openSessions } from "../src/runtime/executionProvider.ts";
+import type { ModelDefinition } from "../../src/model/modelFolder.ts";
+import { openSessions } from "../../src/runtime/executionProvider.ts";
 
 export interface BareLoop {
   /** Milliseconds for one input, encoder plus `ticks` ticks. */

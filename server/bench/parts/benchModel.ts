@@ -3,7 +3,7 @@
  * under models/" (that changes the moment another model ships, e.g. maze-ctm sorts before mnist-ctm).
  */
 import { join } from "node:path";
-import { discoverModelFolders } from "../src/model/modelFolder.ts";
+import { discoverModelFolders } from "../../src/model/modelFolder.ts";
 
 export const DEFAULT_BENCH_MODEL = "mnist-ctm";
 

@@ -3,9 +3,9 @@
  * (CtmBatch), and the cost per answer it predicts: one encoder row, plus one tick row for every tick
  * the answer ran, each at the batch size the server actually formed (bench.ts, graphCost.ts).
  */
-import type { ModelDefinition } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import type { SessionSettings } from "../src/runtime/executionProvider.ts";
+import type { ModelDefinition } from "../../src/model/modelFolder.ts";
+import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
+import type { SessionSettings } from "../../src/runtime/executionProvider.ts";
 
 export const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64];
 

@@ -7,9 +7,13 @@
  */
 import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
-import { answerOutcome, type Caller } from "../../loadtest/src/ctmCaller.ts";
-import type { Sample } from "../../loadtest/src/samples.ts";
-import { type ClassifyRequestMessage, type ClassifyResponseMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { answerOutcome, type Caller } from "../../../loadtest/src/ctmCaller.ts";
+import type { Sample } from "../../../loadtest/src/samples.ts";
+import {
+  type ClassifyRequestMessage,
+  type ClassifyResponseMessage,
+  loadProtocol,
+} from "../../src/transport/protocol.ts";
 import { grpcFrame } from "./http2ClassifyClients.ts";
 
 const HEADERS = {

@@ -4,9 +4,9 @@
  * each answer stated: answers are grouped by the target they say they were served at, and each group's
  * delivered accuracy (the share of positions right on the labelled samples) is set beside that target.
  */
-import type { CallOutcome } from "../../loadtest/src/ctmCaller.ts";
-import { correctFraction } from "../../loadtest/src/pointRecorder.ts";
-import type { Sample } from "../../loadtest/src/samples.ts";
+import type { CallOutcome } from "../../../loadtest/src/ctmCaller.ts";
+import { correctFraction } from "../../../loadtest/src/pointRecorder.ts";
+import type { Sample } from "../../../loadtest/src/samples.ts";
 import type { ServerSide } from "./serverLatency.ts";
 
 export type ControllerMode = "on" | "off";

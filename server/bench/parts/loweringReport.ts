@@ -11,7 +11,7 @@ import {
   lineChartSvg,
   PALETTE,
   writePng,
-} from "../../loadtest/src/plot/svgChart.ts";
+} from "../../../tools/harness/plot/svgChart.ts";
 import { guaranteesHeld, JUDGED_ANSWERS, type LoweringPoint } from "./loweringPoint.ts";
 
 export const RESULT_SCHEMA = "ctm-serve/lowering-bench/1";

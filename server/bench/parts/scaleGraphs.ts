@@ -13,9 +13,9 @@
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import * as ort from "onnxruntime-node";
-import type { ModelDefinition } from "../src/model/modelFolder.ts";
-import { openSessions, type SessionSettings } from "../src/runtime/executionProvider.ts";
-import { type LinearFit, linearFit, median } from "./scaleStatistics.ts";
+import { type LinearFit, linearFit, median } from "../../../tools/harness/statistics.ts";
+import type { ModelDefinition } from "../../src/model/modelFolder.ts";
+import { openSessions, type SessionSettings } from "../../src/runtime/executionProvider.ts";
 
 export interface GraphRun {
   rows: number;

@@ -5,11 +5,11 @@
  * server's figure (its worker's step time, ctm_worker_step_seconds_total) includes both.
  */
 
-import { Scheduler } from "../src/engine/scheduler.ts";
-import type { AdmitMessage } from "../src/engine/workerProtocol.ts";
-import type { ModelDefinition } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import type { SessionSettings } from "../src/runtime/executionProvider.ts";
+import { Scheduler } from "../../src/engine/scheduler.ts";
+import type { AdmitMessage } from "../../src/engine/workerProtocol.ts";
+import type { ModelDefinition } from "../../src/model/modelFolder.ts";
+import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
+import type { SessionSettings } from "../../src/runtime/executionProvider.ts";
 
 export interface SchedulerOverhead {
   rows: number;

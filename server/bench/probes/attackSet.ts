@@ -5,7 +5,7 @@
  * back, and how long each attacker's sockets stayed open on the server's side against the timeout that
  * should close them. docs/reliability.md records the latest run.
  *
- *   node --import tsx server/bench/attackSet.ts [--out out/attack/attack.json] [--wait-idle]
+ *   node --import tsx server/bench/probes/attackSet.ts [--out out/attack/attack.json] [--wait-idle]
  *
  * The server is npm start's entry point in its own process, every flag at its default except the
  * ports (free ones; the health port, off by default, is turned on so that it can be attacked).
@@ -36,16 +36,16 @@ import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import sharp from "sharp";
-import { loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
-import { loadProtocol } from "../src/transport/protocol.ts";
-import { checkHealth, type HealthClient, healthClient } from "../test/support/healthClient.ts";
-import { attack, BAD_OPENINGS, rawCall, serverSockets } from "../test/support/http2Attack.ts";
-import { grpcMessage, StalledClient } from "../test/support/stalledClient.ts";
-import { benchMachine, loadAverage } from "./benchMachine.ts";
-import { freePort, startServerProcess } from "./serverProcess.ts";
+import { benchMachine, loadAverage } from "../../../tools/harness/machine.ts";
+import { loadInferenceProtocol } from "../../src/transport/inferenceProtocol.ts";
+import { loadProtocol } from "../../src/transport/protocol.ts";
+import { checkHealth, type HealthClient, healthClient } from "../../test/support/healthClient.ts";
+import { attack, BAD_OPENINGS, rawCall, serverSockets } from "../../test/support/http2Attack.ts";
+import { grpcMessage, StalledClient } from "../../test/support/stalledClient.ts";
+import { freePort, startServerProcess } from "../parts/serverProcess.ts";
 
 const Health = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, "Health");
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 const MODEL = "mnist-ctm";
 const MiB = 2 ** 20;
 /** The defaults the attacks are held to (config.ts). */
@@ -64,7 +64,7 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   console.log(
-    "Usage: node --import tsx server/bench/attackSet.ts [--out out/attack/attack.json] [--wait-idle] [--only deadlines,watchGrpc,...]",
+    "Usage: node --import tsx server/bench/probes/attackSet.ts [--out out/attack/attack.json] [--wait-idle] [--only deadlines,watchGrpc,...]",
   );
   process.exit(0);
 }
@@ -486,7 +486,7 @@ await server.stop();
 const sorted = [...healthMs].sort((a, b) => a - b);
 const pct = (p: number) => Number((sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0).toFixed(1));
 const result = {
-  command: `node --import tsx server/bench/attackSet.ts${args["wait-idle"] ? " --wait-idle" : ""}${args.only ? ` --only ${args.only}` : ""}`,
+  command: `node --import tsx server/bench/probes/attackSet.ts${args["wait-idle"] ? " --wait-idle" : ""}${args.only ? ` --only ${args.only}` : ""}`,
   startedAt,
   machine,
   loadAverageAtEnd: loadAverage(),

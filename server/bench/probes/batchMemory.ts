@@ -3,16 +3,16 @@
  * warm-up (CtmBatch.warmUp) is for. onnxruntime's CPU arena keeps the largest intermediates it has
  * needed, so memory rises with the largest batch so far and does not come back for smaller ones.
  *
- *   node --import tsx server/bench/batchMemory.ts [--warm-up ROWS]
+ *   node --import tsx server/bench/probes/batchMemory.ts [--warm-up ROWS]
  */
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import { benchModelFolder } from "./benchModel.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
+import { benchModelFolder } from "../parts/benchModel.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const at = process.argv.indexOf("--warm-up");
 const warmUp = at >= 0 ? Number(process.argv[at + 1]) : 0;
 const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1]) / 1024;

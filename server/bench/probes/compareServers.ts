@@ -5,8 +5,8 @@
  *
  *   git archive <commit> | tar -x -C /tmp/before && ln -s $PWD/node_modules /tmp/before/
  *   npm run bench                      # writes the request files used here (out/bench-*.bin)
- *   node --import tsx server/bench/compareServers.ts --before /tmp/before [--rounds 3] [--seconds 5]
- *   node --import tsx server/bench/compareServers.ts --before-flags "--threads 1" --after-flags "--threads 2"
+ *   node --import tsx server/bench/probes/compareServers.ts --before /tmp/before [--rounds 3] [--seconds 5]
+ *   node --import tsx server/bench/probes/compareServers.ts --before-flags "--threads 1" --after-flags "--threads 2"
  *
  * Both servers run with `npm start`'s defaults, --max-batch 64 and --max-queue 1024, plus their own
  * extra flags when given, on this checkout's models; without --before both are this checkout (to
@@ -17,9 +17,9 @@ import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { startServerProcess } from "./serverProcess.ts";
+import { startServerProcess } from "../parts/serverProcess.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const arg = (name: string) => {
   const at = process.argv.indexOf(`--${name}`);
   return at >= 0 ? process.argv[at + 1] : undefined;
@@ -46,7 +46,15 @@ const servers = {
 async function saturate(port: number, seconds: number, file: string): Promise<number> {
   const { stdout } = await run(
     process.execPath,
-    ["--import", "tsx", "server/bench/loadGenerator.ts", String(port), String(CALLERS), "0", `${seconds}:${file}`],
+    [
+      "--import",
+      "tsx",
+      "server/bench/children/loadGenerator.ts",
+      String(port),
+      String(CALLERS),
+      "0",
+      `${seconds}:${file}`,
+    ],
     { cwd: REPO, encoding: "utf8" },
   );
   const [result] = JSON.parse(stdout) as { completed: number; seconds: number; errors: number }[];

@@ -4,16 +4,16 @@
  * call. Beside graph_call_cost.py, which does the same in Python onnxruntime, it tells the binding's
  * per-call cost from the graphs' (docs/benchmarks.md, "A lone request").
  *
- *   node --import tsx server/bench/graphCallCost.ts [threads]
+ *   node --import tsx server/bench/probes/graphCallCost.ts [threads]
  */
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
-import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
-import { openSessions } from "../src/runtime/executionProvider.ts";
+import { discoverModelFolders, loadModelFolder } from "../../src/model/modelFolder.ts";
+import { openSessions } from "../../src/runtime/executionProvider.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const model = loadModelFolder(discoverModelFolders(join(REPO, "models"))[0] as string);
 const threads = Number(process.argv[2] ?? 1);
 const { encoder, tick } = await openSessions(model.encoderPath, model.tickPath, { provider: "cpu", threads });

@@ -5,7 +5,7 @@
  * request than its tick runs, and which intra-op thread count and spinning setting run the graphs
  * fastest at each batch size (docs/benchmarks.md, "Threads and spinning").
  *
- *   node --import tsx server/bench/graphCost.ts [--threads N] [--spinning 0|1] [--repeats 30] [--cycles 2]
+ *   node --import tsx server/bench/probes/graphCost.ts [--threads N] [--spinning 0|1] [--repeats 30] [--cycles 2]
  *                                              [--model mnist-ctm]
  *
  * Without --threads it measures 1 and 2 intra-op threads, without --spinning both settings. Every
@@ -15,11 +15,11 @@
  */
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { benchModelFolder, DEFAULT_BENCH_MODEL } from "./benchModel.ts";
-import { BATCH_SIZES, measureGraphCosts } from "./graphCostModel.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { benchModelFolder, DEFAULT_BENCH_MODEL } from "../parts/benchModel.ts";
+import { BATCH_SIZES, measureGraphCosts } from "../parts/graphCostModel.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const text = (name: string) => {
   const at = process.argv.indexOf(`--${name}`);
   return at >= 0 ? process.argv[at + 1] : undefined;

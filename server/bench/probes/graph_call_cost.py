@@ -1,7 +1,7 @@
 """graphCallCost.ts in Python onnxruntime: the tick graph 3000 times at batch 1 on its own state, the
 encoder every 15th call; same thread count, no spinning, same optimisation level.
 
-    node scripts/py.mjs server/bench/graph_call_cost.py MODEL_DIR [threads]
+    node scripts/py.mjs server/bench/probes/graph_call_cost.py MODEL_DIR [threads]
 """
 
 import json

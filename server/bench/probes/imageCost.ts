@@ -5,21 +5,21 @@
  * libvips). Wall time per image one at a time, and CPU time per image of this process (libvips's
  * threads included) with 16 in flight (docs/benchmarks.md, "Images").
  *
- *   node --import tsx server/bench/imageCost.ts [--images 300] [--rounds 3]
+ *   node --import tsx server/bench/probes/imageCost.ts [--images 300] [--rounds 3]
  */
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { parseConfig, type ServerConfig } from "../src/config.ts";
-import type { ImageInput } from "../src/model/manifest.ts";
-import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
-import { defaultImagePixels } from "../src/runtime/imagePixelLimit.ts";
-import { type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
-import { digitPhoto } from "../test/support/digitPhoto.ts";
-import { preprocessWithSharpChain } from "../test/support/sharpChainPreprocess.ts";
+import { parseConfig, type ServerConfig } from "../../src/config.ts";
+import type { ImageInput } from "../../src/model/manifest.ts";
+import { discoverModelFolders, loadModelFolder } from "../../src/model/modelFolder.ts";
+import { defaultImagePixels } from "../../src/runtime/imagePixelLimit.ts";
+import { type ImageLimits, preprocessImage } from "../../src/runtime/imagePreprocess.ts";
+import { digitPhoto } from "../../test/support/digitPhoto.ts";
+import { preprocessWithSharpChain } from "../../test/support/sharpChainPreprocess.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const flag = (name: string, fallback: number) => {
   const at = process.argv.indexOf(`--${name}`);
   return at >= 0 ? Number(process.argv[at + 1]) : fallback;

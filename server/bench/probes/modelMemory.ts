@@ -4,17 +4,17 @@
  * model of its own, with its own workers, sessions and warm-up), every flag at its default. Sizes a
  * pod's memory limit for a given number of models (docs/deploy.md).
  *
- *   node --import tsx server/bench/modelMemory.ts [--counts 1,10,30] [--out out/model-memory.json]
+ *   node --import tsx server/bench/probes/modelMemory.ts [--counts 1,10,30] [--out out/model-memory.json]
  */
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { benchMachine } from "./benchMachine.ts";
-import { startServerProcess } from "./serverProcess.ts";
+import { benchMachine } from "../../../tools/harness/machine.ts";
+import { startServerProcess } from "../parts/serverProcess.ts";
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 const SOURCE = join(REPO, "models", "mnist-ctm", "1");
 
 const { values: args } = parseArgs({

@@ -32,17 +32,17 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import * as hdr from "hdr-histogram-js";
-import { parseConfig } from "../src/config.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
-import { benchMachine, loadAverage } from "./benchMachine.ts";
-import { benchModelFolder } from "./benchModel.ts";
-import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "./benchOptions.ts";
-import { measureGraphCosts, predictedMsPerAnswer } from "./graphCostModel.ts";
-import { readServerCounters, type ServerCounters } from "./serverCounters.ts";
-import { freePort, type ServerProcess, startServerProcess } from "./serverProcess.ts";
+import { benchMachine, loadAverage } from "../../../tools/harness/machine.ts";
+import { parseConfig } from "../../src/config.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/protocol.ts";
+import { benchModelFolder } from "../parts/benchModel.ts";
+import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "../parts/benchOptions.ts";
+import { measureGraphCosts, predictedMsPerAnswer } from "../parts/graphCostModel.ts";
+import { readServerCounters, type ServerCounters } from "../parts/serverCounters.ts";
+import { freePort, type ServerProcess, startServerProcess } from "../parts/serverProcess.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
 let options: BenchOptions;
 try {
@@ -193,7 +193,7 @@ async function saturate(server: ServerProcess, phases: { file: string; seconds: 
     [
       "--import",
       "tsx",
-      "server/bench/loadGenerator.ts",
+      "server/bench/children/loadGenerator.ts",
       String(server.port),
       String(CALLERS),
       String(server.metricsPort),
@@ -295,10 +295,10 @@ async function main() {
     "--health-port",
     String(healthPort),
   ]);
-  const thin = await startServerProcess(REPO, ["--threads", String(THREADS)], "server/bench/thinServer.ts");
-  const bare = await servedLoop(["--import", "tsx", "server/bench/bareLoopProcess.ts"]);
-  const batchLoop = await servedLoop(["--import", "tsx", "server/bench/bareLoopProcess.ts"], ["--batch"]);
-  const python = await servedLoop(["scripts/py.mjs", "server/bench/bare_loop.py"], ["--serve"]);
+  const thin = await startServerProcess(REPO, ["--threads", String(THREADS)], "server/bench/children/thinServer.ts");
+  const bare = await servedLoop(["--import", "tsx", "server/bench/children/bareLoopProcess.ts"]);
+  const batchLoop = await servedLoop(["--import", "tsx", "server/bench/children/bareLoopProcess.ts"], ["--batch"]);
+  const python = await servedLoop(["scripts/py.mjs", "server/bench/children/bare_loop.py"], ["--serve"]);
   const client = ctmClient(server.port);
   const thinClient = ctmClient(thin.port);
 

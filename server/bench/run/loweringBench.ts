@@ -17,30 +17,35 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { driveClosedLoop } from "../../loadtest/src/closedLoop.ts";
-import { CtmConnection } from "../../loadtest/src/connection.ts";
-import { driveOpenLoop, seededRandom } from "../../loadtest/src/openLoop.ts";
-import { loadSamples, type Sample } from "../../loadtest/src/samples.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { RASTER_FORMATS } from "../src/runtime/imageHeader.ts";
-import { preprocessImage } from "../src/runtime/imagePreprocess.ts";
-import type { HaltPolicyMessage, ModelInfoMessage } from "../src/transport/protocol.ts";
-import { benchMachine, loadAverage } from "./benchMachine.ts";
-import { http2Caller } from "./http2Caller.ts";
-import { LOWERING_USAGE, type LoweringOptions, LoweringUsageError, parseLoweringOptions } from "./loweringOptions.ts";
-import { type ControllerMode, type LoweringPoint, LoweringRecorder } from "./loweringPoint.ts";
+import { driveClosedLoop } from "../../../loadtest/src/closedLoop.ts";
+import { CtmConnection } from "../../../loadtest/src/connection.ts";
+import { driveOpenLoop, seededRandom } from "../../../loadtest/src/openLoop.ts";
+import { loadSamples, type Sample } from "../../../loadtest/src/samples.ts";
+import { benchMachine, loadAverage } from "../../../tools/harness/machine.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { RASTER_FORMATS } from "../../src/runtime/imageHeader.ts";
+import { preprocessImage } from "../../src/runtime/imagePreprocess.ts";
+import type { HaltPolicyMessage, ModelInfoMessage } from "../../src/transport/protocol.ts";
+import { http2Caller } from "../parts/http2Caller.ts";
+import {
+  LOWERING_USAGE,
+  type LoweringOptions,
+  LoweringUsageError,
+  parseLoweringOptions,
+} from "../parts/loweringOptions.ts";
+import { type ControllerMode, type LoweringPoint, LoweringRecorder } from "../parts/loweringPoint.ts";
 import {
   type LoweringResult,
   type ModelRun,
   RESULT_SCHEMA,
   resultMarkdown,
   writeLoweringPlots,
-} from "./loweringReport.ts";
-import { chooseTargets, loweringPolicies } from "./loweringTargets.ts";
-import { readMetrics, serverSideBetween } from "./serverLatency.ts";
-import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
+} from "../parts/loweringReport.ts";
+import { chooseTargets, loweringPolicies } from "../parts/loweringTargets.ts";
+import { readMetrics, serverSideBetween } from "../parts/serverLatency.ts";
+import { type ServerProcess, startServerProcess } from "../parts/serverProcess.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 /** A request not answered in this long counts as DEADLINE_EXCEEDED. */
 const CALL_TIMEOUT_MS = 10_000;
 /** Between points: the controller's hold and arrival window run out, so each point starts level. */

@@ -24,13 +24,13 @@ import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
-import type { LoadtestResult } from "../../loadtest/src/loadtestResult.ts";
-import { DEFAULT_CERTAINTY_THRESHOLD } from "../src/engine/haltPolicy.ts";
-import { listRepository, loadModelFolder } from "../src/model/modelFolder.ts";
-import { perfAnalyzer } from "./perfAnalyzerTool.ts";
-import { freePort, startServerProcess } from "./serverProcess.ts";
+import type { LoadtestResult } from "../../../loadtest/src/loadtestResult.ts";
+import { DEFAULT_CERTAINTY_THRESHOLD } from "../../src/engine/haltPolicy.ts";
+import { listRepository, loadModelFolder } from "../../src/model/modelFolder.ts";
+import { perfAnalyzer } from "../parts/perfAnalyzerTool.ts";
+import { freePort, startServerProcess } from "../parts/serverProcess.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const run = promisify(execFile);
 
 const USAGE = `Usage: npm run bench:oip -- [options]

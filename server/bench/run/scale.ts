@@ -25,19 +25,19 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { parseConfig } from "../src/config.ts";
-import type { Manifest } from "../src/model/manifest.ts";
-import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
-import { benchMachine, loadAverage } from "./benchMachine.ts";
-import { measureGraphs, residentMiB } from "./scaleGraphs.ts";
-import { scaleModel } from "./scaleModel.ts";
-import { writeScalePlots } from "./scalePlots.ts";
-import { linearFit, median } from "./scaleStatistics.ts";
-import { measureSchedulerOverhead } from "./schedulerOverhead.ts";
-import { type ServerProcess, startServerProcess } from "./serverProcess.ts";
+import { benchMachine, loadAverage } from "../../../tools/harness/machine.ts";
+import { writeScalePlots } from "../../../tools/harness/plot/scalePlots.ts";
+import { linearFit, median } from "../../../tools/harness/statistics.ts";
+import { parseConfig } from "../../src/config.ts";
+import type { Manifest } from "../../src/model/manifest.ts";
+import { discoverModelFolders, loadModelFolder } from "../../src/model/modelFolder.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/protocol.ts";
+import { measureGraphs, residentMiB } from "../parts/scaleGraphs.ts";
+import { scaleModel } from "../parts/scaleModel.ts";
+import { measureSchedulerOverhead } from "../parts/schedulerOverhead.ts";
+import { type ServerProcess, startServerProcess } from "../parts/serverProcess.ts";
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const PRESETS = ["imagenet", "maze", "mnist", "tiny-imagenet", "tiny-maze", "tiny-mnist"];
 const GIB24_MIB = 24 * 1024;
 
@@ -318,7 +318,7 @@ async function main() {
      */
     const saturate = async (server: ServerProcess, callers: number, ticks: number) => {
       const file = requestFile(ticks);
-      const args = ["--import", "tsx", "server/bench/windowedLoad.ts", String(server.port), String(callers)];
+      const args = ["--import", "tsx", "server/bench/children/windowedLoad.ts", String(server.port), String(callers)];
       const child = spawn(process.execPath, [...args, String(WARM_UP), String(SECONDS), file], {
         cwd: REPO,
         stdio: ["ignore", "pipe", "inherit"],

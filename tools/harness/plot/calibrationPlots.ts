@@ -4,7 +4,7 @@
  * certainty, the top-class probability and (for a model with a halting head) the halt signal are
  * calibrated, per tick. Reads evidence files from before halting signals too (certainty only).
  *
- *   tsx loadtest/src/plot/calibrationPlots.ts out/calibration-evidence/evidence.json docs/img
+ *   tsx tools/harness/plot/calibrationPlots.ts out/calibration-evidence/evidence.json docs/img
  *
  * It lives beside the load-test plots because it draws with the same small SVG chart code.
  */
@@ -263,7 +263,7 @@ export async function writeCalibrationPlots(evidenceFile: string, dir: string): 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split("/").pop() as string)) {
   const [evidenceFile, dir] = process.argv.slice(2);
   if (!evidenceFile || !dir) {
-    console.error("usage: tsx loadtest/src/plot/calibrationPlots.ts <evidence.json> <png dir>");
+    console.error("usage: tsx tools/harness/plot/calibrationPlots.ts <evidence.json> <png dir>");
     process.exit(2);
   }
   for (const file of await writeCalibrationPlots(evidenceFile, dir)) console.log(`wrote ${file}`);

@@ -8,6 +8,7 @@
  * picture is drawn as a red cross and ends the walk. Drawn as SVG and rasterised by sharp.
  */
 import sharp from "sharp";
+import { writePng, xmlText } from "./svgChart.ts";
 
 export const MAZE_MOVES = ["up", "down", "left", "right", "wait"] as const;
 const STEP: Record<string, [number, number]> = { up: [-1, 0], down: [1, 0], left: [0, -1], right: [0, 1] };
@@ -137,8 +138,6 @@ function panelSvg(plot: RoutePlot, tick: RouteTick, x0: number, y0: number, size
   return parts;
 }
 
-const xmlText = (text: string) => text.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
-
 /** The SVG: one panel (the answer tick), or with `stream` every tick in rows of six. */
 export function routeSvg(plot: RoutePlot, stream: boolean): string {
   const shown = stream ? plot.ticks : plot.ticks.filter((t) => t.tick === plot.answerTick);
@@ -164,9 +163,7 @@ export function routeSvg(plot: RoutePlot, stream: boolean): string {
 }
 
 export async function renderRoutePlot(plot: RoutePlot, stream: boolean, path: string): Promise<void> {
-  await sharp(Buffer.from(routeSvg(plot, stream)))
-    .png()
-    .toFile(path);
+  await writePng(routeSvg(plot, stream), path);
 }
 
 interface RouteSource {

@@ -1,8 +1,26 @@
-/** The plots of `npm run bench:scale`: cost against work, one PNG of panels (the load test's charting). */
-import { type Frame, gridSvg, lineChartSvg, writePng } from "../../loadtest/src/plot/svgChart.ts";
-import type { ScaleResults } from "./scale.ts";
+/** The plots of `npm run bench:scale`: cost against work, one PNG of panels. */
+import { type Frame, gridSvg, lineChartSvg, writePng } from "./svgChart.ts";
 
-export async function writeScalePlots(r: ScaleResults, file: string): Promise<string> {
+/** The part of the bench's scale.json these plots draw (the bench's ScaleResults has it all). */
+export interface ScalePlotData {
+  preset: string;
+  model: { parameters: number; ticksPerRequest: number };
+  startUp: { batched: { maxBatch: number } };
+  graphs: {
+    tick: { rows: number; perRowMs: number; residentMiB: number }[];
+    encoder: { rows: number; perRowMs: number }[];
+  };
+  memory: { perActiveRequestMiB: number; baseMiB: number };
+  lone: {
+    points: { ticks: number; medianMs: number }[];
+    fit: { slope: number; intercept: number; r2: number };
+    graphsPredictMs: { intercept: number; slope: number };
+  };
+  throughput: { callers: number; batched: { tickRps: number }; unbatched: { tickRps: number } }[];
+  earlyExit: { callers: number; rows: { ticks: number; payoff: number; predictedPayoff: number }[] };
+}
+
+export async function writeScalePlots(r: ScalePlotData, file: string): Promise<string> {
   const { fit, graphsPredictMs } = r.lone;
   const ticks = r.lone.points.map((p) => p.ticks);
   const [lo, hi] = [Math.min(...ticks), Math.max(...ticks)];

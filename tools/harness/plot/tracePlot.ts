@@ -1,10 +1,9 @@
 /**
  * A PNG of how a CTM made up its mind: the probability of the leading classes, the certainty and (for a
  * model with a halting head) the halt signal at every tick, with the threshold and the answer tick
- * marked. Drawn as SVG and rasterised by sharp, so
- * no chart library is needed.
+ * marked. Drawn as SVG and rasterised by sharp, in the palette and with the escaping of every other plot.
  */
-import sharp from "sharp";
+import { PALETTE, writePng, xmlText } from "./svgChart.ts";
 
 export interface PlotSeries {
   label: string;
@@ -24,26 +23,12 @@ export interface TracePlot {
   answerTick: number;
 }
 
-/** The halt signal's own colour: none of the classes' (COLOURS), nor certainty's black. */
+/** The halt signal's own colour: none of the classes' (PALETTE), nor certainty's black. */
 export const HALT_COLOUR = "#9400d3";
 
 const WIDTH = 800;
 const HEIGHT = 450;
 const MARGIN = { left: 60, right: 150, top: 40, bottom: 50 };
-const COLOURS = [
-  "#1f77b4",
-  "#ff7f0e",
-  "#2ca02c",
-  "#d62728",
-  "#9467bd",
-  "#8c564b",
-  "#e377c2",
-  "#7f7f7f",
-  "#bcbd22",
-  "#17becf",
-];
-
-const xmlText = (text: string) => text.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
 export function traceSvg(plot: TracePlot): string {
   const ticks = plot.certainty.length;
@@ -82,7 +67,7 @@ export function traceSvg(plot: TracePlot): string {
       `<text x="${WIDTH - MARGIN.right + 42}" y="${MARGIN.top + 14 + row * 20}">${xmlText(text)}</text>`,
     );
   plot.classes.forEach((series, i) => {
-    const colour = COLOURS[i % COLOURS.length] as string;
+    const colour = PALETTE[i % PALETTE.length] as string;
     parts.push(`<polyline points="${line(series.values)}" fill="none" stroke="${colour}" stroke-width="2"/>`);
     legend(i, colour, `p(${series.label})`);
   });
@@ -99,7 +84,5 @@ export function traceSvg(plot: TracePlot): string {
 }
 
 export async function renderTracePlot(plot: TracePlot, path: string): Promise<void> {
-  await sharp(Buffer.from(traceSvg(plot)))
-    .png()
-    .toFile(path);
+  await writePng(traceSvg(plot), path);
 }

@@ -19,9 +19,9 @@ import {
   guaranteePlot,
   reliabilityTicks,
   writeCalibrationPlots,
-} from "../src/plot/calibrationPlots.ts";
+} from "../plot/calibrationPlots.ts";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const MODEL = join(ROOT, "server", "test", "fixtures", "models", "mnist-halting", "1");
 /** The halt signal's colour in every plot (as in the classify plot). */
 const HALT = [0x94, 0x00, 0xd3];

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import sharp from "sharp";
-import { barChartSvg, gridSvg, linearTicks, lineChartSvg, logTicks, xmlText } from "../src/plot/svgChart.ts";
+import { barChartSvg, gridSvg, linearTicks, lineChartSvg, logTicks, xmlText } from "../plot/svgChart.ts";
 
 describe("svgChart", () => {
   it("puts linear ticks on round steps", () => {
@@ -29,6 +29,9 @@ describe("svgChart", () => {
 
   it("escapes text", () => {
     assert.equal(xmlText(`a<b & "c"`), "a&#60;b &#38; &#34;c&#34;");
+    // An apostrophe too: a label may land in a single-quoted attribute (the copies that skipped it
+    // were only safe while every attribute was double-quoted).
+    assert.equal(xmlText(`the model's <answer>`), "the model&#39;s &#60;answer&#62;");
   });
 
   it("renders a grid of line and bar charts that librsvg accepts", async () => {

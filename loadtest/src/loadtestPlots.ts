@@ -6,10 +6,6 @@
  * by side.
  */
 import { join } from "node:path";
-import { type LoadtestResult, type PointResult, pooled } from "../loadtestResult.ts";
-import { signalPairs, signalsCompared } from "../signalComparison.ts";
-import { type CallKind, type Load, loadLabel, type Rule, ruleLabel, rulesOf, sameRule } from "../sweepPlan.ts";
-import { thresholdPayoffs } from "../thresholdComparison.ts";
 import {
   barChartSvg,
   type ChartAxis,
@@ -19,7 +15,11 @@ import {
   lineChartSvg,
   PALETTE,
   writePng,
-} from "./svgChart.ts";
+} from "../../tools/harness/plot/svgChart.ts";
+import { type LoadtestResult, type PointResult, pooled } from "./loadtestResult.ts";
+import { signalPairs, signalsCompared } from "./signalComparison.ts";
+import { type CallKind, type Load, loadLabel, type Rule, ruleLabel, rulesOf, sameRule } from "./sweepPlan.ts";
+import { thresholdPayoffs } from "./thresholdComparison.ts";
 
 export const PLOT_FILES = {
   latency: "latency-vs-threshold.png",
