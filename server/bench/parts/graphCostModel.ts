@@ -1,22 +1,35 @@
 /**
  * What each graph run costs by batch size, measured out of load as the server's worker runs them
  * (CtmBatch), and the cost per answer it predicts: one encoder row, plus one tick row for every tick
- * the answer ran, each at the batch size the server actually formed (bench.ts, graphCost.ts).
+ * the answer ran, each at the batch size the server actually formed (bench.ts, graphCost.ts). The one
+ * shape of graph costs: bench:scale's measurement (scaleGraphs.ts) adds memory to the same runs.
  */
+
+import { median } from "../../../tools/harness/statistics.ts";
 import type { ModelDefinition } from "../../src/model/modelFolder.ts";
 import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
 import type { SessionSettings } from "../../src/runtime/executionProvider.ts";
 
 export const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64];
 
-export interface GraphCosts {
-  rows: number[];
-  /** Median milliseconds of one run at each batch size of `rows`. */
-  encoderMs: number[];
-  tickMs: number[];
+/** One graph's runs at one batch size. */
+export interface GraphRun {
+  rows: number;
+  /** Milliseconds of one run (the median of `runs`, unless the measurement says otherwise), and per row. */
+  ms: number;
+  perRowMs: number;
+  runs: number;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+/** What a run of each graph costs, by batch size in increasing rows. */
+export interface GraphCosts<Run extends GraphRun = GraphRun> {
+  encoder: Run[];
+  tick: Run[];
+}
+
+export function graphRun(rows: number, ms: number, runs: number): GraphRun {
+  return { rows, ms, perRowMs: ms / rows, runs };
+}
 
 /** Medians of `repeats` runs of each graph at each batch size, on a batch of its own. */
 export async function measureGraphCosts(
@@ -41,22 +54,23 @@ export async function measureGraphCosts(
   }
   await batch.close();
   return {
-    rows,
-    encoderMs: samples.map((s) => median(s.encoder)),
-    tickMs: samples.map((s) => median(s.tick)),
+    encoder: rows.map((n, b) => graphRun(n, median(samples[b]?.encoder ?? []), repeats)),
+    tick: rows.map((n, b) => graphRun(n, median(samples[b]?.tick ?? []), repeats)),
     samples,
   };
 }
 
 /** Milliseconds per row of one run at `rows` rows, interpolated linearly in log2(rows). */
-export function perRow(costs: GraphCosts, graph: "encoderMs" | "tickMs", rows: number): number {
-  const perRowAt = (i: number) => (costs[graph][i] as number) / (costs.rows[i] as number);
-  const x = Math.log2(Math.min(Math.max(rows, costs.rows[0] as number), costs.rows.at(-1) as number));
-  for (let i = 0; i + 1 < costs.rows.length; i++) {
-    const [a, b] = [Math.log2(costs.rows[i] as number), Math.log2(costs.rows[i + 1] as number)];
+export function perRow(costs: GraphCosts, graph: "encoder" | "tick", rows: number): number {
+  const runs = costs[graph];
+  const perRowAt = (i: number) => (runs[i] as GraphRun).perRowMs;
+  const rowsAt = (i: number) => (runs[i] as GraphRun).rows;
+  const x = Math.log2(Math.min(Math.max(rows, rowsAt(0)), rowsAt(runs.length - 1)));
+  for (let i = 0; i + 1 < runs.length; i++) {
+    const [a, b] = [Math.log2(rowsAt(i)), Math.log2(rowsAt(i + 1))];
     if (x <= b) return perRowAt(i) + ((x - a) / (b - a)) * (perRowAt(i + 1) - perRowAt(i));
   }
-  return perRowAt(costs.rows.length - 1);
+  return perRowAt(runs.length - 1);
 }
 
 /** Graph milliseconds one answer costs: an encoder row and `meanTicks` tick rows, at those batch sizes. */
@@ -64,7 +78,5 @@ export function predictedMsPerAnswer(
   costs: GraphCosts,
   seen: { meanTicks: number; encoderRowsPerRun: number; tickRowsPerRun: number },
 ): number {
-  return (
-    perRow(costs, "encoderMs", seen.encoderRowsPerRun) + seen.meanTicks * perRow(costs, "tickMs", seen.tickRowsPerRun)
-  );
+  return perRow(costs, "encoder", seen.encoderRowsPerRun) + seen.meanTicks * perRow(costs, "tick", seen.tickRowsPerRun);
 }

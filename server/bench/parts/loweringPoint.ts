@@ -7,6 +7,7 @@
 import type { CallOutcome } from "../../../loadtest/src/ctmCaller.ts";
 import { correctFraction } from "../../../loadtest/src/pointRecorder.ts";
 import type { Sample } from "../../../loadtest/src/samples.ts";
+import { percentile } from "../../../tools/harness/statistics.ts";
 import type { ServerSide } from "./serverLatency.ts";
 
 export type ControllerMode = "on" | "off";
@@ -109,8 +110,8 @@ export class LoweringRecorder {
     elapsedS: number,
   ): LoweringPoint {
     const { RESOURCE_EXHAUSTED: refused = 0, ...errors } = this.errors;
-    const sorted = [...this.latencies].sort((a, b) => a - b);
-    const at = (q: number) => (sorted.length === 0 ? 0 : (sorted[Math.ceil(q * sorted.length) - 1] as number));
+    const latencies = this.latencies;
+    const at = (p: number) => (latencies.length === 0 ? 0 : percentile(latencies, p));
     const stated = [...this.groups.entries()]
       .map(([target, g]) => {
         const accuracy = g.labelled > 0 ? g.correct / g.labelled : Number.NaN;
@@ -127,12 +128,12 @@ export class LoweringRecorder {
       .sort((a, b) => b.target - a.target);
     return {
       ...point,
-      answered: sorted.length,
-      answeredRps: elapsedS > 0 ? sorted.length / elapsedS : 0,
+      answered: latencies.length,
+      answeredRps: elapsedS > 0 ? latencies.length / elapsedS : 0,
       refused,
       errors,
-      latencyMs: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted.at(-1) ?? 0 },
-      meanTicks: sorted.length > 0 ? this.ticks / sorted.length : 0,
+      latencyMs: { p50: at(50), p90: at(90), p99: at(99), max: latencies.reduce((a, b) => Math.max(a, b), 0) },
+      meanTicks: latencies.length > 0 ? this.ticks / latencies.length : 0,
       lowered: this.lowered,
       accuracy: this.labelled > 0 ? this.correct / this.labelled : null,
       stated,

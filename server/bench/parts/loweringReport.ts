@@ -4,6 +4,7 @@
  * latency, refusals, mean ticks and delivered accuracy against the offered load, controller on and off.
  */
 import { join } from "node:path";
+import type { MachineRecord } from "../../../tools/harness/machine.ts";
 import {
   type ChartSeries,
   type Frame,
@@ -46,7 +47,8 @@ export interface LoweringResult {
   startedAt: string;
   finishedAt: string;
   commit: string;
-  machine: { cpu: string; cores: number; memoryGiB: number; node: string; loadAverageAtStart: number[] };
+  /** Results written before the record named the platform read the same. */
+  machine: Omit<MachineRecord, "platform" | "arch">;
   settings: {
     loads: number[];
     seconds: number;

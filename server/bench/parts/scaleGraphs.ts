@@ -16,20 +16,14 @@ import * as ort from "onnxruntime-node";
 import { type LinearFit, linearFit, median } from "../../../tools/harness/statistics.ts";
 import type { ModelDefinition } from "../../src/model/modelFolder.ts";
 import { openSessions, type SessionSettings } from "../../src/runtime/executionProvider.ts";
+import { type GraphCosts, type GraphRun, graphRun } from "./graphCostModel.ts";
 
-export interface GraphRun {
-  rows: number;
-  /** Median milliseconds of one run, and per row. */
-  ms: number;
-  perRowMs: number;
-  runs: number;
-}
-
-export interface GraphCosts {
+/**
+ * The graph costs (median runs) with the memory each size left resident. Encoder runs come after the
+ * tick runs; residentMiB after each size (its arena grows with the rows).
+ */
+export interface ScaleGraphs extends GraphCosts<GraphRun & { residentMiB: number }> {
   openMs: number;
-  /** Encoder runs after the tick runs; residentMiB after each size (its arena grows with the rows). */
-  encoder: (GraphRun & { residentMiB: number })[];
-  tick: (GraphRun & { residentMiB: number })[];
   /** Resident MiB against tick rows, the batch's buffers allocated beforehand: slope = onnxruntime's MiB per row. */
   memory: LinearFit;
 }
@@ -50,7 +44,7 @@ export async function measureGraphs(
   settings: SessionSettings,
   input: Float32Array,
   plan: { tickRows: number[]; encoderRows: number[]; tickRepeats: number; encoderRepeats: number },
-): Promise<GraphCosts> {
+): Promise<ScaleGraphs> {
   const { manifest } = model;
   const opened = performance.now();
   const { encoder, tick } = await openSessions(model.encoderPath, model.tickPath, settings);
@@ -93,17 +87,17 @@ export async function measureGraphs(
         new ort.Tensor("float32", data.subarray(0, rows * product(shape)), [rows, ...shape]),
       ]),
     );
-  const tickRuns: GraphCosts["tick"] = [];
+  const tickRuns: ScaleGraphs["tick"] = [];
   for (const rows of [...plan.tickRows].sort((a, b) => a - b)) {
     const feeds = tensors(feedData, rows);
     const fetches = tensors(fetchData, rows);
     const ms = await timed(plan.tickRepeats, () => tick.run(feeds, fetches));
-    tickRuns.push({ rows, ms, perRowMs: ms / rows, runs: plan.tickRepeats, residentMiB: residentMiB() });
+    tickRuns.push({ ...graphRun(rows, ms, plan.tickRepeats), residentMiB: residentMiB() });
   }
-  const encoderRuns: GraphCosts["encoder"] = [];
+  const encoderRuns: ScaleGraphs["encoder"] = [];
   for (const rows of [...plan.encoderRows].sort((a, b) => a - b)) {
     const ms = await timed(plan.encoderRepeats, () => encode(rows));
-    encoderRuns.push({ rows, ms, perRowMs: ms / rows, runs: plan.encoderRepeats, residentMiB: residentMiB() });
+    encoderRuns.push({ ...graphRun(rows, ms, plan.encoderRepeats), residentMiB: residentMiB() });
   }
   await Promise.all([encoder.release(), tick.release()]);
   return {

@@ -36,7 +36,8 @@ import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import sharp from "sharp";
-import { benchMachine, loadAverage } from "../../../tools/harness/machine.ts";
+import { loadAverage, machineRecord } from "../../../tools/harness/machine.ts";
+import { median, percentile } from "../../../tools/harness/statistics.ts";
 import { loadInferenceProtocol } from "../../src/transport/inferenceProtocol.ts";
 import { loadProtocol } from "../../src/transport/protocol.ts";
 import { checkHealth, type HealthClient, healthClient } from "../../test/support/healthClient.ts";
@@ -76,7 +77,7 @@ const tensor = golden.cases[0] as { input_shape: number[]; input: number[] };
 
 // ---------------------------------------------------------------- the server and what we watch
 const [httpPort, healthPort] = [await freePort(), await freePort()];
-const machine = benchMachine();
+const machine = machineRecord();
 const startedAt = new Date().toISOString();
 const server = await startServerProcess(REPO, ["--http-port", String(httpPort), "--health-port", String(healthPort)]);
 const grpcAddress = `127.0.0.1:${server.port}`;
@@ -125,7 +126,7 @@ for (let i = 0; i < 8; i++) {
   baselineSamples.push(rssMiB());
   await sleep(250);
 }
-const baseline = baselineSamples.sort((a, b) => a - b)[4] as number;
+const baseline = median(baselineSamples);
 let peak = baseline;
 const memory: { s: number; rssMiB: number }[] = [];
 const t0 = performance.now();
@@ -483,8 +484,7 @@ probeHealth.close();
 ctm.close();
 await server.stop();
 
-const sorted = [...healthMs].sort((a, b) => a - b);
-const pct = (p: number) => Number((sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0).toFixed(1));
+const pct = (p: number) => Number((healthMs.length === 0 ? 0 : percentile(healthMs, p * 100)).toFixed(1));
 const result = {
   command: `node --import tsx server/bench/probes/attackSet.ts${args["wait-idle"] ? " --wait-idle" : ""}${args.only ? ` --only ${args.only}` : ""}`,
   startedAt,

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
+import { median } from "../../../tools/harness/statistics.ts";
 import { discoverModelFolders, loadModelFolder } from "../../src/model/modelFolder.ts";
 import { openSessions } from "../../src/runtime/executionProvider.ts";
 
@@ -25,7 +26,7 @@ const encoded = await encoder.run({ [inputName]: x });
 const feeds: Record<string, ort.Tensor> = {};
 for (const c of m.context) feeds[c.name] = encoded[c.name] as ort.Tensor;
 for (const s of m.state) feeds[s.input] = encoded[s.init] as ort.Tensor;
-const median = (v: number[]) => ([...v].sort((a, b) => a - b)[v.length >> 1] as number).toFixed(3);
+const ms = (v: number[]) => median(v).toFixed(3);
 
 const ticks: number[] = [];
 const encoderRuns: number[] = [];
@@ -55,5 +56,5 @@ for (let i = 0; i < 3000; i++) {
 }
 const { version } = (await import("onnxruntime-node/package.json", { with: { type: "json" } })).default;
 console.log(
-  `onnxruntime-node ${version}, ${threads} thread(s): tick run ${median(ticks.slice(500))} ms (preallocated outputs ${median(preallocated.slice(500))} ms), encoder run ${median(encoderRuns.slice(30))} ms`,
+  `onnxruntime-node ${version}, ${threads} thread(s): tick run ${ms(ticks.slice(500))} ms (preallocated outputs ${ms(preallocated.slice(500))} ms), encoder run ${ms(encoderRuns.slice(30))} ms`,
 );

@@ -15,6 +15,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { median } from "../../../tools/harness/statistics.ts";
 import { loadModelFolder } from "../../src/model/modelFolder.ts";
 import { benchModelFolder, DEFAULT_BENCH_MODEL } from "../parts/benchModel.ts";
 import { BATCH_SIZES, measureGraphCosts } from "../parts/graphCostModel.ts";
@@ -32,7 +33,6 @@ const spinnings = flag("spinning") === undefined ? [false, true] : [flag("spinni
 
 const model = loadModelFolder(benchModelFolder(REPO, text("model") ?? DEFAULT_BENCH_MODEL));
 const ticks = model.manifest.ticks.trained;
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
 const settings = threadCounts.flatMap((threads) => spinnings.map((spinning) => ({ threads, spinning })));
 const samples = settings.map(() => BATCH_SIZES.map(() => ({ encoder: [] as number[], tick: [] as number[] })));

@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { median } from "../../../tools/harness/statistics.ts";
 import { parseConfig, type ServerConfig } from "../../src/config.ts";
 import type { ImageInput } from "../../src/model/manifest.ts";
 import { discoverModelFolders, loadModelFolder } from "../../src/model/modelFolder.ts";
@@ -67,7 +68,6 @@ async function measure(preprocess: Preprocess, images: Uint8Array[], count: numb
   return { serialUs, cpuUs: (used.user + used.system) / count };
 }
 
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number;
 const results = new Map<string, { serial: number[]; cpu: number[] }>();
 for (let round = 0; round < ROUNDS; round++) {
   for (const [set, images, count] of [

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { benchMachine } from "../../../tools/harness/machine.ts";
+import { machineRecord } from "../../../tools/harness/machine.ts";
 import { startServerProcess } from "../parts/serverProcess.ts";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -65,7 +65,7 @@ for (const count of (args.counts as string).split(",").map(Number)) {
 const [first, last] = [rows[0], rows.at(-1)];
 const perModelMiB =
   first && last && last.models > first.models ? (last.rssMiB - first.rssMiB) / (last.models - first.models) : undefined;
-const result = { date: new Date().toISOString(), machine: benchMachine(), rows, perModelMiB };
+const result = { date: new Date().toISOString(), machine: machineRecord(), rows, perModelMiB };
 mkdirSync(dirname(args.out as string), { recursive: true });
 writeFileSync(args.out as string, JSON.stringify(result, null, 2));
 console.log(`per model: ${perModelMiB?.toFixed(1)} MiB`);

@@ -31,14 +31,15 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
-import * as hdr from "hdr-histogram-js";
-import { benchMachine, loadAverage } from "../../../tools/harness/machine.ts";
+import { type Histogram, latencyHistogram, msAtPercentile } from "../../../tools/harness/latencyHistogram.ts";
+import { loadAverage, machineRecord } from "../../../tools/harness/machine.ts";
+import { mean, percentile, sum } from "../../../tools/harness/statistics.ts";
 import { parseConfig } from "../../src/config.ts";
 import { loadModelFolder } from "../../src/model/modelFolder.ts";
 import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/protocol.ts";
 import { benchModelFolder } from "../parts/benchModel.ts";
 import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "../parts/benchOptions.ts";
-import { measureGraphCosts, predictedMsPerAnswer } from "../parts/graphCostModel.ts";
+import { type GraphCosts, graphRun, measureGraphCosts, predictedMsPerAnswer } from "../parts/graphCostModel.ts";
 import { readServerCounters, type ServerCounters } from "../parts/serverCounters.ts";
 import { freePort, type ServerProcess, startServerProcess } from "../parts/serverProcess.ts";
 
@@ -158,11 +159,6 @@ function healthClient(port: number) {
 }
 
 // ---------------------------------------------------------------- statistics
-const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
-const percentile = (values: number[], p: number) =>
-  sorted(values)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] as number;
-const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
-const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 const ms = (n: number) => `${n.toFixed(2)} ms`;
 const x = (n: number) => `${n.toFixed(2)}x`;
 const met = (ok: boolean) => (ok ? "**met**" : "**missed**");
@@ -226,10 +222,10 @@ function pooled(phases: Phase[]) {
   };
 }
 
-const summary = (h: hdr.Histogram) => ({
+const summary = (h: Histogram) => ({
   count: h.totalCount,
-  p50: h.getValueAtPercentile(50) / 1000,
-  p99: h.getValueAtPercentile(99) / 1000,
+  p50: msAtPercentile(h, 50),
+  p99: msAtPercentile(h, 99),
   max: h.maxValue / 1000,
 });
 
@@ -265,7 +261,7 @@ async function servedLoop(script: string[], flags: string[] = []) {
 
 // ---------------------------------------------------------------- run
 async function main() {
-  const machine = benchMachine();
+  const machine = machineRecord();
   mkdirSync(dirname(OUT), { recursive: true });
   const tensorFile = requestFile("tensor", [request]);
   const pngFile = requestFile("png", [{ model: manifest.name, image: { data: pngs[0] }, halt_policy: everyTick }]);
@@ -329,8 +325,7 @@ async function main() {
     ...THRESHOLDS.map((t, i) => ({ name: `threshold ${t}`, file: thresholdFiles[i] as string })),
   ];
   const phasesOf = new Map<string, Phase[]>(loads.map((l) => [l.file, []]));
-  const histogram = () =>
-    hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const histogram = latencyHistogram;
   const health = histogram();
   const idleHealth = histogram();
   const portHealth = histogram();
@@ -365,7 +360,7 @@ async function main() {
     const prober = healthClient(server.port);
     const portProber = healthClient(healthPort);
     const thinProber = healthClient(thin.port);
-    const probe = async (check: () => Promise<void>, into: hdr.Histogram) => {
+    const probe = async (check: () => Promise<void>, into: Histogram) => {
       const t0 = performance.now();
       await check();
       into.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
@@ -409,10 +404,12 @@ async function main() {
   const costsAfter = await measureGraphCosts(model, { threads: THREADS }, 30);
   // The 10th percentile of both passes' runs: the cost when the graphs had the CPU, which a median
   // on a machine this loaded is not.
-  const low = (samples: number[]) => [...samples].sort((a, b) => a - b)[Math.floor(samples.length / 10)] as number;
   const pick = (graph: "encoder" | "tick") =>
-    costsBefore.samples.map((s, i) => low([...s[graph], ...((costsAfter.samples[i] as typeof s)[graph] ?? [])]));
-  const graphCosts = { rows: costsBefore.rows, encoderMs: pick("encoder"), tickMs: pick("tick") };
+    costsBefore[graph].map((run, i) => {
+      const both = [...(costsBefore.samples[i]?.[graph] ?? []), ...(costsAfter.samples[i]?.[graph] ?? [])];
+      return graphRun(run.rows, percentile(both, 10), both.length);
+    });
+  const graphCosts: GraphCosts = { encoder: pick("encoder"), tick: pick("tick") };
   const tensor = pooled(phasesOf.get(tensorFile) as Phase[]);
   const png = pooled(phasesOf.get(pngFile) as Phase[]);
   const byThreshold = THRESHOLDS.map((t, i) => ({
@@ -460,7 +457,12 @@ async function main() {
       target: 0.85,
     },
     payoff: {
-      graphCosts: { rows: graphCosts.rows, encoderMs: graphCosts.encoderMs, tickMs: graphCosts.tickMs },
+      // bench.json's shape of the costs, as before the costs had one type.
+      graphCosts: {
+        rows: graphCosts.tick.map((r) => r.rows),
+        encoderMs: graphCosts.encoder.map((r) => r.ms),
+        tickMs: graphCosts.tick.map((r) => r.ms),
+      },
       byThreshold,
       payoff,
       target: 0.9,
@@ -504,11 +506,8 @@ async function main() {
   writeFileSync(OUT, `${JSON.stringify(results, null, 2)}\n`);
 
   const { images, latency, healthMs } = results;
-  const costLine = graphCosts.rows
-    .map(
-      (n, i) =>
-        `${n}: ${(graphCosts.encoderMs[i] as number).toFixed(2)} / ${(graphCosts.tickMs[i] as number).toFixed(2)}`,
-    )
+  const costLine = graphCosts.tick
+    .map((tick, i) => `${tick.rows}: ${(graphCosts.encoder[i]?.ms ?? Number.NaN).toFixed(2)} / ${tick.ms.toFixed(2)}`)
     .join(", ");
   const rows = [
     `| 1. ${CALLERS} callers, raw tensor, ${ticks} ticks: answers/s (phases); CPU ms per answer, server / load generator | ${tensor.rps.toFixed(0)} (${tensor.perPhase.join(", ")}); ${tensor.serverCpuMsPerAnswer.toFixed(2)} / ${tensor.clientCpuMsPerAnswer.toFixed(2)} | | |`,

@@ -21,7 +21,7 @@ import { driveClosedLoop } from "../../../loadtest/src/closedLoop.ts";
 import { CtmConnection } from "../../../loadtest/src/connection.ts";
 import { driveOpenLoop, seededRandom } from "../../../loadtest/src/openLoop.ts";
 import { loadSamples, type Sample } from "../../../loadtest/src/samples.ts";
-import { benchMachine, loadAverage } from "../../../tools/harness/machine.ts";
+import { loadAverage, machineRecord } from "../../../tools/harness/machine.ts";
 import { loadModelFolder } from "../../src/model/modelFolder.ts";
 import { RASTER_FORMATS } from "../../src/runtime/imageHeader.ts";
 import { preprocessImage } from "../../src/runtime/imagePreprocess.ts";
@@ -234,7 +234,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const startedAt = new Date().toISOString();
-  const machine = benchMachine();
+  const machine = machineRecord();
   const models: ModelRun[] = [];
   for (const name of options.models) models.push(await measureModel(name, options));
   const result: LoweringResult = {
@@ -243,7 +243,7 @@ async function main(argv: string[]): Promise<void> {
     startedAt,
     finishedAt: new Date().toISOString(),
     commit: execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: REPO, encoding: "utf8" }).trim(),
-    machine: { ...machine, cpu: machine.cpu.trim() },
+    machine,
     settings: {
       loads: options.loads,
       seconds: options.seconds,

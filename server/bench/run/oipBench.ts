@@ -20,11 +20,11 @@
  */
 import { execFile } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import type { LoadtestResult } from "../../../loadtest/src/loadtestResult.ts";
+import { loadAverage, machineRecord } from "../../../tools/harness/machine.ts";
 import { DEFAULT_CERTAINTY_THRESHOLD } from "../../src/engine/haltPolicy.ts";
 import { listRepository, loadModelFolder } from "../../src/model/modelFolder.ts";
 import { perfAnalyzer } from "../parts/perfAnalyzerTool.ts";
@@ -180,13 +180,13 @@ if (!manifest.samples) throw new Error(`model ${manifest.name} has no samples to
 const tool = perfAnalyzer(join(dirname(OUT), "perf-analyzer"), (line) => console.error(line));
 const data = inputData(join(model.dir, dirname(manifest.samples)));
 const startedAt = new Date().toISOString();
-const loadAtStart = loadavg().map((l) => Number(l.toFixed(2)));
+const machine = machineRecord();
 const httpPort = await freePort();
 const server = await startServerProcess(REPO, ["--provider", "cpu", "--http-port", String(httpPort)]);
 const address = `127.0.0.1:${server.port}`;
 const httpAddress = `127.0.0.1:${httpPort}`;
 console.error(
-  `server at ${address} (REST at ${httpAddress}); perf_analyzer ${tool.version}; load average ${loadAtStart.join(" ")}`,
+  `server at ${address} (REST at ${httpAddress}); perf_analyzer ${tool.version}; load average ${machine.loadAverageAtStart.join(" ")}`,
 );
 const points: { concurrency: number; perfAnalyzer: Point; perfAnalyzerHttp: Point | null; loadtest: Point }[] = [];
 try {
@@ -215,12 +215,12 @@ try {
 } finally {
   await server.stop();
 }
-const loadAtEnd = loadavg().map((l) => Number(l.toFixed(2)));
+const loadAverageAtEnd = loadAverage();
 const result = {
   startedAt,
   finishedAt: new Date().toISOString(),
   command: ["npm", "run", "bench:oip", "--", ...process.argv.slice(2)],
-  machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? "", node: process.version, loadAtStart, loadAtEnd },
+  machine: { ...machine, loadAverageAtEnd },
   model: `${manifest.name}/${manifest.version}`,
   settings: { concurrency: CONCURRENCY, seconds: SECONDS, threshold: THRESHOLD, perfAnalyzer: tool.version },
   points,
@@ -238,6 +238,8 @@ const lines = [
       `| ${concurrency} | ${cells(pa)} | ${cells(http)} | ${cells(lt)} | ${f(pa.throughputRps / lt.throughputRps)} | ${http ? f(http.throughputRps / pa.throughputRps) : "-"} |`,
   ),
 ];
-console.log(`${startedAt} - ${result.finishedAt}; load average ${loadAtStart.join(" ")} -> ${loadAtEnd.join(" ")}`);
+console.log(
+  `${startedAt} - ${result.finishedAt}; load average ${machine.loadAverageAtStart.join(" ")} -> ${loadAverageAtEnd.join(" ")}`,
+);
 console.log(lines.join("\n"));
 console.error(`wrote ${OUT}`);

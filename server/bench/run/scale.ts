@@ -25,7 +25,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { benchMachine, loadAverage } from "../../../tools/harness/machine.ts";
+import { loadAverage, machineRecord } from "../../../tools/harness/machine.ts";
 import { writeScalePlots } from "../../../tools/harness/plot/scalePlots.ts";
 import { linearFit, median } from "../../../tools/harness/statistics.ts";
 import { parseConfig } from "../../src/config.ts";
@@ -162,7 +162,7 @@ function outside(before: Times, after: Times) {
 // ---------------------------------------------------------------- run
 async function main() {
   const machine = {
-    ...benchMachine(),
+    ...machineRecord(),
     provider: PROVIDER,
     threads: serverConfig === "help" ? 0 : serverConfig.threads,
   };
