@@ -4,7 +4,7 @@
  */
 import * as hdr from "hdr-histogram-js";
 import { latencyHistogram, msAtPercentile } from "../../tools/harness/latencyHistogram.ts";
-import { percentileOfCounts } from "../../tools/harness/statistics.ts";
+import { correctFraction, percentileOfCounts } from "../../tools/harness/statistics.ts";
 import type { CallOutcome } from "./ctmCaller.ts";
 import type { CalibrationReference, LatencySummary, PointResult, TickSummary } from "./loadtestResult.ts";
 import type { Sample } from "./samples.ts";
@@ -42,12 +42,6 @@ export function tickSummary(counts: readonly number[]): TickSummary {
     max,
     histogram: [...counts],
   };
-}
-
-/** Fraction of positions right; the label and the prediction have one class per position. */
-export function correctFraction(label: readonly number[], prediction: readonly number[]): number {
-  if (label.length !== prediction.length) return 0;
-  return label.filter((cls, i) => cls === prediction[i]).length / label.length;
 }
 
 export class PointRecorder {

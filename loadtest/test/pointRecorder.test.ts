@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as hdr from "hdr-histogram-js";
 import type { CallOutcome } from "../src/ctmCaller.ts";
-import { correctFraction, PointRecorder, tickSummary } from "../src/pointRecorder.ts";
+import { PointRecorder, tickSummary } from "../src/pointRecorder.ts";
 import type { Sample } from "../src/samples.ts";
 
 const sample = (label: number[] | null): Sample => ({
@@ -72,11 +72,5 @@ describe("PointRecorder", () => {
     const point = recorder.finish(1, null, 0);
     assert.deepEqual(point.ticks.histogram, [0, 0, 0, 0, 1]);
     assert.equal(point.firstTickMs, null, "unary calls have no first tick");
-  });
-
-  it("scores multi-position answers by the fraction of positions right", () => {
-    assert.equal(correctFraction([1, 0, 1, 1], [1, 1, 1, 0]), 0.5);
-    assert.equal(correctFraction([2], [2]), 1);
-    assert.equal(correctFraction([1, 0], [1]), 0, "a wrong number of positions is wrong");
   });
 });

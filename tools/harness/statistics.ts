@@ -1,7 +1,7 @@
 /**
  * The statistics every benchmark, load test and probe reports, written once so that a "p50" means the
  * same in every result file: the median, nearest-rank percentiles (of samples, or of integer values
- * given as counts), the mean, and least-squares lines with R^2. Latency under load is recorded in HDR
+ * given as counts), the mean, an answer's accuracy, and least-squares lines with R^2. Latency under load is recorded in HDR
  * histograms instead (hdr-histogram-js); these are for the short lists of samples a probe collects.
  */
 
@@ -54,6 +54,13 @@ export function percentileOfCounts(counts: readonly number[], p: number): number
     if (seen >= rank) return i + 1;
   }
   return counts.length;
+}
+
+/**
+ * Accuracy of one answer: the fraction of positions right (a maze route has many, a digit one); the label and the prediction have one class per position. */
+export function correctFraction(label: readonly number[], prediction: readonly number[]): number {
+  if (label.length !== prediction.length) return 0;
+  return label.filter((cls, i) => cls === prediction[i]).length / label.length;
 }
 
 export function linearFit(points: ReadonlyArray<readonly [number, number]>): LinearFit {

@@ -5,9 +5,8 @@
  * delivered accuracy (the share of positions right on the labelled samples) is set beside that target.
  */
 import type { CallOutcome } from "../../../loadtest/src/ctmCaller.ts";
-import { correctFraction } from "../../../loadtest/src/pointRecorder.ts";
 import type { Sample } from "../../../loadtest/src/samples.ts";
-import { percentile } from "../../../tools/harness/statistics.ts";
+import { correctFraction, percentile } from "../../../tools/harness/statistics.ts";
 import type { ServerSide } from "./serverLatency.ts";
 
 export type ControllerMode = "on" | "off";

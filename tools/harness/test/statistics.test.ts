@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { linearFit, mean, median, percentile, percentileOfCounts, sum } from "../statistics.ts";
+import { correctFraction, linearFit, mean, median, percentile, percentileOfCounts, sum } from "../statistics.ts";
 
 const samples = fc.array(fc.double({ min: -1e6, max: 1e6, noNaN: true }), { minLength: 1, maxLength: 60 });
 const ascending = (values: number[]) => [...values].sort((a, b) => a - b);
@@ -79,6 +79,14 @@ describe("mean and sum", () => {
     assert.equal(sum([]), 0);
     assert.equal(mean([1, 2, 6]), 3);
     assert.ok(Number.isNaN(mean([])));
+  });
+});
+
+describe("correctFraction", () => {
+  it("scores multi-position answers by the fraction of positions right", () => {
+    assert.equal(correctFraction([1, 0, 1, 1], [1, 1, 1, 0]), 0.5);
+    assert.equal(correctFraction([2], [2]), 1);
+    assert.equal(correctFraction([1, 0], [1]), 0, "a wrong number of positions is wrong");
   });
 });
 
