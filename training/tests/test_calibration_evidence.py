@@ -29,7 +29,6 @@ def test_oracle_needs_every_position_of_a_route():
     assert oracle_ticks(predictions, np.array([[2, 1]])).tolist() == [1]  # the full run is wrong
 
 
-
 def test_the_plot_script_it_runs_is_there_and_asks_for_the_evidence():
     # evidence.json is drawn by a TypeScript script run by its path: moving it must fail here, not at
     # the end of an hour of calibration.
