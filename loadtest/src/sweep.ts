@@ -3,7 +3,6 @@
  * of the plan warm up, measure, and record. Returns the result; writing it is resultFiles.ts's job.
  */
 import { setMaxListeners } from "node:events";
-import { arch, cpus, loadavg, platform } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { HaltSignal } from "../../server/src/model/calibration.ts";
 import {
@@ -11,6 +10,7 @@ import {
   type HaltPolicyMessage,
   type ModelInfoMessage,
 } from "../../server/src/transport/protocol.ts";
+import { loadAverage, machineRecord } from "../../tools/harness/machine.ts";
 import { type Drive, type DriveOptions, driveClosedLoop } from "./closedLoop.ts";
 import { CtmConnection } from "./connection.ts";
 import { makeCaller } from "./ctmCaller.ts";
@@ -93,7 +93,7 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
   if (hooks.signal.aborted) stop.abort();
   const { signal } = stop;
   const startedAt = new Date().toISOString();
-  const loadAtStart = loadavg();
+  const machine = machineRecord();
   const connection = CtmConnection.open(options);
   try {
     let model: ModelInfoMessage;
@@ -176,7 +176,6 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
     }
     progress.done();
 
-    const cpuList = cpus();
     return {
       schema: RESULT_SCHEMA,
       startedAt,
@@ -184,12 +183,12 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
       interrupted: points.length < plan.length,
       command: hooks.argv,
       environment: {
-        node: process.version,
-        platform: platform(),
-        arch: arch(),
-        cpus: cpuList.length,
-        cpuModel: cpuList[0]?.model.trim() ?? "unknown",
-        loadAverage: { start: loadAtStart, end: loadavg() },
+        node: machine.node,
+        platform: machine.platform,
+        arch: machine.arch,
+        cpus: machine.cores,
+        cpuModel: machine.cpu,
+        loadAverage: { start: machine.loadAverageAtStart, end: loadAverage() },
       },
       target: {
         address: options.address,

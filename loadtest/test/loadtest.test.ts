@@ -30,8 +30,8 @@ import {
   loadProtocol,
   type ModelInfoMessage,
 } from "../../server/src/transport/protocol.ts";
+import { PLOT_FILES } from "../src/loadtestPlots.ts";
 import type { LoadtestResult, PointResult } from "../src/loadtestResult.ts";
-import { PLOT_FILES } from "../src/plot/loadtestPlots.ts";
 import { RESULT_FILES } from "../src/resultFiles.ts";
 import { loadLabel, pointKey } from "../src/sweepPlan.ts";
 import { thresholdPayoffs } from "../src/thresholdComparison.ts";

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type * as grpc from "@grpc/grpc-js";
 import { CtmConnection } from "../../loadtest/src/connection.ts";
-import { freePort } from "../bench/serverProcess.ts";
+import { freePort } from "../bench/parts/serverProcess.ts";
 import { MODEL_NAME, REPO, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
 const run = promisify(execFile);

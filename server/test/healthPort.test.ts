@@ -9,7 +9,7 @@ import { createServer } from "node:net";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { freePort } from "../bench/serverProcess.ts";
+import { freePort } from "../bench/parts/serverProcess.ts";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
 import { serveHealthPort } from "../src/transport/healthPort.ts";
 import { modelHealthService } from "../src/transport/modelHealth.ts";
