@@ -34,7 +34,7 @@ import { service as healthService } from "grpc-health-check";
 import * as hdr from "hdr-histogram-js";
 import { parseConfig } from "../src/config.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { benchMachine, loadAverage } from "./benchMachine.ts";
 import { benchModelFolder } from "./benchModel.ts";
 import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "./benchOptions.ts";

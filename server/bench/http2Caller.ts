@@ -9,7 +9,11 @@ import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { answerOutcome, type Caller } from "../../loadtest/src/ctmCaller.ts";
 import type { Sample } from "../../loadtest/src/samples.ts";
-import { type ClassifyRequestMessage, type ClassifyResponseMessage, loadProtocol } from "../src/transport/protocol.ts";
+import {
+  type ClassifyRequestMessage,
+  type ClassifyResponseMessage,
+  loadProtocol,
+} from "../src/transport/ctmV1/ctmProtocol.ts";
 import { grpcFrame } from "./http2ClassifyClients.ts";
 
 const HEADERS = {

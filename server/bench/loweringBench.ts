@@ -24,7 +24,7 @@ import { loadSamples, type Sample } from "../../loadtest/src/samples.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { RASTER_FORMATS } from "../src/runtime/imageHeader.ts";
 import { preprocessImage } from "../src/runtime/imagePreprocess.ts";
-import type { HaltPolicyMessage, ModelInfoMessage } from "../src/transport/protocol.ts";
+import type { HaltPolicyMessage, ModelInfoMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { benchMachine, loadAverage } from "./benchMachine.ts";
 import { http2Caller } from "./http2Caller.ts";
 import { LOWERING_USAGE, type LoweringOptions, LoweringUsageError, parseLoweringOptions } from "./loweringOptions.ts";

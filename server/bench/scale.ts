@@ -28,7 +28,7 @@ import * as grpc from "@grpc/grpc-js";
 import { parseConfig } from "../src/config.ts";
 import type { Manifest } from "../src/model/manifest.ts";
 import { discoverModelFolders, loadModelFolder } from "../src/model/modelFolder.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { benchMachine, loadAverage } from "./benchMachine.ts";
 import { measureGraphs, residentMiB } from "./scaleGraphs.ts";
 import { scaleModel } from "./scaleModel.ts";

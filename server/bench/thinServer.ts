@@ -15,7 +15,11 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { type ClassifyRequestMessage, type ClassifyResponseMessage, loadProtocol } from "../src/transport/protocol.ts";
+import {
+  type ClassifyRequestMessage,
+  type ClassifyResponseMessage,
+  loadProtocol,
+} from "../src/transport/ctmV1/ctmProtocol.ts";
 import { openBareLoop } from "./bareLoop.ts";
 import { benchModelFolder } from "./benchModel.ts";
 

@@ -8,10 +8,10 @@ import { setMaxListeners } from "node:events";
 import type { ClassifyJob, InferenceResult, ModelEngine } from "../../engine/modelEngine.ts";
 import type { ModelRegistry } from "../../engine/modelRegistry.ts";
 import { invalidArgument } from "../../engine/serverError.ts";
-import { type DecodedInfer, decodeInferRequest, decodeRows, inV2Terms } from "../inferenceDecoding.ts";
-import { hasHaltOutput } from "../inferenceEncoding.ts";
-import type { ModelInferRequestMessage } from "../inferenceProtocol.ts";
-import { throwIfUndecodable } from "../requestDecoding.ts";
+import { throwIfUndecodable } from "../grpc/requestDeserializers.ts";
+import { type DecodedInfer, decodeInferRequest, decodeRows, inV2Terms } from "./inferDecoding.ts";
+import { hasHaltOutput } from "./inferEncoding.ts";
+import type { ModelInferRequestMessage } from "./oipProtocol.ts";
 
 export type InferRows = ReturnType<typeof decodeRows>;
 

@@ -7,10 +7,10 @@ import { readFileSync } from "node:fs";
 import type { ModelEngine } from "../../engine/modelEngine.ts";
 import type { ModelRegistry } from "../../engine/modelRegistry.ts";
 import { invalidArgument } from "../../engine/serverError.ts";
-import { encodeModelMetadata } from "../inferenceEncoding.ts";
-import type { ModelMetadataResponseMessage } from "../inferenceProtocol.ts";
-import { modelHealthService } from "../modelHealth.ts";
-import type { ServingHealth } from "../servingHealth.ts";
+import { modelHealthService } from "../health/modelHealth.ts";
+import type { ServingHealth } from "../health/servingHealth.ts";
+import { encodeModelMetadata } from "./inferEncoding.ts";
+import type { ModelMetadataResponseMessage } from "./oipProtocol.ts";
 
 const PACKAGE = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as {
   name: string;

@@ -9,7 +9,7 @@ import type { ModelControl } from "../../engine/modelControl.ts";
 import type { ModelRegistry } from "../../engine/modelRegistry.ts";
 import type { Logger } from "../../logger.ts";
 import type { ServerMetrics } from "../../metrics.ts";
-import { countedUnary } from "../countedUnary.ts";
+import { countedUnary } from "../grpc/countedUnary.ts";
 import {
   loadModel,
   modelStatistics,

@@ -7,10 +7,10 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
-import type { HaltSignal } from "../model/calibration.ts";
-import { tolerantClassifyDecoding } from "./requestDecoding.ts";
+import type { HaltSignal } from "../../model/calibration.ts";
+import { tolerantClassifyDecoding } from "../grpc/requestDeserializers.ts";
 
-export const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
+export const PROTO_DIR = fileURLToPath(new URL("../../../../proto", import.meta.url));
 export const CTM_PROTO = "ctm/v1/ctm.proto";
 export const CTM_SERVICE = "ctm.v1.CtmService";
 

@@ -5,9 +5,9 @@
  * made. The Open Inference Protocol's ModelReady and the health port read the same record, and the
  * metric ctm_model_version_serving has a series for each version that serves.
  */
-import type { ModelControl } from "../engine/modelControl.ts";
-import { type ModelRegistry, nameOf } from "../engine/modelRegistry.ts";
-import type { ServerMetrics } from "../metrics.ts";
+import type { ModelControl } from "../../engine/modelControl.ts";
+import { type ModelRegistry, nameOf } from "../../engine/modelRegistry.ts";
+import type { ServerMetrics } from "../../metrics.ts";
 import { modelHealthService } from "./modelHealth.ts";
 import type { ServingHealth } from "./servingHealth.ts";
 

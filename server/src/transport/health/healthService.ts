@@ -13,7 +13,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { service as healthDefinition } from "grpc-health-check";
-import { echo } from "../engine/serverError.ts";
+import { echo } from "../../engine/serverError.ts";
 
 export type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING";
 export type ServingStatusMap = Record<string, ServingStatus>;

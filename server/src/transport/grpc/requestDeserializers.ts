@@ -3,11 +3,11 @@
  * here; bounds that depend on the model are the engine's to check.
  */
 import type * as grpc from "@grpc/grpc-js";
-import type { ClassifyJob } from "../engine/modelEngine.ts";
-import type { ModelInput } from "../engine/modelInput.ts";
-import { invalidArgument, type ServerError } from "../engine/serverError.ts";
-import { HALT_SIGNALS, type HaltSignal } from "../model/calibration.ts";
-import { type ClassifyRequestMessage, HALT_SIGNAL_NAMES, type HaltSignalName } from "./protocol.ts";
+import type { ClassifyJob } from "../../engine/modelEngine.ts";
+import type { ModelInput } from "../../engine/modelInput.ts";
+import { invalidArgument, type ServerError } from "../../engine/serverError.ts";
+import { HALT_SIGNALS, type HaltSignal } from "../../model/calibration.ts";
+import { type ClassifyRequestMessage, HALT_SIGNAL_NAMES, type HaltSignalName } from "../ctmV1/ctmProtocol.ts";
 import {
   oversizeRequest,
   type RequestSizeLimits,

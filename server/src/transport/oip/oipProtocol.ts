@@ -5,8 +5,8 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { LOADER_OPTIONS } from "./protocol.ts";
-import { tolerantDecoding, weighedDecoding } from "./requestDecoding.ts";
+import { LOADER_OPTIONS } from "../ctmV1/ctmProtocol.ts";
+import { tolerantDecoding, weighedDecoding } from "../grpc/requestDeserializers.ts";
 
 export const INFERENCE_PROTO = "inference/v2/grpc_service.proto";
 export const INFERENCE_SERVICE = "inference.GRPCInferenceService";

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import type { ServerConfig } from "../config.ts";
+import type { ServerConfig } from "../../config.ts";
 
 export function serverCredentials(tls: ServerConfig["tls"]): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();

@@ -1,12 +1,17 @@
 /** Engine results -> ctm.v1 messages. */
-import { guaranteeOutcome } from "../engine/haltGuarantee.ts";
-import { bestSignal, type HaltPolicy, type HaltReason, signalsOf } from "../engine/haltPolicy.ts";
-import type { InferenceResult, ModelEngine, TickReport } from "../engine/modelEngine.ts";
-import type { FailedModel, ListedModel } from "../engine/modelRegistry.ts";
-import type { Prediction } from "../engine/prediction.ts";
-import { type CalibrationData, GUARANTEE_KINDS, HALT_SIGNALS, type SignalCalibration } from "../model/calibration.ts";
-import type { ModelDefinition } from "../model/modelFolder.ts";
-import type { TestMetrics } from "../model/testMetrics.ts";
+import { guaranteeOutcome } from "../../engine/haltGuarantee.ts";
+import { bestSignal, type HaltPolicy, type HaltReason, signalsOf } from "../../engine/haltPolicy.ts";
+import type { InferenceResult, ModelEngine, TickReport } from "../../engine/modelEngine.ts";
+import type { FailedModel, ListedModel } from "../../engine/modelRegistry.ts";
+import type { Prediction } from "../../engine/prediction.ts";
+import {
+  type CalibrationData,
+  GUARANTEE_KINDS,
+  HALT_SIGNALS,
+  type SignalCalibration,
+} from "../../model/calibration.ts";
+import type { ModelDefinition } from "../../model/modelFolder.ts";
+import type { TestMetrics } from "../../model/testMetrics.ts";
 import type {
   CalibrationDataMessage,
   CertifiedTargetMessage,
@@ -18,8 +23,8 @@ import type {
   SignalCalibrationMessage,
   TestMetricsMessage,
   TickUpdateMessage,
-} from "./protocol.ts";
-import { HALT_SIGNAL_NAMES } from "./protocol.ts";
+} from "./ctmProtocol.ts";
+import { HALT_SIGNAL_NAMES } from "./ctmProtocol.ts";
 
 const REASONS: Record<HaltReason, HaltReasonName> = {
   THRESHOLD: "HALT_REASON_THRESHOLD",

@@ -5,8 +5,8 @@
  * the log.
  */
 import { status } from "@grpc/grpc-js";
-import type { ErrorCode } from "../engine/serverError.ts";
-import { ServerError } from "../engine/serverError.ts";
+import type { ErrorCode } from "../../engine/serverError.ts";
+import { ServerError } from "../../engine/serverError.ts";
 
 const CODES: Record<ErrorCode, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,

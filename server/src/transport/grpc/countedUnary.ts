@@ -6,9 +6,9 @@
 import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import type { ModelRegistry } from "../engine/modelRegistry.ts";
-import type { Logger } from "../logger.ts";
-import type { ServerMetrics } from "../metrics.ts";
+import type { ModelRegistry } from "../../engine/modelRegistry.ts";
+import type { Logger } from "../../logger.ts";
+import type { ServerMetrics } from "../../metrics.ts";
 import { toStatus } from "./errorPolicy.ts";
 import { recordRequest } from "./requestMetrics.ts";
 

@@ -5,14 +5,14 @@
  * counted in the request metrics. The token check (authentication.ts) comes first.
  */
 import type * as grpc from "@grpc/grpc-js";
-import type { IndexEntry, ModelControl } from "../engine/modelControl.ts";
-import type { ModelRegistry } from "../engine/modelRegistry.ts";
-import type { StageDuration } from "../engine/modelStatistics.ts";
-import { invalidArgument } from "../engine/serverError.ts";
-import { parseVersionPolicy } from "../engine/versionPolicy.ts";
-import type { Logger } from "../logger.ts";
-import type { ServerMetrics } from "../metrics.ts";
-import { countedUnary } from "./countedUnary.ts";
+import type { IndexEntry, ModelControl } from "../../engine/modelControl.ts";
+import type { ModelRegistry } from "../../engine/modelRegistry.ts";
+import type { StageDuration } from "../../engine/modelStatistics.ts";
+import { invalidArgument } from "../../engine/serverError.ts";
+import { parseVersionPolicy } from "../../engine/versionPolicy.ts";
+import type { Logger } from "../../logger.ts";
+import type { ServerMetrics } from "../../metrics.ts";
+import { countedUnary } from "../grpc/countedUnary.ts";
 
 const STATES: Record<IndexEntry["state"], string> = {
   READY: "REPOSITORY_STATE_READY",

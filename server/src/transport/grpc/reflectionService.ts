@@ -9,8 +9,8 @@ import { dirname, join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { INFERENCE_PROTO } from "./inferenceProtocol.ts";
-import { CONTRACT_FILES, LOADER_OPTIONS } from "./protocol.ts";
+import { CONTRACT_FILES, LOADER_OPTIONS } from "../ctmV1/ctmProtocol.ts";
+import { INFERENCE_PROTO } from "../oip/oipProtocol.ts";
 import { protocFileDescriptors } from "./reflectionDescriptors.ts";
 
 const reflectionProtoDir = join(

@@ -4,7 +4,7 @@
  */
 import type * as http from "node:http";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { ServerError } from "../engine/serverError.ts";
+import { ServerError } from "../../engine/serverError.ts";
 import { HttpRefusal } from "./httpRefusal.ts";
 import { type InflightBytes, inflightRefusal } from "./inflightBytes.ts";
 

@@ -4,7 +4,7 @@
  * needs more than they allow could never be sent a valid request: it fails to load instead, naming
  * the flag that makes room for it.
  */
-import type { InputSpec } from "../model/manifest.ts";
+import type { InputSpec } from "../../model/manifest.ts";
 import type { DerivedSizeLimits } from "./requestSize.ts";
 
 /** Throws when requests for a model with `input` cannot fit the server's bounds. */

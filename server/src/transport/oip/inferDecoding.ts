@@ -8,17 +8,17 @@
  * a leading batch dimension), an image model's encoded images are "image" (BYTES [N, 1], one per row), and
  * the halt policy is request `parameters` named as ctm.v1's halt_policy fields.
  */
-import type { HaltPolicyRequest } from "../engine/haltPolicy.ts";
-import type { ModelInput } from "../engine/modelInput.ts";
-import { echo, invalidArgument, ServerError } from "../engine/serverError.ts";
-import { HALT_SIGNALS, type HaltSignal } from "../model/calibration.ts";
-import type { InputSpec } from "../model/manifest.ts";
+import type { HaltPolicyRequest } from "../../engine/haltPolicy.ts";
+import type { ModelInput } from "../../engine/modelInput.ts";
+import { echo, invalidArgument, ServerError } from "../../engine/serverError.ts";
+import { HALT_SIGNALS, type HaltSignal } from "../../model/calibration.ts";
+import type { InputSpec } from "../../model/manifest.ts";
 import type {
   InferInputTensorMessage,
   InferParameterMessage,
   ModelInferRequestMessage,
   ParameterMap,
-} from "./inferenceProtocol.ts";
+} from "./oipProtocol.ts";
 
 /** The FP32 tensor input. */
 export const TENSOR_INPUT = "input";

@@ -4,7 +4,7 @@
  */
 import type * as http from "node:http";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { echo } from "../engine/serverError.ts";
+import { echo } from "../../engine/serverError.ts";
 import { everyModelRefusal, type TokenTable } from "./authentication.ts";
 import { HttpRefusal } from "./httpRefusal.ts";
 

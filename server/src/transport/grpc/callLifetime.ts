@@ -5,7 +5,7 @@
  * Inference Protocol cancel and pace their work the same way.
  */
 import type * as grpc from "@grpc/grpc-js";
-import { ServerError } from "../engine/serverError.ts";
+import { ServerError } from "../../engine/serverError.ts";
 import { resetCall } from "./callStream.ts";
 
 /** What every kind of server call has: a deadline, and a 'cancelled' event. */

@@ -1,8 +1,8 @@
 /** One finished RPC into the request metrics, under a model label a client cannot multiply. */
 import { performance } from "node:perf_hooks";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { type ModelRegistry, nameOf } from "../engine/modelRegistry.ts";
-import type { ServerMetrics } from "../metrics.ts";
+import { type ModelRegistry, nameOf } from "../../engine/modelRegistry.ts";
+import type { ServerMetrics } from "../../metrics.ts";
 
 export function recordRequest(
   registry: ModelRegistry,

@@ -7,12 +7,12 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
-import { listenError } from "../listenError.ts";
-import { connectionOptions } from "./connectionUpkeep.ts";
+import { listenError } from "../../listenError.ts";
+import { connectionOptions } from "../grpc/connectionUpkeep.ts";
+import { InflightBytes } from "../grpc/inflightBytes.ts";
+import { arrivalInterceptor } from "../grpc/requestArrival.ts";
 import type { HealthPortMessage, HealthPortWorkerData } from "./healthPort.ts";
 import { HealthService, MAX_SERVICE_NAME_CHARS, type ServingStatus } from "./healthService.ts";
-import { InflightBytes } from "./inflightBytes.ts";
-import { arrivalInterceptor } from "./requestArrival.ts";
 
 /** A HealthCheckRequest of the longest name served, with room to spare; larger: RESOURCE_EXHAUSTED. */
 const MAX_MESSAGE_BYTES = 4 * MAX_SERVICE_NAME_CHARS;

@@ -14,9 +14,9 @@
  * grpc.health.v1 is served on it.
  */
 import type { Worker } from "node:worker_threads";
-import { spawnWorker } from "../engine/spawnWorker.ts";
-import { ListenError } from "../listenError.ts";
-import type { ConnectionUpkeep } from "./connectionUpkeep.ts";
+import { spawnWorker } from "../../engine/spawnWorker.ts";
+import { ListenError } from "../../listenError.ts";
+import type { ConnectionUpkeep } from "../grpc/connectionUpkeep.ts";
 import type { ServingStatus } from "./healthService.ts";
 import type { ServingHealth } from "./servingHealth.ts";
 

@@ -6,21 +6,21 @@
 import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import type { ModelEngine } from "../engine/modelEngine.ts";
-import type { ModelRegistry } from "../engine/modelRegistry.ts";
-import type { Logger } from "../logger.ts";
-import type { ServerMetrics } from "../metrics.ts";
-import { abortSignalOf, drained } from "./callLifetime.ts";
-import { toStatus } from "./errorPolicy.ts";
+import type { ModelEngine } from "../../engine/modelEngine.ts";
+import type { ModelRegistry } from "../../engine/modelRegistry.ts";
+import type { Logger } from "../../logger.ts";
+import type { ServerMetrics } from "../../metrics.ts";
+import { abortSignalOf, drained } from "../grpc/callLifetime.ts";
+import { toStatus } from "../grpc/errorPolicy.ts";
+import { decodeClassifyRequest } from "../grpc/requestDeserializers.ts";
+import { recordRequest } from "../grpc/requestMetrics.ts";
 import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,
   ListModelsResponseMessage,
   ModelInfoMessage,
   TickUpdateMessage,
-} from "./protocol.ts";
-import { decodeClassifyRequest } from "./requestDecoding.ts";
-import { recordRequest } from "./requestMetrics.ts";
+} from "./ctmProtocol.ts";
 import { encodeModelInfo, encodeResult, encodeTick } from "./responseEncoding.ts";
 
 type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;

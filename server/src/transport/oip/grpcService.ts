@@ -18,22 +18,19 @@ import { setMaxListeners } from "node:events";
 import { performance } from "node:perf_hooks";
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import type { InferenceResult, ModelEngine, TickReport } from "../engine/modelEngine.ts";
-import type { ModelRegistry } from "../engine/modelRegistry.ts";
-import { invalidArgument } from "../engine/serverError.ts";
-import type { Logger } from "../logger.ts";
-import type { ServerMetrics } from "../metrics.ts";
-import { abortSignalOf, drained } from "./callLifetime.ts";
-import { type CallStatus, toStatus } from "./errorPolicy.ts";
-import { inV2Terms, MAX_ID_CHARS } from "./inferenceDecoding.ts";
-import { answerView, encodeInferResponse, encodeModelConfig, type RowView } from "./inferenceEncoding.ts";
-import type {
-  ModelInferRequestMessage,
-  ModelInferResponseMessage,
-  ModelStreamInferResponseMessage,
-} from "./inferenceProtocol.ts";
-import { releaseMessage } from "./inflightBytes.ts";
-import { admitInfer, answerRows, type InferRows, inferJob } from "./oip/inferCall.ts";
+import type { InferenceResult, ModelEngine, TickReport } from "../../engine/modelEngine.ts";
+import type { ModelRegistry } from "../../engine/modelRegistry.ts";
+import { invalidArgument } from "../../engine/serverError.ts";
+import type { Logger } from "../../logger.ts";
+import type { ServerMetrics } from "../../metrics.ts";
+import { abortSignalOf, drained } from "../grpc/callLifetime.ts";
+import { type CallStatus, toStatus } from "../grpc/errorPolicy.ts";
+import { releaseMessage } from "../grpc/inflightBytes.ts";
+import { recordRequest } from "../grpc/requestMetrics.ts";
+import type { ServingHealth } from "../health/servingHealth.ts";
+import { admitInfer, answerRows, type InferRows, inferJob } from "./inferCall.ts";
+import { inV2Terms, MAX_ID_CHARS } from "./inferDecoding.ts";
+import { answerView, encodeInferResponse, encodeModelConfig, type RowView } from "./inferEncoding.ts";
 import {
   describedModel,
   modelMetadata,
@@ -41,9 +38,12 @@ import {
   type ServerMetadata,
   serverMetadata,
   serverReady,
-} from "./oip/modelDescription.ts";
-import { recordRequest } from "./requestMetrics.ts";
-import type { ServingHealth } from "./servingHealth.ts";
+} from "./modelDescription.ts";
+import type {
+  ModelInferRequestMessage,
+  ModelInferResponseMessage,
+  ModelStreamInferResponseMessage,
+} from "./oipProtocol.ts";
 
 export interface InferenceServiceOptions {
   /** The most rows one request may carry: the server's --max-batch. */

@@ -7,7 +7,7 @@
  * a request's image and tensor lengths are read from the protobuf framing, skipping every payload,
  * before a single value is decoded.
  */
-import { ServerError } from "../engine/serverError.ts";
+import { ServerError } from "../../engine/serverError.ts";
 
 /** What the served models take, as far as request size goes. */
 export interface ServedInput {

@@ -3,12 +3,12 @@
  * little-endian tensors, as Triton sends them and tritonclient's as_numpy reads them, plus scalar
  * response parameters), model metadata and model configuration derived from the manifest.
  */
-import { type GuaranteePlan, guaranteeOutcome } from "../engine/haltGuarantee.ts";
-import type { HaltPolicy, HaltReason } from "../engine/haltPolicy.ts";
-import type { InferenceResult, ModelEngine } from "../engine/modelEngine.ts";
-import { type Prediction, positionsOf } from "../engine/prediction.ts";
-import type { HaltSignal } from "../model/calibration.ts";
-import { IMAGE_INPUT, OUTPUT_NAMES, type OutputName, TENSOR_INPUT } from "./inferenceDecoding.ts";
+import { type GuaranteePlan, guaranteeOutcome } from "../../engine/haltGuarantee.ts";
+import type { HaltPolicy, HaltReason } from "../../engine/haltPolicy.ts";
+import type { InferenceResult, ModelEngine } from "../../engine/modelEngine.ts";
+import { type Prediction, positionsOf } from "../../engine/prediction.ts";
+import type { HaltSignal } from "../../model/calibration.ts";
+import { IMAGE_INPUT, OUTPUT_NAMES, type OutputName, TENSOR_INPUT } from "./inferDecoding.ts";
 import type {
   InferOutputTensorMessage,
   InferParameterMessage,
@@ -16,7 +16,7 @@ import type {
   ModelInferResponseMessage,
   ModelMetadataResponseMessage,
   ParameterMap,
-} from "./inferenceProtocol.ts";
+} from "./oipProtocol.ts";
 
 /** What one batch row of a response describes: a tick, and with `result` the request's answer. */
 export interface RowView {

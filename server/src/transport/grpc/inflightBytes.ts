@@ -9,8 +9,8 @@
  * done with them and calls releaseMessage, so that a long stream does not hold every request it sent.
  */
 import * as grpc from "@grpc/grpc-js";
-import { ServerError } from "../engine/serverError.ts";
-import { messageBytesOf } from "./requestDecoding.ts";
+import { ServerError } from "../../engine/serverError.ts";
+import { messageBytesOf } from "./requestDeserializers.ts";
 
 export class InflightBytes {
   private held = 0;

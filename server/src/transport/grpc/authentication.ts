@@ -16,10 +16,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import type { ServerConfig } from "../config.ts";
-import { echo } from "../engine/serverError.ts";
-import { INFERENCE_SERVICE } from "./inferenceProtocol.ts";
-import { CTM_SERVICE } from "./protocol.ts";
+import type { ServerConfig } from "../../config.ts";
+import { echo } from "../../engine/serverError.ts";
+import { CTM_SERVICE } from "../ctmV1/ctmProtocol.ts";
+import { INFERENCE_SERVICE } from "../oip/oipProtocol.ts";
 
 /** Health checks never need a token: grpc.health.v1, and the Open Inference Protocol's own. */
 const EXEMPT_PREFIX = "/grpc.health.v1.Health/";

@@ -4,8 +4,8 @@
  * checks. The JSON uses the proto's field names; `image.data` is base64, as in proto3's JSON mapping.
  * Only JSON types are checked here: every bound is decodeClassifyRequest's and the engine's.
  */
-import { invalidArgument } from "../engine/serverError.ts";
-import type { ClassifyRequestMessage, HaltPolicyMessage, HaltSignalName } from "./protocol.ts";
+import { invalidArgument } from "../../engine/serverError.ts";
+import type { ClassifyRequestMessage, HaltPolicyMessage, HaltSignalName } from "../ctmV1/ctmProtocol.ts";
 
 const UINT32_MAX = 0xffff_ffff;
 
