@@ -1,37 +1,26 @@
 /**
  * The wire contract: proto/ctm/v1/ctm.proto (plus grpc.health.v1, so that reflection describes it too)
- * loaded with one set of options, and TypeScript shapes of its messages as @grpc/proto-loader decodes
- * them (snake_case fields, enums as names, oneofs named by a `input` string field).
+ * loaded with the server's options (grpc/protoLoading.ts), the service definition the server serves,
+ * and TypeScript shapes of its messages as @grpc/proto-loader decodes them (snake_case fields, enums
+ * as names, oneofs named by a `input` string field).
  */
-import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import type { HaltSignal } from "../../model/calibration.ts";
-import { tolerantClassifyDecoding } from "../grpc/requestDeserializers.ts";
+import { LOADER_OPTIONS } from "../grpc/protoLoading.ts";
+import { guardedDecoding } from "../grpc/requestDeserializers.ts";
+import type { RequestSizeLimits } from "../grpc/requestSize.ts";
+import { oversizeRequest, weighClassifyRequest } from "./classifyWeight.ts";
 
-export const PROTO_DIR = fileURLToPath(new URL("../../../../proto", import.meta.url));
 export const CTM_PROTO = "ctm/v1/ctm.proto";
-export const CTM_SERVICE = "ctm.v1.CtmService";
 
 /** The files of the contract: ours and the standard health service. */
 export const CONTRACT_FILES = [CTM_PROTO, healthProtoPath];
 
-/**
- * How every proto of this server is loaded (the message shapes below assume it). keepCase matters
- * beyond decoding: protobufjs renames fields in the descriptors it builds without it.
- */
-export const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [PROTO_DIR],
-};
-
 export interface Protocol {
   packageDefinition: protoLoader.PackageDefinition;
+  /** The methods as proto-loader defines them, for clients; the server serves ctmServiceDefinition. */
   ctmService: grpc.ServiceDefinition;
   /** Client constructor for CtmService. */
   CtmClient: grpc.ServiceClientConstructor;
@@ -46,8 +35,24 @@ export function loadProtocol(): Protocol {
     ctm: { v1: { CtmService: grpc.ServiceClientConstructor } };
   };
   const CtmClient = grpcObject.ctm.v1.CtmService;
-  loaded = { packageDefinition, ctmService: tolerantClassifyDecoding(CtmClient.service), CtmClient };
+  loaded = { packageDefinition, ctmService: CtmClient.service, CtmClient };
   return loaded;
+}
+
+/** The methods whose requests carry a model's input. */
+const CARRY_INPUT = ["Classify", "ClassifyStream"];
+
+/**
+ * CtmService as the server serves it: Classify and ClassifyStream read the image and tensor lengths
+ * from the body before decoding it, so that one beyond its limit is handed to the handler as a refusal
+ * (RESOURCE_EXHAUSTED naming the flag), never decoded; a body that is no ClassifyRequest reaches the
+ * handler as a marker (INVALID_ARGUMENT there, not grpc-js's INTERNAL); a decoded one carries its
+ * body size for the in-flight bound (grpc/requestDeserializers.ts).
+ */
+export function ctmServiceDefinition(limits: RequestSizeLimits): grpc.ServiceDefinition {
+  return guardedDecoding(loadProtocol().ctmService, CARRY_INPUT, (body) =>
+    oversizeRequest(weighClassifyRequest(body), limits),
+  );
 }
 
 // ---------------------------------------------------------------- message shapes

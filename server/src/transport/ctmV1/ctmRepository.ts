@@ -2,7 +2,7 @@
  * ctm.v1's model control and statistics RPCs (LoadModel, UnloadModel, ListRepository,
  * GetModelStatistics) on CtmService, beside Classify: thin shells over the engine's model control,
  * as the Open Inference Protocol's repository RPCs are, refused through the one error policy and
- * counted in the request metrics. The token check (authentication.ts) comes first.
+ * counted in the request metrics. The token check (grpc/authentication.ts) comes first.
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { IndexEntry, ModelControl } from "../../engine/modelControl.ts";

@@ -12,8 +12,8 @@ import type { Logger } from "../../logger.ts";
 import type { ServerMetrics } from "../../metrics.ts";
 import { abortSignalOf, drained } from "../grpc/callLifetime.ts";
 import { toStatus } from "../grpc/errorPolicy.ts";
-import { decodeClassifyRequest } from "../grpc/requestDeserializers.ts";
 import { recordRequest } from "../grpc/requestMetrics.ts";
+import { decodeClassifyRequest } from "./classifyDecoding.ts";
 import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,

@@ -18,14 +18,9 @@ import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import type { ServerConfig } from "../../config.ts";
 import { echo } from "../../engine/serverError.ts";
-import { CTM_SERVICE } from "../ctmV1/ctmProtocol.ts";
-import { INFERENCE_SERVICE } from "../oip/oipProtocol.ts";
 
-/** Health checks never need a token: grpc.health.v1, and the Open Inference Protocol's own. */
+/** Health checks never need a token: grpc.health.v1 here, a protocol's own in its GuardedService. */
 const EXEMPT_PREFIX = "/grpc.health.v1.Health/";
-const EXEMPT_PATHS = new Set(
-  ["ServerLive", "ServerReady", "ModelReady"].map((method) => `/${INFERENCE_SERVICE}/${method}`),
-);
 /** Shorter tokens are guessable; refuse them at start-up rather than serve behind them. */
 export const MIN_TOKEN_LENGTH = 16;
 /** A token is one header-safe word: visible ASCII, no spaces. */
@@ -93,46 +88,19 @@ function readTokensFile(path: string): Grant[] {
   return grants;
 }
 
-/** The model a call is about, and the request field that names it, for the methods that name one. */
-function modelOf(path: string, message: unknown): { model: string; field: string } | undefined {
-  if (typeof message !== "object" || message === null) return undefined;
-  if (path.startsWith(`/${INFERENCE_SERVICE}/`)) {
-    const { model_name, name } = message as { model_name?: unknown; name?: unknown };
-    if (path.endsWith("/ModelInfer") || path.endsWith("/ModelStreamInfer"))
-      return { model: typeof model_name === "string" ? model_name : "", field: "model_name" };
-    if (path.endsWith("/ModelMetadata") || path.endsWith("/ModelConfig") || path.endsWith("/ModelStatistics"))
-      return { model: typeof name === "string" ? name : "", field: "name" };
-    return undefined;
-  }
-  const model = ctmModelOf(path, message);
-  const field = path.endsWith("/GetModel") || path.endsWith("/GetModelStatistics") ? "name" : "model";
-  return model === undefined ? undefined : { model, field };
-}
-
-function ctmModelOf(path: string, message: object): string | undefined {
-  if (!path.startsWith(`/${CTM_SERVICE}/`)) return undefined;
-  const { model, name } = message as { model?: unknown; name?: unknown };
-  if (path.endsWith("/GetModel") || path.endsWith("/GetModelStatistics")) return typeof name === "string" ? name : "";
-  if (path.endsWith("/Classify") || path.endsWith("/ClassifyStream")) return typeof model === "string" ? model : "";
-  return undefined;
-}
-
-/** Calls that concern every model: what makes them so, for the refusal; undefined for other calls. */
-function everyModelOf(path: string, message: unknown): string | undefined {
-  const method = path.slice(path.lastIndexOf("/") + 1);
-  if (path.startsWith(`/${INFERENCE_SERVICE}/`)) {
-    if (method === "RepositoryModelLoad" || method === "RepositoryModelUnload")
-      return `${method} changes what every client is served`;
-    const { name } = (message ?? {}) as { name?: unknown };
-    if (method === "ModelStatistics" && !name) return "ModelStatistics without a name covers every model";
-    return undefined;
-  }
-  if (path.startsWith(`/${CTM_SERVICE}/`)) {
-    if (method === "LoadModel" || method === "UnloadModel") return `${method} changes what every client is served`;
-    const { name } = (message ?? {}) as { name?: unknown };
-    if (method === "GetModelStatistics" && !name) return "GetModelStatistics without a name covers every model";
-  }
-  return undefined;
+/**
+ * What the token check knows of one service's calls. Each protocol describes its own
+ * (ctmV1/ctmAccess.ts, oip/oipAccess.ts), so that this check needs no protocol's message shapes.
+ */
+export interface GuardedService {
+  /** The full service name, e.g. ctm.v1.CtmService. */
+  service: string;
+  /** Methods any caller may call without a token: the protocol's own health checks. */
+  open?: readonly string[];
+  /** The model a call to `method` names and the request field naming it; undefined for a call about none. */
+  modelOf(method: string, message: object): { model: string; field: string } | undefined;
+  /** Why a call to `method` concerns every model, for the refusal; undefined for other calls. */
+  everyModelOf(method: string, message: unknown): string | undefined;
 }
 
 /**
@@ -144,11 +112,16 @@ export function everyModelRefusal(why: string, models: ReadonlySet<string> | nul
   return `${why}: it needs a bearer token granted every model (one listed without models); this one is granted: ${[...models].join(", ")}`;
 }
 
-/** Refuses calls without a known token, and calls to models their token is not granted. */
-export function authInterceptor(table: TokenTable): grpc.ServerInterceptor {
+/**
+ * Refuses calls without a known token, and calls to models their token is not granted; `services` says
+ * which calls name a model and which concern every model (calls to any other service name none).
+ */
+export function authInterceptor(table: TokenTable, services: readonly GuardedService[]): grpc.ServerInterceptor {
+  const exempt = new Set(services.flatMap(({ service, open = [] }) => open.map((name) => `/${service}/${name}`)));
   return (method, call) => {
-    if (method.path.startsWith(EXEMPT_PREFIX) || EXEMPT_PATHS.has(method.path))
-      return new grpc.ServerInterceptingCall(call);
+    if (method.path.startsWith(EXEMPT_PREFIX) || exempt.has(method.path)) return new grpc.ServerInterceptingCall(call);
+    const guarded = services.find(({ service }) => method.path.startsWith(`/${service}/`));
+    const name = method.path.slice(method.path.lastIndexOf("/") + 1);
     let grant: Grant | undefined;
     let refused = false;
     const refuse = (code: grpc.status, details: string) => {
@@ -179,10 +152,10 @@ export function authInterceptor(table: TokenTable): grpc.ServerInterceptor {
           },
           onReceiveMessage(message, nextMessage) {
             if (refused) return;
-            const every = everyModelOf(method.path, message);
+            const every = guarded?.everyModelOf(name, message);
             const refusal = every === undefined ? undefined : everyModelRefusal(every, grant?.models ?? null);
             if (refusal) return refuse(grpc.status.PERMISSION_DENIED, refusal);
-            const named = modelOf(method.path, message);
+            const named = typeof message === "object" && message !== null ? guarded?.modelOf(name, message) : undefined;
             if (named !== undefined && grant?.models && !grant.models.has(named.model)) {
               const { model, field } = named;
               return refuse(

@@ -4,9 +4,10 @@
  * it is received until the call ends (status sent or cancelled), and a message that would take the
  * total past the bound is refused with RESOURCE_EXHAUSTED at once, before the handler sees it.
  *
- * Only messages that carry their body size (decoded ClassifyRequests, see requestDecoding.ts) count:
- * the others are a few bytes. A stream's messages (ModelStreamInfer) each count until their handler is
- * done with them and calls releaseMessage, so that a long stream does not hold every request it sent.
+ * Only messages that carry their body size (the requests that carry a model's input, see weighedDecoding
+ * in requestDeserializers.ts) count: the others are a few bytes. A stream's messages (ModelStreamInfer)
+ * each count until their handler is done with them and calls releaseMessage, so that a long stream
+ * does not hold every request it sent.
  */
 import * as grpc from "@grpc/grpc-js";
 import { ServerError } from "../../engine/serverError.ts";

@@ -4,7 +4,7 @@
  * NOT_SERVING when it failed to load (--on-model-error skip), while it has no running worker
  * (ModelEngine.failure), and while the server drains.
  */
-import { CTM_SERVICE } from "../ctmV1/ctmProtocol.ts";
+import { CTM_SERVICE } from "../grpc/serviceNames.ts";
 
 /** e.g. "ctm.v1.CtmService/mnist-ctm". */
 export function modelHealthService(model: string): string {

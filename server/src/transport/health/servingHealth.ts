@@ -5,6 +5,7 @@
  * that failed to load, draining) by construction rather than by keeping a second copy in step.
  */
 import { HealthService, type ServingStatus, type WatchStatus } from "./healthService.ts";
+import { modelHealthService } from "./modelHealth.ts";
 
 export type HealthStatus = WatchStatus;
 
@@ -14,6 +15,16 @@ export class ServingHealth extends HealthService {
   override setStatus(service: string, status: ServingStatus): void {
     super.setStatus(service, status);
     for (const listener of this.listeners) listener(service, status);
+  }
+
+  /** Whether the whole server serves (the service "" is SERVING). */
+  serving(): boolean {
+    return this.statusOf("") === "SERVING";
+  }
+
+  /** Whether `model` serves (its own service, modelHealth.ts, is SERVING). */
+  modelServing(model: string): boolean {
+    return this.statusOf(modelHealthService(model)) === "SERVING";
   }
 
   /** Calls `listener` on every later change; returns what stops it. */

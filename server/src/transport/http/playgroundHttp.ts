@@ -34,6 +34,8 @@ import { echo, ServerError } from "../../engine/serverError.ts";
 import { listenError } from "../../listenError.ts";
 import type { Logger } from "../../logger.ts";
 import type { ServerMetrics } from "../../metrics.ts";
+import { decodeClassifyRequest } from "../ctmV1/classifyDecoding.ts";
+import { oversizeRequest } from "../ctmV1/classifyWeight.ts";
 import { encodeModelInfo, encodeResult, encodeTick } from "../ctmV1/responseEncoding.ts";
 import type { TokenTable } from "../grpc/authentication.ts";
 import { type CallStatus, toStatus } from "../grpc/errorPolicy.ts";
@@ -41,8 +43,7 @@ import { BodyReader } from "../grpc/httpBody.ts";
 import { HttpRefusal, httpStatusOf } from "../grpc/httpRefusal.ts";
 import { authorise, type HttpGrant as Grant } from "../grpc/httpTokens.ts";
 import type { InflightBytes } from "../grpc/inflightBytes.ts";
-import { decodeClassifyRequest } from "../grpc/requestDeserializers.ts";
-import { OTHER_FIELDS_BYTES, oversizeRequest, type RequestSizeLimits } from "../grpc/requestSize.ts";
+import { OTHER_FIELDS_BYTES, type RequestSizeLimits } from "../grpc/requestSize.ts";
 import { classifyRequestFromJson } from "./jsonRequest.ts";
 
 export const PLAYGROUND_DIR = fileURLToPath(new URL("../../../playground", import.meta.url));

@@ -27,7 +27,6 @@ import { abortSignalOf, drained } from "../grpc/callLifetime.ts";
 import { type CallStatus, toStatus } from "../grpc/errorPolicy.ts";
 import { releaseMessage } from "../grpc/inflightBytes.ts";
 import { recordRequest } from "../grpc/requestMetrics.ts";
-import type { ServingHealth } from "../health/servingHealth.ts";
 import { admitInfer, answerRows, type InferRows, inferJob } from "./inferCall.ts";
 import { inV2Terms, MAX_ID_CHARS } from "./inferDecoding.ts";
 import { answerView, encodeInferResponse, encodeModelConfig, type RowView } from "./inferEncoding.ts";
@@ -35,6 +34,7 @@ import {
   describedModel,
   modelMetadata,
   modelReady,
+  type Readiness,
   type ServerMetadata,
   serverMetadata,
   serverReady,
@@ -61,7 +61,7 @@ interface ModelRef {
 
 export function createInferenceService(
   registry: ModelRegistry,
-  health: ServingHealth,
+  health: Readiness,
   metrics: ServerMetrics,
   log: Logger,
   options: InferenceServiceOptions,

@@ -1,6 +1,6 @@
 /**
  * The Open Inference Protocol's inference semantics, once for both of its transports (gRPC in
- * inferenceService.ts, HTTP/REST in oip/restApi.ts): a ModelInferRequest (as proto-loader decodes it,
+ * oip/grpcService.ts, HTTP/REST in oip/restApi.ts): a ModelInferRequest (as proto-loader decodes it,
  * or as the REST body becomes it) is checked and admitted to its model's engine, and its batch rows run
  * as engine requests, batched with everything else tick by tick.
  */

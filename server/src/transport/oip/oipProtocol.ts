@@ -1,18 +1,21 @@
 /**
  * The Open Inference Protocol's wire contract: proto/inference/v2/grpc_service.proto, loaded with the
- * options ctm.v1 uses, and TypeScript shapes of its messages as @grpc/proto-loader decodes them
- * (snake_case fields, int64 as numbers, bytes as Buffers, a oneof named by its string field).
+ * server's options (grpc/protoLoading.ts), the service definition the server serves, and TypeScript
+ * shapes of its messages as @grpc/proto-loader decodes them (snake_case fields, int64 as numbers,
+ * bytes as Buffers, a oneof named by its string field).
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { LOADER_OPTIONS } from "../ctmV1/ctmProtocol.ts";
-import { tolerantDecoding, weighedDecoding } from "../grpc/requestDeserializers.ts";
+import { LOADER_OPTIONS } from "../grpc/protoLoading.ts";
+import { guardedDecoding } from "../grpc/requestDeserializers.ts";
+import type { RequestSizeLimits } from "../grpc/requestSize.ts";
+import { unfitInferRequest, weighInferRequest } from "./inferWeight.ts";
 
 export const INFERENCE_PROTO = "inference/v2/grpc_service.proto";
-export const INFERENCE_SERVICE = "inference.GRPCInferenceService";
 
 export interface InferenceProtocol {
   packageDefinition: protoLoader.PackageDefinition;
+  /** The methods as proto-loader defines them, for clients; the server serves inferenceServiceDefinition. */
   inferenceService: grpc.ServiceDefinition;
   /** Client constructor for GRPCInferenceService (tests). */
   InferenceClient: grpc.ServiceClientConstructor;
@@ -27,15 +30,25 @@ export function loadInferenceProtocol(): InferenceProtocol {
     inference: { GRPCInferenceService: grpc.ServiceClientConstructor };
   };
   const InferenceClient = grpcObject.inference.GRPCInferenceService;
-  loaded = {
-    packageDefinition,
-    inferenceService: weighedDecoding(tolerantDecoding(InferenceClient.service, ["ModelInfer", "ModelStreamInfer"]), [
-      "ModelInfer",
-      "ModelStreamInfer",
-    ]),
-    InferenceClient,
-  };
+  loaded = { packageDefinition, inferenceService: InferenceClient.service, InferenceClient };
   return loaded;
+}
+
+/** The methods whose requests carry a model's input. */
+const CARRY_INPUT = ["ModelInfer", "ModelStreamInfer"];
+
+/**
+ * GRPCInferenceService as the server serves it: ModelInfer and ModelStreamInfer read a request's
+ * lists from its framing before decoding it, so that one that cannot match any served model (a
+ * million-entry shape, more values than a batch holds) is handed to the handler as a refusal
+ * (INVALID_ARGUMENT naming the field and the bound), never decoded; a body that is no
+ * ModelInferRequest reaches the handler as a marker; a decoded one carries its body size for the
+ * in-flight bound (grpc/requestDeserializers.ts). `maxBatch` bounds the rows (--max-batch).
+ */
+export function inferenceServiceDefinition(limits: RequestSizeLimits, maxBatch: number): grpc.ServiceDefinition {
+  return guardedDecoding(loadInferenceProtocol().inferenceService, CARRY_INPUT, (body) =>
+    unfitInferRequest(weighInferRequest(body), limits, maxBatch),
+  );
 }
 
 // ---------------------------------------------------------------- message shapes

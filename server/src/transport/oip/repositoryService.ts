@@ -2,7 +2,7 @@
  * The Open Inference Protocol's repository and statistics RPCs on inference.GRPCInferenceService:
  * ModelStatistics, RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload, each a thin gRPC
  * shell around oip/repositoryCalls.ts, refused through the one error policy and counted in the
- * request metrics. The token check (authentication.ts) comes before any of them runs.
+ * request metrics. The token check (grpc/authentication.ts) comes before any of them runs.
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { ModelControl } from "../../engine/modelControl.ts";

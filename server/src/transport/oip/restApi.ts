@@ -14,7 +14,7 @@
  *   POST /v2/repository/index                         every model version and its state
  *   POST /v2/repository/models/<name>/load | unload   model control (--model-control explicit)
  *
- * A refusal is Triton's {"error": "<message>"} with the HTTP status of its gRPC status (httpRefusal.ts).
+ * A refusal is Triton's {"error": "<message>"} with the HTTP status of its gRPC status (grpc/httpRefusal.ts).
  */
 import type * as http from "node:http";
 import { performance } from "node:perf_hooks";
@@ -32,10 +32,16 @@ import { authorise, type HttpGrant } from "../grpc/httpTokens.ts";
 import type { InflightBytes } from "../grpc/inflightBytes.ts";
 import { recordRequest } from "../grpc/requestMetrics.ts";
 import { OTHER_FIELDS_BYTES, type RequestSizeLimits } from "../grpc/requestSize.ts";
-import type { ServingHealth } from "../health/servingHealth.ts";
 import { admitInfer, answerRows } from "./inferCall.ts";
 import { answerView, encodeInferResponse, encodeModelConfig } from "./inferEncoding.ts";
-import { describedModel, modelMetadata, modelReady, serverMetadata, serverReady } from "./modelDescription.ts";
+import {
+  describedModel,
+  modelMetadata,
+  modelReady,
+  type Readiness,
+  serverMetadata,
+  serverReady,
+} from "./modelDescription.ts";
 import {
   loadModel,
   modelStatistics,
@@ -73,7 +79,7 @@ type Handler = (
 export function createRestApi(
   registry: ModelRegistry,
   control: ModelControl,
-  health: ServingHealth,
+  health: Readiness,
   metrics: ServerMetrics,
   log: Logger,
   options: RestApiOptions,

@@ -10,7 +10,8 @@
  * before values are copied; every other check is the one gRPC requests get.
  */
 import { ServerError } from "../../engine/serverError.ts";
-import { type RequestSizeLimits, unfitInferRequest } from "../grpc/requestSize.ts";
+import type { RequestSizeLimits } from "../grpc/requestSize.ts";
+import { unfitInferRequest } from "./inferWeight.ts";
 import type {
   InferInputTensorMessage,
   InferParameterMessage,
