@@ -11,7 +11,7 @@ import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { CONFIG_OPTIONS, parseConfig, type ServerConfig } from "../../server/src/config.ts";
-import { CTM_SERVICE } from "../../server/src/transport/protocol.ts";
+import { CTM_SERVICE } from "../../server/src/transport/grpc/serviceNames.ts";
 import { envOf, execForm, last, parseDockerfile, stage } from "./support/dockerfile.ts";
 import {
   type Container,

@@ -27,7 +27,7 @@ import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBu
 import { Container as ContainerModel } from "kubernetes-models/v1/Container";
 import { Service } from "kubernetes-models/v1/Service";
 import { CONFIG_OPTIONS, parseConfig, type ServerConfig } from "../../server/src/config.ts";
-import { CTM_SERVICE } from "../../server/src/transport/protocol.ts";
+import { CTM_SERVICE } from "../../server/src/transport/grpc/serviceNames.ts";
 import { envOf, parseDockerfile, stage } from "./support/dockerfile.ts";
 import {
   type Container,

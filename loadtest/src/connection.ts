@@ -13,7 +13,7 @@ import {
   loadProtocol,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import type { TlsOptions } from "./options.ts";
 
 export interface ConnectionOptions {

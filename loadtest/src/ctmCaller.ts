@@ -9,7 +9,7 @@ import type {
   ClassifyResponseMessage,
   HaltPolicyMessage,
   TickUpdateMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import type { CtmConnection } from "./connection.ts";
 import type { Sample } from "./samples.ts";
 import type { CallKind } from "./sweepPlan.ts";

@@ -9,7 +9,7 @@ import {
   HALT_SIGNAL_NAMES,
   type HaltPolicyMessage,
   type ModelInfoMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import { loadAverage, machineRecord } from "../../tools/harness/machine.ts";
 import { type Drive, type DriveOptions, driveClosedLoop } from "./closedLoop.ts";
 import { CtmConnection } from "./connection.ts";

@@ -9,7 +9,7 @@ import {
   type ClassifyRequestMessage,
   loadProtocol,
   type TickUpdateMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import { CtmConnection } from "../src/connection.ts";
 import { CLIENT_NO_RESULT, makeCaller } from "../src/ctmCaller.ts";
 import type { Sample } from "../src/samples.ts";

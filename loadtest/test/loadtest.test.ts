@@ -29,7 +29,7 @@ import {
   type ClassifyResponseMessage,
   loadProtocol,
   type ModelInfoMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import { PLOT_FILES } from "../src/loadtestPlots.ts";
 import type { LoadtestResult, PointResult } from "../src/loadtestResult.ts";
 import { RESULT_FILES } from "../src/resultFiles.ts";

@@ -10,7 +10,7 @@ import { describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
-import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { digitPhoto } from "./support/digitPhoto.ts";
 import {
   type GoldenCase,

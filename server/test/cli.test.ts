@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
-import type { TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { digitPhoto } from "./support/digitPhoto.ts";
 import { HALTING_MODEL, haltingModelsDir, haltingSamples } from "./support/haltingModel.ts";
 import { MODEL_NAME, REPO, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";

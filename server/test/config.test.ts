@@ -37,7 +37,7 @@ describe("server configuration", () => {
       tls: null,
       auth: { tokens: [], tokensFile: null },
       limits: {
-        // 0: derived from the served models when the server starts (transport/requestSize.ts).
+        // 0: derived from the served models when the server starts (transport/grpc/requestSize.ts).
         maxMessageBytes: 0,
         // Enough for a phone photo (a 4032 x 3024 JPEG is about 3.7 MB).
         maxImageBytes: 8 * 1024 * 1024,

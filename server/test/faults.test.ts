@@ -15,8 +15,8 @@ import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
 import { createLogger } from "../src/logger.ts";
 import { startServer } from "../src/server.ts";
-import { modelHealthService } from "../src/transport/modelHealth.ts";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { modelHealthService } from "../src/transport/health/modelHealth.ts";
 import { healthOf } from "./support/healthClient.ts";
 import {
   failure,

@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { type InferParameterMessage, loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { type InferParameterMessage, loadInferenceProtocol } from "../src/transport/oip/oipProtocol.ts";
 import {
   HALTING_MODEL,
   HEADLESS_MODEL,

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { checkHealth, healthClient, type ServingStatus, watchHealth } from "./support/healthClient.ts";
 import { type GoldenCase, readModelJson, startTestServer, tensorRequest } from "./support/testServer.ts";
 

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { HealthService, MAX_SERVICE_NAME_CHARS } from "../src/transport/healthService.ts";
+import { HealthService, MAX_SERVICE_NAME_CHARS } from "../src/transport/health/healthService.ts";
 import { checkHealth, healthClient, watchHealth } from "./support/healthClient.ts";
 import { attack, BAD_OPENINGS, eventually, serverSockets } from "./support/http2Attack.ts";
 import { startTestServer } from "./support/testServer.ts";

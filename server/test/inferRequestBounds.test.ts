@@ -13,7 +13,7 @@ import {
   loadInferenceProtocol,
   type ModelInferRequestMessage,
   type ModelInferResponseMessage,
-} from "../src/transport/inferenceProtocol.ts";
+} from "../src/transport/oip/oipProtocol.ts";
 import {
   failure,
   type GoldenCase,

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { LoweringUsageError, parseLoweringOptions } from "../bench/parts/loweringOptions.ts";
 import { chooseTargets, loweringPolicies } from "../bench/parts/loweringTargets.ts";
-import type { ModelInfoMessage } from "../src/transport/protocol.ts";
+import type { ModelInfoMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
 const MAZE = "maze-ctm";

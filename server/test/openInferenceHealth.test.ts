@@ -10,9 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
-import { modelHealthService } from "../src/transport/modelHealth.ts";
-import { CTM_SERVICE } from "../src/transport/protocol.ts";
+import { CTM_SERVICE } from "../src/transport/grpc/serviceNames.ts";
+import { modelHealthService } from "../src/transport/health/modelHealth.ts";
+import { loadInferenceProtocol } from "../src/transport/oip/oipProtocol.ts";
 import { healthOf, type ServingStatus } from "./support/healthClient.ts";
 import {
   type GoldenCase,

@@ -18,7 +18,7 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor/index.js";
-import { jsonName, mapEntryName, protocFileDescriptors } from "../src/transport/reflectionDescriptors.ts";
+import { jsonName, mapEntryName, protocFileDescriptors } from "../src/transport/grpc/reflectionDescriptors.ts";
 import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
 interface Field {

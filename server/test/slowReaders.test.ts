@@ -12,8 +12,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
-import { loadProtocol } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { StalledClient } from "./support/stalledClient.ts";
 import {
   type GoldenCase,

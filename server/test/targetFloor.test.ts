@@ -17,14 +17,14 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { type InferParameterMessage, loadInferenceProtocol } from "../src/transport/inferenceProtocol.ts";
 import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,
   GuaranteeMessage,
   HaltPolicyMessage,
   TickUpdateMessage,
-} from "../src/transport/protocol.ts";
+} from "../src/transport/ctmV1/ctmProtocol.ts";
+import { type InferParameterMessage, loadInferenceProtocol } from "../src/transport/oip/oipProtocol.ts";
 import { type CertifiedLadder, certifiedLadder, isCertified } from "./support/certifiedLadder.ts";
 import {
   failure,

@@ -10,7 +10,7 @@ import {
   type ClassifyResponseMessage,
   type ListModelsResponseMessage,
   loadProtocol,
-} from "../../../server/src/transport/protocol.ts";
+} from "../../../server/src/transport/ctmV1/ctmProtocol.ts";
 
 export interface LogLine {
   level: number;

@@ -19,7 +19,7 @@ import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
   loadProtocol,
-} from "../../src/transport/protocol.ts";
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
 import { openBareLoop } from "../parts/bareLoop.ts";
 import { benchModelFolder } from "../parts/benchModel.ts";
 

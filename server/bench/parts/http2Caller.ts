@@ -13,7 +13,7 @@ import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
   loadProtocol,
-} from "../../src/transport/protocol.ts";
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
 import { grpcFrame } from "./http2ClassifyClients.ts";
 
 const HEADERS = {

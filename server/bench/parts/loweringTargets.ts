@@ -2,7 +2,11 @@
  * What `npm run bench:lowering`'s requests ask for: a target, a floor and the signal they halt on, read
  * from the model's calibration as GetModel reports it, and the two halt policies built from them.
  */
-import { HALT_SIGNAL_NAMES, type HaltPolicyMessage, type ModelInfoMessage } from "../../src/transport/protocol.ts";
+import {
+  HALT_SIGNAL_NAMES,
+  type HaltPolicyMessage,
+  type ModelInfoMessage,
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
 import type { LoweringOptions } from "./loweringOptions.ts";
 import { LoweringUsageError } from "./loweringOptions.ts";
 import type { LadderRung, ModelRun } from "./loweringReport.ts";

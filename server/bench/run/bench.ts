@@ -36,7 +36,7 @@ import { loadAverage, machineRecord } from "../../../tools/harness/machine.ts";
 import { mean, percentile, sum } from "../../../tools/harness/statistics.ts";
 import { parseConfig } from "../../src/config.ts";
 import { loadModelFolder } from "../../src/model/modelFolder.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/protocol.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/ctmV1/ctmProtocol.ts";
 import { benchModelFolder } from "../parts/benchModel.ts";
 import { BENCH_USAGE, type BenchOptions, BenchUsageError, parseBenchOptions } from "../parts/benchOptions.ts";
 import { type GraphCosts, graphRun, measureGraphCosts, predictedMsPerAnswer } from "../parts/graphCostModel.ts";

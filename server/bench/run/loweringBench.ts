@@ -25,7 +25,7 @@ import { loadAverage, machineRecord } from "../../../tools/harness/machine.ts";
 import { loadModelFolder } from "../../src/model/modelFolder.ts";
 import { RASTER_FORMATS } from "../../src/runtime/imageHeader.ts";
 import { preprocessImage } from "../../src/runtime/imagePreprocess.ts";
-import type { HaltPolicyMessage, ModelInfoMessage } from "../../src/transport/protocol.ts";
+import type { HaltPolicyMessage, ModelInfoMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 import { http2Caller } from "../parts/http2Caller.ts";
 import {
   LOWERING_USAGE,

@@ -31,7 +31,7 @@ import { linearFit, median } from "../../../tools/harness/statistics.ts";
 import { parseConfig } from "../../src/config.ts";
 import type { Manifest } from "../../src/model/manifest.ts";
 import { discoverModelFolders, loadModelFolder } from "../../src/model/modelFolder.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/protocol.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/ctmV1/ctmProtocol.ts";
 import { measureGraphs, residentMiB } from "../parts/scaleGraphs.ts";
 import { scaleModel } from "../parts/scaleModel.ts";
 import { measureSchedulerOverhead } from "../parts/schedulerOverhead.ts";

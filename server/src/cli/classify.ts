@@ -23,7 +23,7 @@ import {
   loadProtocol,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../transport/protocol.ts";
+} from "../transport/ctmV1/ctmProtocol.ts";
 import { callerPath } from "./callerPath.ts";
 import { describeConnectionFailure } from "./connectionFailure.ts";
 import { shrinkForSending } from "./imageShrink.ts";

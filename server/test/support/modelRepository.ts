@@ -16,7 +16,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { loadInferenceProtocol } from "../../src/transport/inferenceProtocol.ts";
+import { loadInferenceProtocol } from "../../src/transport/oip/oipProtocol.ts";
 import { MODEL_NAME, modelDir } from "./testServer.ts";
 
 /** A models folder holding `versions` of the shipped model (as `name`). */
