@@ -94,7 +94,7 @@ const imageFormatList: OptionParser<RasterFormat[]> = {
 };
 
 const versionPolicyList: OptionParser<VersionPolicies> = {
-  accepts: "latest, latest:N, all or specific:V[,V...], then model=policy entries, separated by ;",
+  accepts: "a policy (latest, latest:N, all, specific:V[,V...]) and model=policy entries, separated by ;",
   parse(text, source) {
     try {
       return parseVersionPolicies(text, source);
@@ -192,6 +192,7 @@ const OPTIONS = {
     parser: integer(0, 1_000_000),
     at: "config",
   },
+  /** Requests that gave a floor are lowered towards it, then refused (engine/loadController.ts). */
   latencyObjectiveMs: {
     flag: "--latency-objective-ms",
     env: "CTM_LATENCY_OBJECTIVE_MS",
@@ -280,6 +281,10 @@ const OPTIONS = {
     parser: integer(0, 86_400_000),
     at: "config",
   },
+  /**
+   * Node stops reading a connection that nghttp2 has ended with its own GOAWAY, so without the ping its
+   * socket is never closed (docs/reliability.md).
+   */
   keepaliveMs: {
     flag: "--keepalive-ms",
     env: "CTM_KEEPALIVE_MS",
