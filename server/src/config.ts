@@ -81,13 +81,14 @@ const splitList = (text: string): string[] =>
 
 const commaList: OptionParser<string[]> = { accepts: "a comma-separated list", parse: splitList };
 
+const IMAGE_FORMATS = `a comma-separated list of ${RASTER_FORMATS.join(", ")}`;
 const imageFormatList: OptionParser<RasterFormat[]> = {
-  accepts: `a comma-separated list of ${RASTER_FORMATS.join(", ")}`,
+  accepts: IMAGE_FORMATS,
   parse(text, source) {
     const formats = splitList(text.toLowerCase());
     const bad = formats.find((f) => !(RASTER_FORMATS as readonly string[]).includes(f));
     if (bad !== undefined || formats.length === 0) {
-      throw new ConfigError(`${source} must be ${this.accepts}, got ${JSON.stringify(text)}`);
+      throw new ConfigError(`${source} must be ${IMAGE_FORMATS}, got ${JSON.stringify(text)}`);
     }
     return [...new Set(formats)] as RasterFormat[];
   },
@@ -464,9 +465,7 @@ type Options = typeof OPTIONS;
 export type ConfigKey = keyof Options;
 type Parsed<K extends ConfigKey> = Options[K]["parser"] extends OptionParser<infer T> ? T : never;
 /** An option's value: what its parser gives, or undefined for an option with no default that was not given. */
-export type OptionValue<K extends ConfigKey> = Options[K] extends { default: string }
-  ? Parsed<K>
-  : Parsed<K> | undefined;
+type OptionValue<K extends ConfigKey> = Options[K] extends { default: string } ? Parsed<K> : Parsed<K> | undefined;
 type OptionValues = { [K in ConfigKey]: OptionValue<K> };
 /** The options whose row says `at`, under their own keys. */
 type Placed<At> = { [K in ConfigKey as Options[K] extends { at: At } ? K : never]: OptionValue<K> };
