@@ -9,8 +9,10 @@
  * required field is deleted, and an unknown field is added where the schema forbids them. The reader must
  * refuse every such document, with a ModelFolderError (never a crash). The mutations the schema accepts
  * (an optional field deleted, an unknown field where unknown fields are allowed) the reader must accept.
- * Mutations the schema accepts but the reader refuses are its cross-reference rules (tensor names and
- * shapes the graphs must match), which a schema cannot express; they are not generated here.
+ * Changed values the schema accepts are not generated: the reader refuses many of them by its own rules
+ * beyond the schema, mostly cross-references a schema cannot express (tensor names and shapes the graphs
+ * must match, one label per class), and also empty strings, a graph shape not led by "batch", and an empty
+ * output shape.
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
