@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every *.test.ts file under server/, loadtest/, deploy/ and tools/ with Node's own test runner (through tsx).
+// Runs every *.test.ts file under server/, loadtest/, tools/ and deploy/ with Node's own test runner (through tsx).
 // Node 20's runner does not discover .ts files by itself, so they are listed here.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -20,7 +20,7 @@ function find(dir) {
 }
 
 // `--in <folder>` narrows the search to one of the folders (npm run test:deploy passes `--in deploy`).
-const DIRS = ["server", "loadtest", "deploy", "tools"];
+const DIRS = ["server", "loadtest", "tools", "deploy"];
 const argv = process.argv.slice(2);
 const inAt = argv.indexOf("--in");
 const only = inAt >= 0 ? argv[inAt + 1] : undefined;
@@ -39,7 +39,7 @@ Kubernetes and KServe manifests, provider selection; docs/deploy.md says what ea
 those whose path contains one of the substrings (e.g. npm run test:deploy -- kubernetes).`
       : `Usage: npm run test:ts -- [substring ...]
 
-Runs every *.test.ts file under server/, loadtest/ and deploy/, or only those whose path contains one
+Runs every *.test.ts file under server/, loadtest/, tools/ and deploy/, or only those whose path contains one
 of the substrings (e.g. npm run test:ts -- reflection cli.test).`,
   );
   process.exit(0);

@@ -13,7 +13,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { checkHealth } from "../../server/src/cli/healthProbe.ts";
 import { CONFIG_OPTIONS, parseConfig, type ServerConfig } from "../../server/src/config.ts";
-import { CTM_SERVICE } from "../../server/src/transport/protocol.ts";
+import { CTM_SERVICE } from "../../server/src/transport/grpc/serviceNames.ts";
 import { freePort, ServerProcess } from "../../tools/harness/index.ts";
 import { classifyImage, runToCompletion } from "./support/containerCalls.ts";
 import { copyPaths, envOf, execForm, instructions, last, parseDockerfile, stage } from "./support/dockerfile.ts";

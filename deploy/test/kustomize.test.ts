@@ -16,7 +16,6 @@
  * (it is then a local-only check: `go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1` brings one).
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, it } from "node:test";
@@ -28,7 +27,7 @@ import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBu
 import { Container as ContainerModel } from "kubernetes-models/v1/Container";
 import { Service } from "kubernetes-models/v1/Service";
 import { CONFIG_OPTIONS, parseConfig, type ServerConfig } from "../../server/src/config.ts";
-import { CTM_SERVICE } from "../../server/src/transport/protocol.ts";
+import { CTM_SERVICE } from "../../server/src/transport/grpc/serviceNames.ts";
 import { envOf, parseDockerfile, stage } from "./support/dockerfile.ts";
 import {
   type Container,
@@ -38,28 +37,11 @@ import {
   only,
   parseManifests,
 } from "./support/kubernetesManifests.ts";
+import { kustomize, renderer, skipWithoutRenderer } from "./support/kustomizeRenderer.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const DEPLOY = join(REPO, "deploy");
 const dockerfile = parseDockerfile(readFileSync(join(REPO, "Dockerfile"), "utf8"));
-
-/** kubectl's built-in kustomize, or a standalone one. */
-function findRenderer(): string[] | undefined {
-  for (const command of [
-    ["kubectl", "kustomize"],
-    ["kustomize", "build"],
-  ]) {
-    const probe = spawnSync(command[0] as string, command[0] === "kubectl" ? ["version", "--client"] : ["version"], {
-      encoding: "utf8",
-    });
-    if (probe.status === 0) return command;
-  }
-  return undefined;
-}
-const renderer = findRenderer();
-const skip = renderer
-  ? false
-  : "local-only: neither kubectl nor kustomize is installed (go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1, or Debian's kubectl)";
 
 /** Every folder under deploy/ with a kustomization.yaml, relative to deploy/. */
 function kustomizations(dir = DEPLOY): string[] {
@@ -72,10 +54,7 @@ function kustomizations(dir = DEPLOY): string[] {
 }
 
 function render(folder: string): KubeObject[] {
-  const [command, ...args] = renderer as string[];
-  const result = spawnSync(command as string, [...args, join(DEPLOY, folder)], { encoding: "utf8" });
-  assert.equal(result.status, 0, `${renderer?.join(" ")} deploy/${folder}: ${result.stderr}`);
-  return parseManifests(result.stdout).filter(Boolean);
+  return parseManifests(kustomize(join(DEPLOY, folder))).filter(Boolean);
 }
 
 /** The schema each kind is checked against; KServe's kinds are checked field by field below. */
@@ -125,7 +104,7 @@ function assertThreadsFit(container: Container, config: ServerConfig, where: str
   );
 }
 
-describe("kubectl kustomize renders every kustomization under deploy/", { skip }, () => {
+describe("kustomize renders every kustomization under deploy/", { skip: skipWithoutRenderer }, () => {
   const folders = kustomizations();
   const rendered = new Map(renderer ? folders.map((folder) => [folder, render(folder)]) : []);
   const get = (folder: string) => {

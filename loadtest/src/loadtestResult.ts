@@ -101,6 +101,7 @@ export interface LoadtestResult {
   interrupted: boolean;
   /** The arguments the run was started with. */
   command: string[];
+  /** The machine record (tools/harness/machine.ts) under the names this schema has always had: cpus is its cores. */
   environment: {
     node: string;
     platform: string;

@@ -3,24 +3,16 @@
  * status, the exit-tick distribution, halting reasons and accuracy against the labels.
  */
 import * as hdr from "hdr-histogram-js";
-import { type CallOutcome, correctFraction, type Sample } from "../../tools/harness/index.ts";
+import type { CallOutcome, Sample } from "../../tools/harness/index.ts";
+import { latencyHistogram, msAtPercentile } from "../../tools/harness/latencyHistogram.ts";
+import { correctFraction, percentileOfCounts } from "../../tools/harness/statistics.ts";
 import type { CalibrationReference, LatencySummary, PointResult, TickSummary } from "./loadtestResult.ts";
 import type { PointSpec } from "./sweepPlan.ts";
-
-/** Microsecond resolution, 3 significant digits, up to an hour (and beyond: the histogram resizes). */
-function latencyHistogram(): hdr.Histogram {
-  return hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 3_600_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
-}
 
 function summarise(histogram: hdr.Histogram): LatencySummary {
   const ms = (us: number) => us / 1000;
   const empty = histogram.totalCount === 0;
-  // Percentiles come back as the top of their bucket, which can lie just above the exact maximum.
-  const at = (percentile: number) => ms(Math.min(histogram.getValueAtPercentile(percentile), histogram.maxValue));
+  const at = (percentile: number) => msAtPercentile(histogram, percentile);
   return {
     count: histogram.totalCount,
     mean: empty ? 0 : ms(histogram.mean),
@@ -32,19 +24,6 @@ function summarise(histogram: hdr.Histogram): LatencySummary {
     max: ms(histogram.maxValue),
     hdr: hdr.encodeIntoCompressedBase64(histogram),
   };
-}
-
-/** Nearest-rank percentile of integer values 1..n given as counts: counts[v - 1] values equal v. */
-export function percentileOfCounts(counts: readonly number[], percentile: number): number {
-  const total = counts.reduce((a, b) => a + b, 0);
-  if (total === 0) return 0;
-  const rank = Math.max(1, Math.ceil((percentile / 100) * total));
-  let seen = 0;
-  for (let i = 0; i < counts.length; i++) {
-    seen += counts[i] as number;
-    if (seen >= rank) return i + 1;
-  }
-  return counts.length;
 }
 
 export function tickSummary(counts: readonly number[]): TickSummary {
@@ -64,7 +43,6 @@ export function tickSummary(counts: readonly number[]): TickSummary {
   };
 }
 
-/** Fraction of positions right; the label and the prediction have one class per position. */
 export class PointRecorder {
   private readonly latency = latencyHistogram();
   private readonly firstTick = latencyHistogram();

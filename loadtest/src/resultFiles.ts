@@ -4,8 +4,8 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { writePlots } from "./loadtestPlots.ts";
 import type { LoadtestResult, PointResult } from "./loadtestResult.ts";
-import { writePlots } from "./plot/loadtestPlots.ts";
 import { summaryMarkdown } from "./summaryMarkdown.ts";
 
 export const RESULT_FILES = { json: "result.json", csv: "results.csv", markdown: "summary.md" } as const;

@@ -11,7 +11,6 @@
  * good request failed, or when RSS grew more than --max-growth percent (when given).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -27,6 +26,8 @@ import {
   sumOf,
   type TlsOptions,
 } from "../../tools/harness/index.ts";
+import { loadAverage, machineRecord } from "../../tools/harness/machine.ts";
+import { median, percentile } from "../../tools/harness/statistics.ts";
 import { EXPECTED, KINDS, type Kind, type MixFractions, type Outcome, pickKind, send } from "./soakMix.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -190,10 +191,8 @@ async function readMemory(metricsUrl: string | undefined): Promise<MemorySample 
   }
 }
 
-function percentile(sorted: number[], p: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
-}
+/** A statistic of no values is NaN; the result file and the log say null ("-") instead. */
+const orNull = (value: number): number | null => (Number.isNaN(value) ? null : value);
 
 interface Interval {
   /** Seconds since the load started, at the end of this interval. */
@@ -241,16 +240,11 @@ function formatInterval(i: Interval): string {
  */
 function memoryGrowth(series: (MemorySample & { atS: number })[], warmupS: number, runS: number) {
   const windowS = Math.min(60, runS * 0.2);
-  const median = (xs: number[]) =>
-    percentile(
-      [...xs].sort((a, b) => a - b),
-      50,
-    );
   const after = series.filter((m) => m.atS >= warmupS);
   const baseline = after.filter((m) => m.atS <= (after[0]?.atS ?? 0) + windowS);
   const end = series.filter((m) => m.atS >= runS - windowS && m.atS >= (baseline.at(-1)?.atS ?? 0));
-  const baselineRss = median(baseline.map((m) => m.rssBytes));
-  const endRss = median(end.map((m) => m.rssBytes));
+  const baselineRss = orNull(median(baseline.map((m) => m.rssBytes)));
+  const endRss = orNull(median(end.map((m) => m.rssBytes)));
   const first = after[0];
   const last = series.at(-1);
   return {
@@ -266,8 +260,8 @@ function memoryGrowth(series: (MemorySample & { atS: number })[], warmupS: numbe
     lastSampleRssBytes: last?.rssBytes ?? null,
     sampleGrowthPct: first && last ? (last.rssBytes / first.rssBytes - 1) * 100 : null,
     peakRssBytes: series.length > 0 ? Math.max(...series.map((m) => m.rssBytes)) : null,
-    heapUsedBaselineBytes: median(baseline.map((m) => m.heapUsedBytes)),
-    heapUsedEndBytes: median(end.map((m) => m.heapUsedBytes)),
+    heapUsedBaselineBytes: orNull(median(baseline.map((m) => m.heapUsedBytes))),
+    heapUsedEndBytes: orNull(median(end.map((m) => m.heapUsedBytes))),
     series,
   };
 }
@@ -332,6 +326,7 @@ async function soak(options: SoakOptions): Promise<boolean> {
     }
     if (options.burst > 0) process.stdout.write(`burst: 3 x ${options.burst} good requests at once, all OK\n`);
 
+    const machine = machineRecord();
     const start = performance.now();
     const memorySeries: (MemorySample & { atS: number })[] = [];
     const sampleMemory = async () => {
@@ -356,8 +351,8 @@ async function soak(options: SoakOptions): Promise<boolean> {
         completed: taken.length,
         throughputRps: taken.length / Math.max(1e-3, atS - previous),
         byStatus,
-        goodP50Ms: percentile(good, 50),
-        goodP99Ms: percentile(good, 99),
+        goodP50Ms: orNull(percentile(good, 50)),
+        goodP99Ms: orNull(percentile(good, 99)),
         inFlight,
         memory: await readMemory(metricsUrl),
       };
@@ -422,14 +417,18 @@ async function soak(options: SoakOptions): Promise<boolean> {
       argv: process.argv.slice(2),
       address: server ? "spawned" : address,
       model: info.name,
-      machine: { cpus: availableParallelism(), cpuModel: cpus()[0]?.model ?? "", loadavg: loadavg() },
+      machine: { ...machine, loadAverageAtEnd: loadAverage() },
       options: { ...options, out: undefined },
       elapsedS,
       sent,
       completed: all.length,
       throughputRps: all.length / elapsedS,
       byKind,
-      goodLatencyMs: { p50: percentile(goodLatency, 50), p99: percentile(goodLatency, 99), count: goodLatency.length },
+      goodLatencyMs: {
+        p50: orNull(percentile(goodLatency, 50)),
+        p99: orNull(percentile(goodLatency, 99)),
+        count: goodLatency.length,
+      },
       accuracy: answered.length > 0 ? answered.filter((o) => o.correct).length / answered.length : null,
       memory,
       intervals,

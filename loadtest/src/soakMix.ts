@@ -4,7 +4,7 @@
  * may end with, so that one outcome anywhere outside them fails the run.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage } from "../../server/src/transport/protocol.ts";
+import type { ClassifyRequestMessage } from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import type { CtmConnection, Sample } from "../../tools/harness/index.ts";
 
 export const KINDS = [

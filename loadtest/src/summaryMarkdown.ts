@@ -3,8 +3,9 @@
  * threshold, or a target, on a signal) buys (accuracy and ticks, the same under any load), then what
  * it costs under each load (latency and throughput, one table per call kind), then every point in full.
  */
+
+import { percentileOfCounts } from "../../tools/harness/statistics.ts";
 import { type LoadtestResult, type PointResult, pooled } from "./loadtestResult.ts";
-import { percentileOfCounts } from "./pointRecorder.ts";
 import { signalComparisonTable, signalsCompared } from "./signalComparison.ts";
 import { type CallKind, type Load, loadLabel, ruleLabel, rulesOf, sameRule } from "./sweepPlan.ts";
 import { thresholdComparisonTable } from "./thresholdComparison.ts";

@@ -3,14 +3,13 @@
  * of the plan warm up, measure, and record. Returns the result; writing it is resultFiles.ts's job.
  */
 import { setMaxListeners } from "node:events";
-import { arch, cpus, loadavg, platform } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { HaltSignal } from "../../server/src/model/calibration.ts";
 import {
   HALT_SIGNAL_NAMES,
   type HaltPolicyMessage,
   type ModelInfoMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import {
   type CallOutcome,
   CtmConnection,
@@ -23,6 +22,7 @@ import {
   type Sample,
   type SampleSet,
 } from "../../tools/harness/index.ts";
+import { loadAverage, machineRecord } from "../../tools/harness/machine.ts";
 import { type CalibrationReference, type LoadtestResult, type PointResult, RESULT_SCHEMA } from "./loadtestResult.ts";
 import type { RunOptions, TargetOption } from "./options.ts";
 import { PointRecorder } from "./pointRecorder.ts";
@@ -100,7 +100,7 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
   if (hooks.signal.aborted) stop.abort();
   const { signal } = stop;
   const startedAt = new Date().toISOString();
-  const loadAtStart = loadavg();
+  const machine = machineRecord();
   const connection = CtmConnection.open(options);
   try {
     let model: ModelInfoMessage;
@@ -183,7 +183,6 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
     }
     progress.done();
 
-    const cpuList = cpus();
     return {
       schema: RESULT_SCHEMA,
       startedAt,
@@ -191,12 +190,12 @@ export async function runSweep(options: RunOptions, hooks: SweepHooks): Promise<
       interrupted: points.length < plan.length,
       command: hooks.argv,
       environment: {
-        node: process.version,
-        platform: platform(),
-        arch: arch(),
-        cpus: cpuList.length,
-        cpuModel: cpuList[0]?.model.trim() ?? "unknown",
-        loadAverage: { start: loadAtStart, end: loadavg() },
+        node: machine.node,
+        platform: machine.platform,
+        arch: machine.arch,
+        cpus: machine.cores,
+        cpuModel: machine.cpu,
+        loadAverage: { start: machine.loadAverageAtStart, end: loadAverage() },
       },
       target: {
         address: options.address,

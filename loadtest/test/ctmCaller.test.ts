@@ -9,7 +9,7 @@ import {
   type ClassifyRequestMessage,
   loadProtocol,
   type TickUpdateMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import { CLIENT_NO_RESULT, CtmConnection, makeCaller, type Sample } from "../../tools/harness/index.ts";
 
 const sample: Sample = { name: "a.png", input: { image: { data: Buffer.from([1, 2, 3]) } }, label: [3] };

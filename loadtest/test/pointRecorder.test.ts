@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import fc from "fast-check";
 import * as hdr from "hdr-histogram-js";
-import { type CallOutcome, correctFraction, type Sample } from "../../tools/harness/index.ts";
-import { PointRecorder, percentileOfCounts, tickSummary } from "../src/pointRecorder.ts";
+import type { CallOutcome, Sample } from "../../tools/harness/index.ts";
+import { PointRecorder, tickSummary } from "../src/pointRecorder.ts";
 
 const sample = (label: number[] | null): Sample => ({
   name: "s",
@@ -20,25 +19,7 @@ const ok = (ticksUsed: number, prediction: number[], latencyMs = 10, haltReason 
   prediction,
 });
 
-describe("percentileOfCounts", () => {
-  it("is the nearest-rank percentile of the values the counts stand for", () => {
-    fc.assert(
-      fc.property(
-        fc.array(fc.nat(20), { minLength: 1, maxLength: 30 }).filter((c) => c.some((n) => n > 0)),
-        fc.double({ min: 0, max: 100, noNaN: true }),
-        (counts, p) => {
-          const values = counts.flatMap((n, i) => new Array<number>(n).fill(i + 1));
-          const rank = Math.max(1, Math.ceil((p / 100) * values.length));
-          assert.equal(percentileOfCounts(counts, p), values[rank - 1]);
-        },
-      ),
-    );
-  });
-
-  it("is 0 for no values", () => {
-    assert.equal(percentileOfCounts([0, 0, 0], 50), 0);
-  });
-
+describe("tickSummary", () => {
   it("summarises ticks", () => {
     assert.deepEqual(tickSummary([1, 0, 3]), { mean: 10 / 4, p50: 3, p90: 3, p99: 3, max: 3, histogram: [1, 0, 3] });
   });
@@ -90,11 +71,5 @@ describe("PointRecorder", () => {
     const point = recorder.finish(1, null, 0);
     assert.deepEqual(point.ticks.histogram, [0, 0, 0, 0, 1]);
     assert.equal(point.firstTickMs, null, "unary calls have no first tick");
-  });
-
-  it("scores multi-position answers by the fraction of positions right", () => {
-    assert.equal(correctFraction([1, 0, 1, 1], [1, 1, 1, 0]), 0.5);
-    assert.equal(correctFraction([2], [2]), 1);
-    assert.equal(correctFraction([1, 0], [1]), 0, "a wrong number of positions is wrong");
   });
 });

@@ -20,8 +20,8 @@ import {
   haltingModelsDir,
 } from "../../server/test/support/haltingModel.ts";
 import { startTestServer, type TestServer } from "../../server/test/support/testServer.ts";
+import { PLOT_FILES } from "../src/loadtestPlots.ts";
 import type { LoadtestResult } from "../src/loadtestResult.ts";
-import { PLOT_FILES } from "../src/plot/loadtestPlots.ts";
 import { RESULT_FILES } from "../src/resultFiles.ts";
 import { signalPairs } from "../src/signalComparison.ts";
 

@@ -16,27 +16,29 @@ import { ServerMetrics, serveMetrics } from "./metrics.ts";
 import { listRepository, loadModelFolder } from "./model/modelFolder.ts";
 import { setDecodeSlots } from "./runtime/decodeSlots.ts";
 import { defaultImagePixels } from "./runtime/imagePixelLimit.ts";
-import { authInterceptor, TokenTable } from "./transport/authentication.ts";
-import { connectionOptions } from "./transport/connectionUpkeep.ts";
-import { createCtmRepository } from "./transport/ctmRepository.ts";
-import { createCtmService } from "./transport/ctmService.ts";
-import { type HealthPort, serveHealthPort } from "./transport/healthPort.ts";
-import { INFERENCE_SERVICE, loadInferenceProtocol } from "./transport/inferenceProtocol.ts";
-import { createInferenceService } from "./transport/inferenceService.ts";
-import { InflightBytes, inflightInterceptor } from "./transport/inflightBytes.ts";
-import { checkInputFits } from "./transport/inputFit.ts";
-import { modelHealthService } from "./transport/modelHealth.ts";
-import { followModelSet } from "./transport/modelSetHealth.ts";
+import { ctmAccess } from "./transport/ctmV1/ctmAccess.ts";
+import { CONTRACT_FILES, ctmServiceDefinition } from "./transport/ctmV1/ctmProtocol.ts";
+import { createCtmRepository } from "./transport/ctmV1/ctmRepository.ts";
+import { createCtmService } from "./transport/ctmV1/ctmService.ts";
+import { authInterceptor, TokenTable } from "./transport/grpc/authentication.ts";
+import { connectionOptions } from "./transport/grpc/connectionUpkeep.ts";
+import { InflightBytes, inflightInterceptor } from "./transport/grpc/inflightBytes.ts";
+import { checkInputFits } from "./transport/grpc/inputFit.ts";
+import { addReflectionService } from "./transport/grpc/reflectionService.ts";
+import { arrivalInterceptor } from "./transport/grpc/requestArrival.ts";
+import { deriveRequestSizeLimits, messageTooLarge, type ServedInput } from "./transport/grpc/requestSize.ts";
+import { serverCredentials } from "./transport/grpc/serverCredentials.ts";
+import { CTM_SERVICE, INFERENCE_SERVICE } from "./transport/grpc/serviceNames.ts";
+import { type HealthPort, serveHealthPort } from "./transport/health/healthPort.ts";
+import { modelHealthService } from "./transport/health/modelHealth.ts";
+import { followModelSet } from "./transport/health/modelSetHealth.ts";
+import { ServingHealth } from "./transport/health/servingHealth.ts";
+import { type PlaygroundServer, servePlayground } from "./transport/http/playgroundHttp.ts";
+import { createInferenceService } from "./transport/oip/grpcService.ts";
+import { oipAccess } from "./transport/oip/oipAccess.ts";
+import { INFERENCE_PROTO, inferenceServiceDefinition } from "./transport/oip/oipProtocol.ts";
 import { createRepositoryService } from "./transport/oip/repositoryService.ts";
 import { createRestApi } from "./transport/oip/restApi.ts";
-import { type PlaygroundServer, servePlayground } from "./transport/playgroundHttp.ts";
-import { CTM_SERVICE, loadProtocol } from "./transport/protocol.ts";
-import { addReflectionService } from "./transport/reflectionService.ts";
-import { arrivalInterceptor } from "./transport/requestArrival.ts";
-import { sizedClassifyDecoding, sizedInferDecoding } from "./transport/requestDecoding.ts";
-import { deriveRequestSizeLimits, messageTooLarge, type ServedInput } from "./transport/requestSize.ts";
-import { serverCredentials } from "./transport/serverCredentials.ts";
-import { ServingHealth } from "./transport/servingHealth.ts";
 
 export interface StartOptions {
   /** Defaults to pino on stdout at config.logLevel. */
@@ -77,10 +79,8 @@ const CLOSE_TIMEOUT_MS = 1000;
 
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
   const log = options.logger ?? createLogger(config.logLevel);
-  const protocol = loadProtocol();
   const registry = new ModelRegistry();
   const metrics = new ServerMetrics();
-  const inference = loadInferenceProtocol();
   const health = new ServingHealth({ "": "NOT_SERVING", [CTM_SERVICE]: "NOT_SERVING" });
   // Secrets and certificates are read before anything binds: a bad file fails the start, naming it.
   const credentials = serverCredentials(config.tls);
@@ -144,15 +144,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
             "grpc-js no longer shows a call's HTTP/2 stream where callStream.ts looks: request bytes are not counted as they arrive. This is a bug.",
           ),
       }),
-      ...(tokens ? [authInterceptor(tokens)] : []),
+      ...(tokens ? [authInterceptor(tokens, [ctmAccess, oipAccess])] : []),
       inflightInterceptor(inflight),
     ],
   });
-  server.addService(sizedClassifyDecoding(protocol.ctmService, sizes), {
+  server.addService(ctmServiceDefinition(sizes), {
     ...createCtmService(registry, metrics, log, { streamWriteIdleMs: config.streamWriteIdleMs }),
     ...createCtmRepository(control, registry, metrics, log),
   });
-  server.addService(sizedInferDecoding(inference.inferenceService, sizes, config.maxBatch), {
+  server.addService(inferenceServiceDefinition(sizes, config.maxBatch), {
     ...createInferenceService(registry, health, metrics, log, {
       maxBatch: config.maxBatch,
       streamWriteIdleMs: config.streamWriteIdleMs,
@@ -160,7 +160,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     ...createRepositoryService(control, registry, metrics, log),
   });
   health.addToServer(server);
-  addReflectionService(server);
+  addReflectionService(server, [...CONTRACT_FILES, INFERENCE_PROTO]);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, bound) =>

@@ -11,7 +11,7 @@ import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
 import { digitPhoto } from "../../tools/harness/index.ts";
-import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   type GoldenCase,
   MODEL_NAME,
@@ -42,7 +42,7 @@ describe("request accounting", () => {
       limits: { ...testConfig().limits, maxImageBytes: 8 << 20 },
     });
     const engine = () =>
-      t.server.registry.get(MODEL_NAME, 0) as unknown as { slots: { worker: Worker }[]; preparing: number };
+      t.server.registry.get(MODEL_NAME, 0) as unknown as { workers: { worker: Worker }[]; preparing: number };
     const outcomes: Outcome[] = [];
     const track = (call: Promise<unknown>) =>
       call.then(
@@ -97,7 +97,7 @@ describe("request accounting", () => {
       const expired = track(
         t.client.classify(tensorRequest(golden.cases[0] as GoldenCase, { deadline_ms: 1, min_ticks: 1 })),
       );
-      const worker = engine().slots[0]?.worker as Worker;
+      const worker = engine().workers[0]?.worker as Worker;
       const died = new Promise((resolve) => worker.once("exit", resolve));
       worker.postMessage({ type: "credit", credits: 0 });
       await died;

@@ -12,7 +12,7 @@ import { Scheduler } from "../src/engine/scheduler.ts";
 import type { AdmitMessage, StepMessage } from "../src/engine/workerProtocol.ts";
 import { loadModelFolder } from "../src/model/modelFolder.ts";
 import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import type { TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   failure,
   type GoldenCase,

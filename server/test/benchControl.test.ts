@@ -1,5 +1,5 @@
 /**
- * The benchmark's control (server/bench/thinServer.ts) must do the same work as the server it is
+ * The benchmark's control (server/bench/children/thinServer.ts) must do the same work as the server it is
  * compared with, or benchmarks 1 and 3 compare nothing: over real gRPC, its answer for every golden
  * input is the export's last-tick prediction, and its health service answers.
  */
@@ -15,7 +15,7 @@ describe("benchmark control: the thinnest server over the same graphs", () => {
   let client: CtmTestClient;
 
   before(async () => {
-    thin = await startServerProcess(REPO, ["--threads", "1"], "server/bench/thinServer.ts");
+    thin = await startServerProcess(REPO, ["--threads", "1"], "server/bench/children/thinServer.ts");
     client = new CtmTestClient(`127.0.0.1:${thin.port}`);
   });
   after(async () => {

@@ -8,7 +8,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type ClientReadableStream, type ServiceError, status } from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, ModelInfoMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import type {
+  ClassifyRequestMessage,
+  ModelInfoMessage,
+  TickUpdateMessage,
+} from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   type GoldenCase,
   MODEL_NAME,

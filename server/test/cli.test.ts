@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
 import { digitPhoto } from "../../tools/harness/index.ts";
-import type { TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { HALTING_MODEL, haltingModelsDir, haltingSamples } from "./support/haltingModel.ts";
 import { MODEL_NAME, REPO, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 

@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, it } from "node:test";
+import { FLAGS_DOC, flagsDoc } from "../../scripts/flags-table.ts";
 import { CONFIG_OPTIONS, ConfigError, helpText, parseConfig, type ServerConfig } from "../src/config.ts";
-import { REPO } from "./support/testServer.ts";
 
 const parse = (argv: string[], env: NodeJS.ProcessEnv = {}, cpus = 8) => parseConfig(argv, env, cpus) as ServerConfig;
 
@@ -37,7 +36,7 @@ describe("server configuration", () => {
       tls: null,
       auth: { tokens: [], tokensFile: null },
       limits: {
-        // 0: derived from the served models when the server starts (transport/requestSize.ts).
+        // 0: derived from the served models when the server starts (transport/grpc/requestSize.ts).
         maxMessageBytes: 0,
         // Enough for a phone photo (a 4032 x 3024 JPEG is about 3.7 MB).
         maxImageBytes: 8 * 1024 * 1024,
@@ -222,11 +221,63 @@ describe("server configuration", () => {
     }
   });
 
-  it("docs/server.md documents every flag and environment variable with its default", () => {
-    const doc = readFileSync(join(REPO, "docs", "server.md"), "utf8");
+  it("names each option's flag and variable after its key, once each", () => {
+    const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     for (const option of CONFIG_OPTIONS) {
-      const row = doc.split("\n").find((line) => line.startsWith(`| \`${option.flag}\` | \`${option.env}\` |`));
+      assert.equal(option.flag, `--${kebab(option.key)}`, option.key);
+      assert.equal(option.env, `CTM_${kebab(option.key).toUpperCase().replaceAll("-", "_")}`, option.key);
+    }
+    assert.equal(new Set(CONFIG_OPTIONS.map((o) => o.flag)).size, CONFIG_OPTIONS.length);
+  });
+
+  it("reads the model-control options, refusing one its mode would ignore before reading its value", () => {
+    const poll = parse(["--model-control", "poll", "--repository-poll-ms", "250"], { CTM_VERSION_POLICY: "all" });
+    assert.deepEqual(poll.modelControl, {
+      mode: "poll",
+      pollMs: 250,
+      loadModels: [],
+      versionPolicies: { fallback: { kind: "all" }, models: new Map() },
+    });
+    const explicit = parse(["--model-control=explicit", "--load-model", " mnist-ctm, ,maze-ctm"]);
+    assert.deepEqual(explicit.modelControl.loadModels, ["mnist-ctm", "maze-ctm"]);
+    const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+      [
+        ["--repository-poll-ms", "5"],
+        {},
+        /^--repository-poll-ms applies only with --model-control poll; the default of --model-control is none$/,
+      ],
+      [
+        ["--model-control", "poll"],
+        { CTM_LOAD_MODEL: "*" },
+        /^CTM_LOAD_MODEL applies only with --model-control explicit; --model-control is poll$/,
+      ],
+      [
+        ["--model-control", "poll", "--repository-poll-ms", "5"],
+        {},
+        /^--repository-poll-ms must be an integer in \[10, 86400000\], got "5"$/,
+      ],
+      [["--model-control", "always"], {}, /^--model-control must be one of none, poll, explicit, got "always"$/],
+      [[], { CTM_VERSION_POLICY: "newest:2" }, /^CTM_VERSION_POLICY must be latest, latest:N, all or specific/],
+    ];
+    for (const [argv, env, message] of cases) {
+      assert.throws(
+        () => parse(argv, env),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+        `${argv.join(" ")} ${JSON.stringify(env)}`,
+      );
+    }
+  });
+
+  it("docs/flags.md is what npm run docs:flags generates from the option table", () => {
+    const committed = readFileSync(FLAGS_DOC, "utf8");
+    assert.ok(
+      committed === flagsDoc(),
+      "docs/flags.md differs from the option table in server/src/config.ts: run npm run docs:flags",
+    );
+    for (const option of CONFIG_OPTIONS) {
+      const row = committed.split("\n").find((line) => line.startsWith(`| \`${option.flag}\` | \`${option.env}\` |`));
       assert.ok(row, `a table row for ${option.flag}`);
+      assert.ok(row.includes(option.parser.accepts), `${option.flag} says what it accepts`);
       if (option.default)
         assert.ok(row.includes(`\`${option.default}\``), `${option.flag}'s default ${option.default}`);
     }

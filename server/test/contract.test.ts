@@ -11,7 +11,8 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { CTM_PROTO, PROTO_DIR } from "../src/transport/protocol.ts";
+import { CTM_PROTO } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { PROTO_DIR } from "../src/transport/grpc/protoLoading.ts";
 import { MODEL_NAME, REPO, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
 describe("the contract file", () => {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   type GoldenCase,
   MODEL_NAME,

@@ -15,8 +15,8 @@ import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
 import { createLogger } from "../src/logger.ts";
 import { startServer } from "../src/server.ts";
-import { modelHealthService } from "../src/transport/modelHealth.ts";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { modelHealthService } from "../src/transport/health/modelHealth.ts";
 import { healthOf } from "./support/healthClient.ts";
 import {
   failure,
@@ -207,8 +207,8 @@ describe("a scheduler worker that dies", () => {
 
   /** The engine's worker threads, reached through private fields: no test hooks in production code. */
   const workersOf = (t: Awaited<ReturnType<typeof startTestServer>>): Worker[] => {
-    const engine = t.server.registry.get(MODEL_NAME, 0) as unknown as { slots: { worker: Worker }[] };
-    return engine.slots.map((slot) => slot.worker);
+    const engine = t.server.registry.get(MODEL_NAME, 0) as unknown as { workers: { worker: Worker }[] };
+    return engine.workers.map((thread) => thread.worker);
   };
 
   const logitsDiffer = (ticks: TickUpdateMessage[], c: GoldenCase) =>
@@ -291,8 +291,8 @@ describe("a scheduler worker that dies", () => {
 
 /** Kills an engine's worker the way a bug would (see "How a worker dies in the test", docs/reliability.md). */
 async function killWorker(t: TestServer, model = MODEL_NAME): Promise<Worker> {
-  const engine = t.server.registry.get(model, 0) as unknown as { slots: { worker: Worker }[] };
-  const worker = engine.slots[0]?.worker;
+  const engine = t.server.registry.get(model, 0) as unknown as { workers: { worker: Worker }[] };
+  const worker = engine.workers[0]?.worker;
   assert.ok(worker, `model ${model} has a worker to kill`);
   const died = new Promise((resolve) => worker.once("exit", resolve));
   worker.postMessage({ type: "credit", credits: 0 });

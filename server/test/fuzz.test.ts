@@ -21,7 +21,7 @@ import {
   loadProtocol,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../src/transport/protocol.ts";
+} from "../src/transport/ctmV1/ctmProtocol.ts";
 import { healthOf } from "./support/healthClient.ts";
 import { MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   type GoldenCase,
   readModelJson,

@@ -18,7 +18,7 @@ import type {
   ModelInfoMessage,
   SignalCalibrationMessage,
   TickUpdateMessage,
-} from "../src/transport/protocol.ts";
+} from "../src/transport/ctmV1/ctmProtocol.ts";
 import { asVersion2, type CalibrationDocument, certaintyBlock } from "./support/calibrationDocuments.ts";
 import { signalOf } from "./support/haltingRule.ts";
 import { MODEL_NAME, modelDir, samples, startTestServer, type TestServer } from "./support/testServer.ts";

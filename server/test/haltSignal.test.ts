@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { createOipClient, type OipClient } from "../../tools/harness/index.ts";
-import type { InferParameterMessage } from "../src/transport/inferenceProtocol.ts";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import type { InferParameterMessage } from "../src/transport/oip/oipProtocol.ts";
 import {
   HALTING_MODEL,
   HEADLESS_MODEL,

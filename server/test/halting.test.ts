@@ -15,7 +15,7 @@ import {
   type HaltPolicyMessage,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../src/transport/protocol.ts";
+} from "../src/transport/ctmV1/ctmProtocol.ts";
 import { type Expected, expected, type Rule, signalOf, thresholdsBetween } from "./support/haltingRule.ts";
 import { MODEL_NAME, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 

@@ -11,9 +11,9 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { freePort } from "../../tools/harness/index.ts";
 import { parseConfig, type ServerConfig } from "../src/config.ts";
-import { serveHealthPort } from "../src/transport/healthPort.ts";
-import { modelHealthService } from "../src/transport/modelHealth.ts";
-import { ServingHealth } from "../src/transport/servingHealth.ts";
+import { serveHealthPort } from "../src/transport/health/healthPort.ts";
+import { modelHealthService } from "../src/transport/health/modelHealth.ts";
+import { ServingHealth } from "../src/transport/health/servingHealth.ts";
 import { checkHealth, healthClient, type ServingStatus, watchHealth } from "./support/healthClient.ts";
 import { MODEL_NAME, REPO, startTestServer } from "./support/testServer.ts";
 

@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
 import { createOipClient, type OipClient } from "../../tools/harness/index.ts";
-import type { ModelInferRequestMessage, ModelInferResponseMessage } from "../src/transport/inferenceProtocol.ts";
+import type { ModelInferRequestMessage, ModelInferResponseMessage } from "../src/transport/oip/oipProtocol.ts";
 import {
   failure,
   type GoldenCase,

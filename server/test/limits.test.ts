@@ -11,7 +11,7 @@ import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
 import { parseConfig, type RequestLimits, type ServerConfig } from "../src/config.ts";
 import { PHOTO_PIXELS } from "../src/runtime/imagePixelLimit.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { pngBomb, truncatedPng } from "./support/pngBomb.ts";
 import {
   failure,

@@ -9,9 +9,9 @@ import { mkdtempSync, readFileSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { LoweringUsageError, parseLoweringOptions } from "../bench/loweringOptions.ts";
-import { chooseTargets, loweringPolicies } from "../bench/loweringTargets.ts";
-import type { ModelInfoMessage } from "../src/transport/protocol.ts";
+import { LoweringUsageError, parseLoweringOptions } from "../bench/parts/loweringOptions.ts";
+import { chooseTargets, loweringPolicies } from "../bench/parts/loweringTargets.ts";
+import type { ModelInfoMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
 const MAZE = "maze-ctm";

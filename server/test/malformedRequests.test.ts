@@ -7,7 +7,11 @@ import { after, before, describe, it } from "node:test";
 import type { ServiceError, status } from "@grpc/grpc-js";
 import { status as Status } from "@grpc/grpc-js";
 import sharp from "sharp";
-import type { ClassifyRequestMessage, ModelInfoMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import type {
+  ClassifyRequestMessage,
+  ModelInfoMessage,
+  TickUpdateMessage,
+} from "../src/transport/ctmV1/ctmProtocol.ts";
 import { failure, MODEL_NAME, samples, startTestServer, type TestServer } from "./support/testServer.ts";
 
 describe("malformed requests", () => {

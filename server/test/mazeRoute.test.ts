@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
-import { MAZE_MOVES, mazePixels, walkRoute } from "../src/cli/routePlot.ts";
+import { MAZE_MOVES, mazePixels, walkRoute } from "../../tools/harness/plot/routePlot.ts";
 import {
   type GoldenCase,
   MODEL_NAME,

@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import type { ModelControlConfig, ServerConfig } from "../src/config.ts";
 import { parseVersionPolicies } from "../src/engine/versionPolicy.ts";
-import { modelHealthService } from "../src/transport/modelHealth.ts";
+import { modelHealthService } from "../src/transport/health/modelHealth.ts";
 import { healthOf } from "./support/healthClient.ts";
 import {
   addVersion,

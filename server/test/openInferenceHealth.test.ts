@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { createOipClient } from "../../tools/harness/index.ts";
-import { modelHealthService } from "../src/transport/modelHealth.ts";
-import { CTM_SERVICE } from "../src/transport/protocol.ts";
+import { CTM_SERVICE } from "../src/transport/grpc/serviceNames.ts";
+import { modelHealthService } from "../src/transport/health/modelHealth.ts";
 import { healthOf, type ServingStatus } from "./support/healthClient.ts";
 import {
   type GoldenCase,

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { healthOf } from "./support/healthClient.ts";
 import {
   MODEL_NAME,

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { OTHER_FIELDS_BYTES } from "../src/transport/requestSize.ts";
+import { OTHER_FIELDS_BYTES } from "../src/transport/grpc/requestSize.ts";
 import {
   type GoldenCase,
   metricValue,

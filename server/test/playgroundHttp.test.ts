@@ -13,9 +13,13 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
 import fc from "fast-check";
-import { CLASSIFY_REQUEST_FIELDS, HALT_POLICY_FIELDS } from "../src/transport/jsonRequest.ts";
-import { PLAYGROUND_DIR } from "../src/transport/playgroundHttp.ts";
-import { type ClassifyRequestMessage, loadProtocol, type TickUpdateMessage } from "../src/transport/protocol.ts";
+import {
+  type ClassifyRequestMessage,
+  loadProtocol,
+  type TickUpdateMessage,
+} from "../src/transport/ctmV1/ctmProtocol.ts";
+import { CLASSIFY_REQUEST_FIELDS, HALT_POLICY_FIELDS } from "../src/transport/http/jsonRequest.ts";
+import { PLAYGROUND_DIR } from "../src/transport/http/playgroundHttp.ts";
 import {
   failure,
   type GoldenCase,

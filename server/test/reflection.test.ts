@@ -17,7 +17,7 @@ import { promisify } from "node:util";
 import * as protoLoader from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor/index.js";
 import { reflect } from "../../tools/harness/index.ts";
-import { jsonName, mapEntryName, protocFileDescriptors } from "../src/transport/reflectionDescriptors.ts";
+import { jsonName, mapEntryName, protocFileDescriptors } from "../src/transport/grpc/reflectionDescriptors.ts";
 import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 
 interface Field {

@@ -9,9 +9,10 @@ import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
 import { classifyRequestBytes } from "../../tools/harness/index.ts";
 import { parseConfig, type RequestLimits, type ServerConfig } from "../src/config.ts";
-import { MAX_DETAILS_CHARS } from "../src/transport/errorPolicy.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/protocol.ts";
-import { OTHER_FIELDS_BYTES, weighClassifyRequest } from "../src/transport/requestSize.ts";
+import { weighClassifyRequest } from "../src/transport/ctmV1/classifyWeight.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { MAX_DETAILS_CHARS } from "../src/transport/grpc/errorPolicy.ts";
+import { OTHER_FIELDS_BYTES } from "../src/transport/grpc/requestSize.ts";
 import {
   failure,
   type GoldenCase,

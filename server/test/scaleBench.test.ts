@@ -42,7 +42,17 @@ async function bench(preset: string, extra: string[] = []): Promise<Results> {
   const out = join(scratch, preset);
   await run(
     process.execPath,
-    ["--import", "tsx", "server/bench/scale.ts", "--preset", preset, "--cache", join(scratch, "cache"), "--out", out]
+    [
+      "--import",
+      "tsx",
+      "server/bench/run/scale.ts",
+      "--preset",
+      preset,
+      "--cache",
+      join(scratch, "cache"),
+      "--out",
+      out,
+    ]
       .concat(["--requests", "1", "--tick-points", "2", "--seconds", "0.5", "--warm-up", "0", "--concurrency", "2"])
       .concat([
         "--batches",

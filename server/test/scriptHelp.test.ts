@@ -32,6 +32,7 @@ const ANSWER_HELP: Record<string, RegExp> = {
   bootstrap: /--python/,
   "test:ts": /substring/,
   "test:deploy": /under deploy\//,
+  "docs:flags": /docs\/flags\.md/,
 };
 
 /**
@@ -52,6 +53,7 @@ const NAMES_ITSELF = [
   "bootstrap",
   "test:ts",
   "test:deploy",
+  "docs:flags",
 ];
 
 /** Scripts that take no options of their own, or hand them to a tool with its own --help. */

@@ -13,8 +13,8 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { createLogger } from "../src/logger.ts";
 import { startServer } from "../src/server.ts";
-import { TokenTable } from "../src/transport/authentication.ts";
-import type { ClassifyResponseMessage } from "../src/transport/protocol.ts";
+import type { ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { TokenTable } from "../src/transport/grpc/authentication.ts";
 import { healthOf } from "./support/healthClient.ts";
 import {
   CtmTestClient,

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
-import { modelHealthService } from "../src/transport/modelHealth.ts";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { modelHealthService } from "../src/transport/health/modelHealth.ts";
 import { checkHealth, healthClient } from "./support/healthClient.ts";
 import {
   type CtmTestClient,

@@ -4,7 +4,7 @@
  *
  * - A request still decoding its image when the drain's grace period ends is not answered late, nor
  *   left queued on an engine with no workers: it fails with the grace-period UNAVAILABLE.
- * - A replacement worker that comes up after shutdown started is stopped, not given a slot.
+ * - A replacement worker that comes up after shutdown started is stopped, not added to the workers.
  */
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
@@ -23,7 +23,7 @@ import {
 } from "./support/testServer.ts";
 
 interface EnginePrivates {
-  slots: { worker: Worker }[];
+  workers: { worker: Worker }[];
   preparing: number;
 }
 const engineOf = (t: TestServer) => t.server.registry.get(MODEL_NAME, 0) as unknown as EnginePrivates;
@@ -72,14 +72,14 @@ describe("shutdown with work in flight", () => {
     const baseline = threads();
 
     const t = await startTestServer();
-    const worker = engineOf(t).slots[0]?.worker as Worker;
+    const worker = engineOf(t).workers[0]?.worker as Worker;
     const died = new Promise((resolve) => worker.once("exit", resolve));
     worker.postMessage({ type: "credit", credits: 0 });
     await died;
     // The replacement is starting now (it takes a while to open its sessions).
     assert.ok(t.logs.some((line) => line.msg === "scheduler worker exited; restarting it"));
     await t.close();
-    assert.equal(engineOf(t).slots.length, 0, "no worker holds a slot after shutdown");
+    assert.equal(engineOf(t).workers.length, 0, "no worker is left after shutdown");
     // Worker threads are reaped asynchronously after they exit; give them a moment, bounded.
     let left = threads();
     for (let polls = 0; polls < 200 && left > baseline; polls++) {
@@ -87,6 +87,6 @@ describe("shutdown with work in flight", () => {
       left = threads();
     }
     assert.ok(left <= baseline, `${left - baseline} thread(s) left after shutdown`);
-    assert.equal(engineOf(t).slots.length, 0, "and none joined later");
+    assert.equal(engineOf(t).workers.length, 0, "and none joined later");
   });
 });

@@ -13,8 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { StalledClient } from "../../tools/harness/index.ts";
-import type { ClassifyRequestMessage } from "../src/transport/protocol.ts";
-import { loadProtocol } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   type GoldenCase,
   metricValue,

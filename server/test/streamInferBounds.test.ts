@@ -14,12 +14,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createOipClient, eventually, grpcMessage, StalledClient } from "../../tools/harness/index.ts";
-import { MAX_ID_CHARS } from "../src/transport/inferenceDecoding.ts";
+import { MAX_ID_CHARS } from "../src/transport/oip/inferDecoding.ts";
 import {
   loadInferenceProtocol,
   type ModelInferRequestMessage,
   type ModelStreamInferResponseMessage,
-} from "../src/transport/inferenceProtocol.ts";
+} from "../src/transport/oip/oipProtocol.ts";
 import {
   type GoldenCase,
   metricValue,

@@ -18,14 +18,14 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { createOipClient } from "../../tools/harness/index.ts";
-import type { InferParameterMessage } from "../src/transport/inferenceProtocol.ts";
 import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,
   GuaranteeMessage,
   HaltPolicyMessage,
   TickUpdateMessage,
-} from "../src/transport/protocol.ts";
+} from "../src/transport/ctmV1/ctmProtocol.ts";
+import type { InferParameterMessage } from "../src/transport/oip/oipProtocol.ts";
 import { type CertifiedLadder, certifiedLadder, isCertified } from "./support/certifiedLadder.ts";
 import {
   failure,

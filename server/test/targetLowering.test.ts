@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/protocol.ts";
+import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { type CertifiedLadder, certifiedLadder, isCertified } from "./support/certifiedLadder.ts";
 import { metricValue, REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 

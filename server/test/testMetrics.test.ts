@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { ModelInfoMessage } from "../src/transport/protocol.ts";
+import type { ModelInfoMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import { HALTING_DIR } from "./support/haltingModel.ts";
 import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
 

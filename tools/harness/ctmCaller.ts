@@ -8,7 +8,7 @@ import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,
   HaltPolicyMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 import type { CtmConnection } from "./ctmConnection.ts";
 import type { Sample } from "./samples.ts";
 

@@ -12,7 +12,7 @@ import type {
   ClassifyResponseMessage,
   ModelInfoMessage,
   TickUpdateMessage,
-} from "../../server/src/transport/protocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
 
 /** PEM files for TLS: a CA to trust, and a client certificate and key for mutual TLS. */
 export interface TlsOptions {

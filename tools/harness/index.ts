@@ -55,7 +55,7 @@ export {
   sumOf,
 } from "./prometheus.ts";
 export { reflect } from "./reflection.ts";
-export { correctFraction, loadSamples, type Sample, type SampleInput, type SampleSet } from "./samples.ts";
+export { loadSamples, type Sample, type SampleInput, type SampleSet } from "./samples.ts";
 export {
   type LogLine,
   ServerProcess,

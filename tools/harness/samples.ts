@@ -82,9 +82,3 @@ export function loadSamples(path: string): SampleSet {
   }));
   return { source: path, samples, labelled: 0 };
 }
-
-/** The share of positions a prediction got right: 1 or 0 for one position, a fraction for several. */
-export function correctFraction(label: readonly number[], prediction: readonly number[]): number {
-  if (label.length !== prediction.length) return 0;
-  return label.filter((cls, i) => cls === prediction[i]).length / label.length;
-}

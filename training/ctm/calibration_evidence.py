@@ -28,7 +28,7 @@ bins) of the certainty, of the top-class probability and of the halting signal a
 right.
 
 Writes evidence.json and summary.md to --out, then draws the plots (docs/img by default) with
-loadtest/src/plot/calibrationPlots.ts.
+tools/harness/plot/calibrationPlots.ts.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ ACCURACY_TARGETS = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98)
 CONSISTENCY_TARGETS = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
 CONFIDENCES = (0.8, 0.9, 0.95, 0.99)
 BINS = 10
+# The plots are drawn by the shared TypeScript charting, so that they look like every other plot.
+PLOTTER = REPO / "tools" / "harness" / "plot" / "calibrationPlots.ts"
 
 
 def split_resample(
@@ -327,9 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "summary.md").write_text(markdown)
     print(markdown)
     if not args.no_plots:
-        plotter = REPO / "loadtest" / "src" / "plot" / "calibrationPlots.ts"
         tsx = REPO / "node_modules" / ".bin" / "tsx"
-        subprocess.run([str(tsx), str(plotter), str(args.out / "evidence.json"), str(args.plots)], check=True)
+        subprocess.run([str(tsx), str(PLOTTER), str(args.out / "evidence.json"), str(args.plots)], check=True)
 
 
 if __name__ == "__main__":

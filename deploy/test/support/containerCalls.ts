@@ -3,7 +3,7 @@
  * run to completion, as the container's HEALTHCHECK is, and one classification over the wire.
  */
 import { spawnSync } from "node:child_process";
-import type { ClassifyResponseMessage } from "../../../server/src/transport/protocol.ts";
+import type { ClassifyResponseMessage } from "../../../server/src/transport/ctmV1/ctmProtocol.ts";
 import { createCtmClient } from "../../../tools/harness/index.ts";
 
 /** Runs a command to completion (the container HEALTHCHECK) and returns its exit status and output. */

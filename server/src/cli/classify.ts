@@ -10,6 +10,8 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { isMazeModel, plotRoute } from "../../../tools/harness/plot/routePlot.ts";
+import { renderTracePlot } from "../../../tools/harness/plot/tracePlot.ts";
 import { type CtmClient, createCtmClient } from "../client/ctmClient.ts";
 import {
   type ClassifyRequestMessage,
@@ -20,12 +22,10 @@ import {
   type HaltSignalName,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../transport/protocol.ts";
+} from "../transport/ctmV1/ctmProtocol.ts";
 import { callerPath } from "./callerPath.ts";
 import { describeConnectionFailure } from "./connectionFailure.ts";
 import { shrinkForSending } from "./imageShrink.ts";
-import { isMazeModel, plotRoute } from "./routePlot.ts";
-import { renderTracePlot } from "./tracePlot.ts";
 
 const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
 

@@ -7,7 +7,7 @@
  *
  * (The image's HEALTHCHECK runs the same file as `node --import tsx server/src/cli/healthProbe.ts`.)
  *
- * Health needs no bearer token (see transport/authentication.ts), but a TLS port needs a TLS client:
+ * Health needs no bearer token (see transport/grpc/authentication.ts), but a TLS port needs a TLS client:
  * the probe uses one when the server's CTM_TLS_CERT is set, trusting --tls-ca, and presents
  * --tls-cert/--tls-key when the server asks for client certificates.
  *

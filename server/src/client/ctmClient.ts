@@ -11,7 +11,7 @@ import {
   loadProtocol,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../transport/protocol.ts";
+} from "../transport/ctmV1/ctmProtocol.ts";
 import {
   methodOf,
   type ServerStreamingMethod,

@@ -9,7 +9,7 @@ import {
   type ModelInferResponseMessage,
   type ModelMetadataResponseMessage,
   type ModelStreamInferResponseMessage,
-} from "../transport/inferenceProtocol.ts";
+} from "../transport/oip/oipProtocol.ts";
 import {
   type BidiStreamingMethod,
   bidiStreamingMethod,

@@ -1,5 +1,6 @@
 /**
- * One loaded model: admission, the queue, and the scheduler workers that think.
+ * One loaded model: admission, the queue, and the requests on its scheduler workers (which think;
+ * workerPool.ts starts them and keeps them running).
  *
  * Runs on the main thread and never touches a graph: it validates a request, preprocesses its input,
  * queues it (bounded: a full queue is RESOURCE_EXHAUSTED at once), hands it to the least-loaded worker
@@ -8,10 +9,11 @@
  * at the next tick boundary. A paced reader that stops taking ticks parks its request, which then holds
  * no batch slot until the reader catches up.
  *
- * A worker that dies is restarted, with backoff while restarts fail. While the model has no worker at
- * all and its restart failed, it is FAILED: queued and new requests get UNAVAILABLE with the cause at
- * once (never a wait for a slot that will not come), and listeners (health, GetModel) are told, until
- * a restart succeeds.
+ * Its workers are supervised by a WorkerPool (workerPool.ts): a worker that dies is restarted, with
+ * backoff while restarts fail. A dead worker's requests fail here at once with UNAVAILABLE. While the
+ * model has no worker at all and its restart failed, it is FAILED: queued and new requests get
+ * UNAVAILABLE with the cause at once (never a wait for a batch slot that will not come), and listeners
+ * (health, GetModel) are told, until a restart succeeds.
  *
  * Every request that passes admission is reported to the observer exactly once, when it leaves
  * `requests` (or, if it never got there, where it ended), under how it ended.
@@ -25,6 +27,7 @@ import type { GuaranteeKind, HaltSignal } from "../model/calibration.ts";
 import type { ModelDefinition } from "../model/modelFolder.ts";
 import type { SessionSettings } from "../runtime/executionProvider.ts";
 import type { ImageLimits } from "../runtime/imagePreprocess.ts";
+import type { EngineLog } from "./engineLog.ts";
 import { EventChannel } from "./eventChannel.ts";
 import {
   defaultHaltPolicy,
@@ -38,15 +41,16 @@ import { type Admission, LoadController, type LoadState } from "./loadController
 import { type ModelInput, prepareInput } from "./modelInput.ts";
 import type { RequestTiming } from "./modelStatistics.ts";
 import { describePrediction, type Prediction, resolveTopK } from "./prediction.ts";
-import { SchedulerThread } from "./schedulerThread.ts";
+import { READ_AHEAD_TICKS, waitsForReader } from "./readerPacing.ts";
+import type { SchedulerThread } from "./schedulerThread.ts";
 import { ServerError } from "./serverError.ts";
 import { LadderCache, servedPolicy, type TargetLadder } from "./targetLadder.ts";
 import { TickCapacity } from "./tickCapacity.ts";
 import { timerDelay } from "./timerDelay.ts";
-import type { Finished, StepMessage, StepRun, ToWorker, WorkerData } from "./workerProtocol.ts";
+import { WorkerPool } from "./workerPool.ts";
+import type { Finished, StepMessage, StepRun, ToWorker } from "./workerProtocol.ts";
 
-/** Provider fallback reasons already logged at warn by this process (see startWorker). */
-const reportedFallbacks = new Set<string>();
+export type { EngineLog } from "./engineLog.ts";
 
 export interface EngineOptions {
   workers: number;
@@ -60,14 +64,6 @@ export interface EngineOptions {
   maxTicks: number;
   image: ImageLimits;
   session: SessionSettings;
-}
-
-/** The slice of a pino logger the engine uses. */
-export interface EngineLog {
-  debug(fields: object, message: string): void;
-  info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
-  error(fields: object, message: string): void;
 }
 
 /** Hooks for metrics; the engine itself knows nothing of Prometheus. */
@@ -167,23 +163,12 @@ interface Request {
   dispatchedAt: number;
 }
 
-/** First wait before restarting a worker again after a restart failed; it doubles up to the cap. */
-const RESTART_BACKOFF_MS = 500;
-const RESTART_BACKOFF_CAP_MS = 30_000;
-
-/**
- * How many ticks a paced request may be computed ahead of its reader: enough to hide the round trip
- * of a credit, few enough that a cancellation finds the request near the tick its client last saw.
- */
-export const READ_AHEAD_TICKS = 4;
-
 export class ModelEngine {
   readonly name: string;
   readonly limits: TickLimits;
   readonly defaultPolicy: HaltPolicy;
-  provider: "cpu" | "cuda" = "cpu";
 
-  private readonly slots: SchedulerThread[] = [];
+  private readonly pool: WorkerPool;
   private readonly credits = new Map<SchedulerThread, [number, number][]>();
   private readonly requests = new Map<number, Request>();
   private queue: Request[] = [];
@@ -195,15 +180,7 @@ export class ModelEngine {
   private drainReason: string | undefined;
   /** Set once the drain's grace period is over (or close() ran): requests still preparing fail with it. */
   private cutOff: string | undefined;
-  /** close() was called: no worker may start or be restarted any more. */
-  private closed = false;
   private idle: (() => void) | undefined;
-  /** Why the model has no worker and cannot get one; undefined while it serves. */
-  private failed: string | undefined;
-  private readonly failureListeners: ((failure: string | undefined) => void)[] = [];
-  /** Workers starting (at start-up or as replacements), for close() to wait for. */
-  private readonly starting = new Set<Promise<unknown>>();
-  private readonly restartTimers = new Set<NodeJS.Timeout>();
   private readonly capacity = new TickCapacity();
   private readonly ladders: LadderCache;
   private readonly controller: LoadController;
@@ -232,12 +209,28 @@ export class ModelEngine {
       () => ({
         queued: this.queue,
         preparing: this.preparing,
-        active: this.slots.reduce((sum, slot) => sum + slot.load, 0),
-        workers: Math.max(1, this.slots.length),
+        active: this.workers.reduce((sum, worker) => sum + worker.load, 0),
+        workers: Math.max(1, this.workers.length),
         maxBatch: options.maxBatch,
       }),
       (state) => observer?.load?.(this.name, state),
     );
+    this.pool = new WorkerPool(
+      this.name,
+      { model: definition, session: options.session, niceness: options.workerNice, warmUpRows: options.maxBatch },
+      log,
+      {
+        opened: () => this.dispatch(),
+        step: (worker, step) => this.onStep(worker, step),
+        lost: (worker, code, restarting) => this.onWorkerLost(worker, code, restarting),
+      },
+    );
+    // Added first, so that the queue has failed before anyone else hears of the failure.
+    this.pool.onFailureChange((failure) => {
+      if (failure) {
+        for (const request of [...this.queue]) this.settle(request, "failed", new ServerError("UNAVAILABLE", failure));
+      }
+    });
   }
 
   /** Starts the model's workers; resolves once every one has its sessions open. */
@@ -248,14 +241,23 @@ export class ModelEngine {
     observer?: EngineObserver,
   ): Promise<ModelEngine> {
     const engine = new ModelEngine(definition, options, log, observer);
-    // Settled, not raced: a worker still starting when another fails must be stopped too.
-    const started = await Promise.allSettled(Array.from({ length: options.workers }, (_, i) => engine.startWorker(i)));
-    const failure = started.find((outcome) => outcome.status === "rejected");
-    if (failure) {
+    try {
+      await engine.pool.open(options.workers);
+    } catch (error) {
       await engine.close();
-      throw failure.reason;
+      throw error;
     }
     return engine;
+  }
+
+  /** The execution provider the workers run on. */
+  get provider(): "cpu" | "cuda" {
+    return this.pool.provider;
+  }
+
+  /** The running workers (the pool's). */
+  private get workers(): readonly SchedulerThread[] {
+    return this.pool.workers;
   }
 
   /**
@@ -263,12 +265,12 @@ export class ModelEngine {
    * names the cause). Undefined while it serves; it clears by itself when a restart succeeds.
    */
   get failure(): string | undefined {
-    return this.failed;
+    return this.pool.failure;
   }
 
   /** Calls `listener` whenever `failure` changes (health follows it). */
   onFailureChange(listener: (failure: string | undefined) => void): void {
-    this.failureListeners.push(listener);
+    this.pool.onFailureChange(listener);
   }
 
   /**
@@ -285,7 +287,7 @@ export class ModelEngine {
           : "the server is shutting down and accepts no new requests",
       );
     }
-    if (this.failed) throw new ServerError("UNAVAILABLE", this.failed);
+    if (this.failure) throw new ServerError("UNAVAILABLE", this.failure);
     const policy = resolveHaltPolicy(job.policy, this.limits);
     const topK = resolveTopK(job.topK, this.definition.manifest.output, this.name);
     if (job.includeAttention && !this.definition.manifest.attention) {
@@ -320,9 +322,9 @@ export class ModelEngine {
         this.observer?.finished(this.name, "cancelled", undefined, 0);
         throw new ServerError("UNAVAILABLE", this.cutOff);
       }
-      if (this.failed) {
+      if (this.failure) {
         this.observer?.finished(this.name, "failed", undefined, 0);
-        throw new ServerError("UNAVAILABLE", this.failed);
+        throw new ServerError("UNAVAILABLE", this.failure);
       }
       input = prepared;
       job.onInput?.(input);
@@ -379,6 +381,7 @@ export class ModelEngine {
    */
   async drain(graceMs: number, reason?: string): Promise<void> {
     this.draining = true;
+    this.pool.drain();
     this.drainReason = reason;
     if (this.requests.size > 0 || this.preparing > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -406,18 +409,14 @@ export class ModelEngine {
   /** Stops the workers. Requests still in flight fail. */
   async close(): Promise<void> {
     this.draining = true;
-    this.closed = true;
     this.cutOff ??= "the server is shutting down";
     this.controller.close();
-    for (const timer of this.restartTimers) clearTimeout(timer);
-    this.restartTimers.clear();
+    // Before the requests settle: from here on no worker is restarted (nor any event heard).
+    const stopped = this.pool.close();
     for (const request of [...this.requests.values()])
       this.settle(request, "cancelled", new ServerError("UNAVAILABLE", "the server is shutting down"));
     this.queue = [];
-    // A worker still starting stops itself once it is up (openWorker checks `closed`).
-    await Promise.allSettled([...this.starting]);
-    await Promise.all(this.slots.map((thread) => thread.stop()));
-    this.slots.length = 0;
+    await stopped;
   }
 
   // ---------------------------------------------------------------- admission
@@ -427,8 +426,8 @@ export class ModelEngine {
    */
   private reserve(ladder: TargetLadder): Admission {
     const { maxBatch, maxQueue, latencyObjectiveMs } = this.options;
-    // A slot whose batch is over max-batch (readers that resumed at once) offers nothing, not less.
-    const free = this.slots.reduce((sum, slot) => sum + Math.max(0, maxBatch - slot.load), 0);
+    // A worker whose batch is over max-batch (readers that resumed at once) offers nothing, not less.
+    const free = this.workers.reduce((sum, worker) => sum + Math.max(0, maxBatch - worker.load), 0);
     const waiting = this.queue.length + this.preparing;
     const admission = this.controller.admit(ladder);
     const predictedMs = admission.refusedMs;
@@ -440,31 +439,31 @@ export class ModelEngine {
       );
     }
     if (waiting + 1 > free + maxQueue) {
-      const running = this.slots.reduce((sum, slot) => sum + slot.load, 0);
+      const running = this.workers.reduce((sum, worker) => sum + worker.load, 0);
       this.observer?.refused?.(this.name, "queue");
       throw new ServerError(
         "RESOURCE_EXHAUSTED",
-        `model ${this.name} is at capacity: ${running} request(s) running (max-batch ${maxBatch} x ${this.slots.length} worker(s)) and ${waiting} waiting (max-queue ${maxQueue}); retry later`,
+        `model ${this.name} is at capacity: ${running} request(s) running (max-batch ${maxBatch} x ${this.workers.length} worker(s)) and ${waiting} waiting (max-queue ${maxQueue}); retry later`,
       );
     }
     this.preparing++;
     return admission;
   }
 
-  /** Moves queued requests to the least-loaded workers with a free slot. */
+  /** Moves queued requests to the least-loaded workers with a free batch slot. */
   private dispatch(): void {
     while (this.queue.length > 0) {
-      let slot: SchedulerThread | undefined;
-      for (const s of this.slots) if (s.load < this.options.maxBatch && (!slot || s.load < slot.load)) slot = s;
-      if (!slot) break;
+      let worker: SchedulerThread | undefined;
+      for (const w of this.workers) if (w.load < this.options.maxBatch && (!worker || w.load < worker.load)) worker = w;
+      if (!worker) break;
       const request = this.queue.shift() as Request;
       clearTimeout(request.expiry);
       if (Date.now() >= request.deadlineAt) {
         this.expire(request);
         continue;
       }
-      slot.requests.add(request.id);
-      request.worker = slot;
+      worker.requests.add(request.id);
+      request.worker = worker;
       request.dispatchedAt = performance.now();
       request.policy = servedPolicy(request.policy, request.ladder, this.controller.rungFor(request));
       const message: ToWorker = {
@@ -477,52 +476,52 @@ export class ModelEngine {
         attention: request.includeAttention,
         readAhead: request.readAhead,
       };
-      slot.post(message, [request.input.buffer as ArrayBuffer]);
+      worker.post(message, [request.input.buffer as ArrayBuffer]);
     }
     this.reportOccupancy();
   }
 
   private reportOccupancy(): void {
-    const active = this.slots.reduce((sum, slot) => sum + slot.load, 0);
-    const parked = this.slots.reduce((sum, slot) => sum + slot.parked.size, 0);
+    const active = this.workers.reduce((sum, worker) => sum + worker.load, 0);
+    const parked = this.workers.reduce((sum, worker) => sum + worker.parked.size, 0);
     this.observer?.occupancy(this.name, this.queue.length, active, parked);
   }
 
   /**
-   * Keeps the worker's view of a paced request in step: it parks the request once it is `readAhead`
-   * ticks past what the reader has taken, and so does this. A reader that takes ticks as they come is
+   * Keeps the worker's view of a paced request in step: the worker parks the request by the rule in
+   * readerPacing.ts, counting the ticks it computed, and this applies it to the ticks pushed. A reader that takes ticks as they come is
    * never that far behind (its next read follows each tick within the same event-loop turn), so a
    * parked request is one whose reader is stuck (a gRPC stream waiting for HTTP/2 flow control). It
    * gives its batch slot back, and takes it back when its reader catches up, even over max-batch:
    * its state is on the worker already, and new requests wait until the batch is back under.
    */
   private pace(request: Request): void {
-    const slot = request.worker;
-    if (!slot || request.readAhead === 0) return;
-    const parked = request.pushed - request.taken >= request.readAhead;
-    if (parked === slot.parked.has(request.id)) return;
-    if (parked) slot.parked.add(request.id);
-    else slot.parked.delete(request.id);
+    const { worker } = request;
+    if (!worker || request.readAhead === 0) return;
+    const parked = waitsForReader(request.pushed, request.taken, request.readAhead);
+    if (parked === worker.parked.has(request.id)) return;
+    if (parked) worker.parked.add(request.id);
+    else worker.parked.delete(request.id);
     if (parked) this.dispatch();
     else this.reportOccupancy();
   }
 
   /** Credits go out once per event-loop turn, one message per worker, however many readers took ticks. */
   private credit(request: Request, tick: number): void {
-    const slot = request.worker;
-    if (!slot || request.readAhead === 0) return;
+    const { worker } = request;
+    if (!worker || request.readAhead === 0) return;
     request.taken = tick;
     this.pace(request);
-    const pending = this.credits.get(slot);
+    const pending = this.credits.get(worker);
     if (pending) {
       pending.push([request.id, tick]);
       return;
     }
-    this.credits.set(slot, [[request.id, tick]]);
+    this.credits.set(worker, [[request.id, tick]]);
     if (this.credits.size === 1) {
       setImmediate(() => {
-        for (const [worker, credits] of this.credits) {
-          worker.post({ type: "credit", credits });
+        for (const [to, credits] of this.credits) {
+          to.post({ type: "credit", credits });
         }
         this.credits.clear();
       });
@@ -579,58 +578,8 @@ export class ModelEngine {
     if (this.requests.size === 0 && this.preparing === 0) this.idle?.();
   }
 
-  // ---------------------------------------------------------------- workers
-  /** Starts worker `index` and gives it a slot; one that comes up after close() is stopped instead. */
-  private async startWorker(index: number): Promise<void> {
-    if (this.closed) return;
-    // Tracked to the end, stop included, so that close() returns only once no thread of ours is left.
-    const starting = this.openWorker(index);
-    this.starting.add(starting);
-    try {
-      await starting;
-    } finally {
-      this.starting.delete(starting);
-    }
-  }
-
-  private async openWorker(index: number): Promise<void> {
-    const data: WorkerData = {
-      model: this.definition,
-      session: this.options.session,
-      niceness: this.options.workerNice,
-      warmUpRows: this.options.maxBatch,
-    };
-    let thread: SchedulerThread;
-    try {
-      thread = await SchedulerThread.start(index, data, {
-        step: (t, step) => this.onStep(t, step),
-        error: (t, error) =>
-          this.log.error({ model: this.name, worker: t.index, err: error }, "scheduler worker failed"),
-        exit: (t, code) => this.onWorkerExit(t, code),
-      });
-    } catch (error) {
-      throw new Error(`model ${this.name}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    if (this.closed) {
-      await thread.stop();
-      return;
-    }
-    this.provider = thread.provider;
-    if (thread.fallbackReason) {
-      // The same reason holds for every model and worker of the process: one warning says it, the rest
-      // go to debug, so that a CPU machine serving several models logs one clear line.
-      const first = !reportedFallbacks.has(thread.fallbackReason);
-      reportedFallbacks.add(thread.fallbackReason);
-      this.log[first ? "warn" : "debug"](
-        { model: this.name, worker: index, provider: "cpu", reason: thread.fallbackReason },
-        `provider auto: CUDA is unavailable, falling back to CPU: ${thread.fallbackReason}`,
-      );
-    }
-    this.slots.push(thread);
-    this.dispatch();
-  }
-
-  private onStep(slot: SchedulerThread, step: StepMessage): void {
+  // ---------------------------------------------------------------- results
+  private onStep(worker: SchedulerThread, step: StepMessage): void {
     const now = performance.now();
     for (const run of step.runs) {
       this.capacity.observe(run, now);
@@ -671,10 +620,10 @@ export class ModelEngine {
     for (const done of step.finished) {
       const request = this.requests.get(done.id);
       // Gone already: settled by close() or by this worker's exit, and counted then.
-      if (!request || request.worker !== slot) continue;
+      if (!request || request.worker !== worker) continue;
       this.requests.delete(done.id);
-      slot.requests.delete(done.id);
-      slot.parked.delete(done.id);
+      worker.requests.delete(done.id);
+      worker.parked.delete(done.id);
       this.observer?.finished(
         this.name,
         done.outcome,
@@ -735,23 +684,15 @@ export class ModelEngine {
   }
 
   /**
-   * A worker that dies takes its requests with it (they fail at once with UNAVAILABLE); a replacement
-   * keeps the model serving. During a drain none is started: the queue then fails at once if no
-   * worker is left, rather than waiting out the grace period for a slot that will not come.
+   * A worker that died took its requests with it: they fail at once with UNAVAILABLE (the pool starts
+   * a replacement, unless the server is draining). During a drain the queue then fails at once if no
+   * worker is left, rather than waiting out the grace period for a batch slot that will not come.
    */
-  private onWorkerExit(slot: SchedulerThread, code: number): void {
-    const at = this.slots.indexOf(slot);
-    if (at >= 0) this.slots.splice(at, 1);
-    if (this.closed) return;
-    const restart = !this.draining;
-    this.log.error(
-      { model: this.name, worker: slot.index, code, lost: slot.requests.size },
-      restart ? "scheduler worker exited; restarting it" : "scheduler worker exited during shutdown; not restarting it",
-    );
-    const then = restart
+  private onWorkerLost(worker: SchedulerThread, code: number, restarting: boolean): void {
+    const then = restarting
       ? "it has been restarted, retry the request"
       : "the server is shutting down and does not restart it; retry the request on another server";
-    for (const id of [...slot.requests]) {
+    for (const id of [...worker.requests]) {
       const request = this.requests.get(id);
       if (!request) continue;
       this.settle(
@@ -764,59 +705,11 @@ export class ModelEngine {
         request.pushed,
       );
     }
-    if (restart) {
-      this.restartWorker(slot.index, `its inference worker ${slot.index} stopped (exit code ${code})`, 0);
-    } else if (this.slots.length === 0) {
+    if (!restarting && this.workers.length === 0) {
       const error = `model ${this.name}: its inference worker stopped during shutdown (exit code ${code}) and is not restarted; retry the request on another server`;
       for (const request of [...this.queue]) this.settle(request, "failed", new ServerError("UNAVAILABLE", error));
     }
     this.dispatch();
     this.checkIdle();
-  }
-
-  /**
-   * Starts worker `index` again; while that fails, tries again after a doubling wait (up to
-   * RESTART_BACKOFF_CAP_MS). A model left with no worker meanwhile is FAILED until one starts.
-   */
-  private restartWorker(index: number, cause: string, attempt: number): void {
-    this.startWorker(index).then(
-      () => {
-        if (this.closed || this.failed === undefined || this.slots.length === 0) return;
-        this.log.info(
-          { model: this.name, worker: index, attempts: attempt + 1 },
-          "scheduler worker restarted; serving again",
-        );
-        this.setFailure(undefined);
-      },
-      (error: unknown) => {
-        if (this.closed) return;
-        const wait = Math.min(RESTART_BACKOFF_CAP_MS, RESTART_BACKOFF_MS * 2 ** attempt);
-        const reason = error instanceof Error ? error.message : String(error);
-        this.log.error(
-          { model: this.name, worker: index, attempt: attempt + 1, retryInMs: wait, err: error },
-          "could not restart scheduler worker",
-        );
-        if (this.slots.length === 0) {
-          this.setFailure(
-            `model ${this.name} is not serving: ${cause} and could not be restarted: ${reason}; the server keeps retrying`,
-          );
-        }
-        const timer = setTimeout(() => {
-          this.restartTimers.delete(timer);
-          this.restartWorker(index, cause, attempt + 1);
-        }, wait);
-        this.restartTimers.add(timer);
-      },
-    );
-  }
-
-  /** Enters or leaves the FAILED state; entering it fails every queued request at once. */
-  private setFailure(failure: string | undefined): void {
-    if (failure === this.failed) return;
-    this.failed = failure;
-    if (failure) {
-      for (const request of [...this.queue]) this.settle(request, "failed", new ServerError("UNAVAILABLE", failure));
-    }
-    for (const listener of this.failureListeners) listener(failure);
   }
 }

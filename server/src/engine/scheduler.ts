@@ -5,8 +5,9 @@
  * requests whose halt policy fired leave before the next tick.
  *
  * A request paced by its reader (a stream) never runs more than `readAhead` ticks ahead of the ticks
- * its reader has taken (credits from the main thread); beyond that it is parked, keeping its slot and
- * state but costing no compute, until the reader catches up. A stream whose writes back up (gRPC flow
+ * its reader has taken (credits from the main thread; the rule is readerPacing.ts, which the main
+ * thread applies too); beyond that it is parked, keeping its state in the batch but costing no
+ * compute, until the reader catches up. A stream whose writes back up (gRPC flow
  * control) therefore stops costing compute until it drains, and a cancellation finds the request a few
  * ticks past the last one handed to gRPC, not at the end of its run.
  *
@@ -20,6 +21,7 @@ import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { type Halt, HaltTracker } from "./haltPolicy.ts";
 import { type OutputLayout, topClassKey } from "./prediction.ts";
+import { waitsForReader } from "./readerPacing.ts";
 import type { AdmitMessage, Finished, StepMessage, StepRun, TickRows } from "./workerProtocol.ts";
 
 /** Graph-run statistics wait at most this long for a message to ride along with. */
@@ -130,7 +132,7 @@ export class Scheduler {
   }
 
   private runnable(request: Active): boolean {
-    return request.readAhead === 0 || request.tracker.ticksDone - request.taken < request.readAhead;
+    return !waitsForReader(request.tracker.ticksDone, request.taken, request.readAhead);
   }
 
   private anyRunnable(): boolean {

@@ -4,7 +4,8 @@
  * The server derives everything it needs from here - tensor names and shapes, labels, preprocessing,
  * tick limits - and hard-codes nothing about any one model. Parsing checks every cross-reference
  * (state init/input/output names, context names, output sizes) so that a wrong manifest fails at load
- * with the field named, not at the first request with an onnxruntime error.
+ * with the field named, not at the first request with an onnxruntime error. What the JSON Schema the
+ * exporter writes to (training/ctm/manifest.schema.json) refuses, this refuses too (manifestSchema.test.ts).
  */
 import { JsonReader } from "./jsonReader.ts";
 import { parseTestMetrics, type TestMetrics } from "./testMetrics.ts";
@@ -93,12 +94,21 @@ export interface Manifest {
 
 export const MANIFEST_FILE = "manifest.json";
 const PREPROCESS = ["mnist-digit", "resize", "center-crop"] as const;
+/** The schema's `name`: it is also the model's folder and the name a request gives. */
+const MODEL_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+/** The schema's graph `file`: one ONNX file inside the model folder, so that no manifest reaches outside it. */
+const GRAPH_FILE = /^[^/\\]+\.onnx$/;
+
+/**
+ * Whether an optional field is there. Unlike JsonReader.has, a null counts as there (and then fails its
+ * type), as the schema has it: the exporter writes no nulls, and a null file name must not read as none.
+ */
+const present = (reader: JsonReader, name: string) => reader.object()[name] !== undefined;
 
 export function parseManifest(document: unknown, file = MANIFEST_FILE): Manifest {
   const root = new JsonReader(file, document);
   const schema = root.field("schema_version").integer();
   if (schema !== 1) root.field("schema_version").fail(`must be 1 (the only version this server reads), got ${schema}`);
-
   const input = parseInput(root.field("input"));
   const output = parseOutput(root.field("output"));
   const ticksReader = root.field("ticks");
@@ -111,30 +121,42 @@ export function parseManifest(document: unknown, file = MANIFEST_FILE): Manifest
   const context = root
     .field("context")
     .array()
-    .map((c) => ({ name: c.field("name").string(), shape: parseFixedShape(c.field("shape")) }));
+    .map((c) => {
+      c.field("dtype").string({ oneOf: ["float32"] });
+      return { name: c.field("name").string(), shape: parseFixedShape(c.field("shape")) };
+    });
   const state = root
     .field("state")
     .array({ minLength: 1 })
-    .map((s) => ({
-      name: s.field("name").string(),
-      init: s.field("init").string(),
-      input: s.field("input").string(),
-      output: s.field("output").string(),
-      shape: parseFixedShape(s.field("shape")),
-    }));
+    .map((s) => {
+      s.field("dtype").string({ oneOf: ["float32"] });
+      return {
+        name: s.field("name").string(),
+        init: s.field("init").string(),
+        input: s.field("input").string(),
+        output: s.field("output").string(),
+        shape: parseFixedShape(s.field("shape")),
+      };
+    });
   const outputsReader = root.field("outputs");
   const outputs: Manifest["outputs"] = {
     logits: outputsReader.field("logits").string(),
     certainty: outputsReader.field("certainty").string(),
     probabilities: outputsReader.field("probabilities").string(),
   };
-  if (outputsReader.has("halt")) outputs.halt = outputsReader.field("halt").string();
+  if (present(outputsReader, "halt")) outputs.halt = outputsReader.field("halt").string();
 
+  const name = root.field("name").string();
+  if (!MODEL_NAME.test(name)) {
+    root
+      .field("name")
+      .fail(`must be lowercase letters, digits, ".", "_" and "-", starting with a letter or digit, got "${name}"`);
+  }
   const manifest: Manifest = {
-    name: root.field("name").string(),
+    name,
     version: root.field("version").positiveInteger(),
-    task: root.has("task") ? root.field("task").string() : "",
-    description: root.has("description") ? root.field("description").string() : "",
+    task: root.field("task").string(),
+    description: present(root, "description") ? root.field("description").string() : "",
     input,
     output,
     ticks,
@@ -142,11 +164,17 @@ export function parseManifest(document: unknown, file = MANIFEST_FILE): Manifest
     context,
     state,
     outputs,
-    calibration: root.field("calibration").optionalString(),
-    samples: root.field("samples").optionalString(),
-    golden: root.field("golden").optionalString(),
+    calibration: present(root, "calibration") ? root.field("calibration").string() : undefined,
+    samples: present(root, "samples") ? root.field("samples").string() : undefined,
+    golden: present(root, "golden") ? root.field("golden").string() : undefined,
   };
-  if (root.has("attention")) manifest.attention = parseAttention(root.field("attention"), graphs.tick);
+  // Read only to hold the manifest to its schema: onnxruntime takes the opset from the graphs themselves.
+  root.field("opset").integer({ min: 13 });
+  // Free-form records of how the model was made; the server reads only metrics.test, but each must be an object.
+  for (const record of ["architecture", "source", "metrics"]) {
+    if (present(root, record)) root.field(record).object();
+  }
+  if (present(root, "attention")) manifest.attention = parseAttention(root.field("attention"), graphs.tick);
   const testMetrics = parseTestMetrics(root);
   if (testMetrics) manifest.testMetrics = testMetrics;
   checkGraphWiring(root, manifest);
@@ -154,6 +182,9 @@ export function parseManifest(document: unknown, file = MANIFEST_FILE): Manifest
 }
 
 function parseAttention(reader: JsonReader, tick: GraphSpec): NonNullable<Manifest["attention"]> {
+  // The one object the schema closes: a misspelt key would otherwise drop the attention view unnoticed.
+  const unknown = Object.keys(reader.object()).find((key) => key !== "output" && key !== "token_grid");
+  if (unknown !== undefined) reader.fail(`has "${unknown}"; only output and token_grid are allowed`);
   const output = reader.field("output").string();
   const grid = parseFixedShape(reader.field("token_grid"));
   const graphTensor = tick.outputs.find((t) => t.name === output);
@@ -207,7 +238,7 @@ function parseInput(reader: JsonReader): InputSpec {
     const preprocess = image.field("preprocess").string({ oneOf: PREPROCESS }) as ImageInput["preprocess"];
     spec.image = { layout, channels, height, width, preprocess, normalize: { mean, std } };
     if (preprocess === "center-crop") {
-      if (!image.has("resize_shorter"))
+      if (!present(image, "resize_shorter"))
         image.field("resize_shorter").fail('is required when preprocess is "center-crop"');
       const shorter = image.field("resize_shorter").positiveInteger();
       // A crop larger than the resized image would need padding, which no mode here does.
@@ -216,11 +247,11 @@ function parseInput(reader: JsonReader): InputSpec {
           .field("resize_shorter")
           .fail(`must be at least max(height, width) = ${Math.max(height, width)} to crop from, got ${shorter}`);
       spec.image.resizeShorter = shorter;
-    } else if (image.has("resize_shorter")) {
+    } else if (present(image, "resize_shorter")) {
       image.field("resize_shorter").fail(`applies only when preprocess is "center-crop", not "${preprocess}"`);
     }
   }
-  if (reader.has("tensor") && reader.field("tensor").has("values")) {
+  if (present(reader, "tensor") && present(reader.field("tensor"), "values")) {
     spec.allowedValues = reader
       .field("tensor")
       .field("values")
@@ -250,8 +281,14 @@ function parseGraph(reader: JsonReader): GraphSpec {
     reader
       .field(field)
       .array({ minLength: 1 })
-      .map((t) => ({ name: t.field("name").string(), shape: parseGraphShape(t.field("shape")) }));
-  return { file: reader.field("file").string(), inputs: tensors("inputs"), outputs: tensors("outputs") };
+      .map((t) => {
+        t.field("dtype").string({ oneOf: ["float32"] });
+        return { name: t.field("name").string(), shape: parseGraphShape(t.field("shape")) };
+      });
+  const file = reader.field("file").string();
+  if (!GRAPH_FILE.test(file))
+    reader.field("file").fail(`must name an .onnx file inside the model folder, got "${file}"`);
+  return { file, inputs: tensors("inputs"), outputs: tensors("outputs") };
 }
 
 function parseFixedShape(reader: JsonReader): number[] {

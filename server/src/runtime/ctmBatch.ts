@@ -209,7 +209,7 @@ export class CtmBatch {
    * onnxruntime's CPU arena keeps the largest intermediates it has needed, the batch's buffers grow by
    * doubling and the allocators keep what they handed out, so without this the server's memory creeps
    * up in steps whenever a larger batch than before happens to form, and the request that forms it
-   * pays for the growth. Measured with server/bench/batchMemory.ts: warmed up to 64 rows, later batches
+   * pays for the growth. Measured with server/bench/probes/batchMemory.ts: warmed up to 64 rows, later batches
    * of up to 16 rows add under 2 MiB instead of 11, and the growth up to full batches of 64 is halved.
    * The encoder runs once, at the most rows it will ever take (`encoderRows`); the other rows reuse its
    * outputs, since a tick's cost does not depend on the values (at ImageNet size, 64 encoder rows would

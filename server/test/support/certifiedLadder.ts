@@ -3,7 +3,7 @@
  * the certified grid points of one kind, signal and confidence, and the deepest rung between a target
  * and its floor (the lowest threshold there, at the highest target that has it).
  */
-import type { CertifiedTargetMessage, ModelInfoMessage } from "../../src/transport/protocol.ts";
+import type { CertifiedTargetMessage, ModelInfoMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 export interface CertifiedLadder {
   signal: string;

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { HaltSignal } from "../../src/model/calibration.ts";
-import type { HaltReasonName, TickUpdateMessage } from "../../src/transport/protocol.ts";
+import type { HaltReasonName, TickUpdateMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 export interface Expected {
   reason: HaltReasonName;

@@ -17,7 +17,7 @@ import type {
   ListModelsResponseMessage,
   ModelInfoMessage,
   TickUpdateMessage,
-} from "../../src/transport/protocol.ts";
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const MODEL_NAME = "mnist-ctm";

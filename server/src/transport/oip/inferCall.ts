@@ -1,6 +1,6 @@
 /**
  * The Open Inference Protocol's inference semantics, once for both of its transports (gRPC in
- * inferenceService.ts, HTTP/REST in oip/restApi.ts): a ModelInferRequest (as proto-loader decodes it,
+ * oip/grpcService.ts, HTTP/REST in oip/restApi.ts): a ModelInferRequest (as proto-loader decodes it,
  * or as the REST body becomes it) is checked and admitted to its model's engine, and its batch rows run
  * as engine requests, batched with everything else tick by tick.
  */
@@ -8,10 +8,10 @@ import { setMaxListeners } from "node:events";
 import type { ClassifyJob, InferenceResult, ModelEngine } from "../../engine/modelEngine.ts";
 import type { ModelRegistry } from "../../engine/modelRegistry.ts";
 import { invalidArgument } from "../../engine/serverError.ts";
-import { type DecodedInfer, decodeInferRequest, decodeRows, inV2Terms } from "../inferenceDecoding.ts";
-import { hasHaltOutput } from "../inferenceEncoding.ts";
-import type { ModelInferRequestMessage } from "../inferenceProtocol.ts";
-import { throwIfUndecodable } from "../requestDecoding.ts";
+import { throwIfUndecodable } from "../grpc/requestDeserializers.ts";
+import { type DecodedInfer, decodeInferRequest, decodeRows, inV2Terms } from "./inferDecoding.ts";
+import { hasHaltOutput } from "./inferEncoding.ts";
+import type { ModelInferRequestMessage } from "./oipProtocol.ts";
 
 export type InferRows = ReturnType<typeof decodeRows>;
 

@@ -7,10 +7,8 @@ import { readFileSync } from "node:fs";
 import type { ModelEngine } from "../../engine/modelEngine.ts";
 import type { ModelRegistry } from "../../engine/modelRegistry.ts";
 import { invalidArgument } from "../../engine/serverError.ts";
-import { encodeModelMetadata } from "../inferenceEncoding.ts";
-import type { ModelMetadataResponseMessage } from "../inferenceProtocol.ts";
-import { modelHealthService } from "../modelHealth.ts";
-import type { ServingHealth } from "../servingHealth.ts";
+import { encodeModelMetadata } from "./inferEncoding.ts";
+import type { ModelMetadataResponseMessage } from "./oipProtocol.ts";
 
 const PACKAGE = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as {
   name: string;
@@ -38,16 +36,27 @@ export function serverMetadata(server?: { name: string; version: string }): Serv
   return { name, version, extensions: EXTENSIONS };
 }
 
-export function serverReady(health: ServingHealth): boolean {
-  return health.statusOf("") === "SERVING";
+/**
+ * What readiness is read from: grpc.health.v1's record (health/servingHealth.ts, handed in by
+ * server.ts), so that the protocol's answers agree with grpc.health.v1 in every state.
+ */
+export interface Readiness {
+  /** The whole server serves. */
+  serving(): boolean;
+  /** `model` serves. */
+  modelServing(model: string): boolean;
+}
+
+export function serverReady(health: Readiness): boolean {
+  return health.serving();
 }
 
 /**
  * Whether `name` serves (grpc.health.v1's SERVING for its service) and, when `version` is not empty,
  * that version of it is loaded with a running worker. An unknown model or version is not ready.
  */
-export function modelReady(registry: ModelRegistry, health: ServingHealth, name: string, version: string): boolean {
-  if (name === "" || health.statusOf(modelHealthService(name)) !== "SERVING") return false;
+export function modelReady(registry: ModelRegistry, health: Readiness, name: string, version: string): boolean {
+  if (name === "" || !health.modelServing(name)) return false;
   if (version === "") return true;
   if (!/^[1-9][0-9]{0,8}$/.test(version)) return false;
   const engine = registry.engine(name, Number(version));

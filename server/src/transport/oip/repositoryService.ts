@@ -2,14 +2,14 @@
  * The Open Inference Protocol's repository and statistics RPCs on inference.GRPCInferenceService:
  * ModelStatistics, RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload, each a thin gRPC
  * shell around oip/repositoryCalls.ts, refused through the one error policy and counted in the
- * request metrics. The token check (authentication.ts) comes before any of them runs.
+ * request metrics. The token check (grpc/authentication.ts) comes before any of them runs.
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { ModelControl } from "../../engine/modelControl.ts";
 import type { ModelRegistry } from "../../engine/modelRegistry.ts";
 import type { Logger } from "../../logger.ts";
 import type { ServerMetrics } from "../../metrics.ts";
-import { countedUnary } from "../countedUnary.ts";
+import { countedUnary } from "../grpc/countedUnary.ts";
 import {
   loadModel,
   modelStatistics,

@@ -14,7 +14,7 @@
  *   POST /v2/repository/index                         every model version and its state
  *   POST /v2/repository/models/<name>/load | unload   model control (--model-control explicit)
  *
- * A refusal is Triton's {"error": "<message>"} with the HTTP status of its gRPC status (httpRefusal.ts).
+ * A refusal is Triton's {"error": "<message>"} with the HTTP status of its gRPC status (grpc/httpRefusal.ts).
  */
 import type * as http from "node:http";
 import { performance } from "node:perf_hooks";
@@ -24,18 +24,24 @@ import type { ModelRegistry } from "../../engine/modelRegistry.ts";
 import { ServerError } from "../../engine/serverError.ts";
 import type { Logger } from "../../logger.ts";
 import type { ServerMetrics } from "../../metrics.ts";
-import type { TokenTable } from "../authentication.ts";
-import { type CallStatus, toStatus } from "../errorPolicy.ts";
-import { BodyReader } from "../httpBody.ts";
-import { HttpRefusal, httpStatusOf } from "../httpRefusal.ts";
-import { authorise, type HttpGrant } from "../httpTokens.ts";
-import { answerView, encodeInferResponse, encodeModelConfig } from "../inferenceEncoding.ts";
-import type { InflightBytes } from "../inflightBytes.ts";
-import { recordRequest } from "../requestMetrics.ts";
-import { OTHER_FIELDS_BYTES, type RequestSizeLimits } from "../requestSize.ts";
-import type { ServingHealth } from "../servingHealth.ts";
+import type { TokenTable } from "../grpc/authentication.ts";
+import { type CallStatus, toStatus } from "../grpc/errorPolicy.ts";
+import { BodyReader } from "../grpc/httpBody.ts";
+import { HttpRefusal, httpStatusOf } from "../grpc/httpRefusal.ts";
+import { authorise, type HttpGrant } from "../grpc/httpTokens.ts";
+import type { InflightBytes } from "../grpc/inflightBytes.ts";
+import { recordRequest } from "../grpc/requestMetrics.ts";
+import { OTHER_FIELDS_BYTES, type RequestSizeLimits } from "../grpc/requestSize.ts";
 import { admitInfer, answerRows } from "./inferCall.ts";
-import { describedModel, modelMetadata, modelReady, serverMetadata, serverReady } from "./modelDescription.ts";
+import { answerView, encodeInferResponse, encodeModelConfig } from "./inferEncoding.ts";
+import {
+  describedModel,
+  modelMetadata,
+  modelReady,
+  type Readiness,
+  serverMetadata,
+  serverReady,
+} from "./modelDescription.ts";
 import {
   loadModel,
   modelStatistics,
@@ -73,7 +79,7 @@ type Handler = (
 export function createRestApi(
   registry: ModelRegistry,
   control: ModelControl,
-  health: ServingHealth,
+  health: Readiness,
   metrics: ServerMetrics,
   log: Logger,
   options: RestApiOptions,

@@ -10,14 +10,15 @@
  * before values are copied; every other check is the one gRPC requests get.
  */
 import { ServerError } from "../../engine/serverError.ts";
+import type { RequestSizeLimits } from "../grpc/requestSize.ts";
+import { unfitInferRequest } from "./inferWeight.ts";
 import type {
   InferInputTensorMessage,
   InferParameterMessage,
   InferTensorContentsMessage,
   ModelInferRequestMessage,
   ParameterMap,
-} from "../inferenceProtocol.ts";
-import { type RequestSizeLimits, unfitInferRequest } from "../requestSize.ts";
+} from "./oipProtocol.ts";
 
 /** Which outputs the response carries as binary data (Triton's binary_data_output, outputs[].binary_data). */
 export interface BinaryOutputs {

@@ -5,7 +5,7 @@
  * extension: their raw bytes after the JSON, each output saying its share in binary_data_size and the
  * header Inference-Header-Content-Length saying where the JSON ends.
  */
-import type { InferParameterMessage, ModelInferResponseMessage } from "../inferenceProtocol.ts";
+import type { InferParameterMessage, ModelInferResponseMessage } from "./oipProtocol.ts";
 import type { BinaryOutputs } from "./restRequest.ts";
 
 export interface RestBody {
