@@ -3,6 +3,7 @@
  * the flag and the value given.
  */
 import { HALT_SIGNALS, type HaltSignal } from "../../server/src/model/calibration.ts";
+import type { TlsOptions } from "../../tools/harness/index.ts";
 import { ARRIVALS, type Arrival, type Budget, CALL_KINDS, type CallKind, type Load } from "./sweepPlan.ts";
 
 export const USAGE = `Usage:
@@ -63,13 +64,6 @@ Compare
 
 export class UsageError extends Error {
   override name = "UsageError";
-}
-
-export interface TlsOptions {
-  ca?: string;
-  cert?: string;
-  key?: string;
-  serverName?: string;
 }
 
 export interface RunOptions {

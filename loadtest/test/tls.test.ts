@@ -7,8 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { startTestServer, type TestServer } from "../../server/test/support/testServer.ts";
-import { CtmConnection } from "../../tools/harness/index.ts";
-import type { TlsOptions } from "../src/options.ts";
+import { CtmConnection, type TlsOptions } from "../../tools/harness/index.ts";
 
 const fixture = (name: string) => fileURLToPath(new URL(`../../server/test/fixtures/tls/${name}`, import.meta.url));
 const TOKEN = "loadtest-token-0123456789";
