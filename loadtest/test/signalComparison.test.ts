@@ -13,13 +13,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
-import {
-  HALTING_DIR,
-  HALTING_MODEL,
-  HEADLESS_MODEL,
-  haltingModelsDir,
-} from "../../server/test/support/haltingModel.ts";
-import { startTestServer, type TestServer } from "../../server/test/support/testServer.ts";
+import { HALTING_DIR, HALTING_MODEL, HEADLESS_MODEL, haltingModelsDir } from "../../tools/harness/haltingModel.ts";
+import { startTestServer, type TestServer } from "../../tools/harness/testServer.ts";
 import { PLOT_FILES } from "../src/loadtestPlots.ts";
 import type { LoadtestResult } from "../src/loadtestResult.ts";
 import { RESULT_FILES } from "../src/resultFiles.ts";

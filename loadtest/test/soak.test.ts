@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { REPO, startTestServer } from "../../server/test/support/testServer.ts";
+import { REPO, startTestServer } from "../../tools/harness/testServer.ts";
 import { EXPECTED, type Kind } from "../src/soakMix.ts";
 
 function runSoak(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

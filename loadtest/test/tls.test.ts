@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { startTestServer, type TestServer } from "../../server/test/support/testServer.ts";
 import { CtmConnection, type TlsOptions } from "../../tools/harness/index.ts";
+import { startTestServer, type TestServer } from "../../tools/harness/testServer.ts";
 
 const fixture = (name: string) => fileURLToPath(new URL(`../../server/test/fixtures/tls/${name}`, import.meta.url));
 const TOKEN = "loadtest-token-0123456789";

@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { createOipClient, type OipClient, type UnaryMethod } from "../../../tools/harness/index.ts";
-import { MODEL_NAME, modelDir } from "./testServer.ts";
+import { MODEL_NAME, modelDir } from "../../../tools/harness/testServer.ts";
 
 /** A models folder holding `versions` of the shipped model (as `name`). */
 export function versionedModelsDir(versions: number[], name = MODEL_NAME): string {

@@ -2,8 +2,9 @@
  * The playground in headless Chromium, as the browser tests open it: whether they can run here, and a
  * page on a test server's playground once its model list has loaded.
  */
+
+import type { TestServer } from "../../../tools/harness/testServer.ts";
 import { Chromium, findChromium, type Page } from "./headlessChromium.ts";
-import type { TestServer } from "./testServer.ts";
 
 const chromium = findChromium();
 

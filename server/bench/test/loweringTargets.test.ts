@@ -9,10 +9,10 @@ import { mkdtempSync, readFileSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { LoweringUsageError, parseLoweringOptions } from "../bench/parts/loweringOptions.ts";
-import { chooseTargets, loweringPolicies } from "../bench/parts/loweringTargets.ts";
-import type { ModelInfoMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { REPO, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import type { ModelInfoMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { LoweringUsageError, parseLoweringOptions } from "../parts/loweringOptions.ts";
+import { chooseTargets, loweringPolicies } from "../parts/loweringTargets.ts";
 
 const MAZE = "maze-ctm";
 

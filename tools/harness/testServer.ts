@@ -7,19 +7,19 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { type CtmClient, createCtmClient, parsePrometheusText, sumOf } from "../../../tools/harness/index.ts";
-import { parseConfig, type ServerConfig } from "../../src/config.ts";
-import { createLogger } from "../../src/logger.ts";
-import { type RunningServer, type StartOptions, startServer } from "../../src/server.ts";
+import { parseConfig, type ServerConfig } from "../../server/src/config.ts";
+import { createLogger } from "../../server/src/logger.ts";
+import { type RunningServer, type StartOptions, startServer } from "../../server/src/server.ts";
 import type {
   ClassifyRequestMessage,
   ClassifyResponseMessage,
   ListModelsResponseMessage,
   ModelInfoMessage,
   TickUpdateMessage,
-} from "../../src/transport/ctmV1/ctmProtocol.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
+import { type CtmClient, createCtmClient, parsePrometheusText, sumOf } from "./index.ts";
 
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const MODEL_NAME = "mnist-ctm";
 
 /** The shipped model's folder (its highest version). */

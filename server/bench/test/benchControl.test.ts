@@ -5,9 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type StartedServer, startServerProcess } from "../../tools/harness/index.ts";
-import { healthOf } from "./support/healthClient.ts";
-import { CtmTestClient, type GoldenCase, REPO, readModelJson, tensorRequest } from "./support/testServer.ts";
+import { createHealthClient, type StartedServer, startServerProcess } from "../../../tools/harness/index.ts";
+import {
+  CtmTestClient,
+  type GoldenCase,
+  REPO,
+  readModelJson,
+  tensorRequest,
+} from "../../../tools/harness/testServer.ts";
 
 describe("benchmark control: the thinnest server over the same graphs", () => {
   const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
@@ -37,6 +42,11 @@ describe("benchmark control: the thinnest server over the same graphs", () => {
   });
 
   it("answers grpc.health.v1 Check with SERVING", async () => {
-    assert.deepEqual(await healthOf(`127.0.0.1:${thin.port}`), ["SERVING"]);
+    const health = createHealthClient(`127.0.0.1:${thin.port}`);
+    try {
+      assert.equal((await health.Check({ service: "" })).status, "SERVING");
+    } finally {
+      health.close();
+    }
   });
 });
