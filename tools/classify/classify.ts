@@ -10,9 +10,9 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { isMazeModel, plotRoute } from "../../../tools/harness/plot/routePlot.ts";
-import { renderTracePlot } from "../../../tools/harness/plot/tracePlot.ts";
-import { type CtmClient, createCtmClient } from "../client/ctmClient.ts";
+import { callerPath } from "../../server/src/cli/callerPath.ts";
+import { describeConnectionFailure } from "../../server/src/cli/connectionFailure.ts";
+import { type CtmClient, createCtmClient } from "../../server/src/client/ctmClient.ts";
 import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
@@ -22,9 +22,9 @@ import {
   type HaltSignalName,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../transport/ctmV1/ctmProtocol.ts";
-import { callerPath } from "./callerPath.ts";
-import { describeConnectionFailure } from "./connectionFailure.ts";
+} from "../../server/src/transport/ctmV1/ctmProtocol.ts";
+import { isMazeModel, plotRoute } from "../harness/plot/routePlot.ts";
+import { renderTracePlot } from "../harness/plot/tracePlot.ts";
 import { shrinkForSending } from "./imageShrink.ts";
 
 const USAGE = `Usage: npm run classify -- <image | tensor.json> [options]
