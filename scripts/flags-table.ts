@@ -1,7 +1,7 @@
 /**
  * Writes docs/flags.md, the reference of the server's flags and environment variables, from the option
  * table in server/src/config.ts, so that the reference cannot drift from what the server reads.
- * server/test/config.test.ts fails while the committed file differs from what this writes.
+ * server/test/unit/config.test.ts fails while the committed file differs from what this writes.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";

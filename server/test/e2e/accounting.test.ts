@@ -10,8 +10,7 @@ import { describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
-import { digitPhoto } from "../../tools/harness/index.ts";
-import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { digitPhoto } from "../../../tools/harness/index.ts";
 import {
   type GoldenCase,
   MODEL_NAME,
@@ -22,7 +21,8 @@ import {
   startTestServer,
   tensorRequest,
   testConfig,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
 const full = (i: number): ClassifyRequestMessage =>

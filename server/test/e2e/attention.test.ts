@@ -8,11 +8,6 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Scheduler } from "../src/engine/scheduler.ts";
-import type { AdmitMessage, StepMessage } from "../src/engine/workerProtocol.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import type { TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   failure,
   type GoldenCase,
@@ -22,7 +17,12 @@ import {
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { Scheduler } from "../../src/engine/scheduler.ts";
+import type { AdmitMessage, StepMessage } from "../../src/engine/workerProtocol.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
+import type { TickUpdateMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 const TOLERANCE = 1e-4;
 type AttentionCase = GoldenCase & { attention: number[][] };

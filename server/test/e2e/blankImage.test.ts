@@ -7,8 +7,15 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
-import { digitPhoto } from "../../tools/harness/index.ts";
-import { failure, MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+import { digitPhoto } from "../../../tools/harness/index.ts";
+import {
+  failure,
+  MODEL_NAME,
+  type Sample,
+  samples,
+  startTestServer,
+  type TestServer,
+} from "../../../tools/harness/testServer.ts";
 
 const plain = (channels: 3 | 4, background: string | { r: number; g: number; b: number; alpha: number }) =>
   sharp({ create: { width: 64, height: 48, channels, background } })

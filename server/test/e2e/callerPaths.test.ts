@@ -12,7 +12,7 @@ import { join, relative } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
-import { MODEL_NAME, modelDir, REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { MODEL_NAME, modelDir, REPO, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
 
 const run = promisify(execFile);
 

@@ -8,11 +8,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type ClientReadableStream, type ServiceError, status } from "@grpc/grpc-js";
-import type {
-  ClassifyRequestMessage,
-  ModelInfoMessage,
-  TickUpdateMessage,
-} from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   type GoldenCase,
   MODEL_NAME,
@@ -22,7 +17,12 @@ import {
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type {
+  ClassifyRequestMessage,
+  ModelInfoMessage,
+  TickUpdateMessage,
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 const BATCH = 64;
 

@@ -7,10 +7,17 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
-import { digitPhoto } from "../../tools/harness/index.ts";
-import type { TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { HALTING_MODEL, haltingModelsDir, haltingSamples } from "./support/haltingModel.ts";
-import { MODEL_NAME, REPO, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+import { HALTING_MODEL, haltingModelsDir, haltingSamples } from "../../../tools/harness/haltingModel.ts";
+import { digitPhoto } from "../../../tools/harness/index.ts";
+import {
+  MODEL_NAME,
+  REPO,
+  type Sample,
+  samples,
+  startTestServer,
+  type TestServer,
+} from "../../../tools/harness/testServer.ts";
+import type { TickUpdateMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 const run = promisify(execFile);
 
@@ -29,7 +36,7 @@ describe("npm run classify", () => {
   after(() => t.close());
 
   const classify = (...args: string[]) =>
-    run(process.execPath, ["--import", "tsx", "server/src/cli/classify.ts", "--address", t.address, ...args], {
+    run(process.execPath, ["--import", "tsx", "tools/classify/classify.ts", "--address", t.address, ...args], {
       cwd: REPO,
       encoding: "utf8",
     });
@@ -172,7 +179,7 @@ describe("npm run classify on a model with a halting head", () => {
   const classify = (...args: string[]) =>
     run(
       process.execPath,
-      ["--import", "tsx", "server/src/cli/classify.ts", "--address", t.address, "--model", HALTING_MODEL, ...args],
+      ["--import", "tsx", "tools/classify/classify.ts", "--address", t.address, "--model", HALTING_MODEL, ...args],
       { cwd: REPO, encoding: "utf8" },
     );
 

@@ -12,7 +12,7 @@ import {
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
 
 /** Resolves true when the channel leaves its current state within `ms`, false when it does not. */
 function leavesStateWithin(server: TestServer, ms: number): Promise<boolean> {

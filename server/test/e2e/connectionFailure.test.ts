@@ -11,11 +11,11 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type * as grpc from "@grpc/grpc-js";
-import { CtmConnection, freePort } from "../../tools/harness/index.ts";
-import { MODEL_NAME, REPO, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+import { CtmConnection, freePort } from "../../../tools/harness/index.ts";
+import { MODEL_NAME, REPO, samples, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
 
 const run = promisify(execFile);
-const fixture = (name: string) => fileURLToPath(new URL(`fixtures/tls/${name}`, import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
 const SERVER_TLS = { cert: fixture("server.pem"), key: fixture("server.key"), clientCa: null };
 
 /** What the process printed on stderr, and its exit code; it must fail. */
@@ -67,7 +67,7 @@ describe("a client that cannot reach a gRPC server says what to check", () => {
   });
 
   const classify = (address: string) =>
-    failing(["server/src/cli/classify.ts", image, "--model", MODEL_NAME, "--address", address]);
+    failing(["tools/classify/classify.ts", image, "--model", MODEL_NAME, "--address", address]);
 
   it("classify, at a port where nothing listens: is the server running, and which flag points at it", async () => {
     const { code, output } = await classify(closed);
@@ -119,7 +119,7 @@ describe("a client that cannot reach a gRPC server says what to check", () => {
 
   it("leaves the server's own answers as they are", async () => {
     const error = await failing([
-      "server/src/cli/classify.ts",
+      "tools/classify/classify.ts",
       image,
       "--model",
       "no-such-model",

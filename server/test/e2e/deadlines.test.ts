@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   type GoldenCase,
   MODEL_NAME,
@@ -16,7 +15,8 @@ import {
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
 const full = (i: number): ClassifyRequestMessage =>

@@ -4,8 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { digitPhoto, type PhotoOptions } from "../../tools/harness/index.ts";
-import { MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+import { digitPhoto, type PhotoOptions } from "../../../tools/harness/index.ts";
+import {
+  MODEL_NAME,
+  type Sample,
+  samples,
+  startTestServer,
+  type TestServer,
+} from "../../../tools/harness/testServer.ts";
 
 const RENDERINGS: PhotoOptions[] = [
   { size: 150, canvas: { width: 480, height: 360 }, offset: { x: 290, y: 40 }, format: "jpeg" },

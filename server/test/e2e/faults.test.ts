@@ -13,11 +13,6 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
-import { createLogger } from "../src/logger.ts";
-import { startServer } from "../src/server.ts";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { modelHealthService } from "../src/transport/health/modelHealth.ts";
-import { healthOf } from "./support/healthClient.ts";
 import {
   failure,
   type GoldenCase,
@@ -30,7 +25,12 @@ import {
   type TestServer,
   tensorRequest,
   testConfig,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { createLogger } from "../../src/logger.ts";
+import { startServer } from "../../src/server.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { modelHealthService } from "../../src/transport/health/modelHealth.ts";
+import { healthOf } from "../support/healthClient.ts";
 
 /** A models folder with the shipped model and a copy of it named `name`, damaged by `damage`. */
 function modelsWithBrokenCopy(name: string, damage: (dir: string) => void, withGood = true): string {

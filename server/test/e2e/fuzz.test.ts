@@ -14,16 +14,22 @@ import { crc32 } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
 import sharp from "sharp";
-import { parseConfig, type ServerConfig } from "../src/config.ts";
+import {
+  MODEL_NAME,
+  type Sample,
+  samples,
+  startTestServer,
+  type TestServer,
+} from "../../../tools/harness/testServer.ts";
+import { parseConfig, type ServerConfig } from "../../src/config.ts";
 import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
   loadProtocol,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../src/transport/ctmV1/ctmProtocol.ts";
-import { healthOf } from "./support/healthClient.ts";
-import { MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { healthOf } from "../support/healthClient.ts";
 
 /** How long each of the three properties runs (ms); with start-up and the final checks, about 20 s. */
 const BUDGET_MS = 6_000;

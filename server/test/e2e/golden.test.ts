@@ -5,14 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
 import {
   type GoldenCase,
   readModelJson,
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type { TickUpdateMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 const TOLERANCE = 1e-4;
 

@@ -10,18 +10,18 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { HaltSignal } from "../src/model/calibration.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
+import { asVersion2, type CalibrationDocument, certaintyBlock } from "../../../tools/harness/calibrationDocuments.ts";
+import { MODEL_NAME, modelDir, samples, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import type { HaltSignal } from "../../src/model/calibration.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
 import type {
   CertifiedTargetMessage,
   ClassifyRequestMessage,
   ModelInfoMessage,
   SignalCalibrationMessage,
   TickUpdateMessage,
-} from "../src/transport/ctmV1/ctmProtocol.ts";
-import { asVersion2, type CalibrationDocument, certaintyBlock } from "./support/calibrationDocuments.ts";
-import { signalOf } from "./support/haltingRule.ts";
-import { MODEL_NAME, modelDir, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { signalOf } from "../support/haltingRule.ts";
 
 /** A models folder whose mnist-ctm/1 links every shipped file, plus extra files written into it. */
 function modelsWith(files: Record<string, unknown>): { root: string; dir: string } {

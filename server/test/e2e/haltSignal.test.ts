@@ -8,18 +8,18 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { createOipClient, type OipClient } from "../../tools/harness/index.ts";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import type { InferParameterMessage } from "../src/transport/oip/oipProtocol.ts";
 import {
   HALTING_MODEL,
   HEADLESS_MODEL,
   haltingGolden,
   haltingModelsDir,
   haltingSamples,
-} from "./support/haltingModel.ts";
-import { expected, type Rule, signalOf, thresholdsBetween } from "./support/haltingRule.ts";
-import { failure, type GoldenCase, startTestServer, type TestServer } from "./support/testServer.ts";
+} from "../../../tools/harness/haltingModel.ts";
+import { createOipClient, type OipClient } from "../../../tools/harness/index.ts";
+import { failure, type GoldenCase, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import type { InferParameterMessage } from "../../src/transport/oip/oipProtocol.ts";
+import { expected, type Rule, signalOf, thresholdsBetween } from "../support/haltingRule.ts";
 
 const TOLERANCE = 1e-4;
 const golden = haltingGolden();

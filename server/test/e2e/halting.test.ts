@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import type { HaltSignal } from "../src/model/calibration.ts";
+import { MODEL_NAME, samples, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import type { HaltSignal } from "../../src/model/calibration.ts";
 import {
   type ClassifyRequestMessage,
   type ClassifyResponseMessage,
@@ -15,9 +16,8 @@ import {
   type HaltPolicyMessage,
   type ModelInfoMessage,
   type TickUpdateMessage,
-} from "../src/transport/ctmV1/ctmProtocol.ts";
-import { type Expected, expected, type Rule, signalOf, thresholdsBetween } from "./support/haltingRule.ts";
-import { MODEL_NAME, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { type Expected, expected, type Rule, signalOf, thresholdsBetween } from "../support/haltingRule.ts";
 
 describe("halting", () => {
   let t: TestServer;

@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { reflect } from "../../tools/harness/index.ts";
-import type { ClassifyRequestMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { checkHealth, healthClient, type ServingStatus, watchHealth } from "./support/healthClient.ts";
-import { type GoldenCase, readModelJson, startTestServer, tensorRequest } from "./support/testServer.ts";
+import { reflect } from "../../../tools/harness/index.ts";
+import { type GoldenCase, readModelJson, startTestServer, tensorRequest } from "../../../tools/harness/testServer.ts";
+import type { ClassifyRequestMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { checkHealth, healthClient, type ServingStatus, watchHealth } from "../support/healthClient.ts";
 
 const local = (port: number) => healthClient(`127.0.0.1:${port}`);
 

@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { attack, BAD_OPENINGS, eventually, serverSockets } from "../../tools/harness/index.ts";
-import { HealthService, MAX_SERVICE_NAME_CHARS } from "../src/transport/health/healthService.ts";
-import { checkHealth, healthClient, type OpenWatch, openWatch, watchHealth } from "./support/healthClient.ts";
-import { startTestServer } from "./support/testServer.ts";
+import { attack, BAD_OPENINGS, eventually, serverSockets } from "../../../tools/harness/index.ts";
+import { startTestServer } from "../../../tools/harness/testServer.ts";
+import { HealthService, MAX_SERVICE_NAME_CHARS } from "../../src/transport/health/healthService.ts";
+import { checkHealth, healthClient, type OpenWatch, openWatch, watchHealth } from "../support/healthClient.ts";
 
 const code = (promise: Promise<unknown>) =>
   promise.then(

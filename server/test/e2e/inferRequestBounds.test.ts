@@ -9,8 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
-import { createOipClient, type OipClient } from "../../tools/harness/index.ts";
-import type { ModelInferRequestMessage, ModelInferResponseMessage } from "../src/transport/oip/oipProtocol.ts";
+import { createOipClient, type OipClient } from "../../../tools/harness/index.ts";
 import {
   failure,
   type GoldenCase,
@@ -20,7 +19,8 @@ import {
   startTestServer,
   type TestServer,
   testConfig,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type { ModelInferRequestMessage, ModelInferResponseMessage } from "../../src/transport/oip/oipProtocol.ts";
 
 const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
 

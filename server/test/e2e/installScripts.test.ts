@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { REPO } from "./support/testServer.ts";
+import { REPO } from "../../../tools/harness/testServer.ts";
 
 const run = promisify(execFile);
 // Without the npm_config_* variables of an enclosing `npm test`, which would override the .npmrc under test.

@@ -9,10 +9,6 @@ import * as http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import sharp from "sharp";
-import { parseConfig, type RequestLimits, type ServerConfig } from "../src/config.ts";
-import { PHOTO_PIXELS } from "../src/runtime/imagePixelLimit.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { pngBomb, truncatedPng } from "./support/pngBomb.ts";
 import {
   failure,
   MODEL_NAME,
@@ -21,7 +17,11 @@ import {
   samples,
   startTestServer,
   type TestServer,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { parseConfig, type RequestLimits, type ServerConfig } from "../../src/config.ts";
+import { PHOTO_PIXELS } from "../../src/runtime/imagePixelLimit.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { pngBomb, truncatedPng } from "../support/pngBomb.ts";
 
 const DEFAULTS = (parseConfig([], {}) as ServerConfig).limits;
 const limits = (overrides: Partial<RequestLimits>): RequestLimits => ({ ...DEFAULTS, ...overrides });

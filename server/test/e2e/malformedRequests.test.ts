@@ -7,12 +7,12 @@ import { after, before, describe, it } from "node:test";
 import type { ServiceError, status } from "@grpc/grpc-js";
 import { status as Status } from "@grpc/grpc-js";
 import sharp from "sharp";
+import { failure, MODEL_NAME, samples, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
 import type {
   ClassifyRequestMessage,
   ModelInfoMessage,
   TickUpdateMessage,
-} from "../src/transport/ctmV1/ctmProtocol.ts";
-import { failure, MODEL_NAME, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 describe("malformed requests", () => {
   let t: TestServer;

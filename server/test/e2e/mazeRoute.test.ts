@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
-import { MAZE_MOVES, mazePixels, walkRoute } from "../../tools/harness/plot/routePlot.ts";
+import { MAZE_MOVES, mazePixels, walkRoute } from "../../../tools/harness/plot/routePlot.ts";
 import {
   type GoldenCase,
   MODEL_NAME,
@@ -18,7 +18,7 @@ import {
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
 
 const run = promisify(execFile);
 const MAZE = "maze-ctm";
@@ -110,7 +110,7 @@ describe("maze routes", () => {
   const classify = (...args: string[]) =>
     run(
       process.execPath,
-      ["--import", "tsx", "server/src/cli/classify.ts", "--address", t.address, "--model", MAZE, ...args],
+      ["--import", "tsx", "tools/classify/classify.ts", "--address", t.address, "--model", MAZE, ...args],
       { cwd: REPO, encoding: "utf8" },
     );
 

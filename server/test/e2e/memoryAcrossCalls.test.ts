@@ -12,10 +12,10 @@ import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { classifyRequestBytes, gzipMessage, rawCall, ServerProcess } from "../../tools/harness/index.ts";
-import { percentile } from "../../tools/harness/statistics.ts";
-import { checkHealth, healthClient } from "./support/healthClient.ts";
-import { MODEL_NAME, REPO, testConfig } from "./support/testServer.ts";
+import { classifyRequestBytes, gzipMessage, rawCall, ServerProcess } from "../../../tools/harness/index.ts";
+import { percentile } from "../../../tools/harness/statistics.ts";
+import { MODEL_NAME, REPO, testConfig } from "../../../tools/harness/testServer.ts";
+import { checkHealth, healthClient } from "../support/healthClient.ts";
 
 /** The stated bound on how far the flood may raise the server's peak resident memory. */
 const PEAK_GROWTH_BOUND_MIB = 300;

@@ -10,17 +10,6 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { ModelControlConfig, ServerConfig } from "../src/config.ts";
-import { parseVersionPolicies } from "../src/engine/versionPolicy.ts";
-import { modelHealthService } from "../src/transport/health/modelHealth.ts";
-import { healthOf } from "./support/healthClient.ts";
-import {
-  addVersion,
-  InferenceTestClient,
-  removeVersion,
-  touchVersion,
-  versionedModelsDir,
-} from "./support/modelRepository.ts";
 import {
   failure,
   type GoldenCase,
@@ -29,7 +18,18 @@ import {
   readModelJson,
   startTestServer,
   type TestServer,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type { ModelControlConfig, ServerConfig } from "../../src/config.ts";
+import { parseVersionPolicies } from "../../src/engine/versionPolicy.ts";
+import { modelHealthService } from "../../src/transport/health/modelHealth.ts";
+import { healthOf } from "../support/healthClient.ts";
+import {
+  addVersion,
+  InferenceTestClient,
+  removeVersion,
+  touchVersion,
+  versionedModelsDir,
+} from "../support/modelRepository.ts";
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
 const CASE = golden.cases[0] as GoldenCase;

@@ -17,7 +17,7 @@ import {
   HEALTH_CHECK,
   PREFACE,
   serverSockets,
-} from "../../tools/harness/index.ts";
+} from "../../../tools/harness/index.ts";
 import {
   CtmTestClient,
   type GoldenCase,
@@ -25,7 +25,7 @@ import {
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
 
 const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
 

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { REPO } from "./support/testServer.ts";
+import { REPO } from "../../../tools/harness/testServer.ts";
 
 interface Started {
   npm: ChildProcess;

@@ -10,8 +10,6 @@ import { writeFileSync } from "node:fs";
 import * as http from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseVersionPolicies } from "../src/engine/versionPolicy.ts";
-import { InferenceTestClient, versionedModelsDir } from "./support/modelRepository.ts";
 import {
   type GoldenCase,
   MODEL_NAME,
@@ -20,7 +18,9 @@ import {
   samples,
   startTestServer,
   type TestServer,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { parseVersionPolicies } from "../../src/engine/versionPolicy.ts";
+import { InferenceTestClient, versionedModelsDir } from "../support/modelRepository.ts";
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
 const CASE = golden.cases[0] as GoldenCase;

@@ -10,10 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { createOipClient } from "../../tools/harness/index.ts";
-import { CTM_SERVICE } from "../src/transport/grpc/serviceNames.ts";
-import { modelHealthService } from "../src/transport/health/modelHealth.ts";
-import { healthOf, type ServingStatus } from "./support/healthClient.ts";
+import { createOipClient } from "../../../tools/harness/index.ts";
 import {
   type GoldenCase,
   MODEL_NAME,
@@ -22,7 +19,10 @@ import {
   readModelJson,
   startTestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { CTM_SERVICE } from "../../src/transport/grpc/serviceNames.ts";
+import { modelHealthService } from "../../src/transport/health/modelHealth.ts";
+import { healthOf, type ServingStatus } from "../support/healthClient.ts";
 
 const BROKEN = "mnist-broken";
 

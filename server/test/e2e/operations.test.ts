@@ -9,10 +9,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as ort from "onnxruntime-node";
-import { ServerProcess } from "../../tools/harness/index.ts";
-import { createLogger } from "../src/logger.ts";
-import { startServer } from "../src/server.ts";
-import { MODEL_NAME, metricValue, modelDir, REPO, samples, startTestServer, testConfig } from "./support/testServer.ts";
+import { ServerProcess } from "../../../tools/harness/index.ts";
+import {
+  MODEL_NAME,
+  metricValue,
+  modelDir,
+  REPO,
+  samples,
+  startTestServer,
+  testConfig,
+} from "../../../tools/harness/testServer.ts";
+import { createLogger } from "../../src/logger.ts";
+import { startServer } from "../../src/server.ts";
 
 /** Whether this machine can run the CUDA provider, asked of onnxruntime directly. */
 async function cudaWorks(): Promise<boolean> {

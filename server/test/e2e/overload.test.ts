@@ -7,8 +7,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { healthOf } from "./support/healthClient.ts";
 import {
   MODEL_NAME,
   metricValue,
@@ -16,7 +14,9 @@ import {
   samples,
   startTestServer,
   type TestServer,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { healthOf } from "../support/healthClient.ts";
 
 const MAX_BATCH = 4;
 const MAX_QUEUE = 4;

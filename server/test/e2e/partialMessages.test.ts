@@ -9,7 +9,6 @@ import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { OTHER_FIELDS_BYTES } from "../src/transport/grpc/requestSize.ts";
 import {
   type GoldenCase,
   metricValue,
@@ -18,7 +17,8 @@ import {
   type TestServer,
   tensorRequest,
   testConfig,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { OTHER_FIELDS_BYTES } from "../../src/transport/grpc/requestSize.ts";
 
 const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
 const CLASSIFY = "/ctm.v1.CtmService/Classify";

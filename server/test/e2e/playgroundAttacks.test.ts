@@ -21,7 +21,7 @@ import {
   startTestServer,
   type TestServer,
   testConfig,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
 
 const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
 const TIMEOUT_MS = 800;

@@ -14,13 +14,6 @@ import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
 import fc from "fast-check";
 import {
-  type ClassifyRequestMessage,
-  loadProtocol,
-  type TickUpdateMessage,
-} from "../src/transport/ctmV1/ctmProtocol.ts";
-import { CLASSIFY_REQUEST_FIELDS, HALT_POLICY_FIELDS } from "../src/transport/http/jsonRequest.ts";
-import { PLAYGROUND_DIR } from "../src/transport/http/playgroundHttp.ts";
-import {
   failure,
   type GoldenCase,
   MODEL_NAME,
@@ -31,7 +24,14 @@ import {
   startTestServer,
   type TestServer,
   testConfig,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import {
+  type ClassifyRequestMessage,
+  loadProtocol,
+  type TickUpdateMessage,
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { CLASSIFY_REQUEST_FIELDS, HALT_POLICY_FIELDS } from "../../src/transport/http/jsonRequest.ts";
+import { PLAYGROUND_DIR } from "../../src/transport/http/playgroundHttp.ts";
 
 interface ServerSentEvent {
   event: string;
@@ -437,7 +437,7 @@ describe("playground over HTTP: a browser that goes away", () => {
 });
 
 describe("playground over HTTP with mutual TLS", () => {
-  const fixture = (name: string) => join(dirname(fileURLToPath(import.meta.url)), "fixtures", "tls", name);
+  const fixture = (name: string) => join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "tls", name);
   let t: TestServer;
   before(async () => {
     t = await startTestServer({

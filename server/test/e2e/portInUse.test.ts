@@ -9,7 +9,7 @@ import { execFile } from "node:child_process";
 import { createServer, type Server } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { REPO } from "./support/testServer.ts";
+import { REPO } from "../../../tools/harness/testServer.ts";
 
 const execFileAsync = promisify(execFile);
 

@@ -13,7 +13,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { REPO } from "./support/testServer.ts";
+import { REPO } from "../../../tools/harness/testServer.ts";
 
 const SITE = mkdtempSync(join(tmpdir(), "ctm-py-signals-"));
 writeFileSync(

@@ -7,12 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
-import { classifyRequestBytes } from "../../tools/harness/index.ts";
-import { parseConfig, type RequestLimits, type ServerConfig } from "../src/config.ts";
-import { weighClassifyRequest } from "../src/transport/ctmV1/classifyWeight.ts";
-import { type ClassifyRequestMessage, loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { MAX_DETAILS_CHARS } from "../src/transport/grpc/errorPolicy.ts";
-import { OTHER_FIELDS_BYTES } from "../src/transport/grpc/requestSize.ts";
+import { classifyRequestBytes } from "../../../tools/harness/index.ts";
 import {
   failure,
   type GoldenCase,
@@ -24,7 +19,12 @@ import {
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { parseConfig, type RequestLimits, type ServerConfig } from "../../src/config.ts";
+import { weighClassifyRequest } from "../../src/transport/ctmV1/classifyWeight.ts";
+import { type ClassifyRequestMessage, loadProtocol } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { MAX_DETAILS_CHARS } from "../../src/transport/grpc/errorPolicy.ts";
+import { OTHER_FIELDS_BYTES } from "../../src/transport/grpc/requestSize.ts";
 
 const DEFAULTS = (parseConfig([], {}) as ServerConfig).limits;
 const limits = (overrides: Partial<RequestLimits>): RequestLimits => ({ ...DEFAULTS, ...overrides });

@@ -11,11 +11,6 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { createLogger } from "../src/logger.ts";
-import { startServer } from "../src/server.ts";
-import type { ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { TokenTable } from "../src/transport/grpc/authentication.ts";
-import { healthOf } from "./support/healthClient.ts";
 import {
   CtmTestClient,
   failure,
@@ -25,9 +20,14 @@ import {
   startTestServer,
   type TestServer,
   testConfig,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { createLogger } from "../../src/logger.ts";
+import { startServer } from "../../src/server.ts";
+import type { ClassifyResponseMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { TokenTable } from "../../src/transport/grpc/authentication.ts";
+import { healthOf } from "../support/healthClient.ts";
 
-const fixture = (name: string) => fileURLToPath(new URL(`fixtures/tls/${name}`, import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
 const pem = (name: string) => readFileSync(fixture(name));
 
 const SERVER_TLS = { cert: fixture("server.pem"), key: fixture("server.key"), clientCa: null };

@@ -8,9 +8,6 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, TickUpdateMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { modelHealthService } from "../src/transport/health/modelHealth.ts";
-import { checkHealth, healthClient } from "./support/healthClient.ts";
 import {
   type CtmTestClient,
   failure,
@@ -20,7 +17,10 @@ import {
   readModelJson,
   startTestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type { ClassifyRequestMessage, TickUpdateMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { modelHealthService } from "../../src/transport/health/modelHealth.ts";
+import { checkHealth, healthClient } from "../support/healthClient.ts";
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
 /** Every request runs all the model's ticks, so a stream's length is known. */

@@ -11,7 +11,7 @@ import { readdirSync } from "node:fs";
 import { describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
 import * as grpc from "@grpc/grpc-js";
-import { digitPhoto } from "../../tools/harness/index.ts";
+import { digitPhoto } from "../../../tools/harness/index.ts";
 import {
   failure,
   MODEL_NAME,
@@ -20,7 +20,7 @@ import {
   startTestServer,
   type TestServer,
   testConfig,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
 
 interface EnginePrivates {
   workers: { worker: Worker }[];

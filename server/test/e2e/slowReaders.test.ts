@@ -12,9 +12,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { StalledClient } from "../../tools/harness/index.ts";
-import type { ClassifyRequestMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { loadProtocol } from "../src/transport/ctmV1/ctmProtocol.ts";
+import { StalledClient } from "../../../tools/harness/index.ts";
 import {
   type GoldenCase,
   metricValue,
@@ -23,7 +21,9 @@ import {
   startTestServer,
   type TestServer,
   tensorRequest,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type { ClassifyRequestMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { loadProtocol } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 const NAME = "mnist-long";
 const TICKS = 40;

@@ -13,13 +13,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createOipClient, eventually, grpcMessage, StalledClient } from "../../tools/harness/index.ts";
-import { MAX_ID_CHARS } from "../src/transport/oip/inferDecoding.ts";
-import {
-  loadInferenceProtocol,
-  type ModelInferRequestMessage,
-  type ModelStreamInferResponseMessage,
-} from "../src/transport/oip/oipProtocol.ts";
+import { createOipClient, eventually, grpcMessage, StalledClient } from "../../../tools/harness/index.ts";
 import {
   type GoldenCase,
   metricValue,
@@ -27,7 +21,13 @@ import {
   readModelJson,
   startTestServer,
   type TestServer,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import { MAX_ID_CHARS } from "../../src/transport/oip/inferDecoding.ts";
+import {
+  loadInferenceProtocol,
+  type ModelInferRequestMessage,
+  type ModelStreamInferResponseMessage,
+} from "../../src/transport/oip/oipProtocol.ts";
 
 const NAME = "mnist-long";
 const TICKS = 40;

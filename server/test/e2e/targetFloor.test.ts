@@ -17,16 +17,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { createOipClient } from "../../tools/harness/index.ts";
-import type {
-  ClassifyRequestMessage,
-  ClassifyResponseMessage,
-  GuaranteeMessage,
-  HaltPolicyMessage,
-  TickUpdateMessage,
-} from "../src/transport/ctmV1/ctmProtocol.ts";
-import type { InferParameterMessage } from "../src/transport/oip/oipProtocol.ts";
-import { type CertifiedLadder, certifiedLadder, isCertified } from "./support/certifiedLadder.ts";
+import { createOipClient } from "../../../tools/harness/index.ts";
 import {
   failure,
   MODEL_NAME,
@@ -37,7 +28,16 @@ import {
   samples,
   startTestServer,
   type TestServer,
-} from "./support/testServer.ts";
+} from "../../../tools/harness/testServer.ts";
+import type {
+  ClassifyRequestMessage,
+  ClassifyResponseMessage,
+  GuaranteeMessage,
+  HaltPolicyMessage,
+  TickUpdateMessage,
+} from "../../src/transport/ctmV1/ctmProtocol.ts";
+import type { InferParameterMessage } from "../../src/transport/oip/oipProtocol.ts";
+import { type CertifiedLadder, certifiedLadder, isCertified } from "../support/certifiedLadder.ts";
 
 const CONFIDENCE = 0.95;
 
@@ -200,7 +200,7 @@ describe("a floor beside the target", () => {
       [
         "--import",
         "tsx",
-        "server/src/cli/classify.ts",
+        "tools/classify/classify.ts",
         "--address",
         t.address,
         "--model",

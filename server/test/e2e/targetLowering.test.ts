@@ -11,9 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { type CertifiedLadder, certifiedLadder, isCertified } from "./support/certifiedLadder.ts";
-import { metricValue, REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { metricValue, REPO, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import type { ClassifyRequestMessage, ClassifyResponseMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { type CertifiedLadder, certifiedLadder, isCertified } from "../support/certifiedLadder.ts";
 
 const MAZE = "maze-ctm";
 /** Well above a lone full-depth run of the maze model (30 ticks at one row), far below the burst's queue. */

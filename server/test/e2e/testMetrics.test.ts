@@ -10,9 +10,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { ModelInfoMessage } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { HALTING_DIR } from "./support/haltingModel.ts";
-import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { HALTING_DIR } from "../../../tools/harness/haltingModel.ts";
+import { REPO, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import type { ModelInfoMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 
 const SHIPPED = ["maze-ctm", "mnist-ctm"] as const;
 const UNMEASURED = "mnist-unmeasured";

@@ -11,9 +11,16 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { CTM_PROTO } from "../src/transport/ctmV1/ctmProtocol.ts";
-import { PROTO_DIR } from "../src/transport/grpc/protoLoading.ts";
-import { MODEL_NAME, REPO, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+import {
+  MODEL_NAME,
+  REPO,
+  type Sample,
+  samples,
+  startTestServer,
+  type TestServer,
+} from "../../../tools/harness/testServer.ts";
+import { CTM_PROTO } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { PROTO_DIR } from "../../src/transport/grpc/protoLoading.ts";
 
 describe("the contract file", () => {
   it("labels no field but repeated, as proto3 parsers other than protoc's require", () => {

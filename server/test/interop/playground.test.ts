@@ -10,9 +10,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { Chromium, Page } from "./support/headlessChromium.ts";
-import { openPlayground, withoutChromium } from "./support/playgroundPage.ts";
-import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { REPO, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import type { Chromium, Page } from "../support/headlessChromium.ts";
+import { openPlayground, withoutChromium } from "../support/playgroundPage.ts";
 
 const skip = withoutChromium;
 
@@ -170,7 +170,7 @@ describe("the playground in headless Chromium, with a maze model", { skip }, () 
   before(async () => {
     root = mkdtempSync(join(tmpdir(), "ctm-reference-"));
     // A reference-layout maze solver (random weights: the route means nothing, but it has one) and an
-    // RGB image for it, as server/test/referenceModels.test.ts uses them.
+    // RGB image for it, as server/test/interop/referenceModels.test.ts uses them.
     execFileSync(process.execPath, ["scripts/py.mjs", "-m", "tests.reference_layouts", root], {
       cwd: REPO,
       stdio: "pipe",

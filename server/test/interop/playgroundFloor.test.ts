@@ -7,10 +7,16 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type CertifiedLadder, certifiedLadder } from "./support/certifiedLadder.ts";
-import type { Chromium, Page } from "./support/headlessChromium.ts";
-import { openPlayground, withoutChromium } from "./support/playgroundPage.ts";
-import { MODEL_NAME, type Sample, samples, startTestServer, type TestServer } from "./support/testServer.ts";
+import {
+  MODEL_NAME,
+  type Sample,
+  samples,
+  startTestServer,
+  type TestServer,
+} from "../../../tools/harness/testServer.ts";
+import { type CertifiedLadder, certifiedLadder } from "../support/certifiedLadder.ts";
+import type { Chromium, Page } from "../support/headlessChromium.ts";
+import { openPlayground, withoutChromium } from "../support/playgroundPage.ts";
 
 const skip = withoutChromium;
 

@@ -7,10 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { HALTING_MODEL, HEADLESS_MODEL, haltingModelsDir } from "./support/haltingModel.ts";
-import type { Chromium, Page } from "./support/headlessChromium.ts";
-import { openPlayground, withoutChromium } from "./support/playgroundPage.ts";
-import { startTestServer, type TestServer } from "./support/testServer.ts";
+import { HALTING_MODEL, HEADLESS_MODEL, haltingModelsDir } from "../../../tools/harness/haltingModel.ts";
+import { startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import type { Chromium, Page } from "../support/headlessChromium.ts";
+import { openPlayground, withoutChromium } from "../support/playgroundPage.ts";
 
 const skip = withoutChromium;
 

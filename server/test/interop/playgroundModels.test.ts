@@ -11,11 +11,11 @@ import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseVersionPolicies } from "../src/engine/versionPolicy.ts";
-import type { Chromium, Page } from "./support/headlessChromium.ts";
-import { versionedModelsDir } from "./support/modelRepository.ts";
-import { openPlayground, withoutChromium } from "./support/playgroundPage.ts";
-import { MODEL_NAME, REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { MODEL_NAME, REPO, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import { parseVersionPolicies } from "../../src/engine/versionPolicy.ts";
+import type { Chromium, Page } from "../support/headlessChromium.ts";
+import { versionedModelsDir } from "../support/modelRepository.ts";
+import { openPlayground, withoutChromium } from "../support/playgroundPage.ts";
 
 const skip = withoutChromium;
 

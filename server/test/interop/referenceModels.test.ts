@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type GoldenCase, REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { type GoldenCase, REPO, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
 
 const TOLERANCE = 1e-4;
 const MODELS = ["cifar10-ref", "maze-ref"] as const;

@@ -16,9 +16,9 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as protoLoader from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor/index.js";
-import { reflect } from "../../tools/harness/index.ts";
-import { jsonName, mapEntryName, protocFileDescriptors } from "../src/transport/grpc/reflectionDescriptors.ts";
-import { REPO, startTestServer, type TestServer } from "./support/testServer.ts";
+import { reflect } from "../../../tools/harness/index.ts";
+import { REPO, startTestServer, type TestServer } from "../../../tools/harness/testServer.ts";
+import { jsonName, mapEntryName, protocFileDescriptors } from "../../src/transport/grpc/reflectionDescriptors.ts";
 
 interface Field {
   name: string;

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { FLAGS_DOC, flagsDoc } from "../../scripts/flags-table.ts";
-import { CONFIG_OPTIONS, ConfigError, helpText, parseConfig, type ServerConfig } from "../src/config.ts";
+import { FLAGS_DOC, flagsDoc } from "../../../scripts/flags-table.ts";
+import { CONFIG_OPTIONS, ConfigError, helpText, parseConfig, type ServerConfig } from "../../src/config.ts";
 
 const parse = (argv: string[], env: NodeJS.ProcessEnv = {}, cpus = 8) => parseConfig(argv, env, cpus) as ServerConfig;
 

@@ -4,11 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Scheduler } from "../src/engine/scheduler.ts";
-import type { StepRun } from "../src/engine/workerProtocol.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import { type GoldenCase, modelDir, readModelJson } from "./support/testServer.ts";
+import { type GoldenCase, modelDir, readModelJson } from "../../../tools/harness/testServer.ts";
+import { Scheduler } from "../../src/engine/scheduler.ts";
+import type { StepRun } from "../../src/engine/workerProtocol.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
 
 describe("CtmBatch warm-up", () => {
   it("leaves the batch empty, and the next request's every tick matches the golden fixture", async () => {

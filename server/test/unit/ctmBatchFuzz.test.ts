@@ -7,9 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import { type GoldenCase, modelDir, readModelJson } from "./support/testServer.ts";
+import { type GoldenCase, modelDir, readModelJson } from "../../../tools/harness/testServer.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
 const STEPS = 300;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { guaranteeOutcome } from "../src/engine/haltGuarantee.ts";
+import { guaranteeOutcome } from "../../src/engine/haltGuarantee.ts";
 import {
   DEFAULT_CERTAINTY_THRESHOLD,
   DEFAULT_HALT_THRESHOLD,
@@ -10,9 +10,9 @@ import {
   HaltTracker,
   resolveHaltPolicy,
   type TickLimits,
-} from "../src/engine/haltPolicy.ts";
-import { ServerError } from "../src/engine/serverError.ts";
-import type { Calibration } from "../src/model/calibration.ts";
+} from "../../src/engine/haltPolicy.ts";
+import { ServerError } from "../../src/engine/serverError.ts";
+import type { Calibration } from "../../src/model/calibration.ts";
 
 const point = (threshold: number, accuracy: number) => ({
   threshold,

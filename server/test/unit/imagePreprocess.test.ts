@@ -8,16 +8,16 @@ import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import fc from "fast-check";
 import sharp from "sharp";
-import { digitPhoto } from "../../tools/harness/index.ts";
-import { parseConfig, type ServerConfig } from "../src/config.ts";
-import type { ImageInput } from "../src/model/manifest.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { BlankImageError } from "../src/runtime/blankImage.ts";
-import { readImageHeader } from "../src/runtime/imageHeader.ts";
-import { defaultImagePixels } from "../src/runtime/imagePixelLimit.ts";
-import { ImageDecodeError, type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
-import { pngBomb, truncatedPng } from "./support/pngBomb.ts";
-import { type GoldenCase, modelDir, readModelJson, type Sample, samples } from "./support/testServer.ts";
+import { digitPhoto } from "../../../tools/harness/index.ts";
+import { type GoldenCase, modelDir, readModelJson, type Sample, samples } from "../../../tools/harness/testServer.ts";
+import { parseConfig, type ServerConfig } from "../../src/config.ts";
+import type { ImageInput } from "../../src/model/manifest.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { BlankImageError } from "../../src/runtime/blankImage.ts";
+import { readImageHeader } from "../../src/runtime/imageHeader.ts";
+import { defaultImagePixels } from "../../src/runtime/imagePixelLimit.ts";
+import { ImageDecodeError, type ImageLimits, preprocessImage } from "../../src/runtime/imagePreprocess.ts";
+import { pngBomb, truncatedPng } from "../support/pngBomb.ts";
 
 /** The server's default limits. */
 const { limits } = parseConfig([], {}) as ServerConfig;

@@ -8,14 +8,14 @@ import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import fc from "fast-check";
 import sharp from "sharp";
-import { digitPhoto, type PhotoOptions, preprocessWithSharpChain } from "../../tools/harness/index.ts";
-import { parseConfig, type ServerConfig } from "../src/config.ts";
-import type { ImageInput } from "../src/model/manifest.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { defaultImagePixels } from "../src/runtime/imagePixelLimit.ts";
-import { greyOnWhite, type ImageLimits, preprocessImage } from "../src/runtime/imagePreprocess.ts";
-import { decodePlainPng } from "../src/runtime/plainPng.ts";
-import { modelDir, type Sample, samples } from "./support/testServer.ts";
+import { digitPhoto, type PhotoOptions, preprocessWithSharpChain } from "../../../tools/harness/index.ts";
+import { modelDir, type Sample, samples } from "../../../tools/harness/testServer.ts";
+import { parseConfig, type ServerConfig } from "../../src/config.ts";
+import type { ImageInput } from "../../src/model/manifest.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { defaultImagePixels } from "../../src/runtime/imagePixelLimit.ts";
+import { greyOnWhite, type ImageLimits, preprocessImage } from "../../src/runtime/imagePreprocess.ts";
+import { decodePlainPng } from "../../src/runtime/plainPng.ts";
 
 const { limits } = parseConfig([], {}) as ServerConfig;
 const LIMITS: ImageLimits = {

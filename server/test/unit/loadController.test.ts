@@ -8,12 +8,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { bestSignal, resolveHaltPolicy, type TickLimits } from "../src/engine/haltPolicy.ts";
-import { HOLD_MS, LoadController, type LoadItem, type LoadView } from "../src/engine/loadController.ts";
-import { type TargetLadder, targetLadder } from "../src/engine/targetLadder.ts";
-import { TickCapacity } from "../src/engine/tickCapacity.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { REPO } from "./support/testServer.ts";
+import { REPO } from "../../../tools/harness/testServer.ts";
+import { bestSignal, resolveHaltPolicy, type TickLimits } from "../../src/engine/haltPolicy.ts";
+import { HOLD_MS, LoadController, type LoadItem, type LoadView } from "../../src/engine/loadController.ts";
+import { type TargetLadder, targetLadder } from "../../src/engine/targetLadder.ts";
+import { TickCapacity } from "../../src/engine/tickCapacity.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
 
 const { manifest, calibration } = loadModelFolder(join(REPO, "models", "maze-ctm", "1"));
 const limits: TickLimits = {

@@ -19,9 +19,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, it } from "node:test";
 import { Ajv2020, type AnySchemaObject, type ValidateFunction } from "ajv/dist/2020.js";
-import { ModelFolderError } from "../src/model/jsonReader.ts";
-import { MANIFEST_FILE, parseManifest } from "../src/model/manifest.ts";
-import { REPO } from "./support/testServer.ts";
+import { REPO } from "../../../tools/harness/testServer.ts";
+import { ModelFolderError } from "../../src/model/jsonReader.ts";
+import { MANIFEST_FILE, parseManifest } from "../../src/model/manifest.ts";
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Path = (string | number)[];

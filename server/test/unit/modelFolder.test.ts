@@ -3,10 +3,10 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { discoverModelFolders, loadModelFolder, ModelFolderError } from "../src/model/modelFolder.ts";
-import { asVersion2, type CalibrationDocument } from "./support/calibrationDocuments.ts";
-import { HALTING_DIR, HALTING_MODEL } from "./support/haltingModel.ts";
-import { MODEL_NAME, modelDir, readModelJson } from "./support/testServer.ts";
+import { asVersion2, type CalibrationDocument } from "../../../tools/harness/calibrationDocuments.ts";
+import { HALTING_DIR, HALTING_MODEL } from "../../../tools/harness/haltingModel.ts";
+import { MODEL_NAME, modelDir, readModelJson } from "../../../tools/harness/testServer.ts";
+import { discoverModelFolders, loadModelFolder, ModelFolderError } from "../../src/model/modelFolder.ts";
 
 type Json = Record<string, unknown>;
 

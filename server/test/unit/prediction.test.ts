@@ -5,10 +5,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { checkTensorInput } from "../src/engine/modelInput.ts";
-import { describePrediction, topClassKey } from "../src/engine/prediction.ts";
-import { ServerError } from "../src/engine/serverError.ts";
-import type { InputSpec } from "../src/model/manifest.ts";
+import { checkTensorInput } from "../../src/engine/modelInput.ts";
+import { describePrediction, topClassKey } from "../../src/engine/prediction.ts";
+import { ServerError } from "../../src/engine/serverError.ts";
+import type { InputSpec } from "../../src/model/manifest.ts";
 
 const digits = { shape: [10], labels: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] };
 const parity = { shape: [4, 2], labels: ["even", "odd"] };

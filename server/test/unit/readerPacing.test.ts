@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { READ_AHEAD_TICKS, waitsForReader } from "../src/engine/readerPacing.ts";
+import { READ_AHEAD_TICKS, waitsForReader } from "../../src/engine/readerPacing.ts";
 
 describe("waitsForReader", () => {
   it("parks a paced request once it is READ_AHEAD_TICKS past its reader, and not a tick sooner", () => {

@@ -9,12 +9,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { HaltPolicy } from "../src/engine/haltPolicy.ts";
-import { Scheduler, type TickBatch } from "../src/engine/scheduler.ts";
-import type { AdmitMessage, Finished, StepMessage } from "../src/engine/workerProtocol.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { CtmBatch } from "../src/runtime/ctmBatch.ts";
-import { type GoldenCase, modelDir, readModelJson } from "./support/testServer.ts";
+import { type GoldenCase, modelDir, readModelJson } from "../../../tools/harness/testServer.ts";
+import type { HaltPolicy } from "../../src/engine/haltPolicy.ts";
+import { Scheduler, type TickBatch } from "../../src/engine/scheduler.ts";
+import type { AdmitMessage, Finished, StepMessage } from "../../src/engine/workerProtocol.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
+import { CtmBatch } from "../../src/runtime/ctmBatch.ts";
 
 const golden = readModelJson<{ ticks: number; cases: GoldenCase[] }>("golden.json");
 const everyTick: HaltPolicy = {

@@ -1,5 +1,7 @@
 /**
- * The shape of server/src, read from its source files as TypeScript reads their imports. No module
+ * The shape of the code, read from its source files as TypeScript reads their imports. Each folder
+ * imports only itself, the product (server/src) and the shared harness (tools/harness), and the
+ * product imports nothing outside itself (the image ships server/src alone). In server/src, no module
  * imports itself round a cycle: in a cycle, load order decides which of the modules sees the other
  * half-initialised. And the transport keeps to its folders (src/transport/README.md): the protocols
  * (ctmV1/, oip/, http/, health/) build on the shared grpc/ plumbing and not on each other, and grpc/
@@ -12,7 +14,8 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 
-const SRC = fileURLToPath(new URL("../src", import.meta.url));
+const REPO = fileURLToPath(new URL("../../..", import.meta.url));
+const SRC = join(REPO, "server/src");
 const TRANSPORT = join(SRC, "transport");
 const SHARED = "grpc";
 const PROTOCOLS = ["ctmV1", "oip", "http", "health"];
@@ -144,5 +147,68 @@ describe("the transport's folders", () => {
       }
     }
     assert.deepEqual(crossings, []);
+  });
+});
+
+/**
+ * The folders that hold code, most specific first. Any of them may import the product and the harness;
+ * none imports another's files. The one exception: the tests import scripts/flags-table.ts to check that
+ * docs/flags.md is what it writes.
+ */
+const AREAS = [
+  "server/src",
+  "server/bench",
+  "server/test",
+  "tools/harness",
+  "tools/classify",
+  "loadtest",
+  "deploy",
+  "scripts",
+];
+const SHARED_AREAS = ["server/src", "tools/harness"];
+const AREA_CROSSINGS = new Set(["server/test -> scripts/flags-table.ts"]);
+
+function areaOf(file: string): string | undefined {
+  const path = relative(REPO, file);
+  return AREAS.find((area) => path === area || path.startsWith(`${area}/`));
+}
+
+function codeFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.name === "node_modules" || entry.name === "fixtures") return [];
+    if (entry.isDirectory()) return codeFiles(path);
+    return /\.(ts|mjs)$/.test(entry.name) ? [path] : [];
+  });
+}
+
+describe("the repository's folders", () => {
+  const repoFiles = ["server", "tools", "loadtest", "deploy", "scripts"].flatMap((dir) => codeFiles(join(REPO, dir)));
+  const repoGraph = importGraph(repoFiles);
+
+  it("are all read, each into an area", () => {
+    assert.deepEqual(
+      repoFiles.filter((file) => areaOf(file) === undefined).map((file) => relative(REPO, file)),
+      [],
+    );
+    for (const area of AREAS)
+      assert.ok(
+        repoFiles.some((file) => areaOf(file) === area),
+        `${area} holds no file`,
+      );
+  });
+
+  it("import only themselves, server/src and tools/harness; server/src imports only itself", () => {
+    const sideways: string[] = [];
+    for (const file of repoFiles) {
+      const from = areaOf(file) as string;
+      for (const target of repoGraph.get(file) ?? []) {
+        const to = areaOf(target);
+        if (to === from || (from !== "server/src" && to !== undefined && SHARED_AREAS.includes(to))) continue;
+        if (AREA_CROSSINGS.has(`${from} -> ${relative(REPO, target)}`)) continue;
+        sideways.push(`${relative(REPO, file)} imports ${relative(REPO, target)}`);
+      }
+    }
+    assert.deepEqual(sideways, []);
   });
 });

@@ -8,11 +8,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { type HaltPolicyRequest, resolveHaltPolicy, signalsOf, type TickLimits } from "../src/engine/haltPolicy.ts";
-import { LadderCache, servedPolicy, targetLadder } from "../src/engine/targetLadder.ts";
-import { GUARANTEE_KINDS } from "../src/model/calibration.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { REPO } from "./support/testServer.ts";
+import { REPO } from "../../../tools/harness/testServer.ts";
+import { type HaltPolicyRequest, resolveHaltPolicy, signalsOf, type TickLimits } from "../../src/engine/haltPolicy.ts";
+import { LadderCache, servedPolicy, targetLadder } from "../../src/engine/targetLadder.ts";
+import { GUARANTEE_KINDS } from "../../src/model/calibration.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
 
 function limitsOf(model: string): TickLimits {
   const { manifest, calibration } = loadModelFolder(join(REPO, "models", model, "1"));

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { RECENT_MS, TickCapacity } from "../src/engine/tickCapacity.ts";
+import { RECENT_MS, TickCapacity } from "../../src/engine/tickCapacity.ts";
 
 const run = (batchSize: number, tickMs: number, joined = 0, encodeMs = 0) => ({
   batchSize,

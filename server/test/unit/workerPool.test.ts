@@ -15,11 +15,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
-import type { EngineLog } from "../src/engine/engineLog.ts";
-import { WorkerPool } from "../src/engine/workerPool.ts";
-import type { WorkerData } from "../src/engine/workerProtocol.ts";
-import { loadModelFolder } from "../src/model/modelFolder.ts";
-import { MODEL_NAME, modelDir } from "./support/testServer.ts";
+import { MODEL_NAME, modelDir } from "../../../tools/harness/testServer.ts";
+import type { EngineLog } from "../../src/engine/engineLog.ts";
+import { WorkerPool } from "../../src/engine/workerPool.ts";
+import type { WorkerData } from "../../src/engine/workerProtocol.ts";
+import { loadModelFolder } from "../../src/model/modelFolder.ts";
 
 interface Line {
   level: keyof EngineLog;
