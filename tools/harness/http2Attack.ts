@@ -211,17 +211,26 @@ export function rawCall(
       "grpc-encoding": "gzip",
       te: "trailers",
     });
-    let status = -1;
-    let details = "";
-    const read = (headers: http2.IncomingHttpHeaders) => {
-      if (headers["grpc-status"] !== undefined) status = Number(headers["grpc-status"]);
-      if (headers["grpc-message"] !== undefined) details = decodeURIComponent(String(headers["grpc-message"]));
-    };
-    stream.on("response", read);
-    stream.on("trailers", read);
-    stream.on("data", () => {});
-    stream.on("error", () => {});
-    stream.on("close", () => resolve({ status, details }));
+    const ended = grpcEnding(stream);
+    stream.on("close", () => resolve({ status: ended.status, details: ended.details }));
     stream.end(message);
   });
+}
+
+/**
+ * Reads a raw call's grpc-status and grpc-message as they arrive, in the headers of a trailers-only
+ * answer or in the trailers; discards the data and swallows stream errors (the status is the result).
+ * The fields hold -1 and "" until the server sends a status.
+ */
+export function grpcEnding(stream: http2.ClientHttp2Stream): { status: number; details: string } {
+  const ended = { status: -1, details: "" };
+  const read = (headers: http2.IncomingHttpHeaders) => {
+    if (headers["grpc-status"] !== undefined) ended.status = Number(headers["grpc-status"]);
+    if (headers["grpc-message"] !== undefined) ended.details = decodeURIComponent(String(headers["grpc-message"]));
+  };
+  stream.on("response", read);
+  stream.on("trailers", read);
+  stream.on("data", () => {});
+  stream.on("error", () => {});
+  return ended;
 }

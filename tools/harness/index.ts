@@ -37,6 +37,7 @@ export {
   classifyRequestBytes,
   EMPTY_MESSAGE,
   eventually,
+  grpcEnding,
   grpcHeaders,
   gzipMessage,
   HEALTH_CHECK,

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { grpcEnding } from "../../../tools/harness/index.ts";
 import {
   type GoldenCase,
   metricValue,
@@ -55,20 +56,11 @@ function partialCall(
     prefix.writeUInt32BE(declared, 1);
     stream.write(Buffer.concat([prefix, Buffer.alloc(send)]));
     if (end) stream.end();
-    let status = -1;
-    let details = "";
-    const read = (headers: http2.IncomingHttpHeaders) => {
-      if (headers["grpc-status"] !== undefined) status = Number(headers["grpc-status"]);
-      if (headers["grpc-message"] !== undefined) details = decodeURIComponent(String(headers["grpc-message"]));
-    };
-    stream.on("response", read);
-    stream.on("trailers", read);
-    stream.on("data", () => {});
-    stream.on("error", () => {});
+    const ended = grpcEnding(stream);
     const limit = setTimeout(() => stream.close(), 8000);
     stream.on("close", () => {
       clearTimeout(limit);
-      resolve({ status, details, reset: stream.rstCode ?? 0 });
+      resolve({ status: ended.status, details: ended.details, reset: stream.rstCode ?? 0 });
     });
   });
 }

@@ -8,15 +8,11 @@
  * the tick graph runs any number of ticks), so that a stream has more messages than grpc-js buffers.
  */
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { StalledClient } from "../../../tools/harness/index.ts";
 import {
   type GoldenCase,
   metricValue,
-  modelDir,
   readModelJson,
   startTestServer,
   type TestServer,
@@ -24,24 +20,12 @@ import {
 } from "../../../tools/harness/testServer.ts";
 import type { ClassifyRequestMessage } from "../../src/transport/ctmV1/ctmProtocol.ts";
 import { loadProtocol } from "../../src/transport/ctmV1/ctmProtocol.ts";
+import { longModelDir } from "../support/modelRepository.ts";
 
 const NAME = "mnist-long";
 const TICKS = 40;
 const MAX_BATCH = 4;
 const IDLE_MS = 3000;
-
-function longModel(): string {
-  const root = mkdtempSync(join(tmpdir(), "ctm-slow-readers-"));
-  const dir = join(root, NAME, "1");
-  mkdirSync(dir, { recursive: true });
-  for (const file of ["manifest.json", "encoder.onnx", "tick.onnx", "calibration.json"])
-    copyFileSync(join(modelDir(), file), join(dir, file));
-  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
-  manifest.name = NAME;
-  manifest.ticks.max = TICKS;
-  writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
-  return root;
-}
 
 const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json");
 const request = (i: number, ticks = TICKS): ClassifyRequestMessage => ({
@@ -53,7 +37,7 @@ describe("streams whose clients stop reading", () => {
   let t: TestServer;
   before(async () => {
     t = await startTestServer({
-      modelsDir: longModel(),
+      modelsDir: longModelDir(NAME, TICKS),
       maxBatch: MAX_BATCH,
       maxQueue: 64,
       streamWriteIdleMs: IDLE_MS,

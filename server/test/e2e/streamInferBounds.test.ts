@@ -9,15 +9,11 @@
  * The model is a copy of the shipped one allowed 40 ticks, so that each request has many answers.
  */
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createOipClient, eventually, grpcMessage, StalledClient } from "../../../tools/harness/index.ts";
 import {
   type GoldenCase,
   metricValue,
-  modelDir,
   readModelJson,
   startTestServer,
   type TestServer,
@@ -28,25 +24,13 @@ import {
   type ModelInferRequestMessage,
   type ModelStreamInferResponseMessage,
 } from "../../src/transport/oip/oipProtocol.ts";
+import { longModelDir } from "../support/modelRepository.ts";
 
 const NAME = "mnist-long";
 const TICKS = 40;
 const MAX_BATCH = 4;
 const IDLE_MS = 1500;
 const SENT = 200;
-
-function longModel(): string {
-  const root = mkdtempSync(join(tmpdir(), "ctm-stream-infer-"));
-  const dir = join(root, NAME, "1");
-  mkdirSync(dir, { recursive: true });
-  for (const file of ["manifest.json", "encoder.onnx", "tick.onnx", "calibration.json"])
-    copyFileSync(join(modelDir(), file), join(dir, file));
-  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
-  manifest.name = NAME;
-  manifest.ticks.max = TICKS;
-  writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
-  return root;
-}
 
 const golden = readModelJson<{ cases: GoldenCase[] }>("golden.json").cases[0] as GoldenCase;
 
@@ -64,7 +48,7 @@ describe("ModelStreamInfer under a client that does not read", () => {
   let t: TestServer;
   before(async () => {
     t = await startTestServer({
-      modelsDir: longModel(),
+      modelsDir: longModelDir(NAME, TICKS),
       maxBatch: MAX_BATCH,
       maxQueue: 64,
       streamWriteIdleMs: IDLE_MS,

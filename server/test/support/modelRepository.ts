@@ -4,6 +4,7 @@
  * that a version costs a few KB. And a client for the Open Inference Protocol's gRPC service.
  */
 import {
+  copyFileSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -18,6 +19,23 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { createOipClient, type OipClient, type UnaryMethod } from "../../../tools/harness/index.ts";
 import { MODEL_NAME, modelDir } from "../../../tools/harness/testServer.ts";
+
+/**
+ * A models folder holding a copy of the shipped model under `name`, allowed `maxTicks` ticks (the
+ * manifest's ticks.max; the graphs do not depend on it), for tests that need requests to run long.
+ */
+export function longModelDir(name: string, maxTicks: number): string {
+  const root = mkdtempSync(join(tmpdir(), "ctm-long-model-"));
+  const dir = join(root, name, "1");
+  mkdirSync(dir, { recursive: true });
+  for (const file of ["manifest.json", "encoder.onnx", "tick.onnx", "calibration.json"])
+    copyFileSync(join(modelDir(), file), join(dir, file));
+  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  manifest.name = name;
+  manifest.ticks.max = maxTicks;
+  writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
+  return root;
+}
 
 /** A models folder holding `versions` of the shipped model (as `name`). */
 export function versionedModelsDir(versions: number[], name = MODEL_NAME): string {
