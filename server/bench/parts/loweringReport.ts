@@ -36,7 +36,8 @@ export interface ModelRun {
   ladder: LadderRung[];
   objectiveMs: number;
   /** Answers per second at full depth, closed loop, before the points and after them. */
-  capacity: { beforeRps: number; afterRps: number; callers: number; seconds: number };
+  /** atFloorRps: every request at the lowest rung (absent from results written before it was measured). */
+  capacity: { beforeRps: number; afterRps: number; atFloorRps?: number; callers: number; seconds: number };
   loadAverage: { start: number[]; end: number[] };
   points: LoweringPoint[];
 }
@@ -110,6 +111,16 @@ export function targetVerdict(run: ModelRun): string {
   return `2x, controller on: ${checks.join(", ")}. Off: p99 ${ms(off.latencyMs.p99)} ms, ${off.refused} of ${off.sent} refused (${percent(off.refused / Math.max(1, off.sent))}).`;
 }
 
+/** The capacity with every request at its lowest rung, and whether 2x could then be served without refusals. */
+function atFloor(run: ModelRun): string {
+  const { atFloorRps, beforeRps } = run.capacity;
+  if (atFloorRps === undefined) return "";
+  const ratio = atFloorRps / beforeRps;
+  const verdict =
+    ratio >= 2 ? "2x fits at the floor" : "**2x cannot be served without refusals, whatever the controller does**";
+  return `; at the floor (every request at the lowest rung) ${atFloorRps.toFixed(0)} answers/s, ${ratio.toFixed(2)}x: ${verdict}`;
+}
+
 export function resultMarkdown(result: LoweringResult): string {
   const parts = [
     `${result.command} (${result.startedAt.slice(0, 16).replace("T", " ")} to ${result.finishedAt.slice(11, 16)} UTC, commit ${result.commit}; ${result.machine.cores} x ${result.machine.cpu}, load average ${result.machine.loadAverageAtStart.join(", ")} at the start)`,
@@ -120,7 +131,7 @@ export function resultMarkdown(result: LoweringResult): string {
       .join(", ");
     parts.push(
       "",
-      `**${run.name}/${run.version}**: target_accuracy ${run.target}, min_target_accuracy ${run.floor}, confidence ${run.confidence}, on ${run.signal}; rungs ${ladder}. Objective ${run.objectiveMs} ms. Full-depth capacity ${run.capacity.beforeRps.toFixed(0)} answers/s before the points, ${run.capacity.afterRps.toFixed(0)} after (closed loop, ${run.capacity.callers} callers, ${run.capacity.seconds} s); load average ${run.loadAverage.start.join(", ")} at its start, ${run.loadAverage.end.join(", ")} at its end.`,
+      `**${run.name}/${run.version}**: target_accuracy ${run.target}, min_target_accuracy ${run.floor}, confidence ${run.confidence}, on ${run.signal}; rungs ${ladder}. Objective ${run.objectiveMs} ms. Full-depth capacity ${run.capacity.beforeRps.toFixed(0)} answers/s before the points, ${run.capacity.afterRps.toFixed(0)} after (closed loop, ${run.capacity.callers} callers, ${run.capacity.seconds} s)${atFloor(run)}; load average ${run.loadAverage.start.join(", ")} at its start, ${run.loadAverage.end.join(", ")} at its end.`,
       "",
       modelTable(run),
       "",

@@ -54,11 +54,21 @@ export function chooseTargets(
  * The requests of a run: at the target without a floor (the full-depth capacity) and with it (the
  * points). Both name the signal, so that the server neither picks another nor lowers on another.
  */
-export function loweringPolicies(chosen: ChosenTargets): { fullDepth: HaltPolicyMessage; flexible: HaltPolicyMessage } {
+export function loweringPolicies(chosen: ChosenTargets): {
+  fullDepth: HaltPolicyMessage;
+  flexible: HaltPolicyMessage;
+  atFloor: HaltPolicyMessage;
+} {
   const fullDepth: HaltPolicyMessage = {
     target_accuracy: chosen.target,
     target_confidence: chosen.confidence,
     halt_signal: chosen.signal as HaltPolicyMessage["halt_signal"],
   };
-  return { fullDepth, flexible: { ...fullDepth, min_target_accuracy: chosen.floor } };
+  // The cheapest a flexible request can be served: at the ladder's lowest rung, the one its floor allows.
+  const lowest = chosen.ladder.at(-1)?.target ?? chosen.target;
+  return {
+    fullDepth,
+    flexible: { ...fullDepth, min_target_accuracy: chosen.floor },
+    atFloor: { ...fullDepth, target_accuracy: lowest },
+  };
 }

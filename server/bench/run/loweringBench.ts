@@ -2,7 +2,8 @@
  * `npm run bench:lowering`: thinking less under overload, measured. For each model, two servers run
  * side by side from this repository exactly as `npm start` runs them, one with --latency-objective-ms
  * (the controller on) and one without (off). The model's full-depth capacity is measured first, closed
- * loop on the server without the controller, with every request at its target; then both servers take
+ * loop on the server without the controller, with every request at its target, and so is its capacity at
+ * the floor (every request at the lowest rung, the most a controller could answer); then both servers take
  * open-loop Poisson arrivals at multiples of it, point by point, one server after the other (which goes
  * first alternates), and the capacity is measured again at the end, so that a machine whose load moved
  * during the run shows it. Every request asks for the same target with the same floor, so the only
@@ -166,7 +167,7 @@ async function measureModel(name: string, options: LoweringOptions): Promise<Mod
     const modelDir = join(REPO, "models", name, String(model.version));
     const images = loadSamples(modelDir).samples;
     const samples = options.inputs === "tensor" ? await asTensors(images, modelDir) : images;
-    const { fullDepth, flexible } = loweringPolicies(chosen);
+    const { fullDepth, flexible, atFloor } = loweringPolicies(chosen);
     log(
       `${name}/${model.version}: target ${chosen.target}, floor ${chosen.floor} on ${chosen.signal}; rungs ${chosen.ladder.map((r) => `${r.target}@${r.threshold}`).join(" ")}`,
     );
@@ -180,6 +181,18 @@ async function measureModel(name: string, options: LoweringOptions): Promise<Mod
     await sleep(SETTLE_MS);
     const capacity = await fullDepthRate();
     log(`  full-depth capacity ${capacity.toFixed(1)} answers/s (load average ${loadAverage().join(", ")})`);
+    // The most any controller can answer without refusing: every request at the lowest rung its floor
+    // allows. Where it is under 2x the full-depth capacity, 2x cannot be served without refusals.
+    await sleep(SETTLE_MS);
+    const atFloorRps = await closedLoopRate(
+      servers.off,
+      model,
+      atFloor,
+      samples,
+      options.callers,
+      options.capacitySeconds,
+    );
+    log(`  capacity at the floor ${atFloorRps.toFixed(1)} answers/s (${(atFloorRps / capacity).toFixed(2)}x)`);
 
     const points: LoweringPoint[] = [];
     for (const [i, multiple] of options.loads.entries()) {
@@ -215,7 +228,13 @@ async function measureModel(name: string, options: LoweringOptions): Promise<Mod
     return {
       ...chosen,
       objectiveMs: options.objectiveMs,
-      capacity: { beforeRps: capacity, afterRps: after, callers: options.callers, seconds: options.capacitySeconds },
+      capacity: {
+        beforeRps: capacity,
+        afterRps: after,
+        atFloorRps,
+        callers: options.callers,
+        seconds: options.capacitySeconds,
+      },
       loadAverage: { start: loadAtStart, end: loadAverage() },
       points,
     };

@@ -68,7 +68,7 @@ describe("bench:lowering --signal", () => {
     const signal = model.target_signal === "HALT_SIGNAL_HALT" ? "certainty" : "halt";
     const chosen = chooseTargets(model, { confidence: 0.95, target: undefined, floor: undefined, signal });
     assert.notEqual(chosen.signal, model.target_signal);
-    const { fullDepth, flexible } = loweringPolicies(chosen);
+    const { fullDepth, flexible, atFloor } = loweringPolicies(chosen);
     for (const policy of [fullDepth, flexible]) {
       const response = await t.client.classify({ model: MAZE, image: { data: firstSample() }, halt_policy: policy });
       assert.equal(response.halt_signal, chosen.signal);
@@ -78,6 +78,15 @@ describe("bench:lowering --signal", () => {
     }
     assert.equal(flexible.min_target_accuracy, chosen.floor);
     assert.equal(fullDepth.min_target_accuracy, undefined);
+    // The capacity at the floor is measured with every request at the lowest rung: served there.
+    const lowest = chosen.ladder.at(-1);
+    const atFloorAnswer = await t.client.classify({
+      model: MAZE,
+      image: { data: firstSample() },
+      halt_policy: atFloor,
+    });
+    assert.equal(atFloorAnswer.guarantee?.target, lowest?.target);
+    assert.equal(atFloorAnswer.threshold_used, lowest?.threshold);
   });
 
   it("refuses a signal it does not know, naming the flag", () => {
