@@ -33,10 +33,24 @@ class SuperLinear(nn.Module):
         # (D, B, in) @ (D, in, out) -> (D, B, out): one batched matmul for all neurons. The paper writes
         # it as einsum('BDM,MHD->BDH'); exported to ONNX, that Einsum ran each tick 1.3x slower in
         # onnxruntime than this MatMul (batch 1 and 32), which is what the server pays per tick.
-        # The copies to contiguous memory are no-ops in the exported graph; in PyTorch they let the CPU's
-        # batched matmul skip a copy of every neuron's slice (1.4x faster per layer, forward and backward).
-        out = torch.matmul(x.transpose(0, 1).contiguous(), self.w1.permute(2, 0, 1).contiguous()).transpose(0, 1)
+        # The copies to contiguous memory (neuron_matmul) let the CPU's batched matmul skip a copy of every
+        # neuron's slice (1.4x faster per layer, forward and backward).
+        out = neuron_matmul(x, self.w1)
         return (out + self.b1) / self.T
+
+
+@torch.compiler.disable
+def neuron_matmul(x: Tensor, w1: Tensor) -> Tensor:
+    """(B, D, in) x w1 (in, out, D) -> (B, D, out): every neuron's own linear map, as one batched matmul.
+
+    Left out of `torch.compile` (a graph break, forward and backward run eager): Inductor drops the two
+    copies to contiguous memory (to it they are layout choices), and the CPU's batched matmul then
+    copies every neuron's weight slice on each call, 10x slower than eager (2.6 ms against 0.24 ms a
+    call at batch 32, D = 256; `training/bench/step_speed.py --profile`). Leaving the whole NLM out
+    instead (GLUs included) was slower (1.67x against 1.99x the baseline on two threads). The copies
+    are no-ops in the exported graph.
+    """
+    return torch.matmul(x.transpose(0, 1).contiguous(), w1.permute(2, 0, 1).contiguous()).transpose(0, 1)
 
 
 class NeuronLevelModels(nn.Sequential):
