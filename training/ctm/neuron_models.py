@@ -47,8 +47,8 @@ def neuron_matmul(x: Tensor, w1: Tensor) -> Tensor:
     copies to contiguous memory (to it they are layout choices), and the CPU's batched matmul then
     copies every neuron's weight slice on each call, 10x slower than eager (2.6 ms against 0.24 ms a
     call at batch 32, D = 256; `training/bench/step_speed.py --profile`). Leaving the whole NLM out
-    instead (GLUs included) was slower (1.67x against 1.99x the baseline on two threads). The copies
-    are no-ops in the exported graph.
+    instead (GLUs included) was slower (docs/training.md, "Training speed"). The exported graph is
+    unchanged (the same operators; the copies are no-ops there).
     """
     return torch.matmul(x.transpose(0, 1).contiguous(), w1.permute(2, 0, 1).contiguous()).transpose(0, 1)
 

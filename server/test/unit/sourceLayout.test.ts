@@ -196,6 +196,11 @@ describe("the repository's folders", () => {
         repoFiles.some((file) => areaOf(file) === area),
         `${area} holds no file`,
       );
+    // A reader that resolved no import across folders would find nothing sideways.
+    assert.ok(
+      repoGraph.get(join(REPO, "tools/harness/testServer.ts"))?.includes(join(SRC, "server.ts")),
+      "tools/harness/testServer.ts's import of server/src/server.ts was not found",
+    );
   });
 
   it("import only themselves, server/src and tools/harness; server/src imports only itself", () => {
